@@ -1,0 +1,200 @@
+"""Platform commands: ``init``, ``server``, ``cert``, ``env``, ``psql``, ``migrate``."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import shutil
+
+import click
+import yaml
+from rich.table import Table
+
+from fstore import pki, server
+from fstore.cli import console, home_of, main
+from fstore.connection import connect_operator, material_for, write_service_entry
+from fstore.errors import InvalidInput
+from fstore.home import DEFAULT_PORT
+
+
+@main.command()
+@click.option("--hostname", "hostnames", multiple=True, help="Extra SAN for the server certificate.")
+@click.pass_context
+def init(ctx: click.Context, hostnames: tuple[str, ...]) -> None:
+    """Create the fstore home: root and intermediate CA, CRLs, server and admin certificates."""
+    home = home_of(ctx)
+    names = pki.default_hostnames() + [h for h in hostnames if h not in pki.default_hostnames()]
+    if pki.init_ca(home, names):
+        pki.issue_certificate(home, "fstore_admin")
+        console.print(f"initialised fstore home at [bold]{home.root}[/]")
+    else:
+        console.print(f"fstore home at [bold]{home.root}[/] already initialised; nothing changed")
+
+
+# --- server -------------------------------------------------------------------------
+
+
+@main.group("server")
+def server_group() -> None:
+    """Run the embedded PostgreSQL server."""
+
+
+@server_group.command("start")
+@click.option("--port", type=int, default=None, help=f"TCP port (default: last used, else {DEFAULT_PORT}).")
+@click.option("--listen", default="localhost", show_default=True, help="listen_addresses for TLS clients.")
+@click.pass_context
+def server_start(ctx: click.Context, port: int | None, listen: str) -> None:
+    """Initialise (once) and start the server; a second start says it is running."""
+    home = home_of(ctx)
+    result = server.start(home, server.check_port(port) if port else None, listen=listen)
+    if result.already_running:
+        console.print(f"server already running on port {result.port}")
+    else:
+        note = " (new data directory)" if result.initialised else ""
+        console.print(f"server started on port {result.port}{note}")
+
+
+@server_group.command("stop")
+@click.pass_context
+def server_stop(ctx: click.Context) -> None:
+    """Stop the server (idempotent)."""
+    console.print("server stopped" if server.stop(home_of(ctx)) else "server was not running")
+
+
+@server_group.command("status")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_context
+def server_status(ctx: click.Context, as_json: bool) -> None:
+    """Running?, port, version, extensions, data directory."""
+    info = server.status(home_of(ctx))
+    if as_json:
+        click.echo(json.dumps(info, indent=2))
+        return
+    table = Table(show_header=False, box=None)
+    for key, value in info.items():
+        if isinstance(value, dict):
+            value = ", ".join(f"{k} {v}" for k, v in value.items())
+        table.add_row(f"[bold]{key}[/]", str(value))
+    console.print(table)
+    if not info["running"]:
+        ctx.exit(3)
+
+
+@server_group.command("logs")
+@click.option("-n", "--lines", default=50, show_default=True)
+@click.pass_context
+def server_logs(ctx: click.Context, lines: int) -> None:
+    """Show the end of the server log."""
+    for line in server.log_tail(home_of(ctx), lines):
+        click.echo(line)
+
+
+@main.command()
+@click.pass_context
+def migrate(ctx: click.Context) -> None:
+    """Apply pending SQL migrations from sql/."""
+    from fstore.migrations import apply_migrations
+
+    with connect_operator(home_of(ctx), autocommit=True) as conn:
+        applied = apply_migrations(conn)
+    console.print(f"applied {len(applied)} migration(s)" + (": " + ", ".join(applied) if applied else ""))
+
+
+# --- certificates -----------------------------------------------------------------
+
+
+@main.group("cert")
+def cert_group() -> None:
+    """Issue, list and revoke certificates; re-sign CRLs."""
+
+
+@cert_group.command("issue")
+@click.argument("role")
+@click.option("--app", "app_id", default=None, help="Application id recorded with the certificate.")
+@click.option("--ttl", default=None, help="Lifetime, e.g. 1h, 7d (default: 365d; 1h with --app).")
+@click.pass_context
+def cert_issue(ctx: click.Context, role: str, app_id: str | None, ttl: str | None) -> None:
+    """Issue a client certificate whose CN is ROLE."""
+    home = home_of(ctx)
+    record = pki.issue_certificate(home, role, app_id=app_id, ttl=pki.parse_duration(ttl) if ttl else None)
+    _register_in_catalog(ctx, record)
+    console.print(f"issued serial {record.serial} for {role}, expires {record.not_after}")
+    console.print(f"  certificate {record.cert_file}\n  key         {record.key_file}")
+
+
+def _register_in_catalog(ctx: click.Context, record: pki.CertificateRecord) -> None:
+    from fstore.certificates import record_in_catalog
+
+    record_in_catalog(home_of(ctx), record)
+
+
+@cert_group.command("revoke")
+@click.argument("role", required=False)
+@click.option("--serial", default=None, help="Revoke one certificate by serial.")
+@click.pass_context
+def cert_revoke(ctx: click.Context, role: str | None, serial: str | None) -> None:
+    """Revoke ROLE's certificates (or one --serial), reload the CRL, end their sessions."""
+    if (role is None) == (serial is None):
+        raise InvalidInput("give a ROLE or --serial, not both")
+    from fstore.certificates import revoke
+
+    revoked, terminated = revoke(home_of(ctx), role=role, serial=serial)
+    for record in revoked:
+        console.print(f"revoked serial {record.serial} ({record.role}, {record.kind})")
+    console.print(f"terminated {terminated} open session(s)")
+
+
+@cert_group.command("list")
+@click.option("--all", "show_all", is_flag=True, help="Include the server certificate.")
+@click.pass_context
+def cert_list(ctx: click.Context, show_all: bool) -> None:
+    """Serial, subject, kind, app id, expiry and revocation of every issued certificate."""
+    table = Table("serial", "subject", "kind", "app id", "expires", "revoked")
+    now = dt.datetime.now(dt.timezone.utc)
+    for r in pki.list_certificates(home_of(ctx)):
+        if r.kind == "service" and not show_all:
+            continue
+        expired = " (expired)" if r.expires < now else ""
+        table.add_row(r.serial, r.subject, r.kind, r.app_id or "", r.not_after[:19] + expired, r.revoked_at[:19] if r.revoked_at else "")
+    console.print(table)
+
+
+@cert_group.command("crl")
+@click.pass_context
+def cert_crl(ctx: click.Context) -> None:
+    """Re-sign the CRLs of both CAs and reload the server."""
+    home = home_of(ctx)
+    next_update = pki.resign_crls(home)
+    if server.is_running(home):
+        server.reload(home)
+    console.print(f"CRLs re-signed; next update {next_update.isoformat()}")
+
+
+# --- client material --------------------------------------------------------------
+
+
+@main.command("env")
+@click.argument("role")
+@click.option("--app", "app_id", default=None, help="Use ROLE's application certificate.")
+@click.pass_context
+def env_command(ctx: click.Context, role: str, app_id: str | None) -> None:
+    """Write ROLE's pg_service.conf entry; print it, the SQLAlchemy URL and a dbt profile."""
+    material = material_for(home_of(ctx), role, app_id)
+    path = write_service_entry(material)
+    click.echo(f"# pg_service entry written to {path}: psql \"service={role}\"")
+    click.echo(material.service_entry())
+    click.echo(f"# SQLAlchemy URL\n{material.sqlalchemy_url()}\n")
+    click.echo("# dbt profile (profiles.yml)")
+    click.echo(yaml.safe_dump(material.dbt_profile(), sort_keys=False))
+
+
+@main.command("psql", context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
+@click.argument("role")
+@click.argument("psql_args", nargs=-1, type=click.UNPROCESSED)
+@click.pass_context
+def psql_command(ctx: click.Context, role: str, psql_args: tuple[str, ...]) -> None:
+    """Open psql as ROLE with its certificate (extra arguments go to psql)."""
+    material = material_for(home_of(ctx), role)
+    psql = shutil.which("psql") or "/usr/bin/psql"
+    os.execv(psql, [psql, material.conninfo(), *psql_args])

@@ -1,0 +1,127 @@
+"""The layout of ``$FSTORE_HOME``: one place that knows where every file lives.
+
+Example::
+
+    home = FstoreHome.resolve()          # $FSTORE_HOME or ~/.fstore
+    home.ca_dir / "root.crt"
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+DEFAULT_PORT = 55433
+
+
+@dataclass(frozen=True)
+class FstoreHome:
+    """Paths inside one fstore home directory.
+
+    ``ca/``      root and intermediate CA (keys 0600), CRLs, the issued-certificate registry
+    ``certs/``   client certificates and keys, one pair per role (and per application)
+    ``server/``  owned by the server's OS user: data directory, TLS files, socket, log
+    """
+
+    root: Path
+
+    @classmethod
+    def resolve(cls, home: str | os.PathLike[str] | None = None) -> "FstoreHome":
+        """Return the home given, else ``$FSTORE_HOME``, else ``~/.fstore``."""
+        raw = home or os.environ.get("FSTORE_HOME") or Path.home() / ".fstore"
+        return cls(Path(raw).expanduser().absolute())
+
+    # --- certificate authority -------------------------------------------------
+    @property
+    def ca_dir(self) -> Path:
+        return self.root / "ca"
+
+    @property
+    def root_ca_cert(self) -> Path:
+        return self.ca_dir / "root.crt"
+
+    @property
+    def root_ca_key(self) -> Path:
+        return self.ca_dir / "root.key"
+
+    @property
+    def intermediate_ca_cert(self) -> Path:
+        return self.ca_dir / "intermediate.crt"
+
+    @property
+    def intermediate_ca_key(self) -> Path:
+        return self.ca_dir / "intermediate.key"
+
+    @property
+    def ca_bundle(self) -> Path:
+        """Root then intermediate: what the server trusts for client certificates."""
+        return self.ca_dir / "ca-bundle.crt"
+
+    @property
+    def crl_file(self) -> Path:
+        """A current CRL from every CA in the chain, concatenated."""
+        return self.ca_dir / "crl.pem"
+
+    @property
+    def registry_file(self) -> Path:
+        return self.ca_dir / "issued.json"
+
+    # --- client material -------------------------------------------------------
+    @property
+    def certs_dir(self) -> Path:
+        return self.root / "certs"
+
+    def client_cert(self, name: str) -> Path:
+        """Certificate file (leaf + intermediate) for a role or ``role@app``."""
+        return self.certs_dir / f"{name}.crt"
+
+    def client_key(self, name: str) -> Path:
+        return self.certs_dir / f"{name}.key"
+
+    # --- server ----------------------------------------------------------------
+    @property
+    def server_dir(self) -> Path:
+        return self.root / "server"
+
+    @property
+    def data_dir(self) -> Path:
+        return self.server_dir / "pgdata"
+
+    @property
+    def socket_dir(self) -> Path:
+        return self.server_dir / "run"
+
+    @property
+    def log_file(self) -> Path:
+        return self.server_dir / "postgresql.log"
+
+    @property
+    def server_tls_dir(self) -> Path:
+        return self.server_dir / "tls"
+
+    @property
+    def settings_file(self) -> Path:
+        return self.root / "settings.json"
+
+    def settings(self) -> dict[str, Any]:
+        """Small persistent settings (port, host name) written by ``fstore server start``."""
+        if self.settings_file.exists():
+            return json.loads(self.settings_file.read_text())
+        return {}
+
+    def save_settings(self, **values: Any) -> None:
+        data = self.settings() | values
+        self.root.mkdir(parents=True, exist_ok=True)
+        tmp = self.settings_file.with_suffix(".tmp")
+        tmp.write_text(json.dumps(data, indent=2, sort_keys=True))
+        tmp.replace(self.settings_file)
+
+    @property
+    def port(self) -> int:
+        return int(self.settings().get("port", DEFAULT_PORT))
+
+    def exists(self) -> bool:
+        return self.root_ca_cert.exists() and self.intermediate_ca_cert.exists()

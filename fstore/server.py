@@ -1,0 +1,353 @@
+"""The embedded PostgreSQL server: initialise, configure TLS, start, stop, reload.
+
+When run as root the server runs as the ``postgres`` OS user (PostgreSQL
+refuses root); otherwise as the current user. The operator reaches it only
+over the local socket (peer authentication mapped to the superuser); every
+TCP login is TLS with a client certificate whose CN is the role name.
+
+Example::
+
+    home = FstoreHome.resolve()
+    start(home, port=55433)
+    print(status(home))
+    stop(home)
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import getpass
+import os
+import pwd
+import shutil
+import subprocess
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from fstore.connection import DATABASE, connect, connect_operator
+from fstore.errors import InvalidInput, ServerError
+from fstore.home import DEFAULT_PORT, FstoreHome
+from fstore.pki import CertificateRecord, crl_expiry, resign_crls
+from fstore.roles import ADMIN_ROLE, SUPERUSER_ROLE
+
+PG_MAJOR = 15
+EXTENSIONS = ("vector", "pgaudit")
+CRL_REFRESH_MARGIN = dt.timedelta(days=1)
+
+
+def pg_bin() -> Path:
+    """Directory of the PostgreSQL 15 binaries (``$FSTORE_PG_BIN`` overrides)."""
+    return Path(os.environ.get("FSTORE_PG_BIN", f"/usr/lib/postgresql/{PG_MAJOR}/bin"))
+
+
+def server_os_user() -> str:
+    """The OS user the server runs as: ``postgres`` when we are root, else ourselves."""
+    return "postgres" if os.geteuid() == 0 else getpass.getuser()
+
+
+def _run(cmd: Sequence[str], *, check: bool = True) -> subprocess.CompletedProcess[str]:
+    """Run a server binary as the server's OS user."""
+    full = list(cmd)
+    if os.geteuid() == 0:
+        full = ["runuser", "-u", server_os_user(), "--", *full]
+    result = subprocess.run(full, capture_output=True, text=True, cwd="/")
+    if check and result.returncode != 0:
+        raise ServerError(f"{Path(cmd[0]).name} failed: {(result.stderr or result.stdout).strip()}")
+    return result
+
+
+def _chown_to_server(path: Path) -> None:
+    if os.geteuid() == 0:
+        entry = pwd.getpwnam(server_os_user())
+        os.chown(path, entry.pw_uid, entry.pw_gid)
+
+
+def _make_traversable(path: Path) -> None:
+    """Let the server's OS user reach ``path``: add o+x (search, not list) to ancestors."""
+    if os.geteuid() != 0:
+        return
+    for parent in [path, *path.parents]:
+        mode = parent.stat().st_mode
+        if not mode & 0o001:
+            os.chmod(parent, mode | 0o001)
+
+
+def _prepare_server_dir(home: FstoreHome) -> None:
+    _make_traversable(home.root)
+    for directory in (home.server_dir, home.socket_dir, home.server_tls_dir):
+        directory.mkdir(parents=True, exist_ok=True)
+        _chown_to_server(directory)
+    os.chmod(home.server_dir, 0o700)
+    os.chmod(home.socket_dir, 0o700)
+    for name in ("server.crt", "server.key"):
+        _chown_to_server(home.server_tls_dir / name)
+    os.chmod(home.server_tls_dir / "server.key", 0o600)
+    if not home.log_file.exists():
+        home.log_file.touch()
+    _chown_to_server(home.log_file)
+    os.chmod(home.log_file, 0o640)
+
+
+def _write_config(home: FstoreHome, port: int, listen: str) -> None:
+    tls = home.server_tls_dir
+    settings = {
+        "port": port,
+        "listen_addresses": listen,
+        "unix_socket_directories": str(home.socket_dir),
+        "unix_socket_permissions": "0700",
+        "ssl": "on",
+        "ssl_cert_file": str(tls / "server.crt"),
+        "ssl_key_file": str(tls / "server.key"),
+        "ssl_ca_file": str(home.ca_bundle),
+        "ssl_crl_file": str(home.crl_file),
+        "ssl_min_protocol_version": "TLSv1.2",
+        "password_encryption": "scram-sha-256",
+        "shared_preload_libraries": "pgaudit",
+        "pgaudit.log": "ddl, role",
+        "pgaudit.log_catalog": "off",
+        "pgaudit.role": "fstore_auditor",
+        "log_connections": "on",
+        "log_disconnections": "on",
+        "log_line_prefix": "%m [%p] %q%u@%d ",
+        "timezone": "UTC",
+    }
+    lines = ["# written by fstore; edit settings with `fstore server start` options"]
+    for key, value in settings.items():
+        rendered = value if isinstance(value, int) else "'" + str(value).replace("'", "''") + "'"
+        lines.append(f"{key} = {rendered}")
+    conf = home.data_dir / "fstore.conf"
+    conf.write_text("\n".join(lines) + "\n")
+    _chown_to_server(conf)
+    main_conf = home.data_dir / "postgresql.conf"
+    include = "include_if_exists = 'fstore.conf'"
+    if include not in main_conf.read_text():
+        with main_conf.open("a") as fh:
+            fh.write(f"\n{include}\n")
+
+    operator_os_users = sorted({getpass.getuser(), server_os_user()})
+    ident = "".join(f"fstore_operator {user} {SUPERUSER_ROLE}\n" for user in operator_os_users)
+    (home.data_dir / "pg_ident.conf").write_text(ident)
+    (home.data_dir / "pg_hba.conf").write_text(
+        "# written by fstore: socket for the operator, certificate logins over TLS, nothing else\n"
+        "# TYPE    DATABASE USER       ADDRESS METHOD\n"
+        f"local     all      {SUPERUSER_ROLE}            peer map=fstore_operator\n"
+        "local     all      all                 reject\n"
+        "hostnossl all      all        all      reject\n"
+        f"hostssl   all      {SUPERUSER_ROLE}   all      reject\n"
+        "hostssl   all      all        all      cert\n"
+    )
+    for name in ("pg_ident.conf", "pg_hba.conf"):
+        _chown_to_server(home.data_dir / name)
+
+
+def _initdb(home: FstoreHome) -> None:
+    _run([
+        str(pg_bin() / "initdb"), "-D", str(home.data_dir), "-U", SUPERUSER_ROLE,
+        "-E", "UTF8", "--locale=C.UTF-8", "--auth-local=peer", "--auth-host=reject",
+        "--no-instructions",
+    ])
+
+
+def is_running(home: FstoreHome) -> bool:
+    """True when the server of this home is up."""
+    if not (home.data_dir / "PG_VERSION").exists():
+        return False
+    return _run([str(pg_bin() / "pg_ctl"), "status", "-D", str(home.data_dir)], check=False).returncode == 0
+
+
+@dataclass
+class StartResult:
+    """What :func:`start` did."""
+
+    already_running: bool
+    port: int
+    initialised: bool
+
+
+def start(home: FstoreHome, port: int | None = None, listen: str = "localhost") -> StartResult:
+    """Initialise (once) and start the server, then bring the database up to date.
+
+    Idempotent: on a running server it changes nothing and says so.
+    """
+    if not home.exists():
+        raise ServerError(f"no fstore home at {home.root}: run `fstore init` first")
+    configured = int(home.settings().get("port", DEFAULT_PORT))
+    if is_running(home):
+        if port is not None and port != configured:
+            raise ServerError(f"already running on port {configured}; stop it to change the port")
+        return StartResult(already_running=True, port=configured, initialised=False)
+    port = port or configured
+    home.save_settings(port=port)
+    if not (pg_bin() / "postgres").exists():
+        raise ServerError(f"PostgreSQL {PG_MAJOR} not found in {pg_bin()}: run scripts/setup.sh")
+    _prepare_server_dir(home)
+    initialised = not (home.data_dir / "PG_VERSION").exists()
+    if initialised:
+        _initdb(home)
+    _write_config(home, port, listen)
+    expiry = crl_expiry(home)
+    if expiry is None or expiry - dt.datetime.now(dt.timezone.utc) < CRL_REFRESH_MARGIN:
+        resign_crls(home)
+    _run([
+        str(pg_bin() / "pg_ctl"), "start", "-D", str(home.data_dir), "-l", str(home.log_file),
+        "-w", "-t", "60",
+    ])
+    bootstrap(home)
+    return StartResult(already_running=False, port=port, initialised=initialised)
+
+
+def stop(home: FstoreHome) -> bool:
+    """Stop the server (fast shutdown). Returns False when it was not running."""
+    if not is_running(home):
+        return False
+    _run([str(pg_bin() / "pg_ctl"), "stop", "-D", str(home.data_dir), "-m", "fast", "-w", "-t", "60"])
+    return True
+
+
+def bootstrap(home: FstoreHome) -> None:
+    """Create the database, its extensions and the admin role; apply migrations."""
+    from fstore.migrations import apply_migrations
+
+    with connect_operator(home, dbname="postgres", autocommit=True) as conn:
+        exists = conn.execute("select 1 from pg_database where datname = %s", (DATABASE,)).fetchone()
+        if not exists:
+            conn.execute(sql.SQL("create database {} template template0").format(sql.Identifier(DATABASE)))
+    with connect_operator(home, autocommit=True) as conn:
+        for extension in EXTENSIONS:
+            conn.execute(sql.SQL("create extension if not exists {}").format(sql.Identifier(extension)))
+        if not conn.execute("select 1 from pg_roles where rolname = %s", (ADMIN_ROLE,)).fetchone():
+            conn.execute(
+                sql.SQL("create role {} login nosuperuser nocreaterole nocreatedb noreplication")
+                .format(sql.Identifier(ADMIN_ROLE))
+            )
+        conn.execute(sql.SQL("revoke all on database {} from public").format(sql.Identifier(DATABASE)))
+        conn.execute(
+            sql.SQL("grant connect on database {} to {}").format(
+                sql.Identifier(DATABASE), sql.Identifier(ADMIN_ROLE)
+            )
+        )
+        apply_migrations(conn)
+
+
+def status(home: FstoreHome) -> dict[str, Any]:
+    """Running?, port, version, extensions and data directory."""
+    info: dict[str, Any] = {
+        "running": is_running(home),
+        "port": home.port,
+        "data_dir": str(home.data_dir),
+        "log_file": str(home.log_file),
+        "home": str(home.root),
+    }
+    if info["running"]:
+        with connect_operator(home) as conn:
+            info["version"] = conn.execute("show server_version").fetchone()[0]
+            info["extensions"] = {
+                name: version
+                for name, version in conn.execute(
+                    "select extname, extversion from pg_extension where extname <> 'plpgsql' order by 1"
+                )
+            }
+            info["ssl"] = conn.execute("show ssl").fetchone()[0]
+    expiry = crl_expiry(home)
+    info["crl_next_update"] = expiry.isoformat() if expiry else None
+    return info
+
+
+def log_tail(home: FstoreHome, lines: int = 50) -> list[str]:
+    """The last ``lines`` lines of the server log."""
+    if not home.log_file.exists():
+        return []
+    with home.log_file.open("rb") as fh:
+        fh.seek(0, os.SEEK_END)
+        size = fh.tell()
+        fh.seek(max(0, size - 256 * 1024))
+        return fh.read().decode(errors="replace").splitlines()[-lines:]
+
+
+def reload(home: FstoreHome, timeout: float = 10.0) -> None:
+    """Reload the configuration (and TLS files, CRL included) and wait until it took effect.
+
+    ``pg_conf_load_time()`` in a new backend advances only once the postmaster
+    has re-read its configuration, so we poll it from fresh connections.
+    """
+    with connect_operator(home, autocommit=True) as conn:
+        before = conn.execute("select pg_conf_load_time()").fetchone()[0]
+        conn.execute("select pg_reload_conf()")
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with connect_operator(home) as conn:
+            if conn.execute("select pg_conf_load_time()").fetchone()[0] > before:
+                return
+        time.sleep(0.02)
+    raise ServerError(f"the server did not reload its configuration within {timeout:.0f}s")
+
+
+def terminate_sessions(home: FstoreHome, serials: Iterable[str], timeout: float = 5.0) -> int:
+    """End every open session that logged in with one of these certificate serials."""
+    serial_list = [int(s) for s in serials]
+    if not serial_list:
+        return 0
+    query = (
+        "select s.pid from pg_stat_ssl s where s.client_serial = any(%s::numeric[]) "
+        "and s.pid <> pg_backend_pid()"
+    )
+    with connect_operator(home, autocommit=True) as conn:
+        pids = [pid for (pid,) in conn.execute(query, (serial_list,))]
+        for pid in pids:
+            conn.execute("select pg_terminate_backend(%s, %s)", (pid, int(timeout * 1000)))
+        deadline = time.monotonic() + timeout
+        while pids and time.monotonic() < deadline:
+            alive = conn.execute(
+                "select count(*) from pg_stat_activity where pid = any(%s)", (pids,)
+            ).fetchone()[0]
+            if not alive:
+                break
+            time.sleep(0.02)
+    return len(pids)
+
+
+def apply_revocation(home: FstoreHome, revoked: Sequence[CertificateRecord]) -> int:
+    """Make revocations bite: reload the CRL, prove it is in force, end open sessions.
+
+    Returns how many sessions were terminated.
+    """
+    if not is_running(home):
+        return 0
+    reload(home)
+    for record in revoked:
+        if record.kind == "service" or not record.cert_file or not Path(record.cert_file).exists():
+            continue
+        try:
+            _probe_login(home, record)
+        except psycopg.OperationalError:
+            continue
+        raise ServerError(f"certificate {record.serial} still logs in after the CRL reload")
+    return terminate_sessions(home, [r.serial for r in revoked])
+
+
+def _probe_login(home: FstoreHome, record: CertificateRecord) -> None:
+    app = record.app_id if record.kind == "application" else None
+    if app is None and Path(record.cert_file or "") != home.client_cert(record.role):
+        return  # an older user certificate whose files were replaced; nothing to probe with
+    with connect(home, record.role, app_id=app, connect_timeout=5):
+        pass
+
+
+def remove(home: FstoreHome) -> None:
+    """Stop the server and delete its data directory (the CA is kept)."""
+    stop(home)
+    if home.server_dir.exists():
+        shutil.rmtree(home.data_dir, ignore_errors=True)
+
+
+def check_port(port: int) -> int:
+    """Validate a TCP port number."""
+    if not 1024 <= port <= 65535:
+        raise InvalidInput(f"port must be between 1024 and 65535, got {port}")
+    return port

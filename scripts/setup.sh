@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# Installs everything fstore needs on a Debian machine, as root. Idempotent:
+# a second run only checks and returns within seconds.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$(pwd)
+PG_MAJOR=15
+PG_BIN=/usr/lib/postgresql/$PG_MAJOR/bin
+PG_CONFIG=$PG_BIN/pg_config
+log() { printf '\033[1m[setup]\033[0m %s\n' "$*"; }
+
+need_apt=()
+for pkg in postgresql-$PG_MAJOR postgresql-contrib postgresql-server-dev-$PG_MAJOR \
+           postgresql-$PG_MAJOR-pgaudit postgresql-client-$PG_MAJOR build-essential; do
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || need_apt+=("$pkg")
+done
+if ((${#need_apt[@]})); then
+  log "installing apt packages: ${need_apt[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
+fi
+# Debian's postgresql-common may create and start a default cluster; fstore runs its own.
+if command -v pg_lsclusters >/dev/null && pg_lsclusters -h 2>/dev/null | grep -q "^$PG_MAJOR main"; then
+  pg_ctlcluster $PG_MAJOR main stop >/dev/null 2>&1 || true
+fi
+
+if [ ! -f "$(${PG_CONFIG} --pkglibdir)/vector.so" ]; then
+  log "building pgvector from Debian's source package"
+  work=$(mktemp -d)
+  mirror=$(awk '/^URIs:/{print $2; exit}' /etc/apt/sources.list.d/debian.sources 2>/dev/null || true)
+  [ -n "$mirror" ] || mirror=$(awk '/^deb /{print $2; exit}' /etc/apt/sources.list 2>/dev/null || true)
+  [ -n "$mirror" ] || mirror=http://deb.debian.org/debian
+  echo "deb-src [trusted=yes] $mirror trixie main" > "$work/sources.list"
+  mkdir -p "$work/lists/partial"
+  opts=(-o "Dir::Etc::SourceList=$work/sources.list" -o Dir::Etc::SourceParts=/dev/null
+        -o "Dir::State::Lists=$work/lists" -o APT::Sandbox::User=root)
+  apt-get "${opts[@]}" update -qq
+  (cd "$work" && apt-get "${opts[@]}" source --download-only pgvector >/dev/null)
+  tar -C "$work" -xf "$(ls "$work"/pgvector_*.orig.tar.* | head -1)"
+  src=$(find "$work" -maxdepth 1 -type d -name 'pgvector-*' | head -1)
+  make -s -C "$src" PG_CONFIG="$PG_CONFIG" OPTFLAGS="" >/dev/null
+  make -s -C "$src" PG_CONFIG="$PG_CONFIG" install >/dev/null
+  rm -rf "$work"
+fi
+
+if [ ! -x "$ROOT/.venv/bin/python" ]; then
+  log "creating .venv"
+  python3 -m venv "$ROOT/.venv"
+fi
+stamp="$ROOT/.venv/.fstore-installed"
+if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
+  log "installing Python packages"
+  "$ROOT/.venv/bin/pip" install -q --upgrade pip
+  "$ROOT/.venv/bin/pip" install -q -e ".[dev]"
+  touch "$stamp"
+fi
+log "ready: PostgreSQL $($PG_BIN/postgres --version | awk '{print $3}'), pgvector, pgaudit, .venv"
