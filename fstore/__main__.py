@@ -1,0 +1,5 @@
+"""``python -m fstore`` runs the CLI."""
+
+from fstore.cli import main
+
+main()
