@@ -40,6 +40,7 @@ class ConnectionMaterial:
     host: str = HOST
     dbname: str = DATABASE
     app_id: str | None = None
+    dsn: str | None = None  # a user-given libpq string; takes precedence when set
 
     def params(self) -> dict[str, Any]:
         """libpq keyword parameters (``sslmode=verify-full``)."""
@@ -59,10 +60,12 @@ class ConnectionMaterial:
 
     def conninfo(self) -> str:
         """A libpq connection string."""
-        return make_conninfo(**self.params())
+        return self.dsn or make_conninfo(**self.params())
 
     def uri(self, scheme: str = "postgresql") -> str:
         """A ``postgresql://`` URI (ADBC, SQLAlchemy with another scheme)."""
+        if self.dsn and scheme == "postgresql":
+            return self.dsn  # libpq (and so ADBC) accepts keyword/value strings too
         query = {k: v for k, v in self.params().items() if k not in ("host", "port", "dbname", "user")}
         return (
             f"{scheme}://{quote(self.role)}@{self.host}:{self.port}/{quote(self.dbname)}"

@@ -79,3 +79,62 @@ def admin(home: FstoreHome) -> Iterator[psycopg.Connection]:
     """The platform admin, logged in with its certificate."""
     with connect(home, "fstore_admin", autocommit=True) as conn:
         yield conn
+
+
+class ProjectFixture:
+    """A project created through the control plane, with members and their certificates."""
+
+    def __init__(self, home: FstoreHome, name: str, owner: str) -> None:
+        self.home = home
+        self.name = name
+        self.owner = owner
+        self.users: dict[str, str] = {}
+
+    def role(self, user: str) -> str:
+        return f"{self.name}__{user}"
+
+    def connect(self, user: str, **kwargs: object) -> psycopg.Connection:
+        """Connect as ``project__user`` with that user's own certificate."""
+        kwargs.setdefault("autocommit", True)
+        return connect(self.home, self.role(user), **kwargs)
+
+    def add(self, user: str, role: str = "data-scientist") -> str:
+        from fstore import projects
+
+        with self.connect(self.owner) as owner:
+            projects.add_member(self.home, owner, self.name, user, role)
+        self.users[user] = role
+        return self.role(user)
+
+
+@pytest.fixture
+def make_project(home: FstoreHome) -> Iterator[object]:
+    """Factory: ``make_project(owner="alice", scientists=["bob"])`` -> ProjectFixture.
+
+    Project names are unique per call; every project is deleted afterwards.
+    """
+    from fstore import projects
+
+    created: list[ProjectFixture] = []
+
+    def factory(owner: str = "alice", scientists: tuple[str, ...] | list[str] = (),
+                owners: tuple[str, ...] | list[str] = (), prefix: str = "p") -> ProjectFixture:
+        name = unique(prefix)
+        with connect(home, "fstore_admin", autocommit=True) as admin:
+            projects.create_project(home, admin, name, owner)
+        project = ProjectFixture(home, name, owner)
+        project.users[owner] = "data-owner"
+        created.append(project)
+        for user in owners:
+            project.add(user, "data-owner")
+        for user in scientists:
+            project.add(user, "data-scientist")
+        return project
+
+    yield factory
+    with connect(home, "fstore_admin", autocommit=True) as admin:
+        for project in created:
+            try:
+                projects.delete_project(home, admin, project.name)
+            except Exception:  # already deleted by the test
+                pass

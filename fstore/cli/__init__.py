@@ -55,7 +55,7 @@ def main(ctx: click.Context, home: str | None) -> None:
 def _register() -> None:
     from fstore.cli import platform  # noqa: F401  (commands register themselves)
 
-    for module in ("projects", "featuregroups", "training", "demo"):
+    for module in ("projects", "featuregroups", "dbt", "training", "export", "demo"):
         try:
             __import__(f"fstore.cli.{module}")
         except ModuleNotFoundError as exc:

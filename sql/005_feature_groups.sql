@@ -1,0 +1,306 @@
+-- Feature groups: catalog, offline/online tables, and the one commit pipeline that
+-- fills both in the caller's transaction. Tables are created by the caller acting
+-- as the project's owner role (SET ROLE p__owner, as dbt does); the catalog is
+-- written only through SECURITY DEFINER functions that check the caller's rights.
+
+set role fstore_control;
+
+create table fstore.feature_groups (
+  id                  bigserial primary key,
+  project             text not null references fstore.projects (name) on delete cascade,
+  name                text not null,
+  version             integer not null check (version >= 1),
+  entity_keys         text[] not null,
+  event_time          text not null default 'event_time',
+  online              boolean not null default false,
+  ttl                 interval,
+  description         text not null default '',
+  tags                text[] not null default '{}',
+  offline_table       text not null,
+  online_table        text,
+  statistics_enabled  boolean not null default true,
+  options             jsonb not null default '{}',
+  upstream            jsonb not null default '[]',
+  created_at          timestamptz not null default now(),
+  created_by          text not null default session_user,
+  unique (project, name, version)
+);
+
+create table fstore.features (
+  feature_group_id  bigint not null references fstore.feature_groups (id) on delete cascade,
+  name              text not null,
+  data_type         text not null,
+  description       text not null default '',
+  position          integer not null,
+  is_key            boolean not null default false,
+  primary key (feature_group_id, name)
+);
+
+create table fstore.commits (
+  id                bigserial primary key,
+  feature_group_id  bigint not null references fstore.feature_groups (id) on delete cascade,
+  rows              bigint not null default 0,
+  online_rows       bigint not null default 0,
+  min_event_time    timestamptz,
+  max_event_time    timestamptz,
+  source            text not null default 'python',
+  committed_at      timestamptz not null default now(),
+  session_role      text not null default session_user,
+  client_serial     numeric,
+  app_id            text,
+  validation        jsonb not null default '{}'
+);
+create index on fstore.commits (feature_group_id, id);
+
+create table fstore.commit_statistics (
+  commit_id  bigint not null references fstore.commits (id) on delete cascade,
+  feature    text not null,
+  stats      jsonb not null,
+  primary key (commit_id, feature)
+);
+
+alter table fstore.feature_groups enable row level security;
+alter table fstore.features enable row level security;
+alter table fstore.commits enable row level security;
+alter table fstore.commit_statistics enable row level security;
+
+create function fstore.visible_feature_group(p_id bigint) returns boolean
+language sql stable security definer set search_path = pg_catalog, fstore, pg_temp as $$
+  select exists (select 1 from fstore.feature_groups g
+                  where g.id = p_id and g.project in (select unnest(fstore.visible_projects())))
+$$;
+
+create policy visible on fstore.feature_groups for select
+  using (project in (select unnest(fstore.visible_projects())));
+create policy visible on fstore.features for select using (fstore.visible_feature_group(feature_group_id));
+create policy visible on fstore.commits for select using (fstore.visible_feature_group(feature_group_id));
+create policy visible on fstore.commit_statistics for select
+  using (exists (select 1 from fstore.commits c where c.id = commit_id
+                  and fstore.visible_feature_group(c.feature_group_id)));
+grant select on fstore.feature_groups, fstore.features, fstore.commits, fstore.commit_statistics to public;
+
+create function fstore.check_feature_group_name(p_name text) returns text
+language plpgsql immutable set search_path = pg_catalog, pg_temp as $$
+begin
+  if p_name is null or p_name !~ '^[a-z][a-z0-9_]{0,40}$' or position('__' in p_name) > 0 then
+    raise exception 'invalid feature group name %: use 1-41 characters a-z, 0-9 and _, starting with a letter, without "__"',
+      coalesce(quote_literal(left(p_name, 80)), 'NULL') using errcode = '22023';
+  end if;
+  return p_name;
+end $$;
+
+create function fstore.check_column_name(p_name text) returns text
+language plpgsql immutable set search_path = pg_catalog, pg_temp as $$
+begin
+  if p_name is null or p_name !~ '^[a-z_][a-z0-9_]{0,62}$' or p_name like '\_commit%' then
+    raise exception 'invalid column name %: use lower-case a-z, 0-9 and _ (names starting _commit are reserved)',
+      coalesce(quote_literal(left(p_name, 80)), 'NULL') using errcode = '22023';
+  end if;
+  return p_name;
+end $$;
+
+-- The catalog row of a feature group the caller can see: latest version when p_version is null.
+create function fstore.find_feature_group(p_project text, p_name text, p_version integer default null)
+returns fstore.feature_groups language plpgsql stable set search_path = pg_catalog, fstore, pg_temp as $$
+declare
+  v_fg fstore.feature_groups;
+begin
+  select * into v_fg from fstore.feature_groups
+   where project = p_project and name = p_name and (p_version is null or version = p_version)
+   order by version desc limit 1;
+  if not found then
+    raise exception 'feature group % does not exist or is not visible to %',
+      p_project || '.' || p_name || coalesce('@' || p_version, ''), session_user using errcode = 'P0002';
+  end if;
+  return v_fg;
+end $$;
+
+-- Record a feature group whose tables the caller (as p__owner) has just created.
+create function fstore.register_feature_group(
+  p_project text, p_name text, p_version integer, p_keys text[], p_event_time text,
+  p_features jsonb, p_online boolean, p_ttl interval, p_description text, p_tags text[],
+  p_statistics boolean, p_options jsonb, p_upstream jsonb
+) returns bigint language plpgsql volatile security definer set search_path = pg_catalog, fstore, pg_temp as $$
+declare
+  v_id bigint;
+  v_offline text := p_name || '__v' || p_version;
+  v_online text := case when p_online then p_name || '__v' || p_version || '__online' end;
+  v_feature jsonb;
+  v_position integer := 0;
+begin
+  perform fstore.require_project(p_project);
+  perform fstore.require_data_owner(p_project, 'create feature groups');
+  if not exists (select 1 from pg_class c join pg_namespace n on n.oid = c.relnamespace
+                  where n.nspname = p_project and c.relname = v_offline
+                    and c.relowner = (select oid from pg_roles where rolname = p_project || '__owner')) then
+    raise exception 'offline table %.% must exist and be owned by %__owner', p_project, v_offline, p_project
+      using errcode = '42501';
+  end if;
+  insert into fstore.feature_groups (project, name, version, entity_keys, event_time, online, ttl,
+    description, tags, offline_table, online_table, statistics_enabled, options, upstream)
+  values (p_project, p_name, p_version, p_keys, p_event_time, p_online, p_ttl,
+    coalesce(p_description, ''), coalesce(p_tags, '{}'), v_offline, v_online, coalesce(p_statistics, true),
+    coalesce(p_options, '{}'), coalesce(p_upstream, '[]'))
+  returning id into v_id;
+  for v_feature in select * from jsonb_array_elements(p_features) loop
+    v_position := v_position + 1;
+    insert into fstore.features (feature_group_id, name, data_type, description, position, is_key)
+    values (v_id, v_feature->>'name', v_feature->>'type', coalesce(v_feature->>'description', ''),
+            v_position, (v_feature->>'name') = any(p_keys));
+  end loop;
+  perform fstore.audit(p_project, 'create_feature_group',
+                       jsonb_build_object('name', p_name, 'version', p_version, 'online', p_online));
+  return v_id;
+end $$;
+
+-- Update descriptions, tags and upstream lineage of an existing version (no schema change).
+create function fstore.describe_feature_group(p_id bigint, p_description text, p_tags text[],
+  p_feature_descriptions jsonb, p_upstream jsonb) returns void
+language plpgsql volatile security definer set search_path = pg_catalog, fstore, pg_temp as $$
+declare
+  v_fg fstore.feature_groups;
+begin
+  select * into v_fg from fstore.feature_groups where id = p_id;
+  perform fstore.require_data_owner(v_fg.project, 'describe feature groups');
+  update fstore.feature_groups set description = coalesce(p_description, description),
+    tags = coalesce(p_tags, tags), upstream = coalesce(p_upstream, upstream) where id = p_id;
+  update fstore.features f set description = d.value
+    from jsonb_each_text(coalesce(p_feature_descriptions, '{}')) d
+   where f.feature_group_id = p_id and f.name = d.key;
+end $$;
+
+-- Create the offline (and online) tables of a new version and register it.
+-- SECURITY INVOKER: the caller must be acting as p__owner (SET ROLE), so the
+-- tables belong to the project; default privileges and the DDL guard then grant
+-- access and apply row-level security and the declared row policies.
+create function fstore.create_feature_group(
+  p_project text, p_name text, p_version integer, p_keys text[], p_event_time text,
+  p_columns jsonb, p_online boolean default false, p_ttl interval default null,
+  p_description text default '', p_tags text[] default '{}', p_statistics boolean default true,
+  p_options jsonb default '{}', p_upstream jsonb default '[]'
+) returns bigint language plpgsql volatile set search_path = pg_catalog, public, fstore, pg_temp as $$
+declare
+  v_offline text := fstore.check_feature_group_name(p_name) || '__v' || p_version;
+  v_online text := p_name || '__v' || p_version || '__online';
+  v_col jsonb;
+  v_type text;
+  v_defs text[] := '{}';
+  v_features jsonb := '[]';
+  v_key_list text;
+  v_include text[] := '{}';
+  v_key text;
+begin
+  perform fstore.check_project_name(p_project);
+  if current_user::text <> p_project || '__owner' then
+    raise exception 'create feature groups as the project owner role: SET ROLE %__owner first', p_project
+      using errcode = '42501';
+  end if;
+  if p_version is null or p_version < 1 then
+    raise exception 'feature group version must be a positive integer' using errcode = '22023';
+  end if;
+  if coalesce(array_length(p_keys, 1), 0) = 0 then
+    raise exception 'feature group % needs at least one entity key column', p_name using errcode = '22023';
+  end if;
+  perform fstore.check_column_name(p_event_time);
+  if exists (select 1 from fstore.feature_groups where project = p_project and name = p_name and version = p_version) then
+    raise exception 'feature group %.% version % already exists', p_project, p_name, p_version using errcode = '42710';
+  end if;
+  foreach v_key in array p_keys loop
+    perform fstore.check_column_name(v_key);
+    if not exists (select 1 from jsonb_array_elements(p_columns) c where c->>'name' = v_key) then
+      raise exception 'entity key column % is not among the columns of %', v_key, p_name using errcode = '42703';
+    end if;
+  end loop;
+  for v_col in select * from jsonb_array_elements(p_columns) loop
+    perform fstore.check_column_name(v_col->>'name');
+    if v_col->>'name' = p_event_time then
+      continue;
+    end if;
+    v_type := lower(btrim(v_col->>'type'));
+    -- a type name, optionally with a modifier and [] (validated, then used verbatim)
+    if v_type !~ '^[a-z][a-z0-9_ ]*(\(\d+(,\s*\d+)?\))?(\[\])?$' or to_regtype(v_type) is null then
+      raise exception 'column % has unknown type %', v_col->>'name', quote_literal(v_col->>'type') using errcode = '42704';
+    end if;
+    v_defs := v_defs || format('%I %s%s', v_col->>'name', v_type,
+                               case when v_col->>'name' = any(p_keys) then ' not null' else '' end);
+    v_features := v_features || jsonb_build_object('name', v_col->>'name', 'type', v_type,
+                                                   'description', coalesce(v_col->>'description', ''));
+    if not (v_col->>'name' = any(p_keys)) and v_type not like 'vector%' then
+      v_include := v_include || format('%I', v_col->>'name');
+    end if;
+  end loop;
+  select string_agg(format('%I', k), ', ') into v_key_list from unnest(p_keys) k;
+  execute format('create table %I.%I (%s, %I timestamptz not null, _commit_id bigint not null)',
+                 p_project, v_offline, array_to_string(v_defs, ', '), p_event_time);
+  execute format('create index %I on %I.%I (%s, %I desc, _commit_id desc)%s',
+                 v_offline || '_pit', p_project, v_offline, v_key_list, p_event_time,
+                 case when array_length(v_include, 1) > 0
+                      then ' include (' || array_to_string(v_include, ', ') || ')' else '' end);
+  if p_online then
+    execute format('create table %I.%I (%s, %I timestamptz not null, _commit_id bigint not null, primary key (%s))',
+                   p_project, v_online, array_to_string(v_defs, ', '), p_event_time, v_key_list);
+  end if;
+  return fstore.register_feature_group(p_project, p_name, p_version, p_keys, p_event_time, v_features,
+    p_online, p_ttl, p_description, p_tags, p_statistics, p_options, p_upstream);
+end $$;
+
+-- Open a commit record (who, which certificate and application) for a feature group.
+create function fstore.begin_commit(p_feature_group_id bigint, p_source text) returns bigint
+language plpgsql volatile security definer set search_path = pg_catalog, fstore, pg_temp as $$
+declare
+  v_fg fstore.feature_groups;
+  v_id bigint;
+begin
+  select * into v_fg from fstore.feature_groups where id = p_feature_group_id;
+  if not found or not fstore.visible_feature_group(p_feature_group_id) then
+    raise exception 'feature group % does not exist', p_feature_group_id using errcode = 'P0002';
+  end if;
+  if not coalesce((select has_table_privilege(session_user, c.oid, 'INSERT')
+                      from pg_class c join pg_namespace n on n.oid = c.relnamespace
+                     where n.nspname = v_fg.project and c.relname = v_fg.offline_table), false) then
+    raise exception 'permission denied: % may not write feature group %.%', session_user, v_fg.project, v_fg.name
+      using errcode = '42501';
+  end if;
+  insert into fstore.commits (feature_group_id, source, client_serial, app_id)
+  values (p_feature_group_id, coalesce(p_source, 'python'), fstore.session_serial(), fstore.session_app_id())
+  returning id into v_id;
+  return v_id;
+end $$;
+
+create function fstore.finish_commit(p_commit_id bigint, p_rows bigint, p_online_rows bigint,
+  p_min timestamptz, p_max timestamptz, p_validation jsonb, p_stats jsonb) returns void
+language plpgsql volatile security definer set search_path = pg_catalog, fstore, pg_temp as $$
+declare
+  v_commit fstore.commits;
+  v_fg fstore.feature_groups;
+begin
+  select * into v_commit from fstore.commits where id = p_commit_id;
+  if not found or v_commit.session_role <> session_user::text then
+    raise exception 'commit % is not open in this session', p_commit_id using errcode = '42501';
+  end if;
+  select * into v_fg from fstore.feature_groups where id = v_commit.feature_group_id;
+  update fstore.commits set rows = p_rows, online_rows = p_online_rows, min_event_time = p_min,
+    max_event_time = p_max, validation = coalesce(p_validation, '{}') where id = p_commit_id;
+  insert into fstore.commit_statistics (commit_id, feature, stats)
+  select p_commit_id, s.key, s.value from jsonb_each(coalesce(p_stats, '{}')) s;
+  perform fstore.audit(v_fg.project, 'commit',
+    jsonb_build_object('feature_group', v_fg.name, 'version', v_fg.version, 'commit', p_commit_id, 'rows', p_rows));
+end $$;
+
+grant execute on function fstore.check_feature_group_name(text), fstore.check_column_name(text),
+  fstore.find_feature_group(text, text, integer), fstore.visible_feature_group(bigint),
+  fstore.create_feature_group(text, text, integer, text[], text, jsonb, boolean, interval, text, text[],
+                              boolean, jsonb, jsonb)
+  to public;
+
+reset role;
+
+set role fstore_control;
+grant execute on function
+  fstore.register_feature_group(text, text, integer, text[], text, jsonb, boolean, interval, text, text[],
+                                boolean, jsonb, jsonb),
+  fstore.describe_feature_group(bigint, text, text[], jsonb, jsonb),
+  fstore.begin_commit(bigint, text),
+  fstore.finish_commit(bigint, bigint, bigint, timestamptz, timestamptz, jsonb, jsonb)
+  to public;  -- each checks the caller's rights itself
+reset role;
