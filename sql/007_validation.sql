@@ -1,0 +1,213 @@
+-- Validation of a staged batch before it becomes a commit. The rules come from the
+-- feature group's options->'validation' (a JSON array) and the policy from
+-- options->>'validation_policy'; fstore.commit_feature_rows calls
+--   fstore.validate_batch(fg_id, batch, options->'validation', options->>'validation_policy')
+-- before it writes anything. Every rule names its column:
+--   {"rule": "not_null",        "column": "amount"}
+--   {"rule": "unique",          "columns": ["account_id", "event_time"]}  (default: keys + event_time)
+--   {"rule": "min",             "column": "amount", "value": 0}           (NULLs pass)
+--   {"rule": "max",             "column": "amount", "value": 1000000}     (NULLs pass)
+--   {"rule": "accepted_values", "column": "channel", "values": ["card", "wire"]}
+--   {"rule": "regex",           "column": "country", "pattern": "^[A-Z]{2}$"}
+--   {"rule": "row_count_min",   "value": 1}
+-- Result: {"passed": bool, "rows": n, "policy": "strict"|"warn",
+--          "failures": [{"rule", "column", "failing_rows", ...}]}.
+-- Policy 'strict' raises SQLSTATE 23514 naming the column, the rule and the failing
+-- row count; 'warn' returns the failures so the commit records them.
+-- SECURITY INVOKER: it reads the batch with the caller's rights. Identifiers go
+-- through format('%I'); rule values reach the query only as the parameter $1.
+
+set role fstore_control;
+
+-- The column type of a batch column (NULL when the column does not exist).
+create function fstore.batch_column_type(p_batch regclass, p_column text) returns text
+language sql stable set search_path = pg_catalog, pg_temp as $$
+  select format_type(a.atttypid, a.atttypmod) from pg_attribute a
+   where a.attrelid = p_batch and a.attname = p_column and a.attnum > 0 and not a.attisdropped
+$$;
+
+-- Check one rule's shape and values; returns its column's type (NULL for row_count_min).
+create function fstore.check_validation_rule(p_batch regclass, p_rule jsonb) returns text
+language plpgsql stable set search_path = pg_catalog, fstore, pg_temp as $$
+declare
+  v_rule text := p_rule->>'rule';
+  v_column text := p_rule->>'column';
+  v_type text;
+  v_value text;
+begin
+  if jsonb_typeof(p_rule) is distinct from 'object' then
+    raise exception 'invalid validation rule %: each rule is an object like {"rule": "not_null", "column": "amount"}',
+      left(p_rule::text, 200) using errcode = '22023';
+  end if;
+  if v_rule is null or v_rule not in ('not_null', 'unique', 'min', 'max', 'accepted_values', 'regex', 'row_count_min') then
+    raise exception 'unknown validation rule %: use not_null, unique, min, max, accepted_values, regex or row_count_min',
+      coalesce(quote_literal(v_rule), 'NULL') using errcode = '22023';
+  end if;
+  if v_rule = 'row_count_min' then
+    if jsonb_typeof(p_rule->'value') is distinct from 'number' then
+      raise exception 'validation rule row_count_min needs a numeric "value"' using errcode = '22023';
+    end if;
+    return null;
+  end if;
+  if v_rule = 'unique' then
+    if p_rule ? 'columns' and jsonb_typeof(p_rule->'columns') is distinct from 'array' then
+      raise exception 'validation rule unique: "columns" must be a list of column names' using errcode = '22023';
+    end if;
+    for v_column in select jsonb_array_elements_text(coalesce(p_rule->'columns', jsonb_build_array(p_rule->'column')))
+    loop
+      continue when v_column is null;  -- no columns: the keys and event_time
+      if fstore.batch_column_type(p_batch, v_column) is null then
+        raise exception 'validation rule unique names column %, which is not in the batch', quote_ident(v_column)
+          using errcode = '42703';
+      end if;
+    end loop;
+    return null;
+  end if;
+  if v_column is null then
+    raise exception 'validation rule % needs a "column"', v_rule using errcode = '22023';
+  end if;
+  v_type := fstore.batch_column_type(p_batch, v_column);
+  if v_type is null then
+    raise exception 'validation rule % names column %, which is not in the batch', v_rule, quote_ident(v_column)
+      using errcode = '42703';
+  end if;
+  if v_rule in ('min', 'max') then
+    v_value := p_rule->>'value';
+    if v_value is null then
+      raise exception 'validation rule % on column % needs a "value"', v_rule, v_column using errcode = '22023';
+    end if;
+    begin
+      execute format('select $1::%s', v_type) using v_value;
+    exception when others then
+      raise exception 'validation rule % on column %: value % is not a valid %', v_rule, v_column,
+        quote_literal(v_value), v_type using errcode = '22023';
+    end;
+  elsif v_rule = 'accepted_values' then
+    if jsonb_typeof(p_rule->'values') is distinct from 'array' then
+      raise exception 'validation rule accepted_values on column % needs a list "values"', v_column
+        using errcode = '22023';
+    end if;
+    begin
+      execute format('select array(select jsonb_array_elements_text($1))::%s[]', v_type) using p_rule->'values';
+    exception when others then
+      raise exception 'validation rule accepted_values on column %: values % are not all valid %', v_column,
+        left((p_rule->'values')::text, 200), v_type using errcode = '22023';
+    end;
+  elsif v_rule = 'regex' then
+    if jsonb_typeof(p_rule->'pattern') is distinct from 'string' then
+      raise exception 'validation rule regex on column % needs a string "pattern"', v_column using errcode = '22023';
+    end if;
+    begin
+      perform '' ~ (p_rule->>'pattern');
+    exception when others then
+      raise exception 'validation rule regex on column %: invalid pattern %', v_column,
+        quote_literal(p_rule->>'pattern') using errcode = '22023';
+    end;
+  end if;
+  return v_type;
+end $$;
+
+create function fstore.validate_batch(p_feature_group_id bigint, p_batch regclass, p_rules jsonb,
+  p_policy text default 'strict') returns jsonb
+language plpgsql volatile set search_path = pg_catalog, fstore, pg_temp as $$
+declare
+  v_fg fstore.feature_groups;
+  v_policy text := coalesce(nullif(btrim(p_policy), ''), 'strict');
+  v_rules jsonb := coalesce(p_rules, '[]');
+  v_rule jsonb;
+  v_type text;
+  v_i integer := 0;
+  v_exprs text[] := '{}';
+  v_counts jsonb;
+  v_rows bigint;
+  v_failing bigint;
+  v_columns text[];
+  v_failures jsonb := '[]';
+  v_failure jsonb;
+  v_message text;
+begin
+  if v_policy not in ('strict', 'warn') then
+    raise exception 'invalid validation policy %: use strict or warn', quote_literal(p_policy) using errcode = '22023';
+  end if;
+  if jsonb_typeof(v_rules) is distinct from 'array' then
+    raise exception 'validation rules must be a JSON list of rules, not %', jsonb_typeof(v_rules) using errcode = '22023';
+  end if;
+  select * into v_fg from fstore.feature_groups where id = p_feature_group_id;
+  if not found then
+    raise exception 'feature group % does not exist or is not visible to %', p_feature_group_id, session_user
+      using errcode = 'P0002';
+  end if;
+
+  -- one scan for the row count and every per-row rule; unique rules group separately
+  for v_rule in select * from jsonb_array_elements(v_rules) loop
+    v_type := fstore.check_validation_rule(p_batch, v_rule);
+    v_exprs := v_exprs || case v_rule->>'rule'
+      when 'not_null' then format('count(*) filter (where %I is null)', v_rule->>'column')
+      when 'min' then format('count(*) filter (where %I < ($1->%s->>''value'')::%s)', v_rule->>'column', v_i, v_type)
+      when 'max' then format('count(*) filter (where %I > ($1->%s->>''value'')::%s)', v_rule->>'column', v_i, v_type)
+      when 'accepted_values' then format(
+        'count(*) filter (where not (%I = any (array(select v::%s from jsonb_array_elements_text($1->%s->''values'') v))))',
+        v_rule->>'column', v_type, v_i)
+      when 'regex' then format('count(*) filter (where %I::text !~ ($1->%s->>''pattern''))', v_rule->>'column', v_i)
+      else '0' end;
+    v_i := v_i + 1;
+  end loop;
+  execute format('select jsonb_build_array(count(*)%s) from %s',
+                 (select coalesce(string_agg(', ' || e, ''), '') from unnest(v_exprs) e), p_batch)
+    into v_counts using v_rules;
+  v_rows := (v_counts->>0)::bigint;
+
+  v_i := 0;
+  for v_rule in select * from jsonb_array_elements(v_rules) loop
+    v_failure := null;
+    if v_rule->>'rule' = 'row_count_min' then
+      if v_rows < (v_rule->>'value')::numeric then
+        v_failure := jsonb_build_object('rule', 'row_count_min', 'column', null,
+          'failing_rows', ceil((v_rule->>'value')::numeric - v_rows)::bigint,
+          'expected', v_rule->'value', 'actual', v_rows);
+      end if;
+    elsif v_rule->>'rule' = 'unique' then
+      v_columns := array(select c from jsonb_array_elements_text(
+                     coalesce(v_rule->'columns', jsonb_build_array(v_rule->'column'))) c where c is not null);
+      if coalesce(array_length(v_columns, 1), 0) = 0 then
+        v_columns := v_fg.entity_keys || v_fg.event_time;
+      end if;
+      execute format('select coalesce(sum(n - 1), 0) from (select count(*) n from %s group by %s having count(*) > 1) d',
+                     p_batch, (select string_agg(format('%I', c), ', ') from unnest(v_columns) c))
+        into v_failing;
+      if v_failing > 0 then
+        v_failure := jsonb_build_object('rule', 'unique', 'column', array_to_string(v_columns, ', '),
+                                        'failing_rows', v_failing);
+      end if;
+    else
+      v_failing := (v_counts->>(v_i + 1))::bigint;
+      if v_failing > 0 then
+        v_failure := jsonb_build_object('rule', v_rule->>'rule', 'column', v_rule->>'column', 'failing_rows', v_failing)
+          || (v_rule - 'rule' - 'column');
+      end if;
+    end if;
+    if v_failure is not null then
+      v_failures := v_failures || v_failure;
+    end if;
+    v_i := v_i + 1;
+  end loop;
+
+  if jsonb_array_length(v_failures) > 0 and v_policy = 'strict' then
+    select string_agg(case when f->>'rule' = 'row_count_min'
+                           then format('rule row_count_min: %s rows, at least %s required', f->>'actual', f->>'expected')
+                           else format('column %s, rule %s: %s failing rows', f->>'column', f->>'rule', f->>'failing_rows')
+                      end, '; ')
+      into v_message from jsonb_array_elements(v_failures) f;
+    raise exception 'validation failed for feature group %.% version %: %', v_fg.project, v_fg.name, v_fg.version,
+      v_message using errcode = '23514',
+      detail = v_failures::text,
+      hint = 'fix the data, or set validation_policy to warn to commit and record the failures';
+  end if;
+  return jsonb_build_object('passed', jsonb_array_length(v_failures) = 0, 'policy', v_policy,
+                            'rows', v_rows, 'rules', jsonb_array_length(v_rules), 'failures', v_failures);
+end $$;
+
+grant execute on function fstore.batch_column_type(regclass, text), fstore.check_validation_rule(regclass, jsonb),
+  fstore.validate_batch(bigint, regclass, jsonb, text) to public;
+
+reset role;
