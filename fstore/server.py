@@ -233,6 +233,9 @@ def bootstrap(home: FstoreHome) -> None:
             )
         )
         apply_migrations(conn)
+        from fstore.certificates import sync_catalog
+
+        sync_catalog(home, conn)
 
 
 def status(home: FstoreHome) -> dict[str, Any]:

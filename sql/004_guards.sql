@@ -16,7 +16,10 @@ create function fstore.declared_row_policies(p_project text, p_table text)
 returns table (name text, roles text[], command text, predicate text)
 language sql stable security definer set search_path = pg_catalog, fstore, pg_temp as $$
   select name, roles, command, predicate from fstore.row_policies
-   where project = p_project and table_name = p_table order by name
+   where project = p_project
+     -- a policy on "x" covers table x and every version of feature group x, offline and online
+     and (table_name = p_table or p_table ~ ('^' || table_name || '__v[0-9]+(__online)?$'))
+   order by name
 $$;
 
 -- Apply the base policy and the declared row policies to one table. Runs with the

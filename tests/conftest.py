@@ -18,7 +18,7 @@ import psycopg
 import pytest
 
 from fstore import pki, server
-from fstore.connection import connect, connect_operator
+from fstore.connection import connect, connect_operator, material_for, write_service_entry
 from fstore.home import FstoreHome
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
@@ -56,6 +56,7 @@ def home() -> Iterator[FstoreHome]:
     pki.init_ca(fhome)
     pki.issue_certificate(fhome, "fstore_admin")
     server.start(fhome, port=free_port())
+    write_service_entry(material_for(fhome, "fstore_admin"))
     try:
         yield fhome
     finally:

@@ -40,6 +40,19 @@ def home_of(ctx: click.Context) -> FstoreHome:
     return ctx.find_root().obj["home"]
 
 
+def connect_as(ctx: click.Context, role: str) -> Any:
+    """A psycopg connection (autocommit) as ``role`` with its own certificate."""
+    from fstore.connection import connect
+
+    return connect(home_of(ctx), role, autocommit=True)
+
+
+as_option = click.option(
+    "--as", "as_role", default="fstore_admin", show_default=True, metavar="ROLE",
+    help="Act as this identity (its certificate); the database decides what it may do.",
+)
+
+
 @click.group(cls=FstoreGroup)
 @click.option(
     "--home", envvar="FSTORE_HOME", type=click.Path(file_okay=False), default=None,

@@ -129,6 +129,7 @@ def _register_in_catalog(ctx: click.Context, record: pki.CertificateRecord) -> N
     record_in_catalog(home_of(ctx), record)
 
 
+
 @cert_group.command("revoke")
 @click.argument("role", required=False)
 @click.option("--serial", default=None, help="Revoke one certificate by serial.")

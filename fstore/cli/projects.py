@@ -1,0 +1,231 @@
+"""Tenancy commands: ``project``, ``member``, ``share``/``unshare``, ``user``, ``policy``, ``audit``.
+
+Each runs as the identity given by ``--as`` (default ``fstore_admin``) so that
+PostgreSQL, not this program, decides whether it is allowed.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from pathlib import Path
+
+import click
+from psycopg.rows import dict_row
+from rich.table import Table
+
+from fstore import policies, projects
+from fstore.cli import as_option, connect_as, console, home_of, main
+from fstore.errors import translated
+from fstore.roles import ProjectRole
+
+ROLE_CHOICE = click.Choice([r.value for r in ProjectRole])
+
+
+def _table(rows: list[dict], columns: list[str]) -> Table:
+    table = Table(*columns)
+    for row in rows:
+        table.add_row(*("" if row[c] is None else str(row[c]) for c in columns))
+    return table
+
+
+@main.group("project")
+def project_group() -> None:
+    """Create, delete and list projects (platform admin)."""
+
+
+@project_group.command("create")
+@click.argument("name")
+@click.option("--owner", required=True, help="User name of the first Data Owner.")
+@as_option
+@click.pass_context
+def project_create(ctx: click.Context, name: str, owner: str, as_role: str) -> None:
+    """Create project NAME (schema + roles) with OWNER as Data Owner."""
+    with connect_as(ctx, as_role) as conn:
+        access = projects.create_project(home_of(ctx), conn, name, owner)
+    console.print(f"created project {name}; {access.role} is its Data Owner "
+                  f"(certificate serial {access.certificate.serial}; psql \"service={access.role}\")")
+
+
+@project_group.command("delete")
+@click.argument("name")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@as_option
+@click.pass_context
+def project_delete(ctx: click.Context, name: str, yes: bool, as_role: str) -> None:
+    """Delete project NAME, its data, roles and members' certificates."""
+    if not yes:
+        click.confirm(f"Delete project {name} and all its data?", abort=True)
+    with connect_as(ctx, as_role) as conn:
+        roles = projects.delete_project(home_of(ctx), conn, name)
+    console.print(f"deleted project {name}; dropped {len(roles)} member role(s)")
+
+
+@project_group.command("list")
+@as_option
+@click.pass_context
+def project_list(ctx: click.Context, as_role: str) -> None:
+    """Projects visible to the identity."""
+    with connect_as(ctx, as_role) as conn:
+        rows = projects.list_projects(conn)
+    console.print(_table(rows, ["name", "owner_user", "members", "created_at"]))
+
+
+@main.group("member")
+def member_group() -> None:
+    """Add, change, remove and list project members (Data Owners)."""
+
+
+@member_group.command("add")
+@click.argument("project")
+@click.argument("user")
+@click.option("--role", "role", type=ROLE_CHOICE, required=True)
+@as_option
+@click.pass_context
+def member_add(ctx: click.Context, project: str, user: str, role: str, as_role: str) -> None:
+    """Add USER to PROJECT: creates PROJECT__USER, its certificate and pg_service entry."""
+    with connect_as(ctx, as_role) as conn:
+        access = projects.add_member(home_of(ctx), conn, project, user, role)
+    console.print(f"added {access.role} as {role}; certificate serial {access.certificate.serial}; "
+                  f"psql \"service={access.role}\"")
+
+
+@member_group.command("role")
+@click.argument("project")
+@click.argument("user")
+@click.option("--role", "role", type=ROLE_CHOICE, required=True)
+@as_option
+@click.pass_context
+def member_role(ctx: click.Context, project: str, user: str, role: str, as_role: str) -> None:
+    """Change USER's role in PROJECT (their open sessions end)."""
+    with connect_as(ctx, as_role) as conn:
+        login_role = projects.set_member_role(conn, project, user, role)
+    console.print(f"{login_role} is now {role}")
+
+
+@member_group.command("remove")
+@click.argument("project")
+@click.argument("user")
+@as_option
+@click.pass_context
+def member_remove(ctx: click.Context, project: str, user: str, as_role: str) -> None:
+    """Remove USER: certificates revoked, sessions terminated, login role dropped."""
+    with connect_as(ctx, as_role) as conn:
+        login_role = projects.remove_member(home_of(ctx), conn, project, user)
+    console.print(f"removed {login_role}")
+
+
+@member_group.command("list")
+@click.argument("project")
+@as_option
+@click.pass_context
+def member_list(ctx: click.Context, project: str, as_role: str) -> None:
+    """Members of PROJECT."""
+    with connect_as(ctx, as_role) as conn:
+        rows = projects.list_members(conn, project)
+    console.print(_table(rows, ["user_name", "role_name", "project_role", "added_at", "added_by"]))
+
+
+@main.command("share")
+@click.argument("project")
+@click.option("--with", "with_project", required=True, help="Project that gets access.")
+@click.option("--read-write", is_flag=True, help="Let the other project's Data Owners write too.")
+@as_option
+@click.pass_context
+def share(ctx: click.Context, project: str, with_project: str, read_write: bool, as_role: str) -> None:
+    """Share PROJECT's feature store with another project (read-only by default)."""
+    with connect_as(ctx, as_role) as conn:
+        projects.share_project(conn, project, with_project, read_write)
+    console.print(f"shared {project} with {with_project} ({'read-write' if read_write else 'read-only'})")
+
+
+@main.command("unshare")
+@click.argument("project")
+@click.option("--with", "with_project", required=True)
+@as_option
+@click.pass_context
+def unshare(ctx: click.Context, project: str, with_project: str, as_role: str) -> None:
+    """Stop sharing PROJECT with another project; access ends at once."""
+    with connect_as(ctx, as_role) as conn:
+        projects.unshare_project(conn, project, with_project)
+    console.print(f"unshared {project} from {with_project}")
+
+
+@main.group("user")
+def user_group() -> None:
+    """Block or unblock a person in every project (platform admin)."""
+
+
+@user_group.command("block")
+@click.argument("user")
+@as_option
+@click.pass_context
+def user_block(ctx: click.Context, user: str, as_role: str) -> None:
+    """Block USER: every PROJECT__USER role stops logging in, sessions end, certificates revoked."""
+    with connect_as(ctx, as_role) as conn:
+        roles = projects.block_user(home_of(ctx), conn, user)
+    console.print(f"blocked {user}: {', '.join(roles) or 'no project roles yet'}")
+
+
+@user_group.command("unblock")
+@click.argument("user")
+@as_option
+@click.pass_context
+def user_unblock(ctx: click.Context, user: str, as_role: str) -> None:
+    """Unblock USER; each of their roles gets a new certificate."""
+    with connect_as(ctx, as_role) as conn:
+        roles = projects.unblock_user(home_of(ctx), conn, user)
+    console.print(f"unblocked {user}: {', '.join(roles) or 'no project roles'}")
+
+
+@main.group("policy")
+def policy_group() -> None:
+    """Row-level policies from policies/<project>.yml."""
+
+
+@policy_group.command("apply")
+@click.argument("project")
+@click.option("--file", "path", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None)
+@as_option
+@click.pass_context
+def policy_apply(ctx: click.Context, project: str, path: Path | None, as_role: str) -> None:
+    """Check (pglast) and apply PROJECT's row policies (a Data Owner's job)."""
+    declared = policies.load_policies(path or policies.policy_file(project))
+    with connect_as(ctx, as_role) as conn:
+        tables = policies.apply_policies(conn, project, declared)
+    console.print(f"applied {len(declared)} polic{'y' if len(declared) == 1 else 'ies'} "
+                  f"to project {project} ({len(tables)} table(s) refreshed)")
+
+
+@main.command("audit")
+@click.option("--project", default=None)
+@click.option("--since", default=None, help="ISO time or a duration like 1h, 7d.")
+@click.option("--limit", default=100, show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+@as_option
+@click.pass_context
+def audit(ctx: click.Context, project: str | None, since: str | None, limit: int, as_json: bool,
+          as_role: str) -> None:
+    """Show the append-only audit log (what the identity may see)."""
+    from fstore.pki import parse_duration
+
+    since_ts = None
+    if since:
+        try:
+            since_ts = dt.datetime.fromisoformat(since)
+        except ValueError:
+            since_ts = dt.datetime.now(dt.timezone.utc) - parse_duration(since)
+    with connect_as(ctx, as_role) as conn, translated(), conn.cursor(row_factory=dict_row) as cur:
+        rows = cur.execute(
+            "select id, at, session_role, project, action, details, client_serial, app_id "
+            "from fstore.audit_log where (%(p)s::text is null or project = %(p)s) "
+            "and (%(s)s::timestamptz is null or at >= %(s)s) order by id desc limit %(l)s",
+            {"p": project, "s": since_ts, "l": limit},
+        ).fetchall()
+    if as_json:
+        click.echo(json.dumps(rows, default=str, indent=1))
+        return
+    for row in rows:
+        row["details"] = json.dumps(row["details"], separators=(",", ":"))
+        row["at"] = row["at"].isoformat(timespec="seconds")
+    console.print(_table(rows, ["id", "at", "session_role", "app_id", "project", "action", "details"]))
