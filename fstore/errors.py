@@ -71,6 +71,7 @@ _BY_SQLSTATE_CLASS: dict[str, type[FstoreError]] = {
     "22007": InvalidInput,
     "22008": InvalidInput,
     "42703": InvalidInput,  # undefined_column
+    "42702": InvalidInput,  # ambiguous_column (e.g. a feature name in two groups)
 }
 
 
