@@ -1,0 +1,198 @@
+{#- The steps of the feature_group materialization, in the order it runs them. -#}
+
+{#-
+  Run as the person behind the certificate (session_user), not as the owner role the
+  profile sets: the person holds the Data Owner's rights to read sources (including
+  shared projects), create temporary tables and write feature groups, and the commit
+  is recorded under that identity. Only table creation is done as the owner role.
+  SET LOCAL: dbt's transaction ends with the profile's role back in place.
+-#}
+{% macro fstore_act_as_session_user() %}
+  {% call statement('fstore_session') -%}
+    set local role none;
+    set local time zone 'UTC';
+    set local standard_conforming_strings = on
+  {%- endcall %}
+{% endmacro %}
+
+{#- The model's rows, in a temporary table dropped at commit. -#}
+{% macro fstore_stage_rows(staging, sql) %}
+  {% call statement('fstore_stage') -%}
+    create temporary table {{ adapter.quote(staging.identifier) }} on commit drop as (
+      {{ sql }}
+    )
+  {%- endcall %}
+{% endmacro %}
+
+{#- One JSON value from a query that selects a single text column. -#}
+{% macro fstore_query_json(query) %}
+  {%- set result = run_query(query) -%}
+  {%- if result.rows | length == 0 or result.rows[0][0] is none -%}
+    {{ return(none) }}
+  {%- endif -%}
+  {{ return(fromjson(result.rows[0][0])) }}
+{% endmacro %}
+
+{#- [{'name', 'type'}] of the staged rows, in column order, types as PostgreSQL spells them. -#}
+{% macro fstore_staged_columns(staging) %}
+  {% set query -%}
+    select coalesce(jsonb_agg(jsonb_build_object('name', a.attname, 'type', format_type(a.atttypid, a.atttypmod))
+                              order by a.attnum), '[]')::text
+      from pg_attribute a
+     where a.attrelid = {{ fstore_regclass(staging) }} and a.attnum > 0 and not a.attisdropped
+  {%- endset %}
+  {{ return(fstore_query_json(query)) }}
+{% endmacro %}
+
+{#- The catalog entry of this version ({'id', 'keys', 'event_time', 'online', 'features': [...]}), or none. -#}
+{% macro fstore_find_feature_group(spec) %}
+  {% set query -%}
+    select jsonb_build_object(
+             'id', g.id, 'keys', to_jsonb(g.entity_keys), 'event_time', g.event_time, 'online', g.online,
+             'ttl', g.ttl::text, 'config_ttl', (p.s->>'ttl')::interval::text,
+             'statistics', g.statistics_enabled, 'options', g.options,
+             'features', coalesce((select jsonb_agg(jsonb_build_object('name', f.name, 'type', f.data_type)
+                                                    order by f.position)
+                                     from fstore.features f where f.feature_group_id = g.id), '[]'))::text
+      from fstore.feature_groups g, (select {{ fstore_jsonb(spec) }} as s) p
+     where g.project = p.s->>'project' and g.name = p.s->>'name' and g.version = (p.s->>'version')::int
+  {%- endset %}
+  {{ return(fstore_query_json(query)) }}
+{% endmacro %}
+
+{#- Check the staged columns against the config: keys and event_time present, event_time a timestamp. -#}
+{% macro fstore_check_columns(spec, columns) %}
+  {%- set types = {} -%}
+  {%- for column in columns -%}{%- do types.update({column['name']: column['type']}) -%}{%- endfor -%}
+  {%- for key in spec['keys'] + [spec['event_time']] -%}
+    {%- if key not in types -%}
+      {{ exceptions.raise_compiler_error(fstore_name(spec) ~ ': the model has no column ' ~ key ~ ' (named in `'
+          ~ ('event_time' if key == spec['event_time'] else 'keys') ~ '`); its columns are '
+          ~ (types.keys() | list | join(', '))) }}
+    {%- endif -%}
+  {%- endfor -%}
+  {%- if types[spec['event_time']] not in ['timestamp with time zone', 'timestamp without time zone', 'date'] -%}
+    {{ exceptions.raise_compiler_error(fstore_name(spec) ~ ': event_time column ' ~ spec['event_time'] ~ ' is '
+        ~ types[spec['event_time']] ~ '; it must be a timestamptz (a timestamp or date is read as UTC)') }}
+  {%- endif -%}
+{% endmacro %}
+
+{#- First run of a version: create its tables as the project owner and register it. Returns its id. -#}
+{% macro fstore_create_feature_group(spec, columns) %}
+  {% do fstore_check_columns(spec, columns) %}
+  {%- set described = [] -%}
+  {%- for column in columns -%}
+    {%- do described.append({'name': column['name'], 'type': column['type'],
+                             'description': spec['feature_descriptions'].get(column['name'], '')}) -%}
+  {%- endfor -%}
+  {%- set options = {'validation': spec['validation'], 'validation_policy': spec['validation_policy'],
+                     'commit_mode': spec['commit_mode'], 'dbt_node': spec['dbt_node']} -%}
+  {%- set args = {'spec': spec, 'columns': described, 'options': options} -%}
+  {% call statement('fstore_owner') -%}
+    set local role {{ adapter.quote(spec['project'] ~ '__owner') }}
+  {%- endcall %}
+  {% set query -%}
+    select fstore.create_feature_group(
+             p.a->'spec'->>'project', p.a->'spec'->>'name', (p.a->'spec'->>'version')::integer,
+             array(select jsonb_array_elements_text(p.a->'spec'->'keys')), p.a->'spec'->>'event_time',
+             p.a->'columns', (p.a->'spec'->>'online')::boolean, (p.a->'spec'->>'ttl')::interval,
+             p.a->'spec'->>'description', array(select jsonb_array_elements_text(p.a->'spec'->'tags')),
+             (p.a->'spec'->>'statistics')::boolean, p.a->'options', p.a->'spec'->'upstream')::text
+      from (select {{ fstore_jsonb(args) }} as a) p
+  {%- endset %}
+  {%- set fg_id = fstore_query_json(query) -%}
+  {% call statement('fstore_person') -%}
+    set local role none
+  {%- endcall %}
+  {{ log(fstore_name(spec) ~ ': created (feature group ' ~ fg_id ~ ')', info=True) }}
+  {{ return(fg_id) }}
+{% endmacro %}
+
+{#-
+  A later run of an existing version: refuse any change the tables cannot take
+  (dropped, added or retyped column, other keys, event_time or online flag).
+-#}
+{% macro fstore_check_schema(spec, existing, columns) %}
+  {% do fstore_check_columns(spec, columns) %}
+  {%- set changes = [] -%}
+  {%- if existing['keys'] != spec['keys'] -%}
+    {%- do changes.append('keys changed from ' ~ (existing['keys'] | join(', ')) ~ ' to ' ~ (spec['keys'] | join(', '))) -%}
+  {%- endif -%}
+  {%- if existing['event_time'] != spec['event_time'] -%}
+    {%- do changes.append('event_time changed from ' ~ existing['event_time'] ~ ' to ' ~ spec['event_time']) -%}
+  {%- endif -%}
+  {%- if existing['online'] != spec['online'] -%}
+    {%- do changes.append('online changed from ' ~ existing['online'] ~ ' to ' ~ spec['online']) -%}
+  {%- endif -%}
+  {%- set staged = {} -%}
+  {%- for column in columns if column['name'] != spec['event_time'] -%}
+    {%- do staged.update({column['name']: column['type']}) -%}
+  {%- endfor -%}
+  {%- set known = [] -%}
+  {%- for feature in existing['features'] -%}
+    {%- do known.append(feature['name']) -%}
+    {%- if feature['name'] not in staged -%}
+      {%- do changes.append('column ' ~ feature['name'] ~ ' (' ~ feature['type'] ~ ') was dropped') -%}
+    {%- elif staged[feature['name']] != feature['type'] -%}
+      {%- do changes.append('column ' ~ feature['name'] ~ ' changed type from ' ~ feature['type'] ~ ' to '
+                            ~ staged[feature['name']]) -%}
+    {%- endif -%}
+  {%- endfor -%}
+  {%- for name, type in staged.items() if name not in known -%}
+    {%- do changes.append('column ' ~ name ~ ' (' ~ type ~ ') was added') -%}
+  {%- endfor -%}
+  {%- if changes -%}
+    {{ exceptions.raise_compiler_error(
+         'feature group ' ~ fstore_name(spec) ~ ' cannot take this model\'s rows: ' ~ (changes | join('; '))
+         ~ '. Its tables are never altered or rebuilt: bump `version` in the model\'s config (to version='
+         ~ (spec['version'] + 1) ~ ') to create a new version with new tables; version ' ~ spec['version']
+         ~ ' and its data stay readable.') }}
+  {%- endif -%}
+  {%- if existing['ttl'] != existing['config_ttl'] or existing['statistics'] != spec['statistics'] -%}
+    {{ log(fstore_name(spec) ~ ': ttl and statistics are fixed when a version is created; '
+           ~ 'the changed config applies to the next version', info=True) }}
+  {%- endif -%}
+{% endmacro %}
+
+{#- Refresh the description, tags, feature descriptions and dbt lineage of an existing version. -#}
+{% macro fstore_describe_feature_group(fg_id, spec) %}
+  {% call statement('fstore_describe') -%}
+    select fstore.describe_feature_group({{ fg_id }}, p.s->>'description',
+             array(select jsonb_array_elements_text(p.s->'tags')), p.s->'feature_descriptions', p.s->'upstream')
+      from (select {{ fstore_jsonb(spec) }} as s) p
+  {%- endcall %}
+{% endmacro %}
+
+{#-
+  Run the model's validation rules over the staged rows (fstore.validate_batch):
+  with policy strict a failing rule raises and the run writes nothing; with warn
+  the result is recorded with the commit.
+-#}
+{% macro fstore_validate(fg_id, staging, spec) %}
+  {%- if not spec['validation'] -%}
+    {{ return({}) }}
+  {%- endif -%}
+  {% set query -%}
+    select fstore.validate_batch({{ fg_id }}, {{ fstore_regclass(staging) }}, p.s->'validation',
+                                 p.s->>'validation_policy')::text
+      from (select {{ fstore_jsonb(spec) }} as s) p
+  {%- endset %}
+  {%- set result = fstore_query_json(query) -%}
+  {%- if not result['passed'] -%}
+    {%- for failure in result['failures'] -%}
+      {{ log(fstore_name(spec) ~ ': validation warning: column ' ~ failure['column'] ~ ', rule ' ~ failure['rule']
+             ~ ': ' ~ failure['failing_rows'] ~ ' failing rows', info=True) }}
+    {%- endfor -%}
+  {%- endif -%}
+  {{ return(result) }}
+{% endmacro %}
+
+{#- One log line per commit: rows offline and online. -#}
+{% macro fstore_log_commit(spec, commit_id) %}
+  {% set query -%}
+    select jsonb_build_object('rows', rows, 'online_rows', online_rows)::text from fstore.commits where id = {{ commit_id | int }}
+  {%- endset %}
+  {%- set commit = fstore_query_json(query) -%}
+  {{ log(fstore_name(spec) ~ ': commit ' ~ commit_id ~ ', ' ~ commit['rows'] ~ ' rows offline, '
+         ~ commit['online_rows'] ~ ' online', info=True) }}
+{% endmacro %}

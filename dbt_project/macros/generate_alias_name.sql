@@ -1,0 +1,13 @@
+{#-
+  A feature_group model's relation is its offline table, <name>__v<version>, so that
+  ref('account_activity') in another model reads the version the config names.
+  Other models keep dbt's default alias.
+-#}
+{% macro generate_alias_name(custom_alias_name=none, node=none) -%}
+  {%- if node is not none and node.config.get('materialized') == 'feature_group' -%}
+    {{ return(fstore_feature_group_table((custom_alias_name | trim) if custom_alias_name else node.name,
+                                         node.config.get('version') or 1)) }}
+  {%- else -%}
+    {{ return(default__generate_alias_name(custom_alias_name, node)) }}
+  {%- endif -%}
+{%- endmacro %}

@@ -1,0 +1,266 @@
+"""dbt as a project-user: generated profiles, in-process runs, and lineage.
+
+``dbt run`` connects with the person's own certificate. A Data Owner's profile
+sets ``role: PROJECT__owner`` (dbt runs ``set role`` at connect) so ordinary dbt
+models create tables the project owns; the ``feature_group`` materialization
+(``dbt_project/macros``) then acts as the person for reads and commits and as the
+owner only to create a new version's tables. A Data Scientist's profile has no
+owner role, and the database refuses their commit.
+
+Example::
+
+    home = FstoreHome.resolve()
+    write_profile(home, "fraud", "alice")                  # ~/.fstore/dbt/fraud__alice/profiles.yml
+    run = run_dbt(home, "fraud", "alice", ["run"])          # the demo project's feature groups
+    run.raise_for_failure()
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import yaml
+from psycopg.types.json import Jsonb
+
+from fstore.connection import material_for
+from fstore.errors import FstoreError, InvalidInput, NotFound, PermissionDenied, translated
+from fstore.home import FstoreHome
+from fstore.roles import group_role, project_user_role
+
+DEMO_PROJECT_DIR = Path(__file__).resolve().parent.parent / "dbt_project"
+PROFILE_NAME = "fstore"
+_DBT_LOCK = threading.Lock()  # dbtRunner is not safe to run twice at once in one process
+_NO_TARGET_FLAGS = frozenset({"debug", "deps", "clean", "init"})
+
+
+def dbt_dir(home: FstoreHome, role: str) -> Path:
+    """Where a role's generated profile, dbt target and logs live: ``$FSTORE_HOME/dbt/ROLE``."""
+    return home.root / "dbt" / role
+
+
+def is_data_owner(home: FstoreHome, role: str) -> bool:
+    """Whether ``role`` may act as its project's owner role (asks the database)."""
+    project = role.split("__", 1)[0]
+    material = material_for(home, role)
+    with translated(), psycopg.connect(material.conninfo(), autocommit=True) as conn:
+        row = conn.execute(
+            "select pg_has_role(session_user, %s, 'MEMBER')", (group_role(project, "owner"),)
+        ).fetchone()
+    return bool(row and row[0])
+
+
+def profile_for(home: FstoreHome, project: str, user: str) -> dict[str, Any]:
+    """The dbt-postgres profile of ``project__user``: certificate login, schema = project.
+
+    Data Owners get ``role: PROJECT__owner``; Data Scientists run as themselves.
+    """
+    role = project_user_role(project, user)
+    profile = material_for(home, role).dbt_profile(PROFILE_NAME, schema=project)
+    if is_data_owner(home, role):
+        profile[PROFILE_NAME]["outputs"]["dev"]["role"] = group_role(project, "owner")
+    return profile
+
+
+def write_profile(home: FstoreHome, project: str, user: str, directory: str | Path | None = None) -> Path:
+    """Write ``profiles.yml`` for ``project__user`` (default: :func:`dbt_dir`); returns its path.
+
+    Example: ``write_profile(home, "fraud", "alice")`` then
+    ``dbt run --profiles-dir ~/.fstore/dbt/fraud__alice --project-dir dbt_project``.
+    """
+    role = project_user_role(project, user)
+    target = Path(directory) if directory is not None else dbt_dir(home, role)
+    target.mkdir(parents=True, exist_ok=True)
+    path = target / "profiles.yml"
+    text = yaml.safe_dump(profile_for(home, project, user), sort_keys=False)
+    fd = os.open(path.with_suffix(".tmp"), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(text)
+    path.with_suffix(".tmp").replace(path)
+    return path
+
+
+@dataclass
+class NodeFailure:
+    """A dbt node that did not succeed, with dbt's message (the database's words)."""
+
+    unique_id: str
+    status: str
+    message: str
+
+
+@dataclass
+class DbtRun:
+    """The outcome of :func:`run_dbt`."""
+
+    success: bool
+    args: list[str]
+    target_path: Path
+    result: Any = None  # dbt's result object (RunExecutionResult for `run`)
+    exception: BaseException | None = None
+    failures: list[NodeFailure] = field(default_factory=list)
+    lineage: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+
+    def raise_for_failure(self) -> None:
+        """Raise :class:`PermissionDenied` (a refusal) or :class:`FstoreError` if the run failed."""
+        if self.success:
+            return
+        text = "; ".join(f"{f.unique_id}: {' '.join(f.message.split())}" for f in self.failures)
+        if not text:
+            text = str(self.exception) if self.exception else "dbt failed"
+        if "permission denied" in text.lower():
+            raise PermissionDenied(f"dbt {' '.join(self.args[:1])} refused: {text}")
+        raise FstoreError(f"dbt {' '.join(self.args[:1])} failed: {text}")
+
+
+def run_dbt(
+    home: FstoreHome,
+    project: str,
+    user: str,
+    args: list[str],
+    project_dir: str | Path = DEMO_PROJECT_DIR,
+    *,
+    profiles_dir: str | Path | None = None,
+    write_profile_first: bool = True,
+    lineage: bool = True,
+) -> DbtRun:
+    """Run dbt in-process as ``project__user`` with that user's certificate.
+
+    ``args`` is a dbt command line without ``dbt`` (``["run", "--select", "fraud"]``).
+    The profile is (re)written first unless ``write_profile_first`` is false; target
+    and logs go to :func:`dbt_dir`. After a run, the upstream tables parsed from each
+    committed feature_group model's compiled SQL are added to its lineage.
+
+    Example: ``run_dbt(home, "fraud", "alice", ["run"]).raise_for_failure()``
+    """
+    from dbt.cli.main import dbtRunner
+
+    if not args:
+        raise InvalidInput("give a dbt command, e.g. ['run']")
+    role = project_user_role(project, user)
+    workdir = dbt_dir(home, role)
+    profiles = Path(profiles_dir) if profiles_dir is not None else workdir
+    if write_profile_first:
+        write_profile(home, project, user, profiles)
+    elif not (profiles / "profiles.yml").exists():
+        raise NotFound(f"no dbt profile in {profiles}: run `fstore dbt-profile {project} {user}`")
+    target_path = workdir / "target"
+    argv = list(args) + ["--project-dir", str(Path(project_dir).absolute()), "--profiles-dir", str(profiles)]
+    if args[0] not in _NO_TARGET_FLAGS:
+        argv += ["--target-path", str(target_path), "--log-path", str(workdir / "logs")]
+    argv.append("--no-send-anonymous-usage-stats")
+    if not _DBT_LOCK.acquire(timeout=3600):
+        raise FstoreError("another dbt run in this process did not finish within an hour")
+    try:
+        outcome = dbtRunner().invoke(argv)
+    finally:
+        _DBT_LOCK.release()
+    run = DbtRun(success=bool(outcome.success), args=list(args), target_path=target_path,
+                 result=outcome.result, exception=outcome.exception,
+                 failures=_failures(outcome.result))
+    if lineage and args[0] in ("run", "build") and (target_path / "run_results.json").exists():
+        run.lineage = record_lineage(home, role, target_path)
+    return run
+
+
+def _failures(result: Any) -> list[NodeFailure]:
+    failures = []
+    for node_result in getattr(result, "results", None) or []:
+        status = str(getattr(node_result, "status", ""))
+        if status.lower() in ("error", "fail", "runtimeerr", "runstatus.error"):
+            node = getattr(node_result, "node", None)
+            message = (node_result.message or "").split("CONTEXT:", 1)[0].strip()
+            failures.append(NodeFailure(getattr(node, "unique_id", "?"), status, message))
+    return failures
+
+
+def sql_relations(sql: str) -> list[str]:
+    """Tables and views a SQL statement reads, as ``schema.name`` (CTE names excluded).
+
+    >>> sql_relations('with a as (select * from "db"."fraud"."tx") select * from a join public.b using (k)')
+    ['fraud.tx', 'public.b']
+    """
+    from pglast import parse_sql
+    from pglast.visitors import Visitor
+
+    found: list[tuple[str | None, str]] = []
+    ctes: set[str] = set()
+
+    class _Relations(Visitor):  # type: ignore[misc]
+        def visit_RangeVar(self, ancestors: Any, node: Any) -> None:
+            found.append((node.schemaname, node.relname))
+
+        def visit_CommonTableExpr(self, ancestors: Any, node: Any) -> None:
+            ctes.add(node.ctename)
+
+    _Relations()(parse_sql(sql))
+    relations: list[str] = []
+    for schema, name in found:
+        if schema is None and name in ctes:
+            continue
+        relation = f"{schema}.{name}" if schema else name
+        if relation not in relations:
+            relations.append(relation)
+    return relations
+
+
+def merge_upstream(upstream: list[dict[str, Any]], parsed: list[str]) -> list[dict[str, Any]]:
+    """Add the relations parsed from SQL to dbt's lineage entries (``found_by`` gains ``sql``)."""
+    merged = [dict(entry, found_by=[b for b in entry.get("found_by", []) if b != "sql"])
+              for entry in upstream if entry.get("found_by") != ["sql"]]
+    by_relation = {entry.get("relation"): entry for entry in merged}
+    for relation in parsed:
+        if relation in by_relation:
+            by_relation[relation]["found_by"].append("sql")
+        else:
+            entry = {"relation": relation, "kind": "table", "found_by": ["sql"]}
+            merged.append(entry)
+            by_relation[relation] = entry
+    return merged
+
+
+def record_lineage(home: FstoreHome, role: str, target_path: str | Path) -> dict[str, list[dict[str, Any]]]:
+    """After a run: add the tables parsed from each committed feature group's compiled SQL
+    to its upstream lineage (``fstore.describe_feature_group``, as the Data Owner ``role``).
+
+    Reads ``run_results.json`` and ``manifest.json`` in ``target_path``. Returns
+    ``{"project.name@version": upstream}`` for the feature groups it updated.
+    """
+    from pglast.parser import ParseError
+
+    target = Path(target_path)
+    results = json.loads((target / "run_results.json").read_text())["results"]
+    nodes = json.loads((target / "manifest.json").read_text())["nodes"]
+    updated: dict[str, list[dict[str, Any]]] = {}
+    todo = []
+    for result in results:
+        node = nodes.get(result["unique_id"], {})
+        if result["status"] != "success" or node.get("config", {}).get("materialized") != "feature_group":
+            continue
+        name, _, version = node["alias"].rpartition("__v")
+        try:
+            parsed = sql_relations(result["compiled_code"])
+        except ParseError:  # lineage from dbt's graph stays; the SQL is PostgreSQL's to judge
+            parsed = []
+        todo.append((node["schema"], name, int(version), parsed))
+    if not todo:
+        return updated
+    with translated(), psycopg.connect(material_for(home, role).conninfo(), autocommit=True) as conn:
+        for project, name, version, parsed in todo:
+            row = conn.execute(
+                "select id, upstream from fstore.feature_groups where project = %s and name = %s and version = %s",
+                (project, name, version),
+            ).fetchone()
+            if row is None:
+                continue
+            upstream = merge_upstream(row[1], parsed)
+            if upstream != row[1]:
+                conn.execute("select fstore.describe_feature_group(%s, null, null, null, %s)",
+                             (row[0], Jsonb(upstream)))
+            updated[f"{project}.{name}@{version}"] = upstream
+    return updated
