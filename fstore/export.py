@@ -1,0 +1,513 @@
+"""Exports of a training dataset or any query: Parquet, CSV, NPY, TFRecord, Arrow IPC.
+
+Rows stream from an Arrow ``RecordBatchReader`` (the database's ADBC cursor, or a
+training-data builder) one batch at a time, so memory stays bounded whatever the
+size. Every export is written under a temporary name in the target's directory and
+renamed into place at the end; on any error the temporary files are removed and
+nothing appears under the final name.
+
+Layout on disk:
+
+* ``parquet``, ``csv``, ``arrow``, ``tfrecord``: one file at ``path`` (TFRecord adds
+  its feature spec ``<path>.spec.json``);
+* with ``split_column``: a directory at ``path`` with one file per split value
+  (``train.parquet``, ``test.parquet``; TFRecord adds ``spec.json``), the split
+  column itself left out;
+* ``npy``: a directory with ``features.npy`` (2-D) and ``labels.npy`` (when a label is
+  given), per split in ``<split>/`` subdirectories, and ``meta.json`` naming the
+  feature columns in order.
+
+Example::
+
+    result = export_query(fs, "fraud_train__td1", "train.tfrecord", "tfrecord", label="is_fraud")
+    ds = tf_dataset(fs, "train.tfrecord", label="is_fraud", batch_size=256)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import closing, contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+from psycopg import sql
+
+from fstore.errors import Conflict, FstoreError, InvalidInput, from_database
+from fstore.npy import NpySink
+from fstore.tfrecord import DIR_SPEC_NAME, SPEC_SUFFIX, SPEC_VERSION, TFRecordSink, \
+    check_tfrecord_schema, read_spec, tf_dataset_from_files
+
+FORMATS: dict[str, str] = {"parquet": ".parquet", "csv": ".csv", "arrow": ".arrow",
+                           "tfrecord": ".tfrecord", "npy": ""}
+SPLIT_VALUE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
+Progress = Callable[[int], None]
+
+
+@dataclass
+class ExportResult:
+    """What an export wrote: where, how many rows (per split), which files."""
+
+    path: Path
+    format: str
+    rows: int
+    splits: dict[str, int] = field(default_factory=dict)
+    files: list[Path] = field(default_factory=list)
+    spec: Path | None = None
+
+    @property
+    def bytes(self) -> int:
+        """Total size of the files written."""
+        return sum(f.stat().st_size for f in self.files if f.exists())
+
+
+# --- PostgreSQL types that arrive as opaque Arrow extension types -------------------------
+def _opaque_name(arrow_type: pa.DataType) -> str | None:
+    if isinstance(arrow_type, pa.ExtensionType) and arrow_type.extension_name == "arrow.opaque":
+        return getattr(arrow_type, "type_name", None)
+    return None
+
+
+def _decode_vectors(array: pa.Array) -> pa.Array:
+    """pgvector's binary form (int16 dim, int16 unused, float4 big-endian) as float32 lists."""
+    storage = array.storage if isinstance(array, pa.ExtensionArray) else array
+    n = len(storage)
+    offsets = np.frombuffer(storage.buffers()[1], dtype=np.int32)[storage.offset:storage.offset + n + 1]
+    offsets = offsets.astype(np.int64)
+    raw = storage.buffers()[2]
+    data = np.frombuffer(raw, dtype=np.uint8) if raw is not None else np.zeros(0, np.uint8)
+    lengths = np.diff(offsets)
+    valid = storage.is_valid().to_numpy(zero_copy_only=False)
+    present = lengths[valid]
+    if len(present) and (present == present[0]).all():
+        size = (int(present[0]) - 4) // 4
+        rows = data[offsets[0]:offsets[-1]].reshape(len(present), int(present[0]))[:, 4:]
+        values = np.zeros((n, size), dtype=np.float32)
+        values[valid] = rows.copy().view(">f4").astype(np.float32)
+        return pa.FixedSizeListArray.from_arrays(pa.array(values.reshape(-1)), size,
+                                                 mask=pa.array(~valid))
+    items = [None if not ok else np.frombuffer(data[a + 4:b].tobytes(), ">f4").astype(np.float32)
+             for ok, a, b in zip(valid, offsets[:-1], offsets[1:])]
+    return pa.array(items, type=pa.list_(pa.float32()))
+
+
+def _decode_numeric(array: pa.Array, field_: pa.Field) -> pa.Array:
+    """PostgreSQL numeric (text) as decimal128(p, s) when the column declares them, else float64."""
+    storage = array.storage if isinstance(array, pa.ExtensionArray) else array
+    typmod = int((field_.metadata or {}).get(b"POSTGRESQL:typmod", b"-1"))
+    if typmod >= 4:
+        precision, scale = ((typmod - 4) >> 16) & 0xFFFF, (typmod - 4) & 0xFFFF
+        if 0 < precision <= 38:
+            try:
+                return pc.cast(storage, pa.decimal128(precision, scale))
+            except pa.ArrowInvalid:
+                pass  # NaN or infinity in the column
+    return pc.cast(storage, pa.float64())
+
+
+def normalise_batch(batch: pa.RecordBatch) -> pa.RecordBatch:
+    """Replace PostgreSQL types ADBC hands over as opaque (vector, numeric, ...) by Arrow types.
+
+    ``vector`` becomes ``fixed_size_list<float32>[dim]`` (``list<float32>`` if dimensions
+    differ), ``numeric(p, s)`` ``decimal128(p, s)``, an unconstrained ``numeric`` float64;
+    other opaque types keep their storage (text or bytes).
+    """
+    columns, fields, changed = [], [], False
+    for field_, column in zip(batch.schema, batch.columns):
+        name = _opaque_name(field_.type)
+        if name is not None:
+            if name == "vector":
+                column = _decode_vectors(column)
+            elif name == "numeric":
+                column = _decode_numeric(column, field_)
+            else:
+                column = column.storage
+            field_ = pa.field(field_.name, column.type, nullable=True, metadata=field_.metadata)
+            changed = True
+        columns.append(column)
+        fields.append(field_)
+    if not changed:
+        return batch
+    return pa.RecordBatch.from_arrays(columns, schema=pa.schema(fields, metadata=batch.schema.metadata))
+
+
+def normalised(reader: pa.RecordBatchReader | pa.Table) -> Iterator[pa.RecordBatch]:
+    """The batches of a reader with :func:`normalise_batch` applied, all to the first one's schema."""
+    if isinstance(reader, pa.Table):
+        reader = reader.to_reader()
+    schema: pa.Schema | None = None
+    for batch in reader:
+        batch = normalise_batch(batch)
+        if schema is None:
+            schema = batch.schema
+        elif not batch.schema.equals(schema):
+            try:
+                batch = batch.cast(schema)
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+                raise InvalidInput(f"rows change type mid-stream ({exc}): e.g. vectors of different "
+                                   "dimensions in one column") from exc
+        yield batch
+
+
+# --- writing files under a temporary name --------------------------------------------------
+def _temporary(final: Path) -> Path:
+    return final.with_name(f".{final.name}.{uuid.uuid4().hex[:12]}.tmp")
+
+
+@contextmanager
+def _published(final: Path, directory: bool, overwrite: bool,
+               companions: Sequence[Path] = ()) -> Iterator[tuple[Path, list[Path]]]:
+    """Yield a temporary path (and temporary companions) renamed onto the final names on
+    success; removed on any error, leaving nothing under the final names."""
+    final.parent.mkdir(parents=True, exist_ok=True)
+    for target, want_directory in [(final, directory), *((c, False) for c in companions)]:
+        if target.exists() and not overwrite:
+            raise Conflict(f"{target} exists already (pass overwrite=True to replace it)")
+        if target.exists() and target.is_dir() != want_directory:
+            raise Conflict(f"{target} exists and is a {'directory' if target.is_dir() else 'file'}; "
+                           f"this export writes a {'directory' if want_directory else 'file'}")
+    temporary = _temporary(final)
+    temporary_companions = [_temporary(c) for c in companions]
+    if directory:
+        temporary.mkdir()
+    try:
+        yield temporary, temporary_companions
+    except BaseException:
+        _remove(temporary)
+        for path in temporary_companions:
+            _remove(path)
+        raise
+    for done, target in zip(temporary_companions, companions):
+        os.replace(done, target)
+    if directory and final.exists():
+        old = _temporary(final)
+        os.rename(final, old)
+        os.rename(temporary, final)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(temporary, final)
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
+
+
+# --- one sink per output file ---------------------------------------------------------------
+class _ArrowFileSink:
+    """Parquet, Arrow IPC or CSV through pyarrow's streaming writers."""
+
+    def __init__(self, path: Path, schema: pa.Schema, fmt: str) -> None:
+        import pyarrow.csv as pacsv
+        import pyarrow.parquet as pq
+
+        self.fmt = fmt
+        self.lists = [f.name for f in schema if fmt == "csv" and _is_list(f.type)]
+        if fmt == "parquet":
+            self.writer: Any = pq.ParquetWriter(path, schema)
+        elif fmt == "arrow":
+            self.writer = pa.ipc.new_file(path, schema)
+        else:
+            self.writer = pacsv.CSVWriter(path, self._csv_schema(schema))
+
+    def _csv_schema(self, schema: pa.Schema) -> pa.Schema:
+        for name in self.lists:
+            schema = schema.set(schema.get_field_index(name), pa.field(name, pa.string()))
+        return schema
+
+    def write(self, batch: pa.RecordBatch) -> None:
+        for name in self.lists:  # CSV has no lists: write them as JSON arrays
+            i = batch.schema.get_field_index(name)
+            text = pa.array([None if v is None else json.dumps(v) for v in batch.column(i).to_pylist()],
+                            type=pa.string())
+            batch = batch.set_column(i, pa.field(name, pa.string()), text)
+        self.writer.write_batch(batch)
+
+    def close(self) -> dict[str, Any]:
+        self.writer.close()
+        return {}
+
+    def abort(self) -> None:
+        try:
+            self.writer.close()
+        except Exception:  # already broken: the caller removes the file
+            pass
+
+
+def _is_list(arrow_type: pa.DataType) -> bool:
+    return pa.types.is_list(arrow_type) or pa.types.is_large_list(arrow_type) \
+        or pa.types.is_fixed_size_list(arrow_type)
+
+
+def _labels(label: str | Sequence[str] | None) -> list[str]:
+    return [label] if isinstance(label, str) else list(label or [])
+
+
+class _Writer:
+    """Opens one sink per split (or one in all) inside the temporary target."""
+
+    def __init__(self, root: Path, fmt: str, schema: pa.Schema, *, split: str | None,
+                 labels: list[str], features: Sequence[str] | None, dtype: Any) -> None:
+        self.root, self.fmt, self.split = root, fmt, split
+        self.labels, self.features, self.dtype = labels, features, dtype
+        self.schema = schema if split is None else schema.remove(schema.get_field_index(split))
+        self.sinks: dict[str | None, Any] = {}
+        self.rows: dict[str | None, int] = {}
+        if fmt == "npy":
+            NpySink.check(self.schema, labels, features)  # fail before any row is read
+        elif fmt == "tfrecord":
+            check_tfrecord_schema(self.schema)
+
+    def _sink(self, key: str | None) -> Any:
+        if key not in self.sinks:
+            if self.fmt == "npy":
+                target = self.root if key is None else self.root / key
+                target.mkdir(exist_ok=True)
+                sink: Any = NpySink(target, self.schema, self.labels, self.features, self.dtype)
+            else:
+                target = self.root if key is None else self.root / f"{key}{FORMATS[self.fmt]}"
+                sink = TFRecordSink(target, self.schema) if self.fmt == "tfrecord" \
+                    else _ArrowFileSink(target, self.schema, self.fmt)
+            self.sinks[key] = sink
+            self.rows[key] = 0
+        return self.sinks[key]
+
+    def write(self, batch: pa.RecordBatch) -> None:
+        if self.split is None:
+            self._sink(None).write(batch)
+            self.rows[None] += batch.num_rows
+            return
+        column = batch.column(self.split)
+        if column.null_count:
+            raise InvalidInput(f"split column {self.split!r} has NULL values")
+        rest = batch.drop_columns([self.split])
+        for value in pc.unique(column).to_pylist():
+            key = str(value)
+            if not SPLIT_VALUE.match(key):
+                raise InvalidInput(f"split column {self.split!r} has value {key!r}, which cannot name a file "
+                                   "(use letters, digits, '_', '.', '-')")
+            part = rest.filter(pc.equal(column, value))
+            self._sink(key).write(part)
+            self.rows[key] += part.num_rows
+
+    def close(self) -> dict[str | None, dict[str, Any]]:
+        if not self.sinks:
+            self._sink(None)  # an empty export still has its (empty) file
+        return {key: sink.close() for key, sink in self.sinks.items()}
+
+    def abort(self) -> None:
+        for sink in self.sinks.values():
+            sink.abort()
+
+
+def write_batches(reader: pa.RecordBatchReader | pa.Table, path: str | Path, format: str, *,
+                  label: str | Sequence[str] | None = None, split_column: str | None = None,
+                  features: Sequence[str] | None = None, dtype: Any = np.float64,
+                  progress: Progress | None = None, overwrite: bool = True) -> ExportResult:
+    """Stream record batches into an export file (or directory) of the given format.
+
+    ``label`` names the label column(s) (NPY: ``labels.npy``; TFRecord: recorded in the
+    spec, so :func:`tf_dataset` yields ``(features, label)``); ``split_column`` writes one
+    file per split value; ``features`` (NPY) the columns of ``features.npy`` (default: all
+    but label and split) and ``dtype`` its element type; ``progress(rows_so_far)`` is
+    called after every batch. Returns what was written.
+
+    Example::
+
+        reader = pa.Table.from_pandas(df).to_reader()
+        write_batches(reader, "out/train", "npy", label="is_fraud", split_column="split")
+    """
+    fmt = _check_format(format)
+    final = Path(path)
+    labels = _labels(label)
+    batches = normalised(reader)
+    first = next(batches, None)
+    schema = first.schema if first is not None else _empty_schema(reader)
+    for name in [*labels, *([split_column] if split_column else [])]:
+        if name not in schema.names:
+            raise InvalidInput(f"column {name!r} is not in the data (columns: {', '.join(schema.names)})")
+    directory = fmt == "npy" or split_column is not None
+    companions = [final.with_name(final.name + SPEC_SUFFIX)] if fmt == "tfrecord" and not directory else []
+    with _published(final, directory, overwrite, companions) as (temporary, temporary_companions):
+        writer = _Writer(temporary, fmt, schema, split=split_column, labels=labels, features=features,
+                         dtype=dtype)
+        done = 0
+        try:
+            for batch in ([first] if first is not None else []):
+                writer.write(batch)
+                done += batch.num_rows
+                if progress:
+                    progress(done)
+            for batch in batches:
+                writer.write(batch)
+                done += batch.num_rows
+                if progress:
+                    progress(done)
+            closed = writer.close()
+        except BaseException:
+            writer.abort()
+            raise
+        splits = {k: v for k, v in writer.rows.items() if k is not None}
+        spec_path = None
+        if fmt == "tfrecord":
+            spec = {"format": "tfrecord", "version": SPEC_VERSION, "label": labels, "rows": done,
+                    "splits": splits, "columns": next(iter(closed.values()))}
+            spec_path = temporary_companions[0] if companions else temporary / DIR_SPEC_NAME
+            spec_path.write_text(json.dumps(spec, indent=1))
+        elif fmt == "npy":
+            meta = {"format": "npy", "label": labels, "rows": done, "splits": splits,
+                    **next(iter(closed.values()))}
+            (temporary / "meta.json").write_text(json.dumps(meta, indent=1))
+    files = sorted(p for p in final.rglob("*") if p.is_file()) if directory else [final, *companions]
+    spec_final = (companions[0] if companions else final / DIR_SPEC_NAME) if fmt == "tfrecord" else None
+    return ExportResult(path=final, format=fmt, rows=done, splits=splits, files=files, spec=spec_final)
+
+
+def _check_format(fmt: str) -> str:
+    fmt = (fmt or "").lower()
+    if fmt == "ipc":
+        fmt = "arrow"
+    if fmt not in FORMATS:
+        raise InvalidInput(f"unknown export format {fmt!r}: use {', '.join(FORMATS)}")
+    return fmt
+
+
+def _empty_schema(reader: pa.RecordBatchReader | pa.Table) -> pa.Schema:
+    empty = pa.RecordBatch.from_pylist([], schema=reader.schema)
+    return normalise_batch(empty).schema
+
+
+# --- from the database ------------------------------------------------------------------------
+def relation_query(relation: str, project: str, *, exclude: Sequence[str] = (),
+                   columns: Sequence[str] | None = None, order_by: str | None = None) -> sql.Composed:
+    """``select <columns> from <schema>.<table> [order by ...]`` for ``table`` (in the
+    project's schema) or ``schema.table``, with every name as an identifier."""
+    schema, _, table = relation.rpartition(".")
+    names = [c for c in (columns or []) if c not in exclude]
+    select = sql.SQL(", ").join(map(sql.Identifier, names)) if names else sql.SQL("*")
+    query = sql.SQL("select {} from {}").format(select, sql.Identifier(schema or project, table))
+    if order_by:
+        query += sql.SQL(" order by {}").format(sql.Identifier(order_by))
+    return query
+
+
+def export_query(fs: Any, query: sql.Composable | str, path: str | Path, format: str, *,
+                 label: str | Sequence[str] | None = None, split_column: str | None = None,
+                 features: Sequence[str] | None = None, dtype: Any = np.float64,
+                 progress: Progress | None = None, overwrite: bool = True) -> ExportResult:
+    """Export the rows of a query (a ``psycopg.sql`` composable) or a table name, read from
+    the database as a stream of Arrow batches (ADBC) with the caller's identity and rights.
+
+    Example::
+
+        export_query(fs, "account_activity__v1", "activity.parquet", "parquet")
+        export_query(fs, sql.SQL("select * from {} where amount > {}").format(
+            sql.Identifier("fraud", "tx__v1"), sql.Literal(10)), "big.csv", "csv")
+    """
+    _check_format(format)
+    if isinstance(query, str):
+        query = relation_query(query, fs.project)
+    text = query.as_string(fs.conn)
+    import adbc_driver_manager
+
+    try:
+        with closing(fs.adbc()) as conn, closing(conn.cursor()) as cursor:
+            cursor.execute(text)
+            return write_batches(cursor.fetch_record_batch(), path, format, label=label,
+                                 split_column=split_column, features=features, dtype=dtype,
+                                 progress=progress, overwrite=overwrite)
+    except adbc_driver_manager.Error as exc:
+        raise _from_adbc(exc) from exc
+
+
+def _from_adbc(exc: Exception) -> FstoreError:
+    """An ADBC driver error as the fstore error its SQLSTATE means."""
+    error = from_database(exc)  # type: ignore[arg-type]  # duck-typed: sqlstate + message
+    message = str(exc).split("\n")[0]
+    return type(error)(re.sub(r"^\w+: ", "", message), sqlstate=error.sqlstate)
+
+
+@dataclass
+class ExportSource:
+    """What to export for a name on the command line: a query, and the label and split
+    of a training dataset (empty for a plain table)."""
+
+    query: sql.Composed
+    label: list[str]
+    split_column: str | None
+    description: str
+
+
+def resolve_source(fs: Any, name: str) -> ExportSource:
+    """A training dataset (``name`` or ``name@version``) if one is visible, else a table or
+    view (``table`` in the project's schema, or ``schema.table``)."""
+    base, _, version = name.partition("@")
+    if version and not version.isdigit():
+        raise InvalidInput(f"invalid version in {name!r}: use name@<number>")
+    record = _training_dataset(fs, base, int(version) if version else None)
+    if record is not None:
+        project, table, labels, split = record
+        columns = [r[0] for r in fs.conn.execute(
+            "select a.attname from pg_attribute a join pg_class c on c.oid = a.attrelid "
+            "join pg_namespace n on n.oid = c.relnamespace where n.nspname = %s and c.relname = %s "
+            "and a.attnum > 0 and not a.attisdropped order by a.attnum", (project, table)).fetchall()]
+        order = "_row" if "_row" in columns else None
+        query = relation_query(f"{project}.{table}", project, columns=columns, exclude=["_row"], order_by=order)
+        return ExportSource(query, labels, "split" if split is not None and "split" in columns else None,
+                            f"training dataset {project}.{base} ({table})")
+    if version:
+        raise InvalidInput(f"no training dataset {name!r} is visible to {fs.role}")
+    return ExportSource(relation_query(name, fs.project), [], None, f"table {name}")
+
+
+def _training_dataset(fs: Any, name: str, version: int | None) -> tuple[str, str, list[str], Any] | None:
+    import psycopg
+
+    if fs.conn.execute("select to_regprocedure('fstore.find_training_dataset(text, integer, text)')"
+                       ).fetchone()[0] is None:
+        return None
+    try:
+        row = fs.conn.execute("select project, table_name, label, split from fstore.find_training_dataset(%s, %s)",
+                              (name, version)).fetchone()
+    except psycopg.errors.NoDataFound:
+        return None
+    except psycopg.Error as exc:
+        raise from_database(exc) from exc
+    return row[0], row[1], list(row[2] or []), row[3]
+
+
+# --- reading an export back -------------------------------------------------------------------
+def tf_dataset(fs: Any, path: str | Path, *, label: str | Sequence[str] | None = None,
+               batch_size: int = 256, split: str | None = None, columns: Sequence[str] | None = None,
+               defaults: dict[str, Any] | None = None) -> Any:
+    """A batched ``tf.data.Dataset`` over a TFRecord export, parsed with its feature spec.
+
+    Yields dicts of tensors, or ``(features, label)`` pairs when ``label`` is given
+    (default: the label recorded in the spec, if any). ``split`` picks one split of a
+    split export; ``defaults`` gives values for NULLs (floats are NaN, others 0 or b"").
+    ``fs`` may be None: the export is read from files only.
+
+    Example::
+
+        ds = fs.tf_dataset("train_dir", split="train", batch_size=128)
+        model.fit(ds, epochs=3)
+    """
+    spec, files = read_spec(Path(path))
+    if split is not None:
+        files = [f for f in files if f.stem == split]
+        if not files:
+            raise InvalidInput(f"export {path} has no split {split!r} (splits: {', '.join(spec.get('splits', {}))})")
+    if label is None:
+        label = spec.get("label") or None
+    return tf_dataset_from_files(files, spec, label=label, batch_size=batch_size, defaults=defaults,
+                                 columns=columns)
