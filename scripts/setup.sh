@@ -51,8 +51,10 @@ fi
 stamp="$ROOT/.venv/.fstore-installed"
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   log "installing Python packages"
-  "$ROOT/.venv/bin/pip" install -q --upgrade pip
-  "$ROOT/.venv/bin/pip" install -q -e ".[dev]"
+  if ! { "$ROOT/.venv/bin/pip" install -q --upgrade pip && "$ROOT/.venv/bin/pip" install -q -e ".[dev]"; } \
+       > "$ROOT/.venv/pip-install.log" 2>&1; then
+    cat "$ROOT/.venv/pip-install.log"; exit 1
+  fi
   touch "$stamp"
 fi
 log "ready: PostgreSQL $($PG_BIN/postgres --version | awk '{print $3}'), pgvector, pgaudit, .venv"
