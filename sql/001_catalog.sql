@@ -99,3 +99,11 @@ create table fstore.row_policies (
 );
 
 reset role;
+
+-- Security fix (attack suite, tests/security): large objects live outside every schema
+-- and their owner may GRANT them to anyone, so a member could park project data in one
+-- and hand it to PUBLIC or another project, beyond sharing, unshare and removal. fstore
+-- never uses them: only the superuser may create them. (lo_import/lo_export from server
+-- files are superuser-only already.)
+revoke execute on function pg_catalog.lo_creat(integer), pg_catalog.lo_create(oid),
+  pg_catalog.lo_from_bytea(oid, bytea) from public;

@@ -328,6 +328,46 @@ begin
   return v_roles;
 end $$;
 
+-- Refuse row policies that are not plain data: names, tables, roles and commands from
+-- fixed alphabets, a non-empty predicate without ';' (one expression, never a statement).
+create function fstore.check_row_policies(p_policies jsonb) returns void
+language plpgsql immutable set search_path = pg_catalog, pg_temp as $$
+declare
+  v_policy jsonb;
+  v_where text;
+begin
+  if p_policies is null or jsonb_typeof(p_policies) <> 'array' then
+    raise exception 'row policies must be a JSON array of policies' using errcode = '22023';
+  end if;
+  for v_policy in select * from jsonb_array_elements(p_policies) loop
+    v_where := 'row policy ' || coalesce(quote_literal(left(v_policy->>'name', 80)), 'NULL');
+    if jsonb_typeof(v_policy) <> 'object' then
+      raise exception 'row policies must be JSON objects, got %', left(v_policy::text, 80) using errcode = '22023';
+    end if;
+    if coalesce(v_policy->>'name', '') !~ '^[a-z][a-z0-9_]{0,40}$' then
+      raise exception '%: invalid name (use a-z, 0-9 and _, starting with a letter)', v_where using errcode = '22023';
+    end if;
+    if coalesce(v_policy->>'table', '') !~ '^[a-z_][a-z0-9_]{0,62}$' then
+      raise exception '%: invalid table %', v_where, coalesce(quote_literal(left(v_policy->>'table', 80)), 'NULL')
+        using errcode = '22023';
+    end if;
+    if jsonb_typeof(v_policy->'roles') is distinct from 'array' or jsonb_array_length(v_policy->'roles') = 0
+       or exists (select 1 from jsonb_array_elements(v_policy->'roles') r
+                   where jsonb_typeof(r) <> 'string' or r #>> '{}' not in ('data_owner', 'data_scientist', 'everyone')) then
+      raise exception '%: roles must be a non-empty list of data_owner, data_scientist, everyone', v_where
+        using errcode = '22023';
+    end if;
+    if coalesce(v_policy->>'command', 'select') not in ('select', 'all') then
+      raise exception '%: command must be select or all', v_where using errcode = '22023';
+    end if;
+    if jsonb_typeof(v_policy->'using') is distinct from 'string' or btrim(v_policy->>'using') = ''
+       or position(';' in v_policy->>'using') > 0 then
+      raise exception '%: the predicate must be one non-empty boolean expression without ";"', v_where
+        using errcode = '22023';
+    end if;
+  end loop;
+end $$;
+
 -- Store a project's declarative row policies (validated by the caller with pglast);
 -- the caller applies them as the owner, and table creation re-applies them.
 create function fstore.record_row_policies(p_project text, p_policies jsonb) returns integer
@@ -337,6 +377,11 @@ declare
 begin
   perform fstore.require_project(p_project);
   perform fstore.require_data_owner(p_project, 'set row policies');
+  -- Security fix (attack suite, tests/security): the predicate is pasted into CREATE
+  -- POLICY by apply_table_policies, which also runs inside SECURITY DEFINER functions
+  -- (store_training_table) and superuser restores. Everything here is checked so that
+  -- no field can carry a second statement (no ';') or an unknown role, whoever calls.
+  perform fstore.check_row_policies(p_policies);
   delete from fstore.row_policies where project = p_project;
   insert into fstore.row_policies (project, name, table_name, roles, command, predicate)
   select p_project, p->>'name', p->>'table',

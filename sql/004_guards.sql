@@ -3,7 +3,9 @@
 --    forced, the base access policy, and the project's declared row policies;
 --  * row-level security cannot be switched off there;
 --  * views there must be security_invoker (a view reads with its owner's rights);
---  * no materialized views or SECURITY DEFINER functions there (both read as owner).
+--  * no materialized views or SECURITY DEFINER functions there (both read as owner);
+--  * privileges there go only to the project's own roles, the auditor and the groups
+--    of projects it is shared with: a project role's GRANT to anyone else is refused.
 
 set role fstore_control;
 
@@ -12,9 +14,13 @@ language sql stable security definer set search_path = pg_catalog, fstore, pg_te
   select exists (select 1 from fstore.projects where name = p_schema)
 $$;
 
+-- Security fix (attack suite): SECURITY INVOKER, so fstore.row_policies' own RLS
+-- applies. As SECURITY DEFINER (granted to public) it let any member of another
+-- project read this project's policies. Table creators see their own project's rows
+-- (their session is a member); fstore_control and superusers see all.
 create function fstore.declared_row_policies(p_project text, p_table text)
 returns table (name text, roles text[], command text, predicate text)
-language sql stable security definer set search_path = pg_catalog, fstore, pg_temp as $$
+language sql stable set search_path = pg_catalog, fstore, pg_temp as $$
   select name, roles, command, predicate from fstore.row_policies
    where project = p_project
      -- a policy on "x" covers table x and every version of feature group x, offline and online
@@ -39,6 +45,12 @@ begin
   execute format('create policy fstore_access on %I.%I as permissive for all to public using (true) with check (true)',
                  p_schema, p_table);
   for v_policy in select * from fstore.declared_row_policies(p_schema, p_table) loop
+    -- Security fix (attack suite): this may run as fstore_control (store_training_table)
+    -- or a superuser (restore); a ';' in a predicate would run a second statement as them.
+    if position(';' in v_policy.predicate) > 0 then
+      raise exception 'row policy % of project % has a predicate with ";": refusing to apply it',
+        v_policy.name, p_schema using errcode = '22023';
+    end if;
     select string_agg(case r when 'everyone' then 'public'
                              else quote_ident(p_schema || '__' || r) end, ', ')
       into v_roles from unnest(v_policy.roles) r;
@@ -51,6 +63,64 @@ begin
   return v_count;
 end $$;
 
+-- Security fix (attack suite): a project's owner role could GRANT its tables or schema
+-- to PUBLIC, the platform admin or another project's roles, bypassing share_project,
+-- its audit record and unshare. After a GRANT or ALTER DEFAULT PRIVILEGES by a project
+-- role, every privilege on what that role owns in its project schema must go to the
+-- project's own roles (without grant option), to fstore_auditor (read), or to the
+-- groups of a project it is shared with (read; and write for the Data Owners of a
+-- read-write share) -- what fstore's control functions grant. SECURITY INVOKER: it
+-- looks at what the current role owns; fstore.shares' RLS shows a member its shares.
+create function fstore.check_project_grants() returns void
+language plpgsql stable set search_path = pg_catalog, fstore, pg_temp as $$
+declare
+  v_me oid := (select oid from pg_roles where rolname = current_user);
+  v_project text := split_part(current_user::text, '__', 1);
+  v_bad record;
+begin
+  if current_user::text = 'fstore_control' or position('__' in current_user::text) = 0
+     or (select rolsuper from pg_roles where rolname = session_user)
+     or not fstore.is_project_schema(v_project) then
+    return;
+  end if;
+  select a.object, coalesce(g.rolname, 'PUBLIC') as grantee, a.privilege_type into v_bad
+    from (
+      select format('%I.%I', n.nspname, c.relname) as object, x.grantee, x.privilege_type, x.is_grantable
+        from pg_class c join pg_namespace n on n.oid = c.relnamespace, aclexplode(c.relacl) x
+       where n.nspname = v_project and c.relowner = v_me
+      union all
+      select format('%I.%I (%I)', n.nspname, c.relname, t.attname), x.grantee, x.privilege_type, x.is_grantable
+        from pg_attribute t join pg_class c on c.oid = t.attrelid join pg_namespace n on n.oid = c.relnamespace,
+             aclexplode(t.attacl) x
+       where n.nspname = v_project and c.relowner = v_me and t.attacl is not null
+      union all
+      select format('schema %I', n.nspname), x.grantee, x.privilege_type, x.is_grantable
+        from pg_namespace n, aclexplode(n.nspacl) x
+       where n.nspname = v_project and n.nspowner = v_me
+      union all
+      select 'default privileges', x.grantee, x.privilege_type, x.is_grantable
+        from pg_default_acl d, aclexplode(d.defaclacl) x
+       where d.defaclrole = v_me
+    ) a
+    left join pg_roles g on g.oid = a.grantee
+   where a.grantee <> v_me
+     and not coalesce(not a.is_grantable and (  -- PUBLIC (grantee 0) has no pg_roles row: NULL, refused
+           g.rolname like replace(v_project, '_', '\_') || '\_\_%'
+        or (g.rolname = 'fstore_auditor' and a.privilege_type in ('SELECT', 'USAGE'))
+        or exists (select 1 from fstore.shares s
+                    where s.project = v_project
+                      and g.rolname in (s.with_project || '__data_owner', s.with_project || '__data_scientist')
+                      and (a.privilege_type in ('SELECT', 'USAGE')
+                           or (not s.read_only and g.rolname = s.with_project || '__data_owner'
+                               and a.privilege_type in ('INSERT', 'UPDATE', 'DELETE'))))), false)
+   limit 1;
+  if found then
+    raise exception 'permission denied: % may not grant % on % to %', current_user, v_bad.privilege_type,
+      v_bad.object, v_bad.grantee using errcode = '42501',
+      hint = 'project data is shared with other projects only by fstore.share_project';
+  end if;
+end $$;
+
 reset role;
 
 create function fstore.guard_project_ddl() returns event_trigger
@@ -58,8 +128,13 @@ language plpgsql set search_path = pg_catalog, fstore, pg_temp as $$
 declare
   v_cmd record;
   v_class record;
+  v_grants boolean := false;
 begin
   for v_cmd in select * from pg_event_trigger_ddl_commands() loop
+    if v_cmd.command_tag in ('GRANT', 'ALTER DEFAULT PRIVILEGES') then
+      v_grants := true;  -- these carry no schema: checked once, below
+      continue;
+    end if;
     if v_cmd.schema_name is null or not fstore.is_project_schema(v_cmd.schema_name) then
       continue;
     end if;
@@ -90,6 +165,9 @@ begin
       end if;
     end if;
   end loop;
+  if v_grants then
+    perform fstore.check_project_grants();
+  end if;
 end $$;
 alter function fstore.guard_project_ddl() owner to fstore_control;
 
@@ -98,5 +176,5 @@ create event trigger fstore_guard_project_ddl on ddl_command_end
 
 set role fstore_control;
 grant execute on function fstore.is_project_schema(text), fstore.declared_row_policies(text, text),
-  fstore.apply_table_policies(text, text), fstore.guard_project_ddl() to public;
+  fstore.apply_table_policies(text, text), fstore.check_project_grants(), fstore.guard_project_ddl() to public;
 reset role;
