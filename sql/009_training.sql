@@ -142,7 +142,9 @@ begin
   select a.atttypid into v_type from pg_attribute a
    where a.attrelid = p_spine and a.attname = p_column and a.attnum > 0 and not a.attisdropped;
   if v_type is null then
-    raise exception 'spine % has no column % (%)', p_spine, coalesce(quote_ident(p_column), 'NULL'), p_role
+    raise exception '% has no column % (%)',
+      case when p_spine = to_regclass('pg_temp._fstore_spine') then 'the spine' else 'spine ' || p_spine::text end,
+      coalesce(quote_ident(p_column), 'NULL'), p_role
       using errcode = '42703',
             detail = 'spine columns: ' || (select string_agg(quote_ident(a.attname), ', ' order by a.attnum)
                                              from pg_attribute a

@@ -1,0 +1,374 @@
+"""Point-in-time join benchmark: fstore vs DuckDB ASOF JOIN vs range join + ROW_NUMBER.
+
+One run, one JSON document on stdout (or --output):
+
+* fstore end to end: a pandas DataFrame spine in, an Arrow table out
+  (``fs.get_historical_features``: bulk load of the spine, the LATERAL point-in-time
+  query built by ``fstore.training_data_sql``, Arrow back over ADBC);
+* (a) DuckDB ``ASOF LEFT JOIN`` on the same data, in memory (the same DataFrame
+  spine in, Arrow out; feature tables already loaded in DuckDB);
+* (b) the range join + ``ROW_NUMBER`` shape (Feast, Hopsworks) on the same
+  database, loaded and fetched the same way as fstore, with a 30-day bound;
+* the same three with ``--groups`` feature groups joined at once.
+
+It starts its own server in a temporary home (CA, admin certificate, free port,
+one project) unless ``--home`` names a running one; either way it works in a new
+project that it deletes at the end. Every result is checked against DuckDB's.
+
+    python bench/pit.py                                   # 1M spine x 10M rows, 100k entities
+    python bench/pit.py --spine-rows 10000 --feature-rows 100000 --entities 1000
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import platform
+import shutil
+import socket
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+from psycopg import sql
+
+import fstore
+from fstore import pki, pointintime, projects, server
+from fstore.connection import connect, connect_operator
+from fstore.home import FstoreHome
+
+FEATURES = {"amount": "double precision", "n_tx": "integer", "ratio": "double precision", "category": "bigint"}
+START = dt.datetime(2024, 1, 1, tzinfo=dt.timezone.utc)
+YEAR_US = 365 * 86_400 * 1_000_000
+RANGE_BOUND = "30 days"
+TARGETS = {"fstore_vs_duckdb_max": 1.5, "range_join_vs_fstore_min": 3.0}
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """Command-line arguments (sizes, repetitions, where to run)."""
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--spine-rows", type=int, default=1_000_000)
+    p.add_argument("--feature-rows", type=int, default=10_000_000, help="rows per feature group")
+    p.add_argument("--entities", type=int, default=100_000)
+    p.add_argument("--groups", type=int, default=3, help="feature groups for the multi-group run")
+    p.add_argument("--commit-rows", type=int, default=2_500_000, help="rows per commit while loading")
+    p.add_argument("--repeat", type=int, default=3)
+    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--home", default=None, help="use this running fstore home instead of a temporary one")
+    p.add_argument("--shared-buffers", default="2GB", help="for the bench's own server")
+    p.add_argument("--skip-range-join-multi", action="store_true", help="skip (b) with several groups")
+    p.add_argument("--output", default=None, help="write the JSON here too")
+    return p.parse_args(argv)
+
+
+# --- data ---------------------------------------------------------------------------------
+
+
+def feature_table(rng: np.random.Generator, rows: int, entities: int) -> pa.Table:
+    """One feature group's history: random entities and instants over a year."""
+    micros = rng.integers(0, YEAR_US, rows)
+    return pa.table({
+        "entity_id": pa.array(rng.integers(0, entities, rows), pa.int64()),
+        "event_time": pa.array(pd.Timestamp(START).value // 1000 + micros, pa.timestamp("us", tz="UTC")),
+        "amount": pa.array(rng.normal(100, 30, rows)),
+        "n_tx": pa.array(rng.integers(0, 1000, rows).astype(np.int32)),
+        "ratio": pa.array(rng.random(rows)),
+        "category": pa.array(rng.integers(0, 50, rows), pa.int64()),
+    })
+
+
+def spine_frame(rng: np.random.Generator, rows: int, entities: int) -> pd.DataFrame:
+    """Label events: a request id, an entity, an instant (UTC), a label."""
+    micros = rng.integers(0, YEAR_US, rows)
+    return pd.DataFrame({
+        "request_id": np.arange(rows, dtype=np.int64),
+        "entity_id": rng.integers(0, entities, rows).astype(np.int64),
+        "event_time": pd.to_datetime(pd.Timestamp(START).value // 1000 + micros, unit="us", utc=True),
+        "label": rng.integers(0, 2, rows).astype(np.int32),
+    })
+
+
+# --- setup --------------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def start_home(args: argparse.Namespace) -> tuple[FstoreHome, Callable[[], None]]:
+    """A running home: the given one, or a new temporary one with its own server."""
+    if args.home:
+        return FstoreHome(Path(args.home)), lambda: None
+    root = Path(tempfile.mkdtemp(prefix="fst-bench-", dir="/tmp"))
+    home = FstoreHome(root)
+    pki.init_ca(home)
+    pki.issue_certificate(home, "fstore_admin")
+    server.start(home, port=free_port())
+    with connect_operator(home, autocommit=True) as op:
+        op.execute(sql.SQL("alter system set shared_buffers = {}").format(sql.Literal(args.shared_buffers)))
+    server.stop(home)
+    server.start(home)
+
+    def cleanup() -> None:
+        server.stop(home)
+        shutil.rmtree(root, ignore_errors=True)
+
+    return home, cleanup
+
+
+def create_project(home: FstoreHome) -> str:
+    """A new project with a Data Owner (alice, loads) and a Data Scientist (bob, reads)."""
+    name = f"bench{uuid.uuid4().hex[:8]}"
+    with connect(home, "fstore_admin", autocommit=True) as admin:
+        projects.create_project(home, admin, name, "alice")
+    with connect(home, f"{name}__alice", autocommit=True) as alice:
+        projects.add_member(home, alice, name, "bob", "data-scientist")
+    return name
+
+
+def load_group(home: FstoreHome, project: str, name: str, table: pa.Table, commit_rows: int) -> dict[str, Any]:
+    """Create a feature group and commit ``table`` through the one commit pipeline."""
+    columns = [{"name": "entity_id", "type": "bigint"}, {"name": "event_time", "type": "timestamptz"}]
+    columns += [{"name": n, "type": t} for n, t in FEATURES.items()]
+    started = time.perf_counter()
+    with connect(home, f"{project}__alice", autocommit=True) as alice:
+        alice.execute(sql.SQL("set role {}").format(sql.Identifier(f"{project}__owner")))
+        fg_id = alice.execute(
+            "select fstore.create_feature_group(%s, %s, 1, array['entity_id'], 'event_time', %s::jsonb,"
+            " false, null, '', '{}', false)", (project, name, json.dumps(columns))).fetchone()[0]
+        alice.execute("reset role")
+    fs = fstore.connect(project, "alice", home=home)
+    conn = fs.adbc()
+    try:
+        cursor = conn.cursor()
+        for offset in range(0, table.num_rows, commit_rows):
+            cursor.execute("drop table if exists pg_temp._bench_stage")
+            cursor.adbc_ingest("_bench_stage", table.slice(offset, commit_rows), mode="create", temporary=True)
+            cursor.execute("select fstore.commit_feature_rows($1::bigint, 'pg_temp._bench_stage'::regclass,"
+                           " 'append', 'bench', '{}')", parameters=(str(fg_id),))
+            cursor.fetchall()
+            conn.commit()
+        cursor.close()
+    finally:
+        conn.close()
+    loaded = time.perf_counter() - started
+    with connect_operator(home, autocommit=True) as op:
+        op.execute(sql.SQL("vacuum (analyze) {}").format(sql.Identifier(project, f"{name}__v1")))
+    return {"name": name, "rows": table.num_rows, "load_s": round(loaded, 2),
+            "vacuum_s": round(time.perf_counter() - started - loaded, 2)}
+
+
+# --- the contenders -----------------------------------------------------------------------
+
+
+def timed(fn: Callable[[], pa.Table], repeat: int) -> tuple[dict[str, Any], pa.Table]:
+    """Run ``fn`` ``repeat`` times; best and median seconds, and the last result."""
+    times, result = [], None
+    for _ in range(repeat):
+        started = time.perf_counter()
+        result = fn()
+        times.append(time.perf_counter() - started)
+    return {"best_s": round(min(times), 3), "median_s": round(statistics.median(times), 3),
+            "runs_s": [round(t, 3) for t in times]}, result
+
+
+def duckdb_query(groups: list[str]) -> str:
+    select = ["s.*"] + [f"{g}.{f} as {g}__{f}" for g in groups for f in FEATURES]
+    joins = "".join(f" asof left join {g} on s.entity_id = {g}.entity_id and s.event_time >= {g}.event_time"
+                    for g in groups)
+    return f"select {', '.join(select)} from spine s{joins} order by s.request_id"
+
+
+def range_join_query(spine: str, project: str, groups: list[str]) -> str:
+    """Range join + ROW_NUMBER per group (the Feast/Hopsworks shape), joined on request_id."""
+    ctes, joins, select = [], [], ["s.request_id", "s.entity_id", "s.event_time", "s.label"]
+    for i, g in enumerate(groups):
+        feats = ", ".join(f"f.{f}" for f in FEATURES)
+        ctes.append(
+            f"r{i} as (select * from (select s.request_id, {feats}, row_number() over (partition by s.request_id"
+            f" order by f.event_time desc, f._commit_id desc) as rn from {spine} s"
+            f" join {project}.{g}__v1 f on f.entity_id = s.entity_id and f.event_time <= s.event_time"
+            f" and f.event_time >= s.event_time - interval '{RANGE_BOUND}') x where rn = 1)")
+        joins.append(f" left join r{i} on r{i}.request_id = s.request_id")
+        select += [f"r{i}.{f} as {g}__{f}" for f in FEATURES]
+    return (f"with {', '.join(ctes)} select {', '.join(select)} from {spine} s{''.join(joins)}"
+            " order by s.request_id")
+
+
+def run_range_join(fs: fstore.FeatureStore, spine: pd.DataFrame, project: str, groups: list[str]) -> pa.Table:
+    """(b): the spine loaded and the result fetched exactly as fstore does; only the SQL differs."""
+    conn = fs.adbc()
+    try:
+        cursor = conn.cursor()
+        relation = pointintime.load_spine(conn, cursor, spine)
+        cursor.execute(f"set local work_mem = '{pointintime.WORK_MEM}'")
+        cursor.execute(range_join_query(relation, project, groups))
+        table = cursor.fetch_arrow_table()
+        conn.rollback()
+        return table
+    finally:
+        conn.close()
+
+
+def breakdown(fs: fstore.FeatureStore, spine: pd.DataFrame, refs: list[str]) -> dict[str, float]:
+    """Where fstore's time goes: connect, spine load, query build, query + Arrow fetch."""
+    marks = [time.perf_counter()]
+    conn = fs.adbc()
+    marks.append(time.perf_counter())
+    try:
+        cursor = conn.cursor()
+        relation = pointintime.load_spine(conn, cursor, spine)
+        marks.append(time.perf_counter())
+        query = pointintime.point_in_time_query(
+            cursor, relation, pointintime.builder_arguments(refs, "event_time", None, True, None))
+        marks.append(time.perf_counter())
+        cursor.execute(f"set local work_mem = '{pointintime.WORK_MEM}'")
+        cursor.execute(query)
+        cursor.fetch_arrow_table()
+        marks.append(time.perf_counter())
+        conn.rollback()
+    finally:
+        conn.close()
+    names = ["connect_s", "spine_load_s", "build_s", "query_and_fetch_s"]
+    return {n: round(b - a, 3) for n, a, b in zip(names, marks, marks[1:])}
+
+
+def agree(ours: pa.Table, reference: pa.Table, columns: list[str]) -> bool:
+    """Same feature values, row by row (NULL where the other has NULL)."""
+    if ours.num_rows != reference.num_rows:
+        return False
+    for column in columns:
+        a = ours.column(column).combine_chunks()
+        b = reference.column(column).combine_chunks().cast(a.type)
+        if not a.equals(b):
+            return False
+    return True
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    """The whole benchmark; returns the JSON document."""
+    rng = np.random.default_rng(args.seed)
+    group_names = [f"g{i + 1}" for i in range(max(1, args.groups))]
+    tables = {g: feature_table(rng, args.feature_rows, args.entities) for g in group_names}
+    spine = spine_frame(rng, args.spine_rows, args.entities)
+
+    home, cleanup = start_home(args)
+    project = None
+    try:
+        project = create_project(home)
+        loads = [load_group(home, project, g, tables[g], args.commit_rows) for g in group_names]
+        fs = fstore.connect(project, "bob", home=home)
+
+        duck = duckdb.connect()
+        duck.execute(f"set threads = {max(1, len(__import__('os').sched_getaffinity(0)))}")
+        for g, table in tables.items():
+            duck.register("src", table)
+            duck.execute(f"create table {g} as select * from src")
+            duck.unregister("src")
+
+        def fstore_run(groups: list[str]) -> Callable[[], pa.Table]:
+            refs = [f"{g}:*" for g in groups]
+            return lambda: fs.get_historical_features(spine, refs, full_feature_names=True)
+
+        def duck_run(groups: list[str]) -> Callable[[], pa.Table]:
+            query = duckdb_query(groups)
+
+            def go() -> pa.Table:
+                duck.register("spine", spine)
+                try:
+                    return duck.execute(query).to_arrow_table()
+                finally:
+                    duck.unregister("spine")
+            return go
+
+        results: dict[str, Any] = {}
+        for label, groups in (("one_group", group_names[:1]), ("multi_group", group_names)):
+            if label == "multi_group" and len(groups) < 2:
+                continue
+            columns = [f"{g}__{f}" for g in groups for f in FEATURES]
+            entry: dict[str, Any] = {"groups": len(groups)}
+            entry["fstore"], ours = timed(fstore_run(groups), args.repeat)
+            entry["duckdb_asof"], reference = timed(duck_run(groups), args.repeat)
+            entry["results_agree_with_duckdb"] = agree(ours, reference, columns)
+            entry["rows_out"] = ours.num_rows
+            if label == "one_group" or not args.skip_range_join_multi:
+                entry["range_join_row_number"], ranged = timed(
+                    lambda: run_range_join(fs, spine, project, groups), max(1, min(args.repeat, 2)))
+                ttl_run = lambda: fs.get_historical_features(spine, [f"{g}:*" for g in groups],
+                                                             full_feature_names=True, ttl=RANGE_BOUND)
+                entry["fstore_ttl_30d"], bounded = timed(ttl_run, args.repeat)
+                entry["range_join_agrees_with_fstore_ttl_30d"] = agree(bounded, ranged, columns)
+                entry["ratio_range_join_vs_fstore"] = round(
+                    entry["range_join_row_number"]["best_s"] / entry["fstore"]["best_s"], 2)
+                entry["ratio_range_join_vs_fstore_same_ttl"] = round(
+                    entry["range_join_row_number"]["best_s"] / entry["fstore_ttl_30d"]["best_s"], 2)
+            entry["ratio_fstore_vs_duckdb"] = round(entry["fstore"]["best_s"] / entry["duckdb_asof"]["best_s"], 2)
+            entry["fstore_breakdown"] = breakdown(fs, spine, [f"{g}:*" for g in groups])
+            results[label] = entry
+
+        one = results["one_group"]
+        return {
+            "benchmark": "point_in_time_join",
+            "sizes": {"spine_rows": args.spine_rows, "feature_rows_per_group": args.feature_rows,
+                      "entities": args.entities, "groups": len(group_names), "features_per_group": len(FEATURES)},
+            "load": loads,
+            "results": results,
+            "targets": {
+                "fstore_vs_duckdb": {"target_max": TARGETS["fstore_vs_duckdb_max"],
+                                     "measured": one["ratio_fstore_vs_duckdb"],
+                                     "met": one["ratio_fstore_vs_duckdb"] <= TARGETS["fstore_vs_duckdb_max"]},
+                "range_join_vs_fstore": {"target_min": TARGETS["range_join_vs_fstore_min"],
+                                         "measured": one["ratio_range_join_vs_fstore"],
+                                         "met": one["ratio_range_join_vs_fstore"] >= TARGETS["range_join_vs_fstore_min"]},
+            },
+            "notes": {
+                "fstore": "pandas spine -> ADBC bulk load into a temp table -> LATERAL ... LIMIT 1 per group"
+                          " (fstore.training_data_sql) -> Arrow over ADBC; as a Data Scientist over TLS",
+                "duckdb_asof": "pandas spine registered in DuckDB, feature tables already in DuckDB memory,"
+                               " ASOF LEFT JOIN, ordered by request_id, fetched as Arrow",
+                "range_join_row_number": f"same load and fetch as fstore; join on key and"
+                                         f" event_time in (t - {RANGE_BOUND}, t], ROW_NUMBER per spine row",
+            },
+            "environment": {"python": platform.python_version(), "duckdb": duckdb.__version__,
+                            "pyarrow": pa.__version__, "cpus": len(__import__("os").sched_getaffinity(0)),
+                            "server": _server_version(home), "own_server": not args.home,
+                            "shared_buffers": None if args.home else args.shared_buffers},
+        }
+    finally:
+        if project is not None:
+            try:
+                with connect(home, "fstore_admin", autocommit=True) as admin:
+                    projects.delete_project(home, admin, project)
+            except Exception as exc:  # report, but keep the figures
+                print(f"could not delete project {project}: {exc}", file=sys.stderr)
+        cleanup()
+
+
+def _server_version(home: FstoreHome) -> str:
+    with connect_operator(home, autocommit=True) as op:
+        return op.execute("select current_setting('server_version')").fetchone()[0]
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run and print the JSON document."""
+    args = parse_args(argv)
+    document = json.dumps(run(args), indent=2)
+    print(document)
+    if args.output:
+        Path(args.output).write_text(document + "\n")
+
+
+if __name__ == "__main__":
+    main()

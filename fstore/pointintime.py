@@ -1,0 +1,265 @@
+"""Point-in-time training data from Python: a spine goes in, an Arrow table comes out.
+
+The join itself is SQL, written once: ``fstore.training_data_sql`` in
+``sql/009_training.sql`` (the definition is in DESIGN.md). This module only
+moves data: it loads the spine into a temporary table by binary COPY (ADBC bulk
+ingest, in record batches), asks the database for the query, runs it and reads
+the result back as Arrow, all on one ADBC connection (temporary tables belong to
+one connection) with the caller's certificate identity.
+
+Example::
+
+    fs = fstore.connect("fraud", "bob")
+    spine = pd.DataFrame({"account_id": [1, 2], "event_time": pd.to_datetime(["2024-01-04", "2024-01-05"])})
+    table = fs.get_historical_features(spine, ["activity:*", "risk@2:score"])
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import re
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from types import SimpleNamespace
+from typing import TYPE_CHECKING, Any, Union
+
+import pyarrow as pa
+from psycopg import sql
+
+from fstore.errors import FstoreError, InvalidInput, from_database
+
+if TYPE_CHECKING:
+    from fstore.store import FeatureStore
+
+#: What a spine may be: a pandas or polars DataFrame, Arrow data, a table name or a query.
+Spine = Union["pa.Table", "pa.RecordBatchReader", "pa.RecordBatch", str, Any]
+
+SPINE_TABLE = "_fstore_spine"
+INGEST_BATCH_ROWS = 65_536
+WORK_MEM = "256MB"  # the final sort into spine order stays in memory for ~1M rows
+TABLE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_$]*(\.[A-Za-z_][A-Za-z0-9_$]*)?$")
+
+
+@contextmanager
+def adbc_translated() -> Iterator[None]:
+    """Re-raise ADBC driver errors as the :class:`FstoreError` the database's SQLSTATE means.
+
+    The server's primary message and hint are kept; the driver's wrapping
+    (``IO: [libpq] ...``) is dropped.
+    """
+    try:
+        yield
+    except FstoreError:
+        raise
+    except Exception as exc:
+        sqlstate = getattr(exc, "sqlstate", None)
+        details = dict(getattr(exc, "details", None) or [])
+        if sqlstate is None and not details:
+            raise
+        primary = details.get(b"PG_DIAG_MESSAGE_PRIMARY", b"").decode() or str(exc)
+        hint = details.get(b"PG_DIAG_MESSAGE_HINT", b"").decode() or None
+        detail = details.get(b"PG_DIAG_MESSAGE_DETAIL", b"").decode()
+        if detail:
+            primary = f"{primary} ({detail})"
+        diag = SimpleNamespace(message_primary=primary, message_hint=hint)
+        raise from_database(SimpleNamespace(sqlstate=sqlstate, diag=diag)) from exc  # type: ignore[arg-type]
+
+
+def spine_reader(spine: Any) -> pa.RecordBatchReader:
+    """The spine as a stream of Arrow record batches with types PostgreSQL can ingest.
+
+    Accepts a pandas or polars DataFrame, a ``pyarrow.Table``, ``RecordBatch`` or
+    ``RecordBatchReader``. Categorical (dictionary) columns become their values;
+    string and binary views become plain strings and binaries.
+
+    >>> spine_reader(pa.table({"k": [1]})).schema
+    k: int64
+    """
+    if isinstance(spine, pa.RecordBatchReader):
+        reader = spine
+    else:
+        if isinstance(spine, pa.RecordBatch):
+            table = pa.Table.from_batches([spine])
+        elif isinstance(spine, pa.Table):
+            table = spine
+        elif type(spine).__module__.startswith("polars"):
+            table = spine.to_arrow()
+        elif type(spine).__module__.startswith("pandas"):
+            try:
+                table = pa.Table.from_pandas(spine, preserve_index=False)
+            except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
+                raise InvalidInput(f"the spine cannot be converted to Arrow: {exc}") from exc
+        else:
+            raise InvalidInput(
+                "the spine must be a pandas or polars DataFrame, an Arrow table, "
+                f"a table name or a SQL query, not {type(spine).__name__}"
+            )
+        reader = table.to_reader(max_chunksize=INGEST_BATCH_ROWS)
+    schema = _ingestible_schema(reader.schema)
+    if schema.equals(reader.schema):
+        return reader
+    return pa.RecordBatchReader.from_batches(
+        schema, (batch.cast(schema) for batch in reader)
+    )
+
+
+def _ingestible_type(field: pa.Field) -> pa.DataType:
+    kind = field.type
+    if pa.types.is_dictionary(kind):
+        kind = kind.value_type
+    if kind == pa.string_view():
+        return pa.large_string()
+    if kind == pa.binary_view():
+        return pa.large_binary()
+    if kind == pa.null():  # an all-NULL column: text, cast by the join where a key needs another type
+        return pa.large_string()
+    return kind
+
+
+def _ingestible_schema(schema: pa.Schema) -> pa.Schema:
+    names = schema.names
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise InvalidInput(f"the spine has duplicate column names: {', '.join(duplicates)}")
+    return pa.schema([pa.field(f.name, _ingestible_type(f), f.nullable) for f in schema])
+
+
+def _check_query(query: str) -> None:
+    """A spine query must be one SELECT (or VALUES/TABLE) statement, without INTO."""
+    import pglast
+
+    try:
+        statements = pglast.parse_sql(query)
+    except pglast.parser.ParseError as exc:
+        raise InvalidInput(f"the spine query does not parse: {exc}") from exc
+    if len(statements) != 1 or type(statements[0].stmt).__name__ != "SelectStmt":
+        raise InvalidInput("the spine query must be a single SELECT statement")
+    if statements[0].stmt.intoClause is not None:
+        raise InvalidInput("the spine query must not be SELECT ... INTO")
+
+
+def load_spine(conn: Any, cursor: Any, spine: Spine) -> str:
+    """Make the spine a relation on this ADBC connection; return its name for ``::regclass``.
+
+    * a table name (``"spine"`` or ``"schema.spine"``) is used in place;
+    * a SQL query runs as the caller, in a READ ONLY transaction, into a
+      temporary table (so it cannot change data);
+    * DataFrames and Arrow data are bulk-loaded (binary COPY) in record batches
+      into a temporary table.
+
+    The connection must not be in autocommit mode; a query spine is committed
+    before this returns (the temporary table lives until the connection closes).
+    """
+    if isinstance(spine, str):
+        text = spine.strip()
+        if TABLE_NAME.match(text):
+            return sql.Identifier(*text.split(".")).as_string(None)
+        _check_query(text)
+        target = sql.Identifier("pg_temp", SPINE_TABLE)
+        cursor.execute(sql.SQL("drop table if exists {}").format(target).as_string(None))
+        cursor.execute(
+            sql.SQL("create temp table {} as {} with no data").format(sql.Identifier(SPINE_TABLE), sql.SQL(text))
+            .as_string(None)
+        )
+        conn.commit()
+        cursor.execute("set transaction read only")
+        cursor.execute(sql.SQL("insert into {} {}").format(target, sql.SQL(text)).as_string(None))
+        conn.commit()
+        return target.as_string(None)
+    reader = spine_reader(spine)
+    cursor.execute(sql.SQL("drop table if exists {}").format(sql.Identifier("pg_temp", SPINE_TABLE)).as_string(None))
+    cursor.adbc_ingest(SPINE_TABLE, reader, mode="create", temporary=True)
+    return sql.Identifier("pg_temp", SPINE_TABLE).as_string(None)
+
+
+def ttl_text(ttl: dt.timedelta | str | None) -> str | None:
+    """A TTL as PostgreSQL interval text (``timedelta(days=30)`` -> ``'2592000000000 microseconds'``)."""
+    if ttl is None or isinstance(ttl, str):
+        return ttl
+    if isinstance(ttl, dt.timedelta):
+        return f"{(ttl.days * 86_400 + ttl.seconds) * 1_000_000 + ttl.microseconds} microseconds"
+    raise InvalidInput(f"ttl must be a timedelta or an interval string like '30 days', not {type(ttl).__name__}")
+
+
+def feature_list(features: str | Sequence[str]) -> list[str]:
+    """Feature references as a list (one reference may be given as a string)."""
+    if isinstance(features, str):
+        return [features]
+    refs = list(features)
+    if not all(isinstance(f, str) for f in refs):
+        raise InvalidInput("feature references must be strings like 'group:feature' or 'group:*'")
+    return refs
+
+
+def builder_arguments(
+    features: str | Sequence[str],
+    event_time_column: str,
+    ttl: dt.timedelta | str | None,
+    full_feature_names: bool,
+    keys: Mapping[str, str] | None,
+) -> str:
+    """The builder's arguments as one JSON parameter (ADBC binds text reliably)."""
+    if keys is not None and not (
+        isinstance(keys, Mapping) and all(isinstance(k, str) and isinstance(v, str) for k, v in keys.items())
+    ):
+        raise InvalidInput('keys must map spine columns to feature-group keys, e.g. {"customer": "account_id"}')
+    return json.dumps({
+        "features": feature_list(features), "event_time_column": event_time_column,
+        "ttl": ttl_text(ttl), "full_feature_names": bool(full_feature_names),
+        "keys": dict(keys) if keys is not None else None,
+    })
+
+
+BUILD_QUERY = """
+select fstore.training_data_sql(
+  $1::regclass, array(select jsonb_array_elements_text(a->'features')), a->>'event_time_column',
+  (a->>'ttl')::interval, (a->>'full_feature_names')::boolean, nullif(a->'keys', 'null'::jsonb))
+  from (select $2::jsonb as a) args
+"""
+
+
+def point_in_time_query(cursor: Any, spine_relation: str, arguments: str) -> str:
+    """Ask the database for the point-in-time query over ``spine_relation``."""
+    cursor.execute(BUILD_QUERY, parameters=(spine_relation, arguments))
+    return cursor.fetchone()[0]
+
+
+def get_historical_features(
+    fs: "FeatureStore",
+    spine: Spine,
+    features: str | Sequence[str],
+    *,
+    event_time_column: str = "event_time",
+    ttl: dt.timedelta | str | None = None,
+    full_feature_names: bool = False,
+    keys: Mapping[str, str] | None = None,
+) -> pa.Table:
+    """Point-in-time correct features for every spine row, as an Arrow table in spine order.
+
+    ``spine`` holds the entity keys and ``event_time_column``; every spine column
+    is kept. ``features`` are references ``"group:feature"``, ``"group:*"``,
+    ``"group@2:feature"`` (a version) or ``"project.group:feature"`` (a shared
+    project's group). ``keys`` maps spine columns to feature-group keys whose
+    names differ; ``ttl`` (timedelta or ``'30 days'``) overrides each group's TTL.
+
+    Example::
+
+        table = fs.get_historical_features(labels_df, ["activity:n_tx", "activity:amount"],
+                                           ttl=dt.timedelta(days=30))
+    """
+    arguments = builder_arguments(features, event_time_column, ttl, full_feature_names, keys)
+    conn = fs.adbc()
+    try:
+        with adbc_translated():
+            cursor = conn.cursor()
+            relation = load_spine(conn, cursor, spine)
+            query = point_in_time_query(cursor, relation, arguments)
+            cursor.execute(sql.SQL("set local work_mem = {}").format(sql.Literal(WORK_MEM)).as_string(None))
+            cursor.execute(query)
+            table = cursor.fetch_arrow_table()
+            cursor.close()
+            conn.rollback()
+        return table
+    finally:
+        conn.close()

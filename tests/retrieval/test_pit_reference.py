@@ -1,0 +1,269 @@
+"""The point-in-time join, checked row by row against an independent reference.
+
+The reference is DuckDB's ASOF LEFT JOIN over the same rows, with the rules of
+DESIGN.md spelled out by hand: ties on event_time go to the latest commit
+(deduplicated before the join), a TTL nulls matches older than t - ttl, times
+without a zone are UTC. The generated data has ties, NULL keys, unknown keys,
+duplicate spine rows, spine times exactly on feature times, composite keys, a
+catalog TTL, two versions of a group and spines in several time zones.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import random
+from dataclasses import dataclass
+from typing import Any
+
+import duckdb
+import pandas as pd
+import polars as pl
+import pyarrow as pa
+import pytest
+
+import fstore
+from fstore.errors import InvalidInput, NotFound
+from tests.retrieval.conftest import SqlFeatureGroup, commit_rows, create_group
+
+UTC = dt.timezone.utc
+BASE = dt.datetime(2024, 1, 1, tzinfo=UTC)
+DAYS = [BASE + dt.timedelta(days=d) for d in range(20)]
+CUSTOMERS = [f"c{i}" for i in range(6)]
+MERCHANTS = [1, 2, 3]
+ACTIVITY = {"customer": "text", "merchant": "integer", "event_time": "timestamptz",
+            "amount": "double precision", "n": "integer", "flag": "boolean", "note": "text"}
+RISK_V1 = {"customer": "text", "event_time": "timestamptz", "score": "double precision", "tier": "text"}
+RISK_V2 = {"customer": "text", "event_time": "timestamptz", "score": "double precision", "band": "integer"}
+
+
+@dataclass
+class History:
+    """What was committed to one feature group: rows with their commit ids."""
+
+    group: SqlFeatureGroup
+    rows: list[dict[str, Any]]
+
+    def commit(self, conn: Any, rows: list[tuple]) -> int:
+        commit_id = commit_rows(conn, self.group, rows)
+        self.rows += [dict(zip(self.group.columns, r), _commit=commit_id) for r in rows]
+        return commit_id
+
+    def latest_per_time(self) -> pd.DataFrame:
+        """One row per (keys, event_time): the latest commit's (ties go to the later commit)."""
+        frame = pd.DataFrame(self.rows).sort_values("_commit")
+        frame = frame.drop_duplicates([*self.group.keys, "event_time"], keep="last")
+        frame["event_time"] = frame["event_time"].map(lambda t: t.astimezone(UTC).replace(tzinfo=None))
+        return frame.drop(columns="_commit")
+
+
+@dataclass
+class PitData:
+    project: str
+    activity: History
+    risk_v1: History
+    risk_v2: History
+    spine: pd.DataFrame  # customer, merchant, event_time (naive UTC), label
+
+
+def _value_rows(rng: random.Random, keys: list[tuple], features: str, count: int) -> list[tuple]:
+    rows = []
+    for key in keys:
+        for day in rng.sample(DAYS, count):
+            if features == "activity":
+                values = (rng.choice([None, round(rng.uniform(1, 500), 2)]), rng.randint(0, 9),
+                          rng.choice([True, False, None]), rng.choice(["a", "b", None]))
+            elif features == "risk_v1":
+                values = (round(rng.random(), 4), rng.choice(["low", "high"]))
+            else:
+                values = (round(rng.random(), 4), rng.randint(1, 5))
+            rows.append((*key, day, *values))
+    return rows
+
+
+@pytest.fixture
+def pit(fraud: Any) -> PitData:
+    """Three feature-group versions with several commits (ties included) and a messy spine."""
+    rng = random.Random(20240101)
+    with fraud.connect("alice") as alice:
+        activity = History(create_group(alice, fraud.name, "activity", ACTIVITY, ["customer", "merchant"]), [])
+        risk_v1 = History(create_group(alice, fraud.name, "risk", RISK_V1, ["customer"], ttl="3 days"), [])
+        risk_v2 = History(create_group(alice, fraud.name, "risk", RISK_V2, ["customer"], version=2), [])
+        pairs = [(c, m) for c in CUSTOMERS for m in MERCHANTS]
+        first = _value_rows(rng, pairs, "activity", 5)
+        activity.commit(alice, first)
+        # commit 2: the same (keys, event_time) as earlier rows with new values (ties), and new rows
+        ties = [(*row[:3], 999.0 + i, 99, True, "tie") for i, row in enumerate(rng.sample(first, 15))]
+        activity.commit(alice, ties + _value_rows(rng, rng.sample(pairs, 6), "activity", 2))
+        activity.commit(alice, _value_rows(rng, rng.sample(pairs, 6), "activity", 2))
+        risk_v1.commit(alice, _value_rows(rng, [(c,) for c in CUSTOMERS], "risk_v1", 4))
+        risk_v2.commit(alice, _value_rows(rng, [(c,) for c in CUSTOMERS], "risk_v2", 4))
+
+    offsets = [dt.timedelta(0), dt.timedelta(0), dt.timedelta(microseconds=1), dt.timedelta(microseconds=-1),
+               dt.timedelta(hours=12), dt.timedelta(days=4)]
+    spine_rows = []
+    for _ in range(260):
+        customer = rng.choice(CUSTOMERS + ["c6", "c7"]) if rng.random() > 0.06 else None
+        merchant = rng.choice(MERCHANTS + [4]) if rng.random() > 0.06 else None
+        t = (rng.choice(DAYS) + rng.choice(offsets)).replace(tzinfo=None)
+        spine_rows.append({"customer": customer, "merchant": merchant, "event_time": t, "label": rng.randint(0, 1)})
+    for _ in range(25):  # duplicate spine rows, anywhere
+        spine_rows.insert(rng.randrange(len(spine_rows)), dict(rng.choice(spine_rows)))
+    spine = pd.DataFrame(spine_rows).astype({"merchant": "Int64"})
+    return PitData(fraud.name, activity, risk_v1, risk_v2, spine)
+
+
+def reference(spine: pd.DataFrame, history: History, features: list[str], ttl: dt.timedelta | None,
+              keys: dict[str, str] | None = None) -> pd.DataFrame:
+    """DuckDB ASOF LEFT JOIN of the spine with one group's history, TTL applied afterwards."""
+    keys = keys or {}
+    spine_keys = {k: next((s for s, g in keys.items() if g == k), k) for k in history.group.keys}
+    con = duckdb.connect()
+    con.register("spine", spine.assign(_i=range(len(spine))))
+    con.register("hist", history.latest_per_time())
+    on = " and ".join(f's."{spine_keys[k]}" = h."{k}"' for k in history.group.keys)
+    select = ", ".join(f'h."{f}"' for f in features)
+    frame = con.execute(
+        f"select s._i, s.event_time as _t, h.event_time as _ft, {select} from spine s "
+        f"asof left join hist h on {on} and s.event_time >= h.event_time order by s._i").df()
+    if ttl is not None:
+        expired = frame["_ft"].notna() & (frame["_ft"] < frame["_t"] - ttl)
+        frame.loc[expired, features] = None
+    return frame
+
+
+def as_rows(table: pa.Table, columns: list[str]) -> list[tuple]:
+    return [tuple(row[c] for c in columns) for row in table.to_pylist()]
+
+
+def expected_rows(frame: pd.DataFrame, columns: list[str]) -> list[tuple]:
+    def clean(value: Any) -> Any:
+        if value is None or value is pd.NA or (isinstance(value, float) and value != value):
+            return None
+        return value.item() if hasattr(value, "item") else value
+    return [tuple(clean(v) for v in row) for row in frame[columns].itertuples(index=False)]
+
+
+def test_join_matches_duckdb_asof_row_by_row(pit: PitData, home: Any) -> None:
+    fs = fstore.connect(pit.project, "bob", home=home)
+    table = fs.get_historical_features(pit.spine, ["activity:*", "risk@1:*"])
+
+    assert table.column_names == ["customer", "merchant", "event_time", "label",
+                                  "amount", "n", "flag", "note", "score", "tier"]
+    assert table.num_rows == len(pit.spine)
+    # spine columns come back unchanged, in spine order (duplicates included)
+    assert as_rows(table, ["customer", "merchant", "label"]) == expected_rows(pit.spine, ["customer", "merchant", "label"])
+    assert table.column("event_time").to_pylist() == list(pit.spine["event_time"].dt.to_pydatetime())
+
+    activity = reference(pit.spine, pit.activity, ["amount", "n", "flag", "note"], None)
+    risk = reference(pit.spine, pit.risk_v1, ["score", "tier"], dt.timedelta(days=3))  # the catalog TTL
+    assert as_rows(table, ["amount", "n", "flag", "note"]) == expected_rows(activity, ["amount", "n", "flag", "note"])
+    assert as_rows(table, ["score", "tier"]) == expected_rows(risk, ["score", "tier"])
+
+    # the data really exercises every rule
+    t = activity["_t"]
+    assert (activity["_ft"] == t).sum() > 5, "spine times exactly on feature times (inclusive bound)"
+    assert (table.column("note").to_pylist().count("tie")) > 0, "ties resolved to the later commit"
+    assert pit.spine["customer"].isna().sum() > 0 and pit.spine.duplicated().sum() > 0
+    null_key = pit.spine["customer"].isna() | pit.spine["merchant"].isna()
+    assert all(v is None for v, null in zip(table.column("n").to_pylist(), null_key) if null)
+    expired = risk["_ft"].notna() & (risk["_ft"] < risk["_t"] - dt.timedelta(days=3))
+    assert expired.sum() > 5, "matches older than the TTL"
+
+
+def test_ttl_argument_and_versions(pit: PitData, home: Any) -> None:
+    fs = fstore.connect(pit.project, "bob", home=home)
+    ttl = dt.timedelta(days=2)
+    table = fs.get_historical_features(pit.spine, ["activity:amount", "activity:note", "risk:*"], ttl=ttl)
+    assert table.column_names[-4:] == ["amount", "note", "score", "band"]  # risk without @ is version 2
+    activity = reference(pit.spine, pit.activity, ["amount", "note"], ttl)
+    risk = reference(pit.spine, pit.risk_v2, ["score", "band"], ttl)
+    assert as_rows(table, ["amount", "note"]) == expected_rows(activity, ["amount", "note"])
+    assert as_rows(table, ["score", "band"]) == expected_rows(risk, ["score", "band"])
+
+    with pytest.raises(InvalidInput, match="score"):  # both versions have score
+        fs.get_historical_features(pit.spine, ["risk@1:score", "risk@2:score"])
+    with pytest.raises(InvalidInput, match="risk__score"):  # still one name with full names
+        fs.get_historical_features(pit.spine, ["risk@1:score", "risk@2:score"], full_feature_names=True)
+
+
+def test_time_zones_and_spine_kinds_give_the_same_features(pit: PitData, home: Any) -> None:
+    fs = fstore.connect(pit.project, "bob", home=home)
+    features = ["activity:amount", "activity:n", "risk@1:score"]
+    naive_utc = fs.get_historical_features(pit.spine, features)
+    expected = as_rows(naive_utc, ["amount", "n", "score"])
+
+    for zone in ("America/New_York", "Asia/Kolkata"):
+        aware = pit.spine.assign(event_time=pit.spine["event_time"].dt.tz_localize("UTC").dt.tz_convert(zone))
+        table = fs.get_historical_features(aware, features)
+        assert as_rows(table, ["amount", "n", "score"]) == expected, zone
+        assert table.schema.field("event_time").type.tz is not None
+
+    arrow_spine = pa.Table.from_pandas(pit.spine, preserve_index=False)
+    polars_spine = pl.from_pandas(pit.spine)
+    for spine in (arrow_spine, polars_spine, arrow_spine.to_reader(max_chunksize=50)):
+        assert as_rows(fs.get_historical_features(spine, features), ["amount", "n", "score"]) == expected
+
+    # a query spine: the same rows as a VALUES list (the caller's own SQL, read-only)
+    values = ", ".join(
+        f"({i}, {'null' if pd.isna(c) else repr(c)}, {'null' if pd.isna(m) else int(m)}, timestamp '{t}')"
+        for i, (c, m, t) in enumerate(zip(pit.spine["customer"], pit.spine["merchant"], pit.spine["event_time"])))
+    query = f"select customer, merchant, event_time from (values {values}) v(i, customer, merchant, event_time) order by i"
+    from_query = fs.get_historical_features(query, features)
+    assert as_rows(from_query, ["amount", "n", "score"]) == expected
+
+
+def test_keys_can_be_mapped_from_other_spine_columns(pit: PitData, home: Any) -> None:
+    fs = fstore.connect(pit.project, "bob", home=home)
+    spine = pit.spine.rename(columns={"customer": "cust", "merchant": "shop"})
+    keys = {"cust": "customer", "shop": "merchant"}
+    table = fs.get_historical_features(spine, ["activity:amount", "risk@1:tier"], keys=keys)
+    assert table.column_names[:2] == ["cust", "shop"]
+    activity = reference(spine, pit.activity, ["amount"], None, keys)
+    assert as_rows(table, ["amount"]) == expected_rows(activity, ["amount"])
+    risk = reference(spine, pit.risk_v1, ["tier"], dt.timedelta(days=3), keys)
+    assert as_rows(table, ["tier"]) == expected_rows(risk, ["tier"])
+
+
+def test_name_clashes_need_full_feature_names(pit: PitData, fraud: Any, home: Any) -> None:
+    with fraud.connect("alice") as alice:
+        other = History(create_group(alice, fraud.name, "other", {"customer": "text", "event_time": "timestamptz",
+                                                                  "amount": "double precision"}, ["customer"]), [])
+        other.commit(alice, [(c, DAYS[0], 1.5) for c in CUSTOMERS])
+    fs = fstore.connect(pit.project, "bob", home=home)
+    with pytest.raises(InvalidInput, match=r"amount is ambiguous.*activity.*other"):
+        fs.get_historical_features(pit.spine, ["activity:amount", "other:amount"])
+    table = fs.get_historical_features(pit.spine, ["activity:amount", "other:amount"], full_feature_names=True)
+    assert table.column_names[-2:] == ["activity__amount", "other__amount"]
+    expected = reference(pit.spine, other, ["amount"], None)
+    assert as_rows(table, ["other__amount"]) == expected_rows(expected, ["amount"])
+    with pytest.raises(InvalidInput, match="amount is ambiguous: the spine has a column"):
+        fs.get_historical_features(pit.spine.rename(columns={"label": "amount"}), ["activity:amount"])
+
+
+def test_errors_name_what_is_wrong(pit: PitData, home: Any) -> None:
+    fs = fstore.connect(pit.project, "bob", home=home)
+    with pytest.raises(InvalidInput, match=r"no column merchant .*entity key merchant of feature group"):
+        fs.get_historical_features(pit.spine.drop(columns="merchant"), ["activity:amount"])
+    with pytest.raises(InvalidInput, match=r"no column ts \(the event time column\)"):
+        fs.get_historical_features(pit.spine, ["activity:amount"], event_time_column="ts")
+    with pytest.raises(NotFound, match=r"feature nope does not exist in feature group .*activity@1"):
+        fs.get_historical_features(pit.spine, ["activity:nope"])
+    with pytest.raises(NotFound, match=r"feature group .*\.missing does not exist"):
+        fs.get_historical_features(pit.spine, ["missing:*"])
+    with pytest.raises(NotFound, match=r"risk@7"):
+        fs.get_historical_features(pit.spine, ["risk@7:score"])
+    with pytest.raises(InvalidInput, match="invalid feature reference 'activity'"):
+        fs.get_historical_features(pit.spine, ["activity"])
+    with pytest.raises(InvalidInput, match="entity key of feature group"):
+        fs.get_historical_features(pit.spine, ["activity:customer"])
+    with pytest.raises(InvalidInput, match="must be a timestamp"):
+        fs.get_historical_features(pit.spine.assign(event_time="2024-01-01"), ["activity:amount"])
+    with pytest.raises(InvalidInput, match="single SELECT"):
+        fs.get_historical_features("select 1; drop table x", ["activity:amount"])
+
+
+def test_empty_spine_gives_empty_table_with_columns(pit: PitData, home: Any) -> None:
+    fs = fstore.connect(pit.project, "bob", home=home)
+    table = fs.get_historical_features(pit.spine.iloc[:0], ["activity:amount", "risk@1:tier"])
+    assert table.num_rows == 0
+    assert table.column_names == ["customer", "merchant", "event_time", "label", "amount", "tier"]
