@@ -41,8 +41,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from psycopg import sql
 
-from fstore.errors import Conflict, FstoreError, InvalidInput, from_database
+from fstore.errors import Conflict, InvalidInput, from_database
 from fstore.npy import NpySink
+from fstore.pointintime import adbc_translated
 from fstore.tfrecord import DIR_SPEC_NAME, SPEC_SUFFIX, SPEC_VERSION, TFRecordSink, \
     check_tfrecord_schema, read_spec, tf_dataset_from_files
 
@@ -418,23 +419,11 @@ def export_query(fs: Any, query: sql.Composable | str, path: str | Path, format:
     if isinstance(query, str):
         query = relation_query(query, fs.project)
     text = query.as_string(fs.conn)
-    import adbc_driver_manager
-
-    try:
-        with closing(fs.adbc()) as conn, closing(conn.cursor()) as cursor:
-            cursor.execute(text)
-            return write_batches(cursor.fetch_record_batch(), path, format, label=label,
-                                 split_column=split_column, features=features, dtype=dtype,
-                                 progress=progress, overwrite=overwrite)
-    except adbc_driver_manager.Error as exc:
-        raise _from_adbc(exc) from exc
-
-
-def _from_adbc(exc: Exception) -> FstoreError:
-    """An ADBC driver error as the fstore error its SQLSTATE means."""
-    error = from_database(exc)  # type: ignore[arg-type]  # duck-typed: sqlstate + message
-    message = str(exc).split("\n")[0]
-    return type(error)(re.sub(r"^\w+: ", "", message), sqlstate=error.sqlstate)
+    with adbc_translated(), closing(fs.adbc()) as conn, closing(conn.cursor()) as cursor:
+        cursor.execute(text)
+        return write_batches(cursor.fetch_record_batch(), path, format, label=label,
+                             split_column=split_column, features=features, dtype=dtype,
+                             progress=progress, overwrite=overwrite)
 
 
 @dataclass
