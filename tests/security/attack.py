@@ -97,11 +97,21 @@ def fill(text: str, names: dict[str, Any]) -> str:
     return _NAME.sub(lambda m: str(names[m.group(1)]) if m.group(1) in names else m.group(0), text)
 
 
+def _fill_param(value: Any, names: dict[str, Any]) -> Any:
+    if isinstance(value, str):
+        return fill(value, names)
+    if isinstance(value, list):
+        return [_fill_param(v, names) for v in value]
+    if isinstance(value, tuple):
+        return tuple(_fill_param(v, names) for v in value)
+    return value
+
+
 def _run_step(conn: psycopg.Connection[Any], step: Step, names: dict[str, Any]) -> Rows | None:
     query, params = (step, None) if isinstance(step, str) else step
     query = fill(query, names)
     if params is not None:
-        params = tuple(fill(p, names) if isinstance(p, str) else p for p in params)
+        params = tuple(_fill_param(p, names) for p in params)
     with conn.cursor() as cur:
         if re.match(r"(?is)^\s*copy\b.*\bfrom\s+stdin\b", query):
             with cur.copy(query) as copy:  # COPY FROM STDIN needs the copy protocol
@@ -130,7 +140,7 @@ def run_case(conn: psycopg.Connection[Any], case: Case, names: dict[str, Any], w
                 raise AssertionError(f"{case.id}: {case.actor} was allowed to run {case.steps[-1]!r}")
         else:
             rows = _run_step(conn, case.steps[-1], names)
-            wanted = expect.rows(world) if callable(expect.rows) else expect.rows
+            wanted = expect.rows(world) if callable(expect.rows) else _fill_param(expect.rows, names)
             if wanted is not None:
                 assert rows == wanted, f"{case.id}: expected {wanted!r}, got {rows!r}"
     finally:

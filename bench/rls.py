@@ -1,0 +1,243 @@
+"""No cost for security: row-level security vs none, as a real project-user, in one run.
+
+A Data Scientist (logging in with its own certificate over TLS) runs the same two
+queries on two identical tables of one project:
+
+* ``rls``   -- what every project table is: RLS enabled and forced, fstore's base
+  policy, plus a restrictive row policy for Data Scientists (``using (consent)``,
+  true for every row so both tables return the same result);
+* ``plain`` -- the same rows with row-level security disabled by the superuser
+  (the DDL guard refuses that to every project role; the superuser's session sets
+  ``session_replication_role = replica`` so the guard's event trigger stays quiet).
+
+Measured: a prepared primary-key lookup (many iterations, p50/p99/mean) and a full
+scan (``count(*), sum(v1)`` over all rows, median of several runs), interleaved
+table by table so drift hits both alike. Prints JSON with the figures and the
+RLS/plain ratios (target: within 10%).
+
+Usage::
+
+    python -m bench.rls --rows 1000000                 # starts its own server in a temp home
+    python -m bench.rls --home ~/.fstore --rows 100000 # uses a running server
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import shutil
+import socket
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from fstore import pki, projects, server
+from fstore.connection import connect, connect_operator
+from fstore.home import FstoreHome
+
+TABLES = ("rls", "plain")
+TARGET = 1.10  # RLS may cost at most 10%
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@contextmanager
+def bench_home(home: str | None) -> Iterator[FstoreHome]:
+    """The given running home, or a fresh temporary one with its own server (stopped after)."""
+    if home:
+        fhome = FstoreHome.resolve(home)
+        if not server.is_running(fhome):
+            raise SystemExit(f"no running fstore server in {fhome.root}")
+        yield fhome
+        return
+    root = Path(tempfile.mkdtemp(prefix="fstb-", dir="/tmp"))
+    old_service = os.environ.get("PGSERVICEFILE")
+    os.environ["PGSERVICEFILE"] = str(root / "pg_service.conf")  # never touch the user's own file
+    fhome = FstoreHome(root)
+    try:
+        pki.init_ca(fhome)
+        pki.issue_certificate(fhome, "fstore_admin")
+        server.start(fhome, port=_free_port())
+        yield fhome
+    finally:
+        server.stop(fhome)
+        shutil.rmtree(root, ignore_errors=True)
+        if old_service is None:
+            os.environ.pop("PGSERVICEFILE", None)
+        else:
+            os.environ["PGSERVICEFILE"] = old_service
+
+
+def prepare(home: FstoreHome, project: str, rows: int) -> None:
+    """Create the project's two tables with ``rows`` identical rows; disable RLS on ``plain``."""
+    owner = sql.Identifier(f"{project}__owner")
+    scientists = sql.Identifier(f"{project}__data_scientist")
+    with connect(home, f"{project}__dora", autocommit=True) as dora:
+        dora.execute(sql.SQL("set role {}").format(owner))
+        for table in TABLES:
+            dora.execute(sql.SQL(
+                "create table {}.{} (id bigint primary key, consent boolean not null, v1 float8, v2 integer)"
+            ).format(sql.Identifier(project), sql.Identifier(table)))
+        dora.execute(sql.SQL(
+            "create policy consented on {}.rls as restrictive for select to {} using (consent)"
+        ).format(sql.Identifier(project), scientists))
+        dora.execute("reset role")
+        dora.execute(sql.SQL(
+            "insert into {}.rls select g, true, g * 0.5, (g %% 1000)::int from generate_series(1, %s) g"
+        ).format(sql.Identifier(project)), (rows,))
+        dora.execute(sql.SQL("insert into {}.plain select * from {}.rls").format(
+            sql.Identifier(project), sql.Identifier(project)))
+    with connect_operator(home, autocommit=True) as operator:
+        operator.execute("set session_replication_role = replica")  # event triggers do not fire
+        operator.execute(sql.SQL("alter table {}.plain disable row level security, no force row level security")
+                         .format(sql.Identifier(project)))
+        operator.execute("reset session_replication_role")
+        for table in TABLES:
+            operator.execute(sql.SQL("vacuum (analyze) {}.{}").format(sql.Identifier(project), sql.Identifier(table)))
+
+
+def _table_state(conn: psycopg.Connection[Any], project: str) -> dict[str, Any]:
+    """RLS flags and policy count of both tables, as the catalog says."""
+    state = {}
+    for table in TABLES:
+        enabled, forced, policies = conn.execute(
+            "select c.relrowsecurity, c.relforcerowsecurity, (select count(*) from pg_policy p where p.polrelid = c.oid) "
+            "from pg_class c join pg_namespace n on n.oid = c.relnamespace where n.nspname = %s and c.relname = %s",
+            (project, table)).fetchone()
+        state[table] = {"rls_enabled": enabled, "rls_forced": forced, "policies": policies}
+    return state
+
+
+def _summary(samples_ns: list[int]) -> dict[str, float]:
+    ordered = sorted(samples_ns)
+    pick = lambda q: ordered[min(len(ordered) - 1, int(q * len(ordered)))] / 1e6  # noqa: E731
+    return {"p50_ms": round(pick(0.50), 4), "p99_ms": round(pick(0.99), 4),
+            "mean_ms": round(statistics.fmean(ordered) / 1e6, 4)}
+
+
+def measure_lookups(conn: psycopg.Connection[Any], project: str, rows: int, lookups: int,
+                    rounds: int = 10) -> dict[str, dict[str, float]]:
+    """Prepared primary-key lookups on both tables, alternating in ``rounds`` blocks."""
+    rng = random.Random(42)
+    samples: dict[str, list[int]] = {t: [] for t in TABLES}
+    queries = {t: sql.SQL("select v1, v2 from {}.{} where id = %s").format(
+        sql.Identifier(project), sql.Identifier(t)).as_string(conn) for t in TABLES}
+    per_round = max(1, lookups // rounds)
+    with conn.cursor() as cur:
+        for table in TABLES:  # warm-up: plans prepared, pages cached
+            for _ in range(200):
+                cur.execute(queries[table], (rng.randint(1, rows),), prepare=True)
+                cur.fetchone()
+        for _ in range(rounds):
+            for table in TABLES:
+                query, out = queries[table], samples[table]
+                for _ in range(per_round):
+                    key = rng.randint(1, rows)
+                    start = time.perf_counter_ns()
+                    cur.execute(query, (key,), prepare=True)
+                    row = cur.fetchone()
+                    out.append(time.perf_counter_ns() - start)
+                    if row is None:
+                        raise RuntimeError(f"lookup of id {key} in {table} found nothing")
+    return {t: _summary(s) for t, s in samples.items()}
+
+
+def measure_scans(conn: psycopg.Connection[Any], project: str, repeats: int) -> dict[str, Any]:
+    """``count(*), sum(v1)`` over each whole table, ``repeats`` times alternating; median ms."""
+    queries = {t: sql.SQL("select count(*), sum(v1) from {}.{}").format(
+        sql.Identifier(project), sql.Identifier(t)) for t in TABLES}
+    results: dict[str, tuple[Any, ...]] = {}
+    times: dict[str, list[float]] = {t: [] for t in TABLES}
+    for table in TABLES:  # warm-up
+        results[table] = conn.execute(queries[table]).fetchone()
+    for _ in range(repeats):
+        for table in TABLES:
+            start = time.perf_counter_ns()
+            results[table] = conn.execute(queries[table]).fetchone()
+            times[table].append((time.perf_counter_ns() - start) / 1e6)
+    if results["rls"] != results["plain"]:
+        raise RuntimeError(f"the two tables disagree: {results}")
+    return {
+        **{t: {"median_ms": round(statistics.median(v), 3), "min_ms": round(min(v), 3)} for t, v in times.items()},
+        "rows_counted": results["rls"][0],
+    }
+
+
+def run(home: FstoreHome, rows: int, lookups: int, scans: int) -> dict[str, Any]:
+    """Set up a throw-away project, measure as its Data Scientist, delete it; return the figures."""
+    project = f"rlsbench{uuid.uuid4().hex[:8]}"
+    load_before = os.getloadavg()[0]
+    started = time.perf_counter()
+    with connect(home, "fstore_admin", autocommit=True) as admin:
+        projects.create_project(home, admin, project, "dora")
+    try:
+        with connect(home, f"{project}__dora", autocommit=True) as dora:
+            projects.add_member(home, dora, project, "sam", "data-scientist")
+        prepare(home, project, rows)
+        setup_s = time.perf_counter() - started
+        with connect(home, f"{project}__sam", autocommit=True) as sam:
+            user = sam.execute("select session_user").fetchone()[0]
+            state = _table_state(sam, project)
+            lookup = measure_lookups(sam, project, rows, lookups)
+            scan = measure_scans(sam, project, scans)
+    finally:
+        with connect(home, "fstore_admin", autocommit=True) as admin:
+            projects.delete_project(home, admin, project)
+    ratios = {
+        "lookup_p50": round(lookup["rls"]["p50_ms"] / lookup["plain"]["p50_ms"], 3),
+        "lookup_p99": round(lookup["rls"]["p99_ms"] / lookup["plain"]["p99_ms"], 3),
+        "lookup_mean": round(lookup["rls"]["mean_ms"] / lookup["plain"]["mean_ms"], 3),
+        "scan_median": round(scan["rls"]["median_ms"] / scan["plain"]["median_ms"], 3),
+    }
+    return {
+        "benchmark": "rls",
+        "as": user,
+        "rows": rows,
+        "lookups_per_table": lookups,
+        "scans_per_table": scans,
+        "tables": state,
+        "pk_lookup": lookup,
+        "full_scan": scan,
+        "ratios": ratios,
+        "target_ratio": TARGET,
+        "within_target": {k: v <= TARGET for k, v in ratios.items()},
+        "setup_s": round(setup_s, 2),
+        "load_average_1m": {"before": round(load_before, 2), "after": round(os.getloadavg()[0], 2),
+                            "cpus": os.cpu_count()},
+    }
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Command line entry: parse sizes, run, print the JSON figures."""
+    parser = argparse.ArgumentParser(prog="python -m bench.rls", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rows", type=int, default=1_000_000, help="rows in each table (default 1M)")
+    parser.add_argument("--lookups", type=int, default=20_000, help="primary-key lookups per table")
+    parser.add_argument("--scans", type=int, default=7, help="full scans per table")
+    parser.add_argument("--home", help="FSTORE_HOME of a running server (default: a temporary one)")
+    args = parser.parse_args(argv)
+    if args.rows < 1 or args.lookups < 1 or args.scans < 1:
+        parser.error("--rows, --lookups and --scans must be positive")
+    with bench_home(args.home) as home:
+        result = run(home, args.rows, args.lookups, args.scans)
+    json.dump(result, sys.stdout, indent=2)
+    sys.stdout.write("\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
