@@ -21,6 +21,7 @@ from __future__ import annotations
 import math
 import weakref
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import psycopg
@@ -56,27 +57,28 @@ def _query_vector(values: Sequence[float], name: str, dimension: int | None) -> 
     return vector
 
 
-def nearest(conn: psycopg.Connection[Any], project: str, group: str, vector_feature: str,
-            query_vector: Sequence[float], k: int = 10, where: str | None = None, *,
-            metric: str = "l2", features: Sequence[str] | None = None) -> pa.Table:
-    """The ``k`` entities of a feature group nearest to ``query_vector``, closest first.
+@dataclass
+class NearestStatement:
+    """A vector search statement, its parameters and the Arrow schema of its rows."""
 
-    ``group`` is ``group``, ``group@2`` or ``project.group``; ``vector_feature`` a
-    ``vector`` column of it; ``metric`` ``l2`` (``<->``), ``cosine`` (``<=>``) or
-    ``inner_product`` (``<#>``, negative inner product), matching the HNSW index's
-    operator class; ``where`` a filter on the group's columns. Returns keys, the
-    features (all, or ``features``), event time and ``_distance``. The group's TTL
-    applies: expired rows are not candidates.
-    """
+    query: sql.Composed
+    params: dict[str, Any]
+    schema: pa.Schema
+
+
+def nearest_statement(conn: psycopg.Connection[Any], project: str, group: str, vector_feature: str,
+                      query_vector: Sequence[float], k: int = 10, where: str | None = None, *,
+                      metric: str = "l2", features: Sequence[str] | None = None) -> NearestStatement:
+    """Build (not run) the statement of :func:`nearest`; every name is checked against the catalog."""
     if metric not in METRICS:
         raise InvalidInput(f"unknown metric {metric!r}: use {', '.join(METRICS)}")
-    if not isinstance(k, int) or not 1 <= k <= MAX_K:
+    if not isinstance(k, int) or isinstance(k, bool) or not 1 <= k <= MAX_K:
         raise InvalidInput(f"k must be an integer from 1 to {MAX_K}")
-    if ":" in group:
+    if not isinstance(group, str) or ":" in group:
         raise InvalidInput(f"give the feature group as group, group@2 or project.group, not {group!r}")
     resolved = resolve_features(conn, project, [f"{group}:*"])[0]
     column = resolved.columns.get(vector_feature)
-    if column is None or vector_feature in resolved.keys or vector_feature not in resolved.available:
+    if column is None or vector_feature not in resolved.available:
         raise NotFound(f"feature {vector_feature} does not exist in feature group {resolved.label}")
     if column.type_name != "vector":
         raise InvalidInput(f"feature {vector_feature} of {resolved.label} is {column.type_name}, not a vector")
@@ -101,10 +103,31 @@ def nearest(conn: psycopg.Connection[Any], project: str, group: str, vector_feat
         sql.Identifier(resolved.project, resolved.online_table),
         sql.SQL(" where ") + sql.SQL(" and ").join(conditions) if conditions else sql.SQL(""),
         distance)
+    fields = [pa.field(c.name, c.arrow_type) for c in output] + [pa.field("_distance", pa.float64())]
+    return NearestStatement(query, {"q": vector, "k": k}, pa.schema(fields))
+
+
+def nearest(conn: psycopg.Connection[Any], project: str, group: str, vector_feature: str,
+            query_vector: Sequence[float], k: int = 10, where: str | None = None, *,
+            metric: str = "l2", features: Sequence[str] | None = None) -> pa.Table:
+    """The ``k`` entities of a feature group nearest to ``query_vector``, closest first.
+
+    ``group`` is ``group``, ``group@2`` or ``project.group``; ``vector_feature`` a
+    ``vector`` column of it; ``metric`` ``l2`` (``<->``), ``cosine`` (``<=>``) or
+    ``inner_product`` (``<#>``, negative inner product), matching the HNSW index's
+    operator class; ``where`` a filter on the group's columns. Returns keys, the
+    features (all, or ``features``), event time and ``_distance``. The group's TTL
+    applies: expired rows are not candidates.
+
+    Example::
+
+        nearest(fs.conn, fs.project, "merchants", "embedding", [0.1, 0.2, 0.3], k=5,
+                where="country in ('DE', 'FR') and risk < 0.5")
+    """
+    statement = nearest_statement(conn, project, group, vector_feature, query_vector, k, where,
+                                  metric=metric, features=features)
     with translated():
         _configure(conn)
-        rows = conn.execute(query, {"q": vector, "k": k}).fetchall()
-    fields = [pa.field(c.name, c.arrow_type) for c in output] + [pa.field("_distance", pa.float64())]
-    values = list(zip(*rows)) if rows else [()] * len(fields)
-    return pa.Table.from_arrays([pa.array(v, type=f.type) for v, f in zip(values, fields)],
-                                schema=pa.schema(fields))
+        rows = conn.execute(statement.query, statement.params).fetchall()
+    batch = pa.RecordBatch.from_struct_array(pa.array(rows, type=pa.struct(list(statement.schema))))
+    return pa.Table.from_batches([batch], schema=statement.schema)
