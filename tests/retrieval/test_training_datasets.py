@@ -1,0 +1,231 @@
+"""Training datasets: the SQL path and the Python path agree, datasets are reproducible
+after new commits (in-flight ones included), splits, provenance, ownership, exports."""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+from typing import Any
+
+import pandas as pd
+import psycopg
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from psycopg import sql
+
+import fstore
+from fstore import training
+from fstore.errors import InvalidInput, NotFound
+from tests.retrieval.conftest import SqlFeatureGroup, commit_rows, create_group
+
+UTC = dt.timezone.utc
+T0 = dt.datetime(2024, 3, 1, tzinfo=UTC)
+ACCOUNT = {"account_id": "bigint", "event_time": "timestamptz", "balance": "double precision", "n_tx": "integer"}
+DEVICE = {"account_id": "bigint", "device": "text", "event_time": "timestamptz", "trust": "real"}
+
+
+def _history(alice: psycopg.Connection, project: str) -> tuple[SqlFeatureGroup, SqlFeatureGroup]:
+    account = create_group(alice, project, "account", ACCOUNT, ["account_id"])
+    device = create_group(alice, project, "device", DEVICE, ["account_id", "device"], ttl="10 days")
+    commit_rows(alice, account, [(a, T0 + dt.timedelta(days=d), 100.0 * a + d, d)
+                                 for a in range(1, 41) for d in range(0, 30, 3)])
+    commit_rows(alice, device, [(a, dev, T0 + dt.timedelta(days=d), 0.1 * d)
+                                for a in range(1, 41) for dev in ("ios", "web") for d in range(0, 30, 7)])
+    return account, device
+
+
+def _spine(rows: int = 400) -> pd.DataFrame:
+    return pd.DataFrame({
+        "account_id": [1 + (i * 7) % 45 for i in range(rows)],
+        "device": ["ios" if i % 3 else "web" for i in range(rows)],
+        "event_time": [T0 + dt.timedelta(hours=5 * i % 800) for i in range(rows)],
+        "is_fraud": [int(i % 11 == 0) for i in range(rows)],
+    }).astype({"is_fraud": "int32"})  # the type of the labels table's integer column
+
+
+FEATURES = ["account:*", "device:trust"]
+
+
+@pytest.fixture
+def groups(fraud: Any) -> tuple[SqlFeatureGroup, SqlFeatureGroup]:
+    with fraud.connect("alice") as alice:
+        return _history(alice, fraud.name)
+
+
+def _spine_table(alice: psycopg.Connection, project: str, spine: pd.DataFrame) -> str:
+    """The spine as a table of the project (created by the Data Owner as the owner)."""
+    with alice.transaction():
+        alice.execute(sql.SQL("set local role {}").format(sql.Identifier(f"{project}__owner")))
+        alice.execute(sql.SQL("create table {} (account_id bigint, device text, event_time timestamptz, "
+                              "is_fraud integer)").format(sql.Identifier(project, "labels")))
+        alice.cursor().executemany(  # COPY FROM is refused on tables under row-level security
+            sql.SQL("insert into {} values (%s, %s, %s, %s)").format(sql.Identifier(project, "labels")),
+            [tuple(row) for row in spine.itertuples(index=False)])
+    return f"{project}.labels"
+
+
+def test_sql_path_and_python_path_give_identical_tables(fraud: Any, groups: Any, home: Any) -> None:
+    spine = _spine()
+    with fraud.connect("alice") as alice:
+        labels = _spine_table(alice, fraud.name, spine)
+    fs = fstore.connect(fraud.name, "bob", home=home)
+
+    from_frame = fs.get_historical_features(spine, FEATURES)
+    from_table = fs.get_historical_features(labels, FEATURES)
+    assert from_frame.equals(from_table)
+
+    with fraud.connect("bob") as bob:  # a psql user: the builder's query, run as is
+        query = bob.execute("select fstore.training_data_sql(%s::regclass, %s)", (labels, FEATURES)).fetchone()[0]
+        cursor = bob.execute(query)
+        assert [d.name for d in cursor.description] == from_frame.column_names
+        rows = [dict(zip(from_frame.column_names, r)) for r in cursor.fetchall()]
+        assert pa.Table.from_pylist(rows, schema=from_frame.schema).equals(from_frame)
+
+        # the training table built from psql equals the one built from Python
+        bob.execute("create temp table spine (account_id bigint, device text, event_time timestamptz, is_fraud int)")
+        with bob.cursor().copy("copy spine from stdin") as copy:
+            for row in spine.itertuples(index=False):
+                copy.write_row(tuple(row))
+        record = bob.execute(
+            "select to_jsonb(t) from fstore.create_training_table('from_sql', 'spine'::regclass, %s,"
+            " p_label => array['is_fraud'], p_split => '{\"train\": 0.75, \"test\": 0.25}', p_seed => 11) t",
+            (FEATURES,)).fetchone()[0]
+    python = fs.create_training_dataset("from_python", spine, FEATURES, label="is_fraud",
+                                        split={"train": 0.75, "test": 0.25}, seed=11)
+    assert record["spine_hash"] == python.spine_hash
+    assert record["rows"] == python.rows == len(spine)
+    assert fs.get_training_dataset("from_sql").equals(fs.get_training_dataset("from_python"))
+    assert fs.get_training_dataset("from_python").drop_columns(["split"]).equals(from_frame)
+
+
+def test_training_dataset_is_the_same_after_new_commits(fraud: Any, groups: Any, home: Any) -> None:
+    account, device = groups
+    spine = _spine()
+    fs = fstore.connect(fraud.name, "bob", home=home)
+
+    # a commit in flight while the dataset is built: it holds a lower commit id than one
+    # that lands before the build, and becomes visible only afterwards
+    in_flight = fraud.connect("alice", autocommit=False)
+    in_flight.execute("select 1")  # a transaction is open: commit_rows' block becomes a savepoint in it
+    late = [(a, T0 + dt.timedelta(days=d, hours=1), -1.0, -1) for a in range(1, 41) for d in range(0, 30, 3)]
+    in_flight_id = commit_rows(in_flight, account, late)
+    with fraud.connect("alice") as alice:
+        landed_id = commit_rows(alice, account, [(a, T0 + dt.timedelta(days=1), 5.0, 5) for a in range(1, 41)])
+    assert landed_id > in_flight_id
+
+    first = fs.create_training_dataset("fraud_train", spine, FEATURES, label="is_fraud")
+    before = fs.get_training_dataset("fraud_train")
+    in_flight.commit()
+    in_flight.close()
+    seen = {g["name"]: g for g in first.feature_groups}
+    assert seen["account"]["max_commit"] == landed_id and in_flight_id not in seen["account"]["commits"]
+
+    with fraud.connect("alice") as alice:  # later rows, ties that would win, older rows
+        commit_rows(alice, account, [(a, T0 + dt.timedelta(days=d), 7.0, 7) for a in range(1, 41) for d in range(0, 30, 3)])
+        commit_rows(alice, device, [(a, "ios", T0 + dt.timedelta(days=d, hours=2), 0.99)
+                                    for a in range(1, 41) for d in range(30)])
+    now = fs.get_historical_features(spine, FEATURES)
+    assert not now.equals(before), "the new commits change a fresh retrieval"
+
+    assert fs.get_training_dataset("fraud_train").equals(before)
+    assert fs.get_training_dataset("fraud_train", 1).equals(before)
+    assert training.rebuild_training_dataset(fs, "fraud_train", 1).equals(before)  # as of the commits it saw
+
+    second = fs.create_training_dataset("fraud_train", spine, FEATURES, label="is_fraud")
+    assert second.version == 2 and second.spine_hash == first.spine_hash
+    assert fs.get_training_dataset("fraud_train").equals(now)
+    assert fs.get_training_dataset("fraud_train", 1).equals(before)
+
+
+def test_splits_by_fraction_and_by_time(fraud: Any, groups: Any, home: Any) -> None:
+    spine = _spine(1000)
+    fs = fstore.connect(fraud.name, "bob", home=home)
+    split = {"train": 0.8, "test": 0.2}
+    a = fs.get_training_dataset(fs.create_training_dataset("a", spine, FEATURES, split=split, seed=3).name)
+    b = fs.get_training_dataset(fs.create_training_dataset("b", spine, FEATURES, split=split, seed=3).name)
+    c = fs.get_training_dataset(fs.create_training_dataset("c", spine, FEATURES, split=split, seed=4).name)
+    assert a.column("split").to_pylist() == b.column("split").to_pylist()
+    assert a.column("split").to_pylist() != c.column("split").to_pylist()
+    assert 0.74 < a.column("split").to_pylist().count("train") / 1000 < 0.86
+
+    cut = T0 + dt.timedelta(days=10)
+    ranges = {"early": [None, cut.isoformat()], "late": [cut.isoformat(), (T0 + dt.timedelta(days=20)).isoformat()]}
+    timed = fs.get_training_dataset(fs.create_training_dataset("d", spine, FEATURES, split=ranges).name)
+    expected = [("early" if t < cut else "late") for t in spine["event_time"] if t < T0 + dt.timedelta(days=20)]
+    assert timed.column("split").to_pylist() == expected  # rows after every range are left out
+
+    with pytest.raises(InvalidInput, match="add up to 1"):
+        fs.create_training_dataset("e", spine, FEATURES, split={"train": 0.8, "test": 0.3})
+    with pytest.raises(InvalidInput, match="overlap"):
+        fs.create_training_dataset("e", spine, FEATURES, split={"x": ["2024-01-01", "2024-03-05"], "y": ["2024-03-04", None]})
+    with pytest.raises(InvalidInput, match="split column"):
+        fs.create_training_dataset("e", spine.assign(split="x"), FEATURES, split=split)
+
+
+def test_provenance_ownership_and_audit(fraud: Any, groups: Any, home: Any) -> None:
+    spine = _spine()
+    role = fraud.add("dan", "data-scientist")
+    with fstore.application(fraud.name, "dan", "trainer", home=home) as app:
+        dataset = app.create_training_dataset("fraud_train", spine, FEATURES, label=["is_fraud"],
+                                              description="first cut")
+    fs = fstore.connect(fraud.name, "dan", home=home)
+    assert (dataset.created_by, dataset.app_id, dataset.label) == (role, "trainer", ["is_fraud"])
+    assert [(g["name"], g["version"]) for g in dataset.feature_groups] == [("account", 1), ("device", 1)]
+    assert all(g["max_commit"] == max(g["commits"]) for g in dataset.feature_groups)
+    assert dataset.spine_columns == ["account_id", "device", "event_time", "is_fraud"]
+    assert training.training_dataset(fs, "fraud_train").spine_hash == dataset.spine_hash
+
+    table = sql.Identifier(fraud.name, dataset.table_name)
+    with fraud.connect("alice") as alice:
+        owner, forced = alice.execute(
+            "select relowner::regrole::text, relforcerowsecurity from pg_class where oid = %s::regclass",
+            (f"{fraud.name}.{dataset.table_name}",)).fetchone()
+        assert (owner, forced) == (f"{fraud.name}__owner", True)
+        assert alice.execute(sql.SQL("select count(*) from {}").format(table)).fetchone()[0] == len(spine)
+        audit = alice.execute("select session_role, app_id, details->>'name' from fstore.audit_log "
+                              "where project = %s and action = 'create_training_dataset'", (fraud.name,)).fetchall()
+        assert audit == [(role, "trainer", "fraud_train")]
+    with fraud.connect("carol") as carol:  # another Data Scientist reads it, cannot change or drop it
+        assert carol.execute(sql.SQL("select count(*) from {}").format(table)).fetchone()[0] == len(spine)
+        for statement in (sql.SQL("delete from {}"), sql.SQL("drop table {}")):
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                carol.execute(statement.format(table))
+        with pytest.raises(psycopg.errors.InsufficientPrivilege, match="Data Owner"):
+            carol.execute("select fstore.drop_training_dataset('fraud_train', 1)")
+        # the SECURITY DEFINER store step copies only this session's temporary tables
+        carol.execute("create temp view v as select * from " + sql.Identifier(fraud.name, "account__v1").as_string(carol))
+        for source in (f"{fraud.name}.account__v1", "v"):
+            with pytest.raises(psycopg.errors.InsufficientPrivilege, match="temporary table of this session"):
+                carol.execute("select fstore.store_training_table('stolen', %s::regclass, '{}')", (source,))
+    fs.conn.execute("select fstore.drop_training_dataset('fraud_train', 1)")  # its creator may
+    with pytest.raises(NotFound):
+        fs.get_training_dataset("fraud_train")
+
+
+def test_export_to_parquet_is_recorded(fraud: Any, groups: Any, home: Any, tmp_path: Any) -> None:
+    fs = fstore.connect(fraud.name, "bob", home=home)
+    path = tmp_path / "train.parquet"
+    dataset = fs.create_training_dataset("exported", _spine(), FEATURES, label="is_fraud", path=path)
+    assert pq.read_table(path).equals(fs.get_training_dataset("exported"))
+    assert [(e["format"], e["path"], e["rows"]) for e in dataset.exports] == [("parquet", str(path), dataset.rows)]
+    with pytest.raises(InvalidInput, match="cannot tell the format"):
+        fs.create_training_dataset("exported", _spine(), FEATURES, path=tmp_path / "train.xyz")
+
+
+def test_bad_input_is_refused_with_names(fraud: Any, groups: Any, home: Any) -> None:
+    fs = fstore.connect(fraud.name, "bob", home=home)
+    with pytest.raises(InvalidInput, match=r"no column label \(named as a label\)"):
+        fs.create_training_dataset("x", _spine(), FEATURES, label="label")
+    with pytest.raises(InvalidInput, match="invalid feature group name"):
+        fs.create_training_dataset("Bad Name", _spine(), FEATURES)
+    with pytest.raises(NotFound, match="training dataset .*nope does not exist"):
+        fs.get_training_dataset("nope")
+
+
+def test_connect_by_dsn_reads_the_same(fraud: Any, groups: Any, home: Any) -> None:
+    spine = _spine(50)
+    by_cert = fstore.connect(fraud.name, "bob", home=home)
+    by_dsn = fstore.connect(dsn=f"service={fraud.role('bob')}")
+    assert (by_dsn.project, by_dsn.user) == (fraud.name, "bob")
+    assert by_dsn.get_historical_features(spine, FEATURES).equals(by_cert.get_historical_features(spine, FEATURES))
