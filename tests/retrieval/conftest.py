@@ -40,17 +40,20 @@ class SqlFeatureGroup:
 def create_group(
     conn: psycopg.Connection, project: str, name: str, columns: dict[str, str], keys: Sequence[str],
     *, version: int = 1, ttl: str | None = None, online: bool = False, event_time: str = "event_time",
+    statistics: bool = False,
 ) -> SqlFeatureGroup:
     """Create a feature group as the Data Owner on ``conn`` (``SET ROLE <project>__owner``).
 
     ``columns`` maps names to types (the event time column included, as timestamptz).
+    Commit statistics are off unless asked for (retrieval tests do not need them).
     """
     spec = [{"name": n, "type": t} for n, t in columns.items()]
     with conn.transaction():
         conn.execute(sql.SQL("set local role {}").format(sql.Identifier(f"{project}__owner")))
         fg_id = conn.execute(
-            "select fstore.create_feature_group(%s, %s, %s, %s, %s, %s::jsonb, %s, %s::interval)",
-            (project, name, version, list(keys), event_time, json.dumps(spec), online, ttl),
+            "select fstore.create_feature_group(%s, %s, %s, %s, %s, %s::jsonb, %s, %s::interval,"
+            " p_statistics => %s)",
+            (project, name, version, list(keys), event_time, json.dumps(spec), online, ttl, statistics),
         ).fetchone()[0]
     return SqlFeatureGroup(fg_id, project, name, version, tuple(keys), tuple(columns))
 
