@@ -72,7 +72,7 @@ class ExportResult:
 
 # --- PostgreSQL types that arrive as opaque Arrow extension types -------------------------
 def _opaque_name(arrow_type: pa.DataType) -> str | None:
-    if isinstance(arrow_type, pa.ExtensionType) and arrow_type.extension_name == "arrow.opaque":
+    if isinstance(arrow_type, pa.BaseExtensionType) and arrow_type.extension_name == "arrow.opaque":
         return getattr(arrow_type, "type_name", None)
     return None
 
