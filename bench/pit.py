@@ -68,6 +68,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--shared-buffers", default="2GB", help="for the bench's own server")
     p.add_argument("--skip-range-join-multi", action="store_true", help="skip (b) with several groups")
     p.add_argument("--output", default=None, help="write the JSON here too")
+    p.add_argument("--keep", action="store_true", help="keep the server, home and project (to re-run with --project)")
+    p.add_argument("--project", default=None,
+                   help="re-use this project of --home, loaded by an earlier --keep run with the same sizes and seed")
     return p.parse_args(argv)
 
 
@@ -111,6 +114,8 @@ def start_home(args: argparse.Namespace) -> tuple[FstoreHome, Callable[[], None]
     """A running home: the given one, or a new temporary one with its own server."""
     if args.home:
         return FstoreHome(Path(args.home)), lambda: None
+    if args.project:
+        raise SystemExit("--project needs --home")
     root = Path(tempfile.mkdtemp(prefix="fst-bench-", dir="/tmp"))
     home = FstoreHome(root)
     pki.init_ca(home)
@@ -122,6 +127,9 @@ def start_home(args: argparse.Namespace) -> tuple[FstoreHome, Callable[[], None]
     server.start(home)
 
     def cleanup() -> None:
+        if args.keep:
+            print(f"kept the server running in {root}", file=sys.stderr)
+            return
         server.stop(home)
         shutil.rmtree(root, ignore_errors=True)
 
@@ -267,8 +275,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     home, cleanup = start_home(args)
     project = None
     try:
-        project = create_project(home)
-        loads = [load_group(home, project, g, tables[g], args.commit_rows) for g in group_names]
+        if args.project:
+            project, loads = args.project, [{"name": g, "rows": tables[g].num_rows, "reused": True} for g in group_names]
+        else:
+            project = create_project(home)
+            loads = [load_group(home, project, g, tables[g], args.commit_rows) for g in group_names]
         fs = fstore.connect(project, "bob", home=home)
 
         duck = duckdb.connect()
@@ -288,7 +299,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             def go() -> pa.Table:
                 duck.register("spine", spine)
                 try:
-                    return duck.execute(query).to_arrow_table()
+                    return duck.sql(query).to_arrow_table()
                 finally:
                     duck.unregister("spine")
             return go
@@ -344,10 +355,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "environment": {"python": platform.python_version(), "duckdb": duckdb.__version__,
                             "pyarrow": pa.__version__, "cpus": len(__import__("os").sched_getaffinity(0)),
                             "server": _server_version(home), "own_server": not args.home,
-                            "shared_buffers": None if args.home else args.shared_buffers},
+                            "shared_buffers": None if args.home else args.shared_buffers,
+                            "home": str(home.root) if args.keep else None, "project": project if args.keep else None},
         }
     finally:
-        if project is not None:
+        if project is not None and not args.keep and not args.project:
             try:
                 with connect(home, "fstore_admin", autocommit=True) as admin:
                     projects.delete_project(home, admin, project)

@@ -1,0 +1,39 @@
+"""bench/pit.py at a small scale: it runs against the test server and reports the shape it promises."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+from typing import Any
+
+BENCH = Path(__file__).resolve().parents[2] / "bench" / "pit.py"
+
+
+def _bench_module() -> Any:
+    spec = importlib.util.spec_from_file_location("bench_pit", BENCH)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)  # type: ignore[union-attr]
+    return module
+
+
+def test_pit_bench_small_run(home: Any, tmp_path: Path, capsys: Any) -> None:
+    bench = _bench_module()
+    output = tmp_path / "pit.json"
+    bench.main(["--home", str(home.root), "--spine-rows", "2000", "--feature-rows", "20000", "--entities", "300",
+                "--groups", "2", "--commit-rows", "8000", "--repeat", "1", "--output", str(output)])
+    document = json.loads(capsys.readouterr().out)
+    assert document == json.loads(output.read_text())
+    assert document["sizes"] == {"spine_rows": 2000, "feature_rows_per_group": 20000, "entities": 300,
+                                 "groups": 2, "features_per_group": 4}
+    assert [load["rows"] for load in document["load"]] == [20000, 20000]
+    for label, groups in (("one_group", 1), ("multi_group", 2)):
+        entry = document["results"][label]
+        assert entry["groups"] == groups and entry["rows_out"] == 2000
+        assert entry["results_agree_with_duckdb"] is True
+        assert entry["range_join_agrees_with_fstore_ttl_30d"] is True
+        for contender in ("fstore", "duckdb_asof", "range_join_row_number", "fstore_ttl_30d"):
+            assert entry[contender]["best_s"] > 0
+        assert set(entry["fstore_breakdown"]) == {"connect_s", "spine_load_s", "build_s", "query_and_fetch_s"}
+    assert set(document["targets"]) == {"fstore_vs_duckdb", "range_join_vs_fstore"}
+    assert all(isinstance(t["met"], bool) for t in document["targets"].values())

@@ -1,0 +1,72 @@
+"""``fstore train create`` / ``list`` / ``show``: the same training datasets from the command line."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from typing import Any
+
+from click.testing import CliRunner
+from psycopg import sql
+
+import fstore
+from fstore.cli import main
+from tests.retrieval.conftest import commit_rows, create_group
+
+T0 = dt.datetime(2024, 6, 1, tzinfo=dt.timezone.utc)
+
+
+def _setup(fraud: Any) -> str:
+    """A feature group and a labels table in the project; returns the labels table's name."""
+    with fraud.connect("alice") as alice:
+        group = create_group(alice, fraud.name, "activity", {"account_id": "bigint", "event_time": "timestamptz",
+                                                             "n_tx": "integer"}, ["account_id"])
+        commit_rows(alice, group, [(a, T0 + dt.timedelta(days=d), a * 10 + d) for a in range(1, 6) for d in range(5)])
+        with alice.transaction():
+            alice.execute(sql.SQL("set local role {}").format(sql.Identifier(f"{fraud.name}__owner")))
+            alice.execute(sql.SQL("create table {} as select a as account_id, {} + a * interval '1 day' as event_time,"
+                                  " a % 2 as is_fraud from generate_series(1, 8) a")
+                          .format(sql.Identifier(fraud.name, "labels"), sql.Literal(T0)))
+    return f"{fraud.name}.labels"
+
+
+def test_train_create_list_show(fraud: Any, home: Any, tmp_path: Any) -> None:
+    labels = _setup(fraud)
+    runner = CliRunner()
+    role = fraud.role("bob")
+    path = tmp_path / "train.parquet"
+    result = runner.invoke(main, ["--home", str(home.root), "train", "create", "fraud_train", "--spine", labels,
+                                  "--feature", "activity:*", "--label", "is_fraud", "--split", "train=0.5",
+                                  "--split", "test=0.5", "--seed", "3", "--path", str(path), "--as", role])
+    assert result.exit_code == 0, result.output
+    assert "created training dataset fraud_train version 1: 8 rows" in result.output
+    assert f"exported 8 rows as parquet to {path}" in result.output
+
+    stored = fstore.connect(fraud.name, "bob", home=home).get_training_dataset("fraud_train")
+    assert stored.column("n_tx").to_pylist() == [11, 22, 33, 44, 54, None, None, None]
+    assert sorted(set(stored.column("split").to_pylist())) == ["test", "train"]
+
+    listed = runner.invoke(main, ["--home", str(home.root), "train", "list", "--json", "--as", fraud.role("carol")])
+    assert listed.exit_code == 0, listed.output
+    [entry] = json.loads(listed.output)
+    assert (entry["name"], entry["version"], entry["rows"], entry["created_by"]) == ("fraud_train", 1, 8, role)
+
+    table = runner.invoke(main, ["--home", str(home.root), "train", "list", "--as", role])
+    assert table.exit_code == 0 and "fraud_train" in table.output
+
+    shown = runner.invoke(main, ["--home", str(home.root), "train", "show", "fraud_train", "--as", role])
+    assert shown.exit_code == 0, shown.output
+    assert json.loads(shown.output)["split"] == {"train": 0.5, "test": 0.5}
+
+
+def test_train_create_errors_are_one_line(fraud: Any, home: Any) -> None:
+    labels = _setup(fraud)
+    runner = CliRunner()
+    result = runner.invoke(main, ["--home", str(home.root), "train", "create", "x", "--spine", labels,
+                                  "--feature", "activity:nope", "--as", fraud.role("bob")])
+    assert result.exit_code == 1
+    assert "feature nope does not exist in feature group" in result.output
+    assert "Traceback" not in result.output
+    bad_split = runner.invoke(main, ["--home", str(home.root), "train", "create", "x", "--spine", labels,
+                                     "--feature", "activity:*", "--split", "train", "--as", fraud.role("bob")])
+    assert bad_split.exit_code == 1 and "NAME=FRACTION" in bad_split.output
