@@ -14,8 +14,9 @@
 --          "failures": [{"rule", "column", "failing_rows", ...}]}.
 -- Policy 'strict' raises SQLSTATE 23514 naming the column, the rule and the failing
 -- row count; 'warn' returns the failures so the commit records them.
--- SECURITY INVOKER: it reads the batch with the caller's rights. Identifiers go
--- through format('%I'); rule values reach the query only as the parameter $1.
+-- validate_batch is SECURITY INVOKER: it reads the batch with the caller's rights.
+-- Identifiers go through format('%I'); rule values reach the query only as the
+-- parameter $1. set_validation_rules changes the rules of an existing version.
 
 set role fstore_control;
 
@@ -207,7 +208,43 @@ begin
                             'rows', v_rows, 'rules', jsonb_array_length(v_rules), 'failures', v_failures);
 end $$;
 
+-- Change the validation rules and policy of an existing feature group version (a Data
+-- Owner's decision; no schema change). Each rule is checked against the offline table.
+-- Returns the new options.
+create function fstore.set_validation_rules(p_feature_group_id bigint, p_rules jsonb, p_policy text)
+returns jsonb language plpgsql volatile security definer set search_path = pg_catalog, fstore, pg_temp as $$
+declare
+  v_fg fstore.feature_groups;
+  v_rules jsonb := coalesce(p_rules, '[]');
+  v_policy text := coalesce(nullif(btrim(p_policy), ''), 'strict');
+  v_rule jsonb;
+  v_options jsonb;
+begin
+  select * into v_fg from fstore.feature_groups where id = p_feature_group_id;
+  if not found or not fstore.visible_feature_group(p_feature_group_id) then
+    raise exception 'feature group % does not exist', p_feature_group_id using errcode = 'P0002';
+  end if;
+  perform fstore.require_data_owner(v_fg.project, 'change validation rules');
+  if v_policy not in ('strict', 'warn') then
+    raise exception 'invalid validation policy %: use strict or warn', quote_literal(p_policy) using errcode = '22023';
+  end if;
+  if jsonb_typeof(v_rules) is distinct from 'array' then
+    raise exception 'validation rules must be a JSON list of rules, not %', jsonb_typeof(v_rules) using errcode = '22023';
+  end if;
+  for v_rule in select * from jsonb_array_elements(v_rules) loop
+    perform fstore.check_validation_rule(format('%I.%I', v_fg.project, v_fg.offline_table)::regclass, v_rule);
+  end loop;
+  update fstore.feature_groups
+     set options = options || jsonb_build_object('validation', v_rules, 'validation_policy', v_policy)
+   where id = p_feature_group_id
+  returning options into v_options;
+  perform fstore.audit(v_fg.project, 'set_validation_rules',
+    jsonb_build_object('name', v_fg.name, 'version', v_fg.version, 'rules', v_rules, 'policy', v_policy));
+  return v_options;
+end $$;
+
 grant execute on function fstore.batch_column_type(regclass, text), fstore.check_validation_rule(regclass, jsonb),
-  fstore.validate_batch(bigint, regclass, jsonb, text) to public;
+  fstore.validate_batch(bigint, regclass, jsonb, text), fstore.set_validation_rules(bigint, jsonb, text)
+  to public;  -- set_validation_rules checks that the caller is a Data Owner of the project
 
 reset role;
