@@ -294,49 +294,58 @@ def plan_for(conn: psycopg.Connection[Any], project: str, role: str, features: S
 def _key_columns(entity_rows: Any, keys: list[Column]) -> tuple[list[list[Any]], int]:
     """The request's key values, column by column, from dicts, a DataFrame or an Arrow table."""
     names = [k.name for k in keys]
-    if isinstance(entity_rows, Mapping):
+    if isinstance(entity_rows, dict):
         entity_rows = [entity_rows]
+    if isinstance(entity_rows, list):
+        try:  # the common case, fast: a list of dicts holding every key
+            columns = [[row[n] for row in entity_rows] for n in names]
+        except (KeyError, TypeError, IndexError):
+            _explain_bad_rows(entity_rows, names)
+            raise
+        return columns, len(entity_rows)
     if isinstance(entity_rows, (pa.Table, pa.RecordBatch)):
         missing = [n for n in names if n not in entity_rows.column_names]
         columns = None if missing else [entity_rows.column(n).to_pylist() for n in names]
-    elif hasattr(entity_rows, "columns") and hasattr(entity_rows, "__getitem__") \
-            and not isinstance(entity_rows, list):  # pandas or polars
+    elif hasattr(entity_rows, "columns") and hasattr(entity_rows, "__getitem__"):  # pandas or polars
         missing = [n for n in names if n not in list(entity_rows.columns)]
         columns = None if missing else [entity_rows[n].to_list() if hasattr(entity_rows[n], "to_list")
                                         else list(entity_rows[n]) for n in names]
     else:
-        rows = list(entity_rows)
-        missing = []
-        for i, row in enumerate(rows):
-            if not isinstance(row, Mapping):
-                raise InvalidInput(f"entity row {i} is a {type(row).__name__}: give dicts of key -> value")
-            absent = [n for n in names if n not in row]
-            if absent:
-                raise InvalidInput(f"entity row {i} has no value for key column(s) {', '.join(absent)} "
-                                   f"(needed: {', '.join(names)})")
-        columns = [[row[n] for row in rows] for n in names]
+        return _key_columns(list(entity_rows) if not isinstance(entity_rows, Mapping) else [dict(entity_rows)],
+                            keys)
     if columns is None:
         raise InvalidInput(f"entity rows have no key column(s) {', '.join(missing)} (needed: {', '.join(names)})")
     return columns, len(columns[0]) if columns else 0
+
+
+def _explain_bad_rows(rows: list[Any], names: list[str]) -> None:
+    """Raise :class:`InvalidInput` naming the first entity row without a key."""
+    for i, row in enumerate(rows):
+        if not isinstance(row, Mapping):
+            raise InvalidInput(f"entity row {i} is a {type(row).__name__}: give dicts of key -> value")
+        absent = [n for n in names if n not in row]
+        if absent:
+            raise InvalidInput(f"entity row {i} has no value for key column(s) {', '.join(absent)} "
+                               f"(needed: {', '.join(names)})")
 
 
 def lookup(conn: psycopg.Connection[Any], plan: LookupPlan, entity_rows: Any) -> pa.Table:
     """Run a plan for the given entities: one round trip, one snapshot, request order."""
     columns, n = _key_columns(entity_rows, plan.keys)
     with translated():
+        cursor = conn.cursor(binary=True)  # binary results: no text parsing of numbers and times
         if n == 1:
-            rows = conn.execute(plan.query_one, [c[0] for c in columns], prepare=True).fetchall()
+            rows = cursor.execute(plan.query_one, [c[0] for c in columns], prepare=True).fetchall()
         else:
-            rows = conn.execute(plan.query_many, columns, prepare=True).fetchall()
-    batch = pa.RecordBatch.from_struct_array(pa.array(rows, type=plan.row_type))
-    return pa.Table.from_batches([batch], schema=plan.schema)
+            rows = cursor.execute(plan.query_many, columns, prepare=True).fetchall()
+    return pa.Table.from_batches([pa.RecordBatch.from_struct_array(pa.array(rows, type=plan.row_type))])
 
 
 def lookup_one(conn: psycopg.Connection[Any], plan: LookupPlan, entity: Mapping[str, Any]) -> dict[str, Any]:
     """Run a plan for one entity and return a dict (keys, features, ``<group>__found``)."""
     columns, _ = _key_columns(entity, plan.keys)
     with translated():
-        row = conn.execute(plan.query_one, [c[0] for c in columns], prepare=True).fetchone()
+        row = conn.cursor(binary=True).execute(plan.query_one, [c[0] for c in columns], prepare=True).fetchone()
     return dict(zip(plan.schema.names, row))
 
 

@@ -1,0 +1,260 @@
+"""Online lookup benchmark: ``get_online_features`` vs a raw prepared psycopg query.
+
+One run, one JSON document on stdout (or --output). As a Data Scientist over TLS
+with a client certificate, on one psycopg connection each:
+
+* 1 entity: ``fs.get_online_features(["serving:*"], [{"account_id": k}])`` (Arrow
+  table out) and its dict form, against the raw prepared ``select ... where
+  account_id = %s`` (psycopg's default text results, and binary results, which
+  fstore uses);
+* 100 entities: ``get_online_features`` with 100 entity rows (request order kept,
+  missing flagged), against the raw prepared ``select ... where account_id = any(%s)``
+  (which keeps neither order nor missing entities);
+* with row-level security on (every project table has it, forced) and off (a twin
+  group whose online table the superuser took out of RLS; project roles cannot).
+
+Calls are interleaved round-robin so that background load hits every contender
+alike. p50/p99/mean in milliseconds, ratios to raw, and the targets.
+
+It starts its own server in a temporary home (CA, admin certificate, free port)
+unless ``--home`` names a running one; either way it works in a new project that it
+deletes at the end.
+
+    python bench/online.py                                  # 100k entities, 5000 rounds
+    python bench/online.py --entities 1000 --rounds 200
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import random
+import shutil
+import socket
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+import fstore
+from fstore import online, pki, projects, server
+from fstore.connection import connect, connect_operator
+from fstore.home import FstoreHome
+
+FEATURES = {"amount": "double precision", "ratio": "double precision", "n_tx": "integer", "segment": "text"}
+TARGETS = {"p99_1_entity_ms": 0.5, "p99_100_entities_ms": 1.5, "vs_raw_max": 1.3}
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """Command-line arguments (sizes, rounds, where to run)."""
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--entities", type=int, default=100_000, help="entities in the online table")
+    p.add_argument("--rounds", type=int, default=5000, help="measured calls per contender")
+    p.add_argument("--batch", type=int, default=100, help="entities per multi-entity call")
+    p.add_argument("--warmup", type=int, default=200)
+    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--home", default=None, help="use this running fstore home instead of a temporary one")
+    p.add_argument("--output", default=None, help="write the JSON here too")
+    return p.parse_args(argv)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def start_home(args: argparse.Namespace) -> tuple[FstoreHome, Callable[[], None]]:
+    """A running home: the given one, or a new temporary one with its own server."""
+    if args.home:
+        return FstoreHome(Path(args.home)), lambda: None
+    root = Path(tempfile.mkdtemp(prefix="fst-bench-", dir="/tmp"))
+    home = FstoreHome(root)
+    pki.init_ca(home)
+    pki.issue_certificate(home, "fstore_admin")
+    server.start(home, port=free_port())
+
+    def cleanup() -> None:
+        server.stop(home)
+        shutil.rmtree(root, ignore_errors=True)
+
+    return home, cleanup
+
+
+def create_project(home: FstoreHome) -> str:
+    """A new project with a Data Owner (alice, loads) and a Data Scientist (bob, reads)."""
+    name = f"bench{uuid.uuid4().hex[:8]}"
+    with connect(home, "fstore_admin", autocommit=True) as admin:
+        projects.create_project(home, admin, name, "alice")
+    with connect(home, f"{name}__alice", autocommit=True) as alice:
+        projects.add_member(home, alice, name, "bob", "data-scientist")
+    return name
+
+
+def load_group(home: FstoreHome, project: str, name: str, entities: int) -> None:
+    """An online feature group with one row per entity, committed through the pipeline."""
+    columns = [{"name": "account_id", "type": "bigint"}, {"name": "event_time", "type": "timestamptz"}]
+    columns += [{"name": n, "type": t} for n, t in FEATURES.items()]
+    with connect(home, f"{project}__alice", autocommit=True) as alice:
+        with alice.transaction():
+            alice.execute(sql.SQL("set local role {}").format(sql.Identifier(f"{project}__owner")))
+            fg_id = alice.execute(
+                "select fstore.create_feature_group(%s, %s, 1, array['account_id'], 'event_time', %s::jsonb,"
+                " true, null, '', '{}', false)", (project, name, json.dumps(columns))).fetchone()[0]
+        with alice.transaction():
+            alice.execute(
+                "create temp table _bench_stage on commit drop as select i::bigint as account_id,"
+                " now() - interval '1 minute' as event_time, i * 0.5 as amount, (i %% 97) / 97.0 as ratio,"
+                " (i %% 1000)::int as n_tx, 'segment ' || (i %% 10) as segment from generate_series(1, %s) i",
+                (entities,))
+            alice.execute("select fstore.commit_feature_rows(%s, 'pg_temp._bench_stage'::regclass, 'append',"
+                          " 'bench', '{}')", (fg_id,))
+    with connect_operator(home, autocommit=True) as op:
+        op.execute(sql.SQL("vacuum (analyze) {}").format(sql.Identifier(project, f"{name}__v1__online")))
+
+
+def disable_rls(home: FstoreHome, project: str, table: str) -> None:
+    """Take one table out of row-level security, as the superuser (the DDL guard, an event
+    trigger, refuses it to everyone else; replica mode does not fire event triggers)."""
+    with connect_operator(home, autocommit=True) as op:
+        with op.transaction():
+            op.execute("set local session_replication_role = replica")
+            op.execute(sql.SQL("alter table {} no force row level security, disable row level security")
+                       .format(sql.Identifier(project, table)))
+        row = op.execute("select relrowsecurity, relforcerowsecurity from pg_class where oid = %s::regclass",
+                         (f"{project}.{table}",)).fetchone()
+    if row != (False, False):
+        raise RuntimeError(f"could not disable row-level security on {project}.{table}: {row}")
+
+
+def summary(samples: list[float]) -> dict[str, float]:
+    """p50, p99, mean (ms) of call durations in seconds."""
+    ordered = sorted(samples)
+    return {"p50_ms": round(ordered[len(ordered) // 2] * 1e3, 4),
+            "p99_ms": round(ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))] * 1e3, 4),
+            "mean_ms": round(statistics.fmean(ordered) * 1e3, 4)}
+
+
+def contenders(fs: fstore.FeatureStore, raw: psycopg.Connection, project: str, group: str,
+               keys: Callable[[int], list[int]], batch: int) -> dict[str, Callable[[], Any]]:
+    """The calls compared, for one feature group."""
+    table = sql.Identifier(project, f"{group}__v1__online")
+    names = sql.SQL(", ").join(map(sql.Identifier, FEATURES))
+    one = sql.SQL("select {} from {} where account_id = %s").format(names, table).as_string(raw)
+    many = sql.SQL("select account_id, {} from {} where account_id = any(%s)").format(names, table).as_string(raw)
+    features = [f"{group}:*"]
+    binary = raw.cursor(binary=True)
+    return {
+        "raw_1": lambda: raw.execute(one, (keys(1)[0],), prepare=True).fetchall(),
+        "raw_binary_1": lambda: binary.execute(one, (keys(1)[0],), prepare=True).fetchall(),
+        "fstore_1": lambda: fs.get_online_features(features, [{"account_id": keys(1)[0]}]),
+        "fstore_dict_1": lambda: fs.get_online_features(features, {"account_id": keys(1)[0]}),
+        f"raw_{batch}": lambda: raw.execute(many, (keys(batch),), prepare=True).fetchall(),
+        f"raw_binary_{batch}": lambda: binary.execute(many, (keys(batch),), prepare=True).fetchall(),
+        f"fstore_{batch}": lambda: fs.get_online_features(features, [{"account_id": k} for k in keys(batch)]),
+    }
+
+
+def measure(calls: dict[str, Callable[[], Any]], rounds: int, warmup: int) -> dict[str, dict[str, float]]:
+    """Round-robin: every contender once per round."""
+    for _ in range(warmup):
+        for call in calls.values():
+            call()
+    samples: dict[str, list[float]] = {name: [] for name in calls}
+    for _ in range(rounds):
+        for name, call in calls.items():
+            started = time.perf_counter()
+            call()
+            samples[name].append(time.perf_counter() - started)
+    return {name: summary(values) for name, values in samples.items()}
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    """Set up, measure, report."""
+    home, cleanup = start_home(args)
+    project = None
+    try:
+        project = create_project(home)
+        started = time.perf_counter()
+        load_group(home, project, "serving", args.entities)
+        load_group(home, project, "serving_norls", args.entities)
+        disable_rls(home, project, "serving_norls__v1__online")
+        setup_s = time.perf_counter() - started
+        rng = random.Random(args.seed)
+
+        def keys(n: int) -> list[int]:
+            return [rng.randint(1, args.entities) for _ in range(n)]
+
+        load_before = os.getloadavg()
+        results: dict[str, Any] = {}
+        with fstore.connect(project, "bob", home=home) as fs, \
+                connect(home, f"{project}__bob", autocommit=True) as raw:
+            for label, group in (("rls_on", "serving"), ("rls_off", "serving_norls")):
+                online.clear_plans()
+                results[label] = measure(contenders(fs, raw, project, group, keys, args.batch),
+                                         args.rounds, args.warmup)
+            check = fs.get_online_features(["serving:amount"], [{"account_id": 3}, {"account_id": 0}])
+            assert check.column("amount").to_pylist() == [1.5, None], "lookups return wrong values"
+        load_after = os.getloadavg()
+        b = args.batch
+        for label, r in results.items():
+            r["ratios"] = {
+                "fstore_1_vs_raw_p50": round(r["fstore_1"]["p50_ms"] / r["raw_1"]["p50_ms"], 3),
+                "fstore_1_vs_raw_p99": round(r["fstore_1"]["p99_ms"] / r["raw_1"]["p99_ms"], 3),
+                "fstore_dict_1_vs_raw_p50": round(r["fstore_dict_1"]["p50_ms"] / r["raw_1"]["p50_ms"], 3),
+                f"fstore_{b}_vs_raw_p50": round(r[f"fstore_{b}"]["p50_ms"] / r[f"raw_{b}"]["p50_ms"], 3),
+                f"fstore_{b}_vs_raw_p99": round(r[f"fstore_{b}"]["p99_ms"] / r[f"raw_{b}"]["p99_ms"], 3),
+                "fstore_1_vs_raw_binary_p50": round(r["fstore_1"]["p50_ms"] / r["raw_binary_1"]["p50_ms"], 3),
+                f"fstore_{b}_vs_raw_binary_p50": round(r[f"fstore_{b}"]["p50_ms"] / r[f"raw_binary_{b}"]["p50_ms"],
+                                                       3),
+            }
+        on = results["rls_on"]
+        met = {
+            "p99_1_entity": on["fstore_1"]["p99_ms"] < TARGETS["p99_1_entity_ms"],
+            f"p99_{b}_entities": on[f"fstore_{b}"]["p99_ms"] < TARGETS["p99_100_entities_ms"],
+            "within_1.3x_raw_p50": max(on["ratios"]["fstore_1_vs_raw_p50"],
+                                       on["ratios"][f"fstore_{b}_vs_raw_p50"]) <= TARGETS["vs_raw_max"],
+        }
+        return {
+            "benchmark": "online", "entities": args.entities, "rounds": args.rounds, "batch": b,
+            "connection": "psycopg over TLS with a client certificate, prepared statements, one connection",
+            "setup_s": round(setup_s, 1), "results": results, "targets": TARGETS, "targets_met": met,
+            "environment": {"python": platform.python_version(), "cpus": os.cpu_count(),
+                            "load_average_before": [round(x, 2) for x in load_before],
+                            "load_average_after": [round(x, 2) for x in load_after],
+                            "server": _server_version(home)},
+        }
+    finally:
+        if project is not None:
+            online.clear_plans()
+            with connect(home, "fstore_admin", autocommit=True) as admin:
+                projects.delete_project(home, admin, project)
+        cleanup()
+
+
+def _server_version(home: FstoreHome) -> str:
+    with connect_operator(home) as op:
+        return op.execute("show server_version").fetchone()[0]
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run the benchmark and print its JSON."""
+    args = parse_args(argv)
+    report = json.dumps(run(args), indent=2)
+    print(report)
+    if args.output:
+        Path(args.output).write_text(report + "\n")
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    main()
