@@ -189,6 +189,7 @@ declare
   v_key_list text;
   v_include text[] := '{}';
   v_key text;
+  v_hnsw record;
 begin
   perform fstore.check_project_name(p_project);
   if current_user::text <> p_project || '__owner' then
@@ -239,6 +240,35 @@ begin
   if p_online then
     execute format('create table %I.%I (%s, %I timestamptz not null, _commit_id bigint not null, primary key (%s))',
                    p_project, v_online, array_to_string(v_defs, ', '), p_event_time, v_key_list);
+  end if;
+  -- options.hnsw: ["col", ...] (vector_l2_ops) or {"col": "vector_cosine_ops", ...}: an HNSW
+  -- index on the online table's vector column, for nearest-neighbour lookups
+  if coalesce(p_options, '{}') ? 'hnsw' then
+    if not coalesce(p_online, false) then
+      raise exception 'options.hnsw needs an online feature group: % is offline only', p_name using errcode = '22023';
+    end if;
+    if jsonb_typeof(p_options->'hnsw') not in ('array', 'object') then
+      raise exception 'options.hnsw must be a list of vector columns or an object {column: operator class}'
+        using errcode = '22023';
+    end if;
+    for v_hnsw in
+      select h.value #>> '{}' as col, 'vector_l2_ops' as ops
+        from jsonb_array_elements(case jsonb_typeof(p_options->'hnsw') when 'array' then p_options->'hnsw' end) h
+      union all
+      select h.key, h.value #>> '{}'
+        from jsonb_each(case jsonb_typeof(p_options->'hnsw') when 'object' then p_options->'hnsw' end) h
+    loop
+      if not exists (select 1 from jsonb_array_elements(v_features) f
+                      where f->>'name' = v_hnsw.col and f->>'type' ~ '^vector(\(\d+\))?$') then
+        raise exception 'options.hnsw: % is not a vector feature of %', coalesce(quote_literal(v_hnsw.col), 'NULL'), p_name
+          using errcode = '42703';
+      end if;
+      if v_hnsw.ops is null or v_hnsw.ops not in ('vector_l2_ops', 'vector_ip_ops', 'vector_cosine_ops', 'vector_l1_ops') then
+        raise exception 'options.hnsw: unknown operator class % for %: use vector_l2_ops, vector_ip_ops, vector_cosine_ops or vector_l1_ops',
+          coalesce(quote_literal(v_hnsw.ops), 'NULL'), v_hnsw.col using errcode = '22023';
+      end if;
+      execute format('create index on %I.%I using hnsw (%I %I)', p_project, v_online, v_hnsw.col, v_hnsw.ops);
+    end loop;
   end if;
   return fstore.register_feature_group(p_project, p_name, p_version, p_keys, p_event_time, v_features,
     p_online, p_ttl, p_description, p_tags, p_statistics, p_options, p_upstream);

@@ -1,0 +1,386 @@
+"""Feature groups: create, find, list, search, insert into, and read their statistics.
+
+A feature group (name, version) lives in a project: an offline history table
+``<project>.<name>__v<version>`` and, when online, a latest-row-per-entity table
+``<project>.<name>__v<version>__online``. The SQL in ``sql/005``-``008`` is the
+interface; this module wraps it for Python.
+
+Example::
+
+    import fstore
+    fs = fstore.connect("fraud", "alice")
+    fg = fs.create_feature_group("account_activity", 1, keys=["account_id"],
+                                 features=df, online=True, description="per-account activity")
+    fg.insert(df)
+    fs.get_feature_group("account_activity").statistics()["amount"]["mean"]
+    fs.search("activity")
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import psycopg
+from psycopg import sql
+from psycopg.rows import dict_row
+
+from fstore.errors import InvalidInput, NotFound, PermissionDenied, translated
+from fstore.roles import group_role
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+    from fstore.store import FeatureStore
+
+VALIDATION_POLICIES = ("strict", "warn")
+
+
+@dataclass(frozen=True)
+class Feature:
+    """One stored column of a feature group (entity keys included)."""
+
+    name: str
+    type: str          # as declared
+    description: str
+    position: int
+    is_key: bool
+    pg_type: str       # as PostgreSQL prints the stored column's type (format_type)
+
+
+@dataclass(frozen=True)
+class Commit:
+    """One commit of rows to a feature group: who, when, how many rows offline and online."""
+
+    id: int
+    feature_group_id: int
+    rows: int
+    online_rows: int
+    min_event_time: dt.datetime | None = None
+    max_event_time: dt.datetime | None = None
+    source: str = "python"
+    committed_at: dt.datetime | None = None
+    session_role: str | None = None
+    app_id: str | None = None
+    validation: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_row(cls, row: Any) -> "Commit":
+        """Build from a row ``(id, feature_group_id, rows, online_rows, min, max, source,
+        committed_at, session_role, app_id, validation)`` or a dict with those keys."""
+        if isinstance(row, Mapping):
+            values = dict(row)
+        else:
+            names = ("id", "feature_group_id", "rows", "online_rows", "min_event_time", "max_event_time",
+                     "source", "committed_at", "session_role", "app_id", "validation")
+            values = dict(zip(names, row))
+        validation = values.get("validation") or {}
+        if isinstance(validation, str):
+            validation = json.loads(validation)
+        values["validation"] = validation
+        return cls(**{k: values.get(k) for k in cls.__dataclass_fields__ if k in values})
+
+
+@dataclass
+class FeatureGroup:
+    """A feature-group version as the catalog records it, bound to the handle that read it."""
+
+    id: int
+    project: str
+    name: str
+    version: int
+    keys: list[str]
+    event_time: str
+    features: list[Feature]
+    online: bool
+    ttl: dt.timedelta | None
+    description: str
+    tags: list[str]
+    offline_table: str
+    online_table: str | None
+    statistics_enabled: bool
+    options: dict[str, Any]
+    upstream: list[Any]
+    created_at: dt.datetime | None
+    created_by: str | None
+    store: "FeatureStore" = field(repr=False, compare=False)
+
+    @property
+    def full_name(self) -> str:
+        """``project.name v<version>``, as messages name it."""
+        return f"{self.project}.{self.name} v{self.version}"
+
+    @property
+    def feature_names(self) -> list[str]:
+        """Names of the non-key features, in storage order."""
+        return [f.name for f in self.features if not f.is_key]
+
+    def offline_relation(self) -> sql.Identifier:
+        """The offline table, as a quoted ``project.table`` identifier."""
+        return sql.Identifier(self.project, self.offline_table)
+
+    def online_relation(self) -> sql.Identifier:
+        """The online table (raises :class:`InvalidInput` when the group is offline only)."""
+        if not self.online_table:
+            raise InvalidInput(f"feature group {self.full_name} is not online")
+        return sql.Identifier(self.project, self.online_table)
+
+    # --- writing ------------------------------------------------------------------
+    def insert(self, data: Any, mode: str = "append", *, assume_utc: bool = False,
+               batch_rows: int | None = None) -> Commit:
+        """Commit ``data`` (pandas DataFrame, Arrow table or stream) as one commit.
+
+        See :mod:`fstore.ingest` for the checks and type rules. ``mode`` is
+        ``append``, ``merge`` (a re-run adds nothing) or ``incremental`` (only rows
+        newer than what was committed before).
+
+        Example::
+
+            commit = fg.insert(df, mode="merge")
+            print(commit.id, commit.rows, commit.online_rows)
+        """
+        from fstore import ingest
+
+        return ingest.insert(self, data, mode, assume_utc=assume_utc,
+                             batch_rows=batch_rows or ingest.DEFAULT_BATCH_ROWS)
+
+    # --- reading ------------------------------------------------------------------
+    def commits(self) -> list[Commit]:
+        """Every commit of this version, newest first."""
+        with translated(), self.store.conn.cursor(row_factory=dict_row) as cur:
+            rows = cur.execute(
+                "select id, feature_group_id, rows, online_rows, min_event_time, max_event_time, source, "
+                "committed_at, session_role, app_id, validation from fstore.commits "
+                "where feature_group_id = %s order by id desc", (self.id,)).fetchall()
+        return [Commit.from_row(r) for r in rows]
+
+    def statistics(self, commit: int | None = None) -> dict[str, dict[str, Any]]:
+        """Statistics per column of one commit (default: the latest commit that has them).
+
+        Definitions are in ``sql/006_commit.sql`` (``fstore.batch_statistics``):
+        ``count`` is non-NULL values, ``stddev`` the sample standard deviation,
+        percentiles use linear interpolation, histograms have 20 equal-width bins.
+
+        Example::
+
+            fg.statistics()["amount"]["percentiles"]["p50"]
+        """
+        with translated(), self.store.conn.cursor() as cur:
+            if commit is None:
+                found = cur.execute(
+                    "select max(c.id) from fstore.commits c where c.feature_group_id = %s "
+                    "and exists (select 1 from fstore.commit_statistics s where s.commit_id = c.id)",
+                    (self.id,)).fetchone()[0]
+                if found is None:
+                    raise NotFound(f"feature group {self.full_name} has no commit with statistics yet")
+                commit = found
+            elif not cur.execute("select 1 from fstore.commits where id = %s and feature_group_id = %s",
+                                 (commit, self.id)).fetchone():
+                raise NotFound(f"commit {commit} is not a commit of feature group {self.full_name}")
+            rows = cur.execute("select feature, stats from fstore.commit_statistics where commit_id = %s "
+                               "order by feature", (commit,)).fetchall()
+        return {name: stats for name, stats in rows}
+
+    def read(self, online: bool = False) -> "pa.Table":
+        """Every row of the offline (or online) table as a pyarrow Table (for small groups and tests)."""
+        relation = self.online_relation() if online else self.offline_relation()
+        query = sql.SQL("select * from {} order by {}").format(
+            relation, sql.SQL(", ").join(sql.Identifier(k) for k in [*self.keys, self.event_time]))
+        conn = self.store.adbc()
+        try:
+            with conn.cursor() as cur:
+                cur.execute(query.as_string(None))
+                return cur.fetch_arrow_table()
+        finally:
+            conn.close()
+
+    def refresh(self) -> "FeatureGroup":
+        """The same version as the catalog records it now."""
+        return get_feature_group(self.store, f"{self.project}.{self.name}", self.version)
+
+
+# --- functions behind the FeatureStore handle ----------------------------------------------
+
+_GROUP_QUERY = """
+select g.id, g.project, g.name, g.version, g.entity_keys, g.event_time, g.online, g.ttl, g.description,
+       g.tags, g.offline_table, g.online_table, g.statistics_enabled, g.options, g.upstream,
+       g.created_at, g.created_by
+  from fstore.find_feature_group(%s, %s, %s) g
+"""
+
+# catalog joins by name: no privilege is needed to read a column's type
+_FEATURES_QUERY = """
+select f.name, f.data_type, f.description, f.position, f.is_key,
+       coalesce(format_type(a.atttypid, a.atttypmod), f.data_type) as pg_type
+  from fstore.features f
+  join fstore.feature_groups g on g.id = f.feature_group_id
+  left join pg_namespace n on n.nspname = g.project
+  left join pg_class c on c.relnamespace = n.oid and c.relname = g.offline_table
+  left join pg_attribute a on a.attrelid = c.oid and a.attname = f.name and not a.attisdropped
+ where f.feature_group_id = %s
+ order by f.position
+"""
+
+
+def _split_name(fs: "FeatureStore", name: str) -> tuple[str, str]:
+    if not isinstance(name, str) or not name:
+        raise InvalidInput("give a feature group name")
+    project, dot, short = name.partition(".")
+    return (project, short) if dot else (fs.project, name)
+
+
+def get_feature_group(fs: "FeatureStore", name: str, version: int | None = None) -> FeatureGroup:
+    """A feature group by name (``project.name`` for a shared project's), latest version by default.
+
+    Example::
+
+        fg = fs.get_feature_group("account_activity", version=2)
+        fg = fs.get_feature_group("payments.card_profile")   # shared with this project
+    """
+    project, short = _split_name(fs, name)
+    with translated(), fs.conn.cursor(row_factory=dict_row) as cur:
+        row = cur.execute(_GROUP_QUERY, (project, short, version)).fetchone()
+        features = cur.execute(_FEATURES_QUERY, (row["id"],)).fetchall()
+    return FeatureGroup(
+        id=row["id"], project=row["project"], name=row["name"], version=row["version"],
+        keys=list(row["entity_keys"]), event_time=row["event_time"],
+        features=[Feature(f["name"], f["data_type"], f["description"], f["position"], f["is_key"],
+                          f["pg_type"]) for f in features],
+        online=row["online"], ttl=row["ttl"], description=row["description"], tags=list(row["tags"]),
+        offline_table=row["offline_table"], online_table=row["online_table"],
+        statistics_enabled=row["statistics_enabled"], options=row["options"] or {},
+        upstream=row["upstream"] or [], created_at=row["created_at"], created_by=row["created_by"], store=fs,
+    )
+
+
+def _columns(features: Any, keys: list[str], event_time: str) -> list[dict[str, str]]:
+    """The ``[{"name", "type", "description"}]`` list create_feature_group takes."""
+    from fstore import ingest
+
+    if features is None:
+        raise InvalidInput("give features: a dict of column name -> type, or a DataFrame or Arrow "
+                           "table/schema to infer the types from")
+    if isinstance(features, Mapping):
+        columns = []
+        for name, spec in features.items():
+            if isinstance(spec, str):
+                columns.append({"name": name, "type": spec, "description": ""})
+            elif isinstance(spec, Mapping) and "type" in spec:
+                columns.append({"name": name, "type": spec["type"], "description": spec.get("description", "")})
+            else:
+                raise InvalidInput(f"feature {name!r}: give a type name or {{'type': ..., 'description': ...}}")
+    else:
+        columns = ingest.infer_columns(features)
+    names = [c["name"] for c in columns]
+    for key in keys:
+        if key not in names:
+            raise InvalidInput(f"entity key column {key!r} is not among the columns {names}")
+    return [c for c in columns if c["name"] != event_time]
+
+
+def create_feature_group(
+    fs: "FeatureStore",
+    name: str,
+    version: int | None = None,
+    keys: Iterable[str] = (),
+    event_time: str = "event_time",
+    online: bool = False,
+    ttl: dt.timedelta | str | None = None,
+    description: str = "",
+    tags: Iterable[str] = (),
+    features: Any = None,
+    statistics: bool = True,
+    validation: Any = None,
+    validation_policy: str = "strict",
+    options: Mapping[str, Any] | None = None,
+    feature_descriptions: Mapping[str, str] | None = None,
+) -> FeatureGroup:
+    """Create a feature-group version: its offline (and online) table and catalog entry.
+
+    ``features`` is a dict ``{column: type}`` (or ``{column: {"type", "description"}}``)
+    covering the keys and features, or a DataFrame / Arrow table / schema whose
+    column types are mapped (int64 -> bigint, float64 -> double precision, string
+    -> text, bool -> boolean, timestamp -> timestamptz, list<float> -> vector(n)).
+    ``version=None`` takes the next free version. ``options={"hnsw": ["embedding"]}``
+    adds an HNSW index on an online vector column. Only a Data Owner may create
+    (the tables are created as ``<project>__owner``).
+
+    Example::
+
+        fg = fs.create_feature_group("account_activity", 1, keys=["account_id"],
+                                     features={"account_id": "bigint", "amount_1d": "double precision"},
+                                     online=True, ttl="7 days", tags=["aml"])
+    """
+    keys = [keys] if isinstance(keys, str) else list(keys)
+    if not keys:
+        raise InvalidInput("give at least one entity key column (keys=[...])")
+    if validation_policy not in VALIDATION_POLICIES:
+        raise InvalidInput(f"invalid validation_policy {validation_policy!r}: use strict or warn")
+    columns = _columns(features, keys, event_time)
+    for column in columns:
+        if feature_descriptions and column["name"] in feature_descriptions:
+            column["description"] = feature_descriptions[column["name"]]
+    opts = dict(options or {})
+    if validation is not None:
+        opts["validation"] = validation
+        opts["validation_policy"] = validation_policy
+    if isinstance(ttl, dt.timedelta) or ttl is None:
+        ttl_param: Any = ttl
+    else:
+        ttl_param = str(ttl)
+    conn = fs.conn
+    with translated():
+        if version is None:
+            version = conn.execute(
+                "select coalesce(max(version), 0) + 1 from fstore.feature_groups where project = %s and name = %s",
+                (fs.project, name)).fetchone()[0]
+        try:
+            with conn.transaction():  # SET LOCAL: the role reverts when the transaction ends, error or not
+                conn.execute(sql.SQL("set local role {}").format(sql.Identifier(group_role(fs.project, "owner"))))
+                conn.execute(
+                    "select fstore.create_feature_group(%s, %s, %s, %s, %s, %s::jsonb, %s, %s::interval, %s, "
+                    "%s, %s, %s::jsonb)",
+                    (fs.project, name, version, keys, event_time, json.dumps(columns), online, ttl_param,
+                     description, list(tags), statistics, json.dumps(opts)))
+        except psycopg.errors.InsufficientPrivilege as exc:
+            if "set role" in str(exc).lower():
+                raise PermissionDenied(
+                    f"{fs.role} may not create feature groups in project {fs.project}: only its Data Owners "
+                    "can (they act as the project's owner role)", sqlstate=exc.sqlstate) from exc
+            raise
+    return get_feature_group(fs, f"{fs.project}.{name}", version)
+
+
+def list_feature_groups(fs: "FeatureStore") -> list[dict[str, Any]]:
+    """Every feature-group version the caller can see (own and shared projects), with commit totals.
+
+    Example::
+
+        for g in fs.list_feature_groups():
+            print(g["project"], g["name"], g["version"], g["rows"])
+    """
+    with translated(), fs.conn.cursor(row_factory=dict_row) as cur:
+        return cur.execute(
+            "select project, name, version, online, ttl, description, tags, commits, rows, last_commit_id, "
+            "last_commit_at, upstream from fstore.feature_group_overview order by project, name, version"
+        ).fetchall()
+
+
+def search(fs: "FeatureStore", text: str, limit: int = 50) -> list[dict[str, Any]]:
+    """Feature groups matching ``text`` in names, descriptions, tags or feature names, best first.
+
+    Searches the caller's project and the projects shared with it (the catalog's
+    row-level security decides). Words use web-search syntax; a fragment of a
+    name (``txn_cou``) also matches.
+
+    Example::
+
+        [r["name"] for r in fs.search("transaction count")]
+    """
+    with translated(), fs.conn.cursor(row_factory=dict_row) as cur:
+        return cur.execute(
+            "select project, name, version, versions, description, tags, online, features, matched_features, "
+            "rank from fstore.search_feature_groups(%s, %s)", (text, limit)).fetchall()

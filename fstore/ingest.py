@@ -1,0 +1,523 @@
+"""Ingestion: checked, typed and streamed loading of tabular data into one commit.
+
+``fg.insert(data)`` lands here. The data (a pandas DataFrame, a pyarrow Table,
+RecordBatch or RecordBatchReader, or anything exposing the Arrow C stream, such
+as a polars DataFrame) is
+
+1. checked against the feature group: every key, feature and the event-time
+   column present, no unknown columns, no NULL keys or event times, types that
+   convert without loss, time zones explicit. Every error names the column and
+   how many rows are affected; nothing is written;
+2. converted batch by batch to the exact Arrow types of the stored columns and
+   streamed by binary COPY (the ADBC PostgreSQL driver) into a temporary table
+   (``on commit drop``), so memory stays bounded by one record batch;
+3. committed with one call to ``fstore.commit_feature_rows`` in the same
+   transaction: validation, offline append, online upsert, statistics and the
+   commit record, all or nothing.
+
+Conversion rules (strict on purpose; convert in pandas/Arrow first if needed):
+
+===================  =====================================================
+stored type          accepted Arrow input
+===================  =====================================================
+smallint/int/bigint  any integer (range-checked); floats only when integral
+real, double         any integer or float, decimal
+numeric(p,s)         any integer, float or decimal
+boolean              boolean
+text, varchar        string (also dictionary-encoded strings)
+timestamptz          timestamp with a time zone; a naive timestamp only with
+                     ``assume_utc=True`` (then read as UTC)
+timestamp            naive timestamp (an aware one is refused)
+date                 date
+vector(n)            list / fixed-size list of numbers, n of them, finite
+bytea                binary
+anything else        string, parsed by PostgreSQL (uuid, jsonb, interval ...)
+===================  =====================================================
+
+Strings are never parsed into numbers or times, pandas ``NaN`` in a float
+column is a NULL, and timestamps keep microseconds (PostgreSQL's precision).
+
+Example::
+
+    fg = fs.get_feature_group("account_activity")
+    commit = fg.insert(df)                 # Commit(id=7, rows=1000, online_rows=250)
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from types import SimpleNamespace
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from fstore.errors import FstoreError, InvalidInput, from_database
+
+if TYPE_CHECKING:
+    from fstore.featuregroups import Commit, FeatureGroup
+
+STAGE_TABLE = "_fstore_stage"
+DEFAULT_BATCH_ROWS = 65_536
+MODES = ("append", "merge", "incremental")
+_SAFE_TYPE = re.compile(r'^[a-z_][a-z0-9_ ."]*(\(\d+(,\s*\d+)?\))?(\[\])?$')
+_INT_BOUNDS = {"smallint": (-(2**15), 2**15 - 1), "integer": (-(2**31), 2**31 - 1),
+               "bigint": (-(2**63), 2**63 - 1)}
+_DIRECT = {
+    "smallint": pa.int16(), "integer": pa.int32(), "bigint": pa.int64(),
+    "real": pa.float32(), "double precision": pa.float64(), "boolean": pa.bool_(),
+    "text": pa.string(), "bytea": pa.binary(), "date": pa.date32(),
+    "timestamp with time zone": pa.timestamp("us", "UTC"),
+    "timestamp without time zone": pa.timestamp("us"),
+}
+
+
+# --- inferring PostgreSQL types from Arrow ----------------------------------------------
+
+def pg_type_for(field: pa.Field) -> str:
+    """The PostgreSQL column type a feature of this Arrow type is stored as.
+
+    >>> pg_type_for(pa.field("amount", pa.float64()))
+    'double precision'
+    """
+    t = field.type
+    if pa.types.is_dictionary(t):
+        t = t.value_type
+    if pa.types.is_int64(t) or pa.types.is_uint32(t) or pa.types.is_uint64(t):
+        return "bigint"
+    if pa.types.is_int32(t) or pa.types.is_uint16(t):
+        return "integer"
+    if pa.types.is_int16(t) or pa.types.is_int8(t) or pa.types.is_uint8(t):
+        return "smallint"
+    if pa.types.is_float64(t):
+        return "double precision"
+    if pa.types.is_float32(t) or pa.types.is_float16(t):
+        return "real"
+    if pa.types.is_boolean(t):
+        return "boolean"
+    if pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_string_view(t):
+        return "text"
+    if pa.types.is_binary(t) or pa.types.is_large_binary(t):
+        return "bytea"
+    if pa.types.is_timestamp(t):
+        return "timestamptz"  # naive timestamps are UTC (DESIGN: one definition everywhere)
+    if pa.types.is_date(t):
+        return "date"
+    if pa.types.is_decimal(t):
+        return f"numeric({t.precision},{t.scale})"
+    if pa.types.is_fixed_size_list(t) and _is_number(t.value_type):
+        return f"vector({t.list_size})"
+    if (pa.types.is_list(t) or pa.types.is_large_list(t)) and _is_number(t.value_type):
+        return "vector"  # dimension fixed from the data by infer_columns
+    raise InvalidInput(f"column {field.name!r} has Arrow type {t}, which fstore cannot store; "
+                       "convert it to a number, string, boolean, timestamp, date or list of floats")
+
+
+def infer_columns(data: Any, descriptions: dict[str, str] | None = None) -> list[dict[str, str]]:
+    """``[{"name", "type", "description"}]`` for every column of a DataFrame, Arrow table or schema.
+
+    A ``list<float>`` column becomes ``vector(n)`` with ``n`` taken from its
+    first non-NULL value.
+    """
+    descriptions = descriptions or {}
+    if isinstance(data, pa.Schema):
+        schema, table = data, None
+    else:
+        source = as_arrow(data)
+        schema = source.schema
+        table = source if isinstance(source, pa.Table) else None
+    columns = []
+    for field in schema:
+        pg_type = pg_type_for(field)
+        if pg_type == "vector":
+            dims = None
+            if table is not None:
+                lengths = pc.drop_null(pc.list_value_length(table.column(field.name)))
+                dims = int(lengths[0].as_py()) if len(lengths) else None
+            if not dims:
+                raise InvalidInput(f"column {field.name!r} is a list of numbers without a known length: "
+                                   "give its type as vector(n) or pass data with a non-NULL value")
+            pg_type = f"vector({dims})"
+        columns.append({"name": field.name, "type": pg_type,
+                        "description": descriptions.get(field.name, "")})
+    return columns
+
+
+# --- turning inputs into Arrow -----------------------------------------------------------
+
+def as_arrow(data: Any) -> pa.Table | pa.RecordBatchReader:
+    """A pyarrow Table (in-memory inputs) or RecordBatchReader (streams) for ``data``."""
+    if isinstance(data, (pa.Table, pa.RecordBatchReader)):
+        return data
+    if isinstance(data, pa.RecordBatch):
+        return pa.Table.from_batches([data])
+    try:
+        import pandas as pd
+    except ImportError:  # pragma: no cover - pandas is a dependency
+        pd = None
+    if pd is not None and isinstance(data, pd.DataFrame):
+        if any(name is not None and name not in data.columns for name in data.index.names):
+            data = data.reset_index()  # a named index (e.g. the entity key) is a column
+        if data.columns.duplicated().any():
+            dupes = sorted(set(data.columns[data.columns.duplicated()]))
+            raise InvalidInput(f"duplicate column names: {', '.join(map(repr, dupes))}")
+        return pa.Table.from_pandas(data, preserve_index=False)
+    if hasattr(data, "__arrow_c_stream__"):
+        return pa.RecordBatchReader.from_stream(data)
+    raise InvalidInput(f"cannot insert a {type(data).__name__}: give a pandas DataFrame or a pyarrow "
+                       "Table, RecordBatch or RecordBatchReader")
+
+
+def _is_number(t: pa.DataType) -> bool:
+    return pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_decimal(t)
+
+
+def _rows(mask: Any, offset: int) -> tuple[int, int]:
+    """(how many, first row) where a boolean mask is true."""
+    flags = np.asarray(pc.fill_null(mask, False).to_numpy(zero_copy_only=False), dtype=bool)
+    hits = np.flatnonzero(flags)
+    return int(hits.size), (int(hits[0]) + offset if hits.size else -1)
+
+
+# --- the plan for one column ---------------------------------------------------------------
+
+@dataclass(frozen=True)
+class ColumnPlan:
+    """How one stored column is filled: its PostgreSQL type and the Arrow type sent for it."""
+
+    name: str
+    pg_type: str          # canonical, as format_type prints it
+    role: str             # "key", "feature" or "event_time"
+    kind: str             # "int", "float", "numeric", "bool", "string", "binary", "date",
+                          # "timestamptz", "timestamp", "vector", "text_input"
+    dims: int | None = None
+
+    @classmethod
+    def of(cls, name: str, pg_type: str, role: str) -> "ColumnPlan":
+        if pg_type in _INT_BOUNDS:
+            kind = "int"
+        elif pg_type in ("real", "double precision"):
+            kind = "float"
+        elif pg_type.startswith("numeric"):
+            kind = "numeric"
+        elif pg_type == "boolean":
+            kind = "bool"
+        elif pg_type == "text" or pg_type.startswith(("character varying", "character(", "character")):
+            kind = "string"
+        elif pg_type == "bytea":
+            kind = "binary"
+        elif pg_type == "date":
+            kind = "date"
+        elif pg_type == "timestamp with time zone":
+            kind = "timestamptz"
+        elif pg_type == "timestamp without time zone":
+            kind = "timestamp"
+        elif re.fullmatch(r"(public\.)?vector(\(\d+\))?", pg_type):
+            kind = "vector"
+        else:
+            kind = "text_input"
+        match = re.search(r"\((\d+)\)$", pg_type) if kind == "vector" else None
+        return cls(name, pg_type, role, kind, int(match.group(1)) if match else None)
+
+    @property
+    def arrow_type(self) -> pa.DataType:
+        """The Arrow type streamed to the staging column."""
+        if self.kind == "vector":
+            return pa.list_(pa.float32())
+        if self.kind in ("numeric", "text_input"):
+            return pa.string()
+        if self.kind == "string":
+            return pa.string()
+        return _DIRECT[self.pg_type]
+
+    @property
+    def staging_type(self) -> str:
+        """The staging column's type; converted to ``pg_type`` after the COPY when different."""
+        if self.kind == "vector":
+            return "real[]"
+        if self.kind in ("numeric", "text_input"):
+            return "text"
+        return self.pg_type
+
+    @property
+    def needs_retype(self) -> bool:
+        return self.staging_type != self.pg_type
+
+    def describe(self) -> str:
+        return f"column {self.name!r} ({self.pg_type})"
+
+    # --- checks -------------------------------------------------------------------------
+    def check_type(self, t: pa.DataType, assume_utc: bool) -> None:
+        """Refuse an Arrow type that cannot be stored in this column."""
+        if pa.types.is_null(t):
+            return
+        if pa.types.is_dictionary(t):
+            t = t.value_type
+        ok = {
+            "int": pa.types.is_integer(t) or pa.types.is_floating(t),
+            "float": _is_number(t),
+            "numeric": _is_number(t),
+            "bool": pa.types.is_boolean(t),
+            "string": pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_string_view(t),
+            "binary": pa.types.is_binary(t) or pa.types.is_large_binary(t),
+            "date": pa.types.is_date(t),
+            "timestamptz": pa.types.is_timestamp(t),
+            "timestamp": pa.types.is_timestamp(t),
+            "vector": (pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_fixed_size_list(t))
+                      and _is_number(t.value_type),
+            "text_input": pa.types.is_string(t) or pa.types.is_large_string(t),
+        }[self.kind]
+        if not ok:
+            raise InvalidInput(f"{self.describe()} cannot be filled from Arrow type {t}: convert it first")
+        if self.kind == "timestamptz" and t.tz is None and not assume_utc:
+            raise InvalidInput(
+                f"{self.describe()} got timestamps without a time zone: localize them "
+                f"(pandas: df[{self.name!r}].dt.tz_localize('UTC')) or pass assume_utc=True to read them as UTC")
+        if self.kind == "timestamp" and t.tz is not None:
+            raise InvalidInput(f"{self.describe()} is a timestamp without time zone but got {t}: "
+                               "convert to UTC and drop the time zone first")
+
+    def check_values(self, column: pa.ChunkedArray, offset: int, where: str) -> None:
+        """Refuse NULL keys/event times, lossy conversions and wrong vector lengths."""
+        t = column.type
+        if self.role in ("key", "event_time") and column.null_count:
+            count, first = _rows(pc.is_null(column), offset)
+            what = "entity key" if self.role == "key" else "event time"
+            raise InvalidInput(f"{what} column {self.name!r} has {count} NULL value(s){where} (first at row {first})")
+        if pa.types.is_null(t) or pa.types.is_dictionary(t):
+            return
+        if self.kind == "int":
+            low, high = _INT_BOUNDS[self.pg_type]
+            if pa.types.is_floating(t):
+                bad = pc.or_(pc.invert(pc.is_finite(column)), pc.not_equal(column, pc.floor(column)))
+                count, first = _rows(bad, offset)
+                if count:
+                    raise InvalidInput(f"{self.describe()}: {count} value(s){where} are not whole numbers "
+                                       f"(first at row {first}: {column[first - offset].as_py()!r})")
+            bad = pc.or_(pc.less(column, pa.scalar(low).cast(t) if _fits(low, t) else _lowest(t)),
+                         pc.greater(column, pa.scalar(high).cast(t) if _fits(high, t) else _highest(t)))
+            count, first = _rows(bad, offset)
+            if count:
+                raise InvalidInput(f"{self.describe()}: {count} value(s){where} are out of range "
+                                   f"[{low}, {high}] (first at row {first}: {column[first - offset].as_py()!r})")
+        elif self.kind == "vector":
+            lengths = pc.list_value_length(column)
+            if self.dims is not None:
+                count, first = _rows(pc.not_equal(lengths, self.dims), offset)
+                if count:
+                    raise InvalidInput(f"{self.describe()}: {count} row(s){where} do not have {self.dims} "
+                                       f"dimensions (first at row {first}: {lengths[first - offset].as_py()})")
+            values = pc.list_flatten(column)
+            if values.null_count or (pa.types.is_floating(values.type)
+                                     and not pc.all(pc.is_finite(values)).as_py()):
+                parents = pc.list_parent_indices(column)
+                bad_value = pc.or_(pc.is_null(values), pc.invert(pc.is_finite(pc.cast(values, pa.float64()))))
+                bad_rows = np.unique(np.asarray(parents)[np.asarray(pc.fill_null(bad_value, True))])
+                raise InvalidInput(f"{self.describe()}: {bad_rows.size} row(s){where} hold NULL, NaN or "
+                                   f"infinite elements (first at row {int(bad_rows[0]) + offset})")
+
+    def convert(self, array: pa.Array | pa.ChunkedArray) -> pa.Array | pa.ChunkedArray:
+        """Cast checked values to the Arrow type streamed to the staging column."""
+        t = array.type
+        if pa.types.is_dictionary(t):
+            array = pc.cast(array, t.value_type)
+            t = array.type
+        target = self.arrow_type
+        if t == target:
+            return array
+        if self.kind in ("timestamptz", "timestamp"):
+            return pc.cast(array, target, safe=False)  # ns -> us truncates, as PostgreSQL stores us
+        if self.kind == "vector":
+            return pc.cast(array, target, safe=False)
+        if self.kind == "int" and pa.types.is_floating(t):
+            return pc.cast(array, target, safe=False)  # checked: whole numbers in range
+        return pc.cast(array, target)
+
+
+def _fits(value: int, t: pa.DataType) -> bool:
+    if pa.types.is_floating(t):
+        return True
+    info = np.iinfo(t.to_pandas_dtype())
+    return info.min <= value <= info.max
+
+
+def _lowest(t: pa.DataType) -> pa.Scalar:
+    return pa.scalar(np.iinfo(t.to_pandas_dtype()).min, t)
+
+
+def _highest(t: pa.DataType) -> pa.Scalar:
+    return pa.scalar(np.iinfo(t.to_pandas_dtype()).max, t)
+
+
+# --- the plan for a whole insert ----------------------------------------------------------
+
+class InsertPlan:
+    """The columns of a feature group in storage order, and how input maps onto them."""
+
+    def __init__(self, fg: "FeatureGroup", assume_utc: bool = False) -> None:
+        self.fg = fg
+        self.assume_utc = assume_utc
+        self.columns = [ColumnPlan.of(f.name, f.pg_type, "key" if f.is_key else "feature") for f in fg.features]
+        self.columns.append(ColumnPlan.of(fg.event_time, "timestamp with time zone", "event_time"))
+        for column in self.columns:
+            if not _SAFE_TYPE.match(column.pg_type):
+                raise FstoreError(f"unexpected stored type {column.pg_type!r} of column {column.name!r}")
+
+    @property
+    def staging_schema(self) -> pa.Schema:
+        return pa.schema([pa.field(c.name, c.arrow_type) for c in self.columns])
+
+    def check_schema(self, schema: pa.Schema) -> None:
+        """Missing, unknown and duplicate columns, and types that cannot be stored."""
+        names = schema.names
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise InvalidInput(f"duplicate column names: {', '.join(map(repr, dupes))}")
+        known = {c.name for c in self.columns}
+        missing = [c for c in self.columns if c.name not in names]
+        if missing:
+            parts = [f"{c.name!r} ({'entity key' if c.role == 'key' else c.role.replace('_', ' ')})"
+                     for c in missing]
+            raise InvalidInput(f"missing column(s) {', '.join(parts)} for feature group {self.fg.full_name}")
+        unknown = [n for n in names if n not in known]
+        if unknown:
+            raise InvalidInput(f"unknown column(s) {', '.join(map(repr, unknown))}: not keys, features or the "
+                               f"event time of {self.fg.full_name} (its columns: {', '.join(sorted(known))})")
+        for column in self.columns:
+            column.check_type(schema.field(column.name).type, self.assume_utc)
+
+    def check_values(self, table: pa.Table, offset: int = 0, where: str = "") -> None:
+        for column in self.columns:
+            column.check_values(table.column(column.name), offset, where)
+
+    def convert(self, batch: pa.RecordBatch) -> pa.RecordBatch:
+        arrays = [c.convert(batch.column(c.name)) for c in self.columns]
+        return pa.RecordBatch.from_arrays(arrays, schema=self.staging_schema)
+
+    def stream(self, reader: pa.RecordBatchReader) -> Iterator[pa.RecordBatch]:
+        """Checked, converted batches of a stream (an in-memory table is checked whole instead)."""
+        offset = 0
+        for batch in reader:
+            if batch.num_rows:
+                where = f" in rows {offset}-{offset + batch.num_rows - 1} of the stream"
+                self.check_values(pa.Table.from_batches([batch]), offset, where)
+                yield self.convert(batch)
+            offset += batch.num_rows
+
+
+# --- the database side ---------------------------------------------------------------------
+
+def _adbc_error(exc: Exception) -> FstoreError:
+    """An ADBC (libpq) error as the fstore error a user understands."""
+    text = str(exc)
+    match = re.search(r"ERROR:\s+(.*?)(?:\n|$)", text)
+    diag = SimpleNamespace(message_primary=(match.group(1) if match else text).strip(), message_hint=None)
+    return from_database(SimpleNamespace(sqlstate=getattr(exc, "sqlstate", None), diag=diag))  # type: ignore[arg-type]
+
+
+def insert(fg: "FeatureGroup", data: Any, mode: str = "append", *, assume_utc: bool = False,
+           batch_rows: int = DEFAULT_BATCH_ROWS, source: str = "python") -> "Commit":
+    """Check ``data``, stream it into a temporary table and commit it to ``fg`` in one transaction.
+
+    ``mode``: ``append`` (every row), ``merge`` (skip rows whose keys and event
+    time are stored already, so a re-run adds nothing) or ``incremental`` (only
+    rows newer than the latest event time committed before).
+
+    Example::
+
+        commit = insert(fg, df, mode="merge")
+        commit.rows, commit.online_rows
+    """
+    from fstore.featuregroups import Commit
+
+    if mode not in MODES:
+        raise InvalidInput(f"invalid mode {mode!r}: use append, merge or incremental")
+    if batch_rows < 1:
+        raise InvalidInput("batch_rows must be at least 1")
+    plan = InsertPlan(fg, assume_utc=assume_utc)
+    arrow = as_arrow(data)
+    plan.check_schema(arrow.schema)  # fail before connecting when the shape is wrong
+    if isinstance(arrow, pa.Table):
+        plan.check_values(arrow)
+
+    failures: list[BaseException] = []
+
+    def stream() -> Iterator[pa.RecordBatch]:
+        try:
+            if isinstance(arrow, pa.Table):
+                for batch in arrow.to_batches(max_chunksize=batch_rows):
+                    yield plan.convert(batch)
+            else:
+                yield from plan.stream(arrow)
+        except BaseException as exc:  # re-raised below: ADBC only sees "stream failed"
+            failures.append(exc)
+            raise
+
+    reader = pa.RecordBatchReader.from_batches(plan.staging_schema, stream())
+    conn = fg.store.adbc()
+    try:
+        with conn.cursor() as cur:
+            cur.execute(_stage_ddl(plan))
+            cur.adbc_ingest(STAGE_TABLE, reader, mode="append", temporary=True)
+            retype = _retype_sql(plan)
+            if retype:
+                try:
+                    cur.execute(retype)
+                except Exception as exc:
+                    names = ", ".join(repr(c.name) for c in plan.columns if c.needs_retype)
+                    raise InvalidInput(f"converting column(s) {names}: {_adbc_error(exc)}") from exc
+            cur.execute("select fstore.commit_feature_rows($1, $2::regclass, $3, $4)",
+                        (fg.id, f"pg_temp.{STAGE_TABLE}", mode, source))
+            commit_id = cur.fetchone()[0]
+            cur.execute("select id, feature_group_id, rows, online_rows, min_event_time, max_event_time, "
+                        "source, committed_at, session_role, app_id, validation::text "
+                        "from fstore.commits where id = $1", (commit_id,))
+            row = cur.fetchone()
+        conn.commit()
+    except FstoreError:
+        _rollback(conn)
+        raise
+    except Exception as exc:
+        _rollback(conn)
+        if failures:
+            cause = failures[0]
+            raise cause if isinstance(cause, FstoreError) else InvalidInput(str(cause)) from exc
+        if hasattr(exc, "sqlstate"):
+            raise _adbc_error(exc) from exc
+        raise
+    finally:
+        conn.close()
+    return Commit.from_row(row)
+
+
+def _rollback(conn: Any) -> None:
+    try:
+        conn.rollback()
+    except Exception:  # the connection may be gone; the server rolls back anyway
+        pass
+
+
+def _stage_ddl(plan: InsertPlan) -> str:
+    from psycopg import sql
+
+    columns = sql.SQL(", ").join(
+        sql.SQL("{} {}").format(sql.Identifier(c.name), sql.SQL(c.staging_type)) for c in plan.columns
+    )
+    query = sql.SQL("create temp table {} ({}) on commit drop").format(sql.Identifier(STAGE_TABLE), columns)
+    return query.as_string(None)
+
+
+def _retype_sql(plan: InsertPlan) -> str | None:
+    from psycopg import sql
+
+    changes = [
+        sql.SQL("alter column {0} type {1} using {0}::{1}").format(sql.Identifier(c.name), sql.SQL(c.pg_type))
+        for c in plan.columns if c.needs_retype
+    ]
+    if not changes:
+        return None
+    query = sql.SQL("alter table {} {}").format(sql.Identifier(STAGE_TABLE), sql.SQL(", ").join(changes))
+    return query.as_string(None)
