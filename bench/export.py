@@ -1,0 +1,251 @@
+"""Export benchmark: 10M rows to Parquet and TFRecord against a bare ADBC fetch of the same query.
+
+One run, one JSON document on stdout (or --output). Each measurement runs in its own
+Python process, so its peak memory is its own: the resident set high-water mark
+(``getrusage`` maxrss; ADBC and the writers allocate outside Python, where
+tracemalloc does not look) and the peak of pyarrow's allocator (sampled after every
+batch). Contenders, all reading ``select * from <offline table>`` as a Data
+Scientist over TLS with a client certificate:
+
+* ``bare``: ADBC ``fetch_record_batch()``, every batch read and dropped;
+* ``parquet``, ``tfrecord`` (and any of ``arrow``, ``csv``, ``npy`` with --formats):
+  ``fstore.export.export_query`` to a file in a temporary directory.
+
+It starts its own server in a temporary home (CA, admin certificate, free port)
+unless ``--home`` names a running one; either way it works in a new project that it
+deletes at the end.
+
+    python bench/export.py                                 # 10M rows, parquet and tfrecord
+    python bench/export.py --rows 100000 --formats parquet,tfrecord,npy
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+from psycopg import sql
+
+TARGETS = {"parquet_vs_bare_max": 1.3, "peak_memory_mb_max": 1024}
+COLUMNS = {"account_id": "bigint", "event_time": "timestamptz", "amount": "double precision",
+           "ratio": "double precision", "n_tx": "integer", "category": "bigint"}
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """Command-line arguments (sizes, formats, where to run)."""
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--rows", type=int, default=10_000_000)
+    p.add_argument("--entities", type=int, default=100_000)
+    p.add_argument("--formats", default="parquet,tfrecord", help="comma-separated export formats")
+    p.add_argument("--repeat", type=int, default=1, help="rounds of (bare, formats...), interleaved")
+    p.add_argument("--home", default=None, help="use this running fstore home instead of a temporary one")
+    p.add_argument("--output", default=None, help="write the JSON here too")
+    # one measurement in a child process (internal)
+    p.add_argument("--measure", default=None, help=argparse.SUPPRESS)
+    p.add_argument("--project", default=None, help=argparse.SUPPRESS)
+    p.add_argument("--out", default=None, help=argparse.SUPPRESS)
+    return p.parse_args(argv)
+
+
+# --- one measurement (child process) --------------------------------------------------------
+def measure(args: argparse.Namespace) -> dict[str, Any]:
+    """Run one contender in this process and report its time and peak memory."""
+    import fstore
+    from fstore.export import export_query, relation_query
+    from fstore.home import FstoreHome
+    from fstore.pointintime import adbc_translated
+
+    peak_arrow = 0
+
+    def sample(_rows: int = 0) -> None:
+        nonlocal peak_arrow
+        peak_arrow = max(peak_arrow, pa.total_allocated_bytes())
+
+    with fstore.connect(args.project, "bob", home=FstoreHome(Path(args.home))) as fs:
+        query = relation_query("events__v1", fs.project)
+        text = query.as_string(fs.conn)
+        baseline_rss = _maxrss_mb()
+        started = time.perf_counter()
+        if args.measure == "bare":
+            rows = 0
+            with adbc_translated():
+                conn = fs.adbc()
+                try:
+                    cursor = conn.cursor()
+                    cursor.execute(text)
+                    for batch in cursor.fetch_record_batch():
+                        rows += batch.num_rows
+                        sample()
+                    cursor.close()
+                finally:
+                    conn.close()
+            size = 0
+        else:
+            result = export_query(fs, query, args.out, args.measure, progress=sample,
+                                  features=["amount", "ratio", "n_tx", "category"] if args.measure == "npy" else None)
+            rows, size = result.rows, result.bytes
+        seconds = time.perf_counter() - started
+    return {"contender": args.measure, "rows": rows, "seconds": round(seconds, 3),
+            "rows_per_s": round(rows / seconds) if seconds else None, "bytes": size,
+            "peak_rss_mb": round(_maxrss_mb(), 1), "rss_before_mb": round(baseline_rss, 1),
+            "peak_arrow_allocated_mb": round(peak_arrow / 2**20, 1)}
+
+
+def _maxrss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
+
+
+def run_child(args: argparse.Namespace, home: Path, project: str, contender: str, out: Path) -> dict[str, Any]:
+    """One measurement in a fresh Python process."""
+    command = [sys.executable, str(Path(__file__).resolve()), "--measure", contender, "--home", str(home),
+               "--project", project, "--out", str(out)]
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    done = subprocess.run(command, capture_output=True, text=True, env=env)
+    if done.returncode != 0:
+        raise RuntimeError(f"{contender} failed: {done.stderr[-2000:]}")
+    return json.loads(done.stdout)
+
+
+# --- setup ---------------------------------------------------------------------------------------
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def start_home(args: argparse.Namespace) -> tuple[Any, Callable[[], None]]:
+    """A running home: the given one, or a new temporary one with its own server."""
+    from fstore import pki, server
+    from fstore.home import FstoreHome
+
+    if args.home:
+        return FstoreHome(Path(args.home)), lambda: None
+    root = Path(tempfile.mkdtemp(prefix="fst-bench-", dir="/tmp"))
+    home = FstoreHome(root)
+    pki.init_ca(home)
+    pki.issue_certificate(home, "fstore_admin")
+    server.start(home, port=free_port())
+
+    def cleanup() -> None:
+        server.stop(home)
+        shutil.rmtree(root, ignore_errors=True)
+
+    return home, cleanup
+
+
+def create_project(home: Any) -> str:
+    """A new project with a Data Owner (alice, loads) and a Data Scientist (bob, exports)."""
+    from fstore import projects
+    from fstore.connection import connect
+
+    name = f"bench{uuid.uuid4().hex[:8]}"
+    with connect(home, "fstore_admin", autocommit=True) as admin:
+        projects.create_project(home, admin, name, "alice")
+    with connect(home, f"{name}__alice", autocommit=True) as alice:
+        projects.add_member(home, alice, name, "bob", "data-scientist")
+    return name
+
+
+def load(home: Any, project: str, rows: int, entities: int) -> float:
+    """Feature group ``events`` with ``rows`` rows, generated in the server, one commit."""
+    from fstore.connection import connect, connect_operator
+
+    started = time.perf_counter()
+    columns = [{"name": n, "type": t} for n, t in COLUMNS.items()]
+    with connect(home, f"{project}__alice", autocommit=True) as alice:
+        with alice.transaction():
+            alice.execute(sql.SQL("set local role {}").format(sql.Identifier(f"{project}__owner")))
+            fg_id = alice.execute(
+                "select fstore.create_feature_group(%s, 'events', 1, array['account_id'], 'event_time',"
+                " %s::jsonb, false, null, '', '{}', false)", (project, json.dumps(columns))).fetchone()[0]
+        with alice.transaction():
+            alice.execute(
+                "create temp table _bench_stage on commit drop as select (i %% %s)::bigint as account_id,"
+                " timestamptz '2024-01-01 00:00:00+00' + i * interval '1 second' as event_time,"
+                " i * 0.25 as amount, (i %% 997) / 997.0 as ratio, (i %% 1000)::int as n_tx,"
+                " (i %% 50)::bigint as category from generate_series(1, %s) i", (entities, rows))
+            alice.execute("select fstore.commit_feature_rows(%s, 'pg_temp._bench_stage'::regclass, 'append',"
+                          " 'bench', '{}')", (fg_id,))
+    with connect_operator(home, autocommit=True) as op:
+        op.execute(sql.SQL("vacuum (analyze) {}").format(sql.Identifier(project, "events__v1")))
+    return time.perf_counter() - started
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    """Set up, measure every contender in its own process, report."""
+    from fstore import projects
+    from fstore.connection import connect
+
+    formats = [f.strip() for f in args.formats.split(",") if f.strip()]
+    home, cleanup = start_home(args)
+    project = None
+    work = Path(tempfile.mkdtemp(prefix="fst-export-bench-"))
+    try:
+        project = create_project(home)
+        setup_s = load(home, project, args.rows, args.entities)
+        load_before = os.getloadavg()
+        runs: dict[str, list[dict[str, Any]]] = {c: [] for c in ["bare", *formats]}
+        for _ in range(args.repeat):
+            for contender in runs:
+                out = work / f"events.{contender}"
+                runs[contender].append(run_child(args, home.root, project, contender, out))
+                if out.is_dir():
+                    shutil.rmtree(out)
+                else:
+                    out.unlink(missing_ok=True)
+                    out.with_name(out.name + ".spec.json").unlink(missing_ok=True)
+        load_after = os.getloadavg()
+        best = {c: min(r, key=lambda m: m["seconds"]) for c, r in runs.items()}
+        for c, m in best.items():
+            if m["rows"] != args.rows:
+                raise RuntimeError(f"{c} read {m['rows']} rows, not {args.rows}")
+        ratios = {f"{c}_vs_bare": round(best[c]["seconds"] / best["bare"]["seconds"], 3) for c in formats}
+        peak = max(m["peak_rss_mb"] for r in runs.values() for m in r)
+        met = {"peak_memory_under_1GB": peak < TARGETS["peak_memory_mb_max"]}
+        if "parquet" in formats:
+            met["parquet_within_1.3x_bare"] = ratios["parquet_vs_bare"] <= TARGETS["parquet_vs_bare_max"]
+        return {
+            "benchmark": "export", "rows": args.rows, "columns": COLUMNS, "setup_s": round(setup_s, 1),
+            "best": best, "runs": runs, "ratios": ratios, "peak_rss_mb": peak, "targets": TARGETS,
+            "targets_met": met,
+            "environment": {"python": platform.python_version(), "pyarrow": pa.__version__, "cpus": os.cpu_count(),
+                            "load_average_before": [round(x, 2) for x in load_before],
+                            "load_average_after": [round(x, 2) for x in load_after]},
+        }
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+        if project is not None:
+            with connect(home, "fstore_admin", autocommit=True) as admin:
+                projects.delete_project(home, admin, project)
+        cleanup()
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run the benchmark (or, internally, one measurement) and print its JSON."""
+    args = parse_args(argv)
+    if args.measure:
+        print(json.dumps(measure(args)))
+        return
+    report = json.dumps(run(args), indent=2)
+    print(report)
+    if args.output:
+        Path(args.output).write_text(report + "\n")
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    main()
