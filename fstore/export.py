@@ -45,7 +45,7 @@ from fstore.errors import Conflict, InvalidInput, from_database
 from fstore.npy import NpySink
 from fstore.pointintime import adbc_translated
 from fstore.tfrecord import DIR_SPEC_NAME, SPEC_SUFFIX, SPEC_VERSION, TFRecordSink, \
-    check_tfrecord_schema, read_spec, tf_dataset_from_files
+    check_tfrecord_schema, merge_column_specs, read_spec, tf_dataset_from_files
 
 FORMATS: dict[str, str] = {"parquet": ".parquet", "csv": ".csv", "arrow": ".arrow",
                            "tfrecord": ".tfrecord", "npy": ""}
@@ -301,10 +301,16 @@ class _Writer:
             self._sink(key).write(part)
             self.rows[key] += part.num_rows
 
-    def close(self) -> dict[str | None, dict[str, Any]]:
-        if not self.sinks:
+    def close(self) -> dict[str, Any]:
+        """Finish every file; returns the export's metadata (TFRecord spec columns, NPY meta)."""
+        if not self.sinks and self.split is None:
             self._sink(None)  # an empty export still has its (empty) file
-        return {key: sink.close() for key, sink in self.sinks.items()}
+        closed = [sink.close() for sink in self.sinks.values()]
+        if self.fmt == "tfrecord":
+            return {"columns": merge_column_specs(closed) if closed else TFRecordSink.empty_spec(self.schema)}
+        if self.fmt == "npy":
+            return closed[0] if closed else {"features": NpySink.check(self.schema, self.labels, self.features)}
+        return {}
 
     def abort(self) -> None:
         for sink in self.sinks.values():
@@ -360,14 +366,11 @@ def write_batches(reader: pa.RecordBatchReader | pa.Table, path: str | Path, for
             raise
         splits = {k: v for k, v in writer.rows.items() if k is not None}
         spec_path = None
+        meta = {"format": fmt, "label": labels, "rows": done, "splits": splits, **closed}
         if fmt == "tfrecord":
-            spec = {"format": "tfrecord", "version": SPEC_VERSION, "label": labels, "rows": done,
-                    "splits": splits, "columns": next(iter(closed.values()))}
             spec_path = temporary_companions[0] if companions else temporary / DIR_SPEC_NAME
-            spec_path.write_text(json.dumps(spec, indent=1))
+            spec_path.write_text(json.dumps({"version": SPEC_VERSION, **meta}, indent=1))
         elif fmt == "npy":
-            meta = {"format": "npy", "label": labels, "rows": done, "splits": splits,
-                    **next(iter(closed.values()))}
             (temporary / "meta.json").write_text(json.dumps(meta, indent=1))
     files = sorted(p for p in final.rglob("*") if p.is_file()) if directory else [final, *companions]
     spec_final = (companions[0] if companions else final / DIR_SPEC_NAME) if fmt == "tfrecord" else None

@@ -379,6 +379,25 @@ class TFRecordSink:
         """Close without finishing (the caller removes the file)."""
         self._file.close()
 
+    @staticmethod
+    def empty_spec(schema: pa.Schema) -> dict[str, Any]:
+        """The column specs of an export without rows."""
+        kinds = {f.name: _column_kind(f) for f in schema}
+        stats = {name: {"null_count": 0, "min_length": 1 << 62, "max_length": -1} for name in kinds}
+        return column_specs(schema, kinds, stats)
+
+
+def merge_column_specs(specs: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """One spec for files of the same columns (the splits of an export): NULLs add up; a
+    list column is fixed-length only if it has one length in every file that has values."""
+    merged: dict[str, Any] = {}
+    for name, first in specs[0].items():
+        columns = [spec[name] for spec in specs]
+        shapes = [c["shape"] for c in columns if c["shape"] != [0]] or [first["shape"]]
+        merged[name] = {**first, "shape": shapes[0] if all(s == shapes[0] for s in shapes) else None,
+                        "null_count": sum(c["null_count"] for c in columns)}
+    return merged
+
 
 def column_specs(schema: pa.Schema, kinds: dict[str, tuple[str, pa.DataType | None]],
                  stats: dict[str, dict[str, Any]]) -> dict[str, Any]:

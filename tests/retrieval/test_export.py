@@ -177,7 +177,7 @@ def test_tfrecord_splits_and_a_keras_model(exported: Any, tmp_path: Path) -> Non
     train = tf_dataset(exported, path, split="train", columns=["price"], batch_size=32)
     model = tf.keras.Sequential([tf.keras.layers.Input(shape=(1,)), tf.keras.layers.Dense(1, activation="sigmoid")])
     model.compile(optimizer="adam", loss="binary_crossentropy")
-    history = model.fit(train.map(lambda x, y: (tf.expand_dims(x["price"], -1), y)), epochs=1, verbose=0)
+    history = model.fit(train.map(lambda x, y: (tf.expand_dims(x["price"], -1), y)), epochs=1, verbose=0, shuffle=False)
     assert math.isfinite(history.history["loss"][0])
     with pytest.raises(InvalidInput, match="no split 'valid'"):
         tf_dataset(exported, path, split="valid")
@@ -269,3 +269,22 @@ def test_cli_exports_a_table_and_a_training_dataset(exported: Any, tmp_path: Pat
                                   "--out", str(tmp_path / "bad"), "--as", exported.role])
     assert result.exit_code == 1 and "not numeric" in result.output and "Traceback" not in result.output
     assert not (tmp_path / "bad").exists()
+
+
+@pytest.mark.parametrize("fmt", ["parquet", "csv", "arrow", "tfrecord", "npy"])
+def test_an_export_without_rows(tmp_path: Path, fmt: str) -> None:
+    empty = failing_reader(after=0).schema.empty_table()
+    features = ["amount", "n"] if fmt == "npy" else None
+    result = write_batches(empty, tmp_path / "none", fmt, label="label", features=features)
+    assert result.rows == 0
+    if fmt == "parquet":
+        assert pq.read_table(result.path).schema.names == empty.schema.names
+    elif fmt == "npy":
+        assert np.load(result.path / "features.npy").shape == (0, 2)
+        assert np.load(result.path / "labels.npy").shape == (0,)
+    elif fmt == "tfrecord":
+        assert list(tf_dataset(None, result.path).as_numpy_iterator()) == []
+    split = write_batches(empty, tmp_path / "none_split", fmt, label="label", split_column="flag",
+                          features=features)
+    assert split.splits == {} and split.rows == 0
+    assert [p.name for p in split.files] == {"tfrecord": ["spec.json"], "npy": ["meta.json"]}.get(fmt, [])
