@@ -185,13 +185,21 @@ class FeatureGroup:
         return {name: stats for name, stats in rows}
 
     def read(self, online: bool = False) -> "pa.Table":
-        """Every row of the offline (or online) table as a pyarrow Table (for small groups and tests)."""
+        """Every row of the offline (or online) table as a pyarrow Table (for small groups and tests).
+
+        Vector features come back as lists of float32.
+        """
         relation = self.online_relation() if online else self.offline_relation()
-        query = sql.SQL("select * from {} order by {}").format(
-            relation, sql.SQL(", ").join(sql.Identifier(k) for k in [*self.keys, self.event_time]))
+        columns = [
+            sql.SQL("{0}::real[] as {0}").format(sql.Identifier(f.name)) if f.pg_type.startswith("vector")
+            else sql.Identifier(f.name) for f in self.features
+        ] + [sql.Identifier(self.event_time), sql.Identifier("_commit_id")]
+        query = sql.SQL("select {} from {} order by {}").format(
+            sql.SQL(", ").join(columns), relation,
+            sql.SQL(", ").join(sql.Identifier(k) for k in [*self.keys, self.event_time, "_commit_id"]))
         conn = self.store.adbc()
         try:
-            with conn.cursor() as cur:
+            with translated(), conn.cursor() as cur:
                 cur.execute(query.as_string(None))
                 return cur.fetch_arrow_table()
         finally:

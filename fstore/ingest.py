@@ -297,9 +297,8 @@ class ColumnPlan:
                 if count:
                     raise InvalidInput(f"{self.describe()}: {count} value(s){where} are not whole numbers "
                                        f"(first at row {first}: {column[first - offset].as_py()!r})")
-            bad = pc.or_(pc.less(column, pa.scalar(low).cast(t) if _fits(low, t) else _lowest(t)),
-                         pc.greater(column, pa.scalar(high).cast(t) if _fits(high, t) else _highest(t)))
-            count, first = _rows(bad, offset)
+            bad = _out_of_range(column, low, high)
+            count, first = _rows(bad, offset) if bad is not None else (0, -1)
             if count:
                 raise InvalidInput(f"{self.describe()}: {count} value(s){where} are out of range "
                                    f"[{low}, {high}] (first at row {first}: {column[first - offset].as_py()!r})")
@@ -337,19 +336,16 @@ class ColumnPlan:
         return pc.cast(array, target)
 
 
-def _fits(value: int, t: pa.DataType) -> bool:
-    if pa.types.is_floating(t):
-        return True
+def _out_of_range(column: pa.ChunkedArray, low: int, high: int) -> Any:
+    """A mask of values outside [low, high], or None when the source type cannot exceed it."""
+    t = column.type
+    if pa.types.is_floating(t):  # low and high + 1 are powers of two: exact as floats
+        return pc.or_(pc.less(column, float(low)), pc.greater_equal(column, float(high) + 1))
     info = np.iinfo(t.to_pandas_dtype())
-    return info.min <= value <= info.max
-
-
-def _lowest(t: pa.DataType) -> pa.Scalar:
-    return pa.scalar(np.iinfo(t.to_pandas_dtype()).min, t)
-
-
-def _highest(t: pa.DataType) -> pa.Scalar:
-    return pa.scalar(np.iinfo(t.to_pandas_dtype()).max, t)
+    if info.min >= low and info.max <= high:
+        return None
+    return pc.or_(pc.less(column, pa.scalar(max(low, int(info.min)), t)),
+                  pc.greater(column, pa.scalar(min(high, int(info.max)), t)))
 
 
 # --- the plan for a whole insert ----------------------------------------------------------

@@ -1,0 +1,204 @@
+"""Feature-group commands: ``fstore fg list|show|stats`` and ``fstore search``.
+
+They run as the project-user given by ``--as`` (its own certificate); the
+catalog's row-level security decides what that identity sees: its project's
+feature groups and those of projects shared with it.
+
+Example::
+
+    fstore fg list --as fraud__alice
+    fstore fg show account_activity --as fraud__alice
+    fstore fg stats account_activity --version 1 --as fraud__bob
+    fstore search "transaction count" --as fraud__bob
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import click
+from rich.table import Table
+
+import fstore
+from fstore import featuregroups
+from fstore.cli import console, home_of, main
+from fstore.roles import split_project_user
+
+as_role_option = click.option(
+    "--as", "as_role", required=True, envvar="FSTORE_AS", metavar="ROLE",
+    help="Project-user to act as (its certificate), e.g. fraud__alice; default $FSTORE_AS.",
+)
+
+
+def _store(ctx: click.Context, as_role: str) -> fstore.FeatureStore:
+    project, user = split_project_user(as_role)
+    return fstore.connect(project, user, home=home_of(ctx))
+
+
+def _when(value: Any) -> str:
+    return value.strftime("%Y-%m-%d %H:%M:%S") if value is not None else "-"
+
+
+def _number(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    if isinstance(value, int):
+        return f"{value:,}"
+    return str(value)
+
+
+@main.group("fg")
+def fg_group() -> None:
+    """Feature groups: list, show, statistics."""
+
+
+@fg_group.command("list")
+@as_role_option
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_context
+def fg_list(ctx: click.Context, as_role: str, as_json: bool) -> None:
+    """Feature groups you can see: yours and those shared with your project."""
+    with _store(ctx, as_role) as fs:
+        groups = featuregroups.list_feature_groups(fs)
+    if as_json:
+        click.echo(json.dumps(groups, default=str, indent=2))
+        return
+    table = Table(title=f"feature groups visible to {as_role}")
+    for column in ("project", "name", "version", "online", "rows", "commits", "last commit"):
+        table.add_column(column, justify="right" if column in ("version", "rows", "commits") else "left")
+    for g in groups:
+        table.add_row(g["project"], g["name"], str(g["version"]), "yes" if g["online"] else "no",
+                      _number(g["rows"]), _number(g["commits"]), _when(g["last_commit_at"]))
+    console.print(table)
+    if not groups:
+        console.print("no feature groups yet")
+
+
+def _upstream_lines(upstream: list[Any]) -> list[str]:
+    lines = []
+    for entry in upstream:
+        if isinstance(entry, dict):
+            relation = entry.get("relation") or entry.get("name") or json.dumps(entry)
+            detail = ", ".join(x for x in (entry.get("kind"), "/".join(entry.get("found_by", []))) if x)
+            lines.append(f"{relation} ({detail})" if detail else relation)
+        else:
+            lines.append(str(entry))
+    return lines
+
+
+@fg_group.command("show")
+@click.argument("name")
+@click.option("--version", type=int, default=None, help="Version (default: the latest).")
+@as_role_option
+@click.pass_context
+def fg_show(ctx: click.Context, name: str, version: int | None, as_role: str) -> None:
+    """Keys, event time, features, versions, commits and upstream tables of NAME (``project.name`` for a
+    shared project's group)."""
+    with _store(ctx, as_role) as fs:
+        fg = featuregroups.get_feature_group(fs, name, version)
+        commits = fg.commits()
+        versions = [g for g in featuregroups.list_feature_groups(fs)
+                    if g["project"] == fg.project and g["name"] == fg.name]
+    header = Table(show_header=False, box=None)
+    header.add_column(style="bold")
+    header.add_column()
+    header.add_row("feature group", f"{fg.project}.{fg.name} version {fg.version}")
+    header.add_row("description", fg.description or "-")
+    header.add_row("entity keys", ", ".join(fg.keys))
+    header.add_row("event time", fg.event_time)
+    header.add_row("online", f"yes ({fg.online_table})" if fg.online else "no")
+    header.add_row("ttl", str(fg.ttl) if fg.ttl else "-")
+    header.add_row("tags", ", ".join(fg.tags) or "-")
+    header.add_row("offline table", f"{fg.project}.{fg.offline_table}")
+    header.add_row("created", f"{_when(fg.created_at)} by {fg.created_by}")
+    header.add_row("versions", ", ".join(
+        f"v{g['version']} ({_number(g['rows'])} rows)" for g in versions) or "-")
+    header.add_row("upstream", "\n".join(_upstream_lines(fg.upstream)) or "-")
+    console.print(header)
+
+    features = Table(title="features")
+    for column in ("name", "type", "key", "description"):
+        features.add_column(column)
+    for f in fg.features:
+        features.add_row(f.name, f.pg_type, "key" if f.is_key else "", f.description)
+    features.add_row(fg.event_time, "timestamp with time zone", "event time", "")
+    console.print(features)
+
+    history = Table(title=f"commits ({len(commits)})")
+    for column in ("id", "rows", "online rows", "source", "by", "app", "at", "event times"):
+        history.add_column(column, justify="right" if column in ("id", "rows", "online rows") else "left")
+    for c in commits[:20]:
+        history.add_row(str(c.id), _number(c.rows), _number(c.online_rows), c.source, c.session_role or "-",
+                        c.app_id or "-", _when(c.committed_at),
+                        f"{_when(c.min_event_time)} .. {_when(c.max_event_time)}")
+    console.print(history)
+    if len(commits) > 20:
+        console.print(f"... and {len(commits) - 20} older commits")
+
+
+@fg_group.command("stats")
+@click.argument("name")
+@click.option("--version", type=int, default=None, help="Version (default: the latest).")
+@click.option("--commit", "commit_id", type=int, default=None, help="Commit id (default: the latest).")
+@as_role_option
+@click.option("--json", "as_json", is_flag=True, help="Print the statistics as JSON.")
+@click.pass_context
+def fg_stats(ctx: click.Context, name: str, version: int | None, commit_id: int | None, as_role: str,
+             as_json: bool) -> None:
+    """Statistics of one commit of NAME: counts, completeness, distinct values, moments, percentiles,
+    histograms and top values."""
+    with _store(ctx, as_role) as fs:
+        fg = featuregroups.get_feature_group(fs, name, version)
+        stats = fg.statistics(commit_id)
+    if as_json:
+        click.echo(json.dumps(stats, indent=2))
+        return
+    first = next(iter(stats.values()), {})
+    sampled = f", order statistics from a {first.get('sample_rows'):,}-row sample" if first.get("sampled") else ""
+    table = Table(title=f"{fg.project}.{fg.name} v{fg.version}: {first.get('rows', 0):,} rows{sampled}")
+    for column in ("column", "kind", "count", "nulls", "complete", "distinct", "min", "mean", "stddev",
+                   "p50", "max", "top values / norm"):
+        table.add_column(column, justify="left" if column in ("column", "kind", "top values / norm") else "right")
+    order = [f.name for f in fg.features] + [fg.event_time]
+    for column in sorted(stats, key=lambda c: order.index(c) if c in order else len(order)):
+        s = stats[column]
+        extra = ""
+        if s.get("top_values"):
+            extra = ", ".join(f"{t['value']} ({t['count']:,})" for t in s["top_values"][:3])
+        elif s.get("norm"):
+            extra = f"dims {s['dims']['min']}, norm {_number(s['norm']['min'])}..{_number(s['norm']['max'])}"
+        completeness = s.get("completeness")
+        table.add_row(
+            column, s.get("kind", ""), _number(s.get("count")), _number(s.get("nulls")),
+            f"{completeness:.1%}" if completeness is not None else "-", _number(s.get("distinct")),
+            _number(s.get("min")), _number(s.get("mean")), _number(s.get("stddev")),
+            _number((s.get("percentiles") or {}).get("p50")), _number(s.get("max")), extra)
+    console.print(table)
+
+
+@main.command("search")
+@click.argument("text")
+@as_role_option
+@click.option("--limit", type=int, default=50, show_default=True, help="At most this many feature groups.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_context
+def search_command(ctx: click.Context, text: str, as_role: str, limit: int, as_json: bool) -> None:
+    """Find feature groups by names, descriptions, tags and feature names (yours and shared ones)."""
+    with _store(ctx, as_role) as fs:
+        hits = featuregroups.search(fs, text, limit)
+    if as_json:
+        click.echo(json.dumps(hits, default=str, indent=2))
+        return
+    table = Table(title=f"feature groups matching {text!r}")
+    for column in ("project", "name", "version", "online", "matched features", "description", "tags"):
+        table.add_column(column)
+    for h in hits:
+        table.add_row(h["project"], h["name"], ", ".join(f"v{v}" for v in h["versions"]),
+                      "yes" if h["online"] else "no", ", ".join(h["matched_features"]) or "-",
+                      h["description"] or "-", ", ".join(h["tags"]) or "-")
+    console.print(table)
+    if not hits:
+        console.print("nothing found")
