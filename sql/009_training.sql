@@ -415,6 +415,22 @@ begin
     raise exception 'training data must come from a temporary table of this session, not %', p_source
       using errcode = '42501';
   end if;
+  -- nothing of the caller's may run here with this function's rights: no row policies on
+  -- the source, and only column types a superuser made (no domain checks, no
+  -- composites of the caller's)
+  if (select c.relrowsecurity from pg_class c where c.oid = p_source)
+     or exists (select 1 from pg_policy p where p.polrelid = p_source) then
+    raise exception 'the training-data source % must not have row-level security', p_source using errcode = '42501';
+  end if;
+  if exists (select 1 from pg_attribute a join pg_type t on t.oid = a.atttypid
+               join pg_roles r on r.oid = t.typowner
+              where a.attrelid = p_source and a.attnum > 0 and not a.attisdropped and not r.rolsuper) then
+    raise exception 'the training-data source % has a column of a user-defined type', p_source using errcode = '42501';
+  end if;
+  if (select a.atttypid from pg_attribute a where a.attrelid = p_source and a.attname = '_row') is distinct from 'int8'::regtype then
+    raise exception 'the training-data source % needs a bigint column _row (the spine order)', p_source
+      using errcode = '42501';
+  end if;
   perform pg_advisory_xact_lock(hashtext('fstore.training_datasets'), hashtext(v_project || '.' || p_name));
   select coalesce(max(version), 0) + 1 into v_version from fstore.training_datasets
    where project = v_project and name = p_name;
@@ -424,7 +440,7 @@ begin
   end if;
 
   perform fstore.borrow_role(v_owner, true);
-  execute format('create table %I.%I as select * from %s order by _row', v_project, v_table, p_source);
+  execute format('create table %I.%I as select * from only %s order by _row', v_project, v_table, p_source);
   get diagnostics v_rows = row_count;
   execute format('alter table %I.%I owner to %I', v_project, v_table, v_owner);
   -- the privileges the project's own tables get by default (members, auditor, shares)

@@ -229,3 +229,20 @@ def test_connect_by_dsn_reads_the_same(fraud: Any, groups: Any, home: Any) -> No
     by_dsn = fstore.connect(dsn=f"service={fraud.role('bob')}")
     assert (by_dsn.project, by_dsn.user) == (fraud.name, "bob")
     assert by_dsn.get_historical_features(spine, FEATURES).equals(by_cert.get_historical_features(spine, FEATURES))
+
+
+def test_store_step_runs_nothing_of_the_callers(fraud: Any, groups: Any, home: Any) -> None:
+    """The SECURITY DEFINER step refuses sources that could run the caller's code with its rights."""
+    with fraud.connect("bob") as bob:
+        bob.execute("create function pg_temp.probe(v bigint) returns boolean language sql as 'select true'")
+        bob.execute("create domain pg_temp.checked as bigint check (pg_temp.probe(value))")
+        bob.execute("create temp table by_domain (_row bigint, x pg_temp.checked)")
+        bob.execute("create temp table with_policy (_row bigint, x bigint)")
+        bob.execute("alter table with_policy enable row level security")
+        bob.execute("create policy p on with_policy using (pg_temp.probe(x))")
+        bob.execute("create temp table no_row (x bigint)")
+        for source, message in (("by_domain", "user-defined type"), ("with_policy", "row-level security"),
+                                ("no_row", "bigint column _row")):
+            bob.execute(sql.SQL("grant select on {} to fstore_control").format(sql.Identifier(source)))
+            with pytest.raises(psycopg.errors.InsufficientPrivilege, match=message):
+                bob.execute("select fstore.store_training_table('evil', %s::regclass, '{}')", (source,))
