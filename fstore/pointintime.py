@@ -125,8 +125,13 @@ def _ingestible_schema(schema: pa.Schema) -> pa.Schema:
     return pa.schema([pa.field(f.name, _ingestible_type(f), f.nullable) for f in schema])
 
 
-def _check_query(query: str) -> None:
-    """A spine query must be one SELECT (or VALUES/TABLE) statement, without INTO."""
+def select_statement(query: str) -> str:
+    """The text of ``query`` if it is one SELECT (or VALUES/TABLE) statement without INTO,
+    without a trailing semicolon or comment; else :class:`InvalidInput`.
+
+    >>> select_statement("select 1 as k; -- the spine")
+    'select 1 as k'
+    """
     import pglast
 
     try:
@@ -137,6 +142,9 @@ def _check_query(query: str) -> None:
         raise InvalidInput("the spine query must be a single SELECT statement")
     if statements[0].stmt.intoClause is not None:
         raise InvalidInput("the spine query must not be SELECT ... INTO")
+    raw = query.encode()  # locations are byte offsets
+    start, length = statements[0].stmt_location, statements[0].stmt_len
+    return (raw[start:start + length] if length else raw[start:]).decode().strip()
 
 
 def load_spine(conn: Any, cursor: Any, spine: Spine) -> str:
@@ -155,11 +163,11 @@ def load_spine(conn: Any, cursor: Any, spine: Spine) -> str:
         text = spine.strip()
         if TABLE_NAME.match(text):
             return sql.Identifier(*text.split(".")).as_string(None)
-        _check_query(text)
+        text = select_statement(text)
         target = sql.Identifier("pg_temp", SPINE_TABLE)
         cursor.execute(sql.SQL("drop table if exists {}").format(target).as_string(None))
         cursor.execute(
-            sql.SQL("create temp table {} as {} with no data").format(sql.Identifier(SPINE_TABLE), sql.SQL(text))
+            sql.SQL("create temp table {} as {}\nwith no data").format(sql.Identifier(SPINE_TABLE), sql.SQL(text))
             .as_string(None)
         )
         conn.commit()

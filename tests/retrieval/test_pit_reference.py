@@ -267,3 +267,18 @@ def test_empty_spine_gives_empty_table_with_columns(pit: PitData, home: Any) -> 
     table = fs.get_historical_features(pit.spine.iloc[:0], ["activity:amount", "risk@1:tier"])
     assert table.num_rows == 0
     assert table.column_names == ["customer", "merchant", "event_time", "label", "amount", "tier"]
+
+
+def test_query_spines_are_one_select_run_read_only(pit: PitData, home: Any) -> None:
+    fs = fstore.connect(pit.project, "bob", home=home)
+    query = "select 'c1' as customer, 1 as merchant, timestamp '2024-01-10' as event_time; -- labels"
+    table = fs.get_historical_features(query, ["activity:n"])
+    assert table.column_names == ["customer", "merchant", "event_time", "n"] and table.num_rows == 1
+    with pytest.raises(InvalidInput, match="single SELECT"):
+        fs.get_historical_features("delete from x returning *", ["activity:n"])
+    with pytest.raises(InvalidInput, match="INTO"):
+        fs.get_historical_features("select 1 as customer into t", ["activity:n"])
+    with pytest.raises(fstore.FstoreError, match="read-only transaction"):  # no writes, even inside functions
+        fs.get_historical_features("select customer, merchant, event_time from "
+                                   f"{pit.project}.activity__v1 where "
+                                   "fstore.record_training_export(0, 'a', 'b', 0)::text is not null", ["activity:n"])
