@@ -180,7 +180,7 @@ def _failures(result: Any) -> list[NodeFailure]:
 
 
 def sql_relations(sql: str) -> list[str]:
-    """Tables and views a SQL statement reads, as ``schema.name`` (CTE names excluded).
+    """Tables and views a SQL statement reads, as sorted ``schema.name`` (CTE names excluded).
 
     >>> sql_relations('with a as (select * from "db"."fraud"."tx") select * from a join public.b using (k)')
     ['fraud.tx', 'public.b']
@@ -199,14 +199,8 @@ def sql_relations(sql: str) -> list[str]:
             ctes.add(node.ctename)
 
     _Relations()(parse_sql(sql))
-    relations: list[str] = []
-    for schema, name in found:
-        if schema is None and name in ctes:
-            continue
-        relation = f"{schema}.{name}" if schema else name
-        if relation not in relations:
-            relations.append(relation)
-    return relations
+    return sorted({f"{schema}.{name}" if schema else name
+                   for schema, name in found if schema is not None or name not in ctes})
 
 
 def merge_upstream(upstream: list[dict[str, Any]], parsed: list[str]) -> list[dict[str, Any]]:

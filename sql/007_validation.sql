@@ -219,6 +219,7 @@ declare
   v_policy text := coalesce(nullif(btrim(p_policy), ''), 'strict');
   v_rule jsonb;
   v_options jsonb;
+  v_table regclass;
 begin
   select * into v_fg from fstore.feature_groups where id = p_feature_group_id;
   if not found or not fstore.visible_feature_group(p_feature_group_id) then
@@ -231,8 +232,11 @@ begin
   if jsonb_typeof(v_rules) is distinct from 'array' then
     raise exception 'validation rules must be a JSON list of rules, not %', jsonb_typeof(v_rules) using errcode = '22023';
   end if;
+  -- the offline table by OID (a name lookup would need USAGE on the project's schema)
+  select c.oid::regclass into v_table from pg_class c join pg_namespace n on n.oid = c.relnamespace
+   where n.nspname = v_fg.project and c.relname = v_fg.offline_table;
   for v_rule in select * from jsonb_array_elements(v_rules) loop
-    perform fstore.check_validation_rule(format('%I.%I', v_fg.project, v_fg.offline_table)::regclass, v_rule);
+    perform fstore.check_validation_rule(v_table, v_rule);
   end loop;
   update fstore.feature_groups
      set options = options || jsonb_build_object('validation', v_rules, 'validation_policy', v_policy)

@@ -12,9 +12,9 @@
     4. first run of this version: create its tables as the
        project owner and register it (fstore.create_feature_group);
        later runs: refuse a breaking schema change, refresh the
-       description, tags and lineage                             fstore_create / fstore_check_schema
-    5. validate the rows (fstore.validate_batch)                 fstore_validate
-    6. commit: offline append, online newer-only upsert, commit
+       description, tags, lineage and validation rules           fstore_create / fstore_check_schema
+    5. commit: validation (fstore.validate_batch: strict aborts
+       the run), offline append, online newer-only upsert, commit
        record and statistics (fstore.commit_feature_rows)        statement 'main'
   The tables are never dropped or recreated (row-level security and policies live
   on them); a breaking change needs a new `version`, which gets new tables.
@@ -45,14 +45,12 @@
     {% do fstore_check_schema(spec, existing, columns) %}
     {%- set fg_id = existing['id'] -%}
     {% do fstore_describe_feature_group(fg_id, spec) %}
+    {% do fstore_sync_validation_rules(fg_id, spec, existing) %}
   {% endif %}
 
-  {%- set validation = fstore_validate(fg_id, staging, spec) -%}
-
   {% call statement('main', fetch_result=True) -%}
-    select fstore.commit_feature_rows({{ fg_id }}, {{ fstore_regclass(staging) }},
-                                      p.s->>'mode', 'dbt', p.s->'validation') as commit_id
-      from (select {{ fstore_jsonb({'mode': spec['commit_mode'], 'validation': validation}) }} as s) p
+    select fstore.commit_feature_rows({{ fg_id }}, {{ fstore_regclass(staging) }}, p.s->>'mode', 'dbt') as commit_id
+      from (select {{ fstore_jsonb({'mode': spec['commit_mode']}) }} as s) p
   {%- endcall %}
   {% do fstore_log_commit(spec, load_result('main').table.rows[0][0]) %}
 

@@ -11,6 +11,8 @@
     statistics         compute statistics at every commit                   true
     validation         list of rules, e.g. [{'rule': 'not_null', 'column': 'amount'}]   []
     validation_policy  strict (a failing rule aborts the run) | warn        'strict'
+    hnsw               online HNSW index on vector features: ['embedding'] or
+                       {'embedding': 'vector_cosine_ops'} (needs online=true)   none
     commit_mode        merge (skip rows whose keys+event_time exist) |
                        incremental (only rows after the last commit's max event_time) |
                        append (every row)                                    'merge'
@@ -90,6 +92,7 @@
       'validation': rules | list,
       'validation_policy': policy,
       'commit_mode': commit_mode,
+      'hnsw': config.get('hnsw'),
       'feature_descriptions': feature_descriptions,
       'upstream': fstore_dbt_upstream(model.depends_on.nodes),
       'dbt_node': model.unique_id,

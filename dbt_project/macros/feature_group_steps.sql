@@ -87,6 +87,7 @@
   {%- endfor -%}
   {%- set options = {'validation': spec['validation'], 'validation_policy': spec['validation_policy'],
                      'commit_mode': spec['commit_mode'], 'dbt_node': spec['dbt_node']} -%}
+  {%- if spec['hnsw'] -%}{%- do options.update({'hnsw': spec['hnsw']}) -%}{%- endif -%}
   {%- set args = {'spec': spec, 'columns': described, 'options': options} -%}
   {% call statement('fstore_owner') -%}
     set local role {{ adapter.quote(spec['project'] ~ '__owner') }}
@@ -164,35 +165,33 @@
 {% endmacro %}
 
 {#-
-  Run the model's validation rules over the staged rows (fstore.validate_batch):
-  with policy strict a failing rule raises and the run writes nothing; with warn
-  the result is recorded with the commit.
+  Validation rules and policy are the config's: when they differ from what the
+  catalog holds for this version, record the new ones (fstore.set_validation_rules);
+  fstore.commit_feature_rows then applies them.
 -#}
-{% macro fstore_validate(fg_id, staging, spec) %}
-  {%- if not spec['validation'] -%}
-    {{ return({}) }}
+{% macro fstore_sync_validation_rules(fg_id, spec, existing) %}
+  {%- set options = existing['options'] -%}
+  {%- if (options.get('validation') or []) != spec['validation']
+         or (options.get('validation_policy') or 'strict') != spec['validation_policy'] -%}
+    {% call statement('fstore_validation_rules') -%}
+      select fstore.set_validation_rules({{ fg_id }}, p.s->'validation', p.s->>'validation_policy')
+        from (select {{ fstore_jsonb(spec) }} as s) p
+    {%- endcall %}
+    {{ log(fstore_name(spec) ~ ': validation rules updated', info=True) }}
   {%- endif -%}
-  {% set query -%}
-    select fstore.validate_batch({{ fg_id }}, {{ fstore_regclass(staging) }}, p.s->'validation',
-                                 p.s->>'validation_policy')::text
-      from (select {{ fstore_jsonb(spec) }} as s) p
-  {%- endset %}
-  {%- set result = fstore_query_json(query) -%}
-  {%- if not result['passed'] -%}
-    {%- for failure in result['failures'] -%}
-      {{ log(fstore_name(spec) ~ ': validation warning: column ' ~ failure['column'] ~ ', rule ' ~ failure['rule']
-             ~ ': ' ~ failure['failing_rows'] ~ ' failing rows', info=True) }}
-    {%- endfor -%}
-  {%- endif -%}
-  {{ return(result) }}
 {% endmacro %}
 
-{#- One log line per commit: rows offline and online. -#}
+{#- One log line per commit (rows offline and online), and one per validation warning. -#}
 {% macro fstore_log_commit(spec, commit_id) %}
   {% set query -%}
-    select jsonb_build_object('rows', rows, 'online_rows', online_rows)::text from fstore.commits where id = {{ commit_id | int }}
+    select jsonb_build_object('rows', rows, 'online_rows', online_rows, 'validation', validation)::text
+      from fstore.commits where id = {{ commit_id | int }}
   {%- endset %}
   {%- set commit = fstore_query_json(query) -%}
   {{ log(fstore_name(spec) ~ ': commit ' ~ commit_id ~ ', ' ~ commit['rows'] ~ ' rows offline, '
          ~ commit['online_rows'] ~ ' online', info=True) }}
+  {%- for failure in (commit['validation'] or {}).get('failures') or [] -%}
+    {{ log(fstore_name(spec) ~ ': validation warning: column ' ~ failure['column'] ~ ', rule ' ~ failure['rule']
+           ~ ': ' ~ failure['failing_rows'] ~ ' failing rows (recorded with the commit)', info=True) }}
+  {%- endfor -%}
 {% endmacro %}
