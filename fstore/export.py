@@ -44,11 +44,13 @@ from psycopg import sql
 from fstore.errors import Conflict, InvalidInput, from_database
 from fstore.npy import NpySink
 from fstore.pointintime import adbc_translated
+from fstore.prefetch import prefetched
 from fstore.tfrecord import DIR_SPEC_NAME, SPEC_SUFFIX, SPEC_VERSION, TFRecordSink, \
     check_tfrecord_schema, merge_column_specs, read_spec, tf_dataset_from_files
 
 FORMATS: dict[str, str] = {"parquet": ".parquet", "csv": ".csv", "arrow": ".arrow",
                            "tfrecord": ".tfrecord", "npy": ""}
+PREFETCH = True  # read the next batches from the database while writing this one
 SPLIT_VALUE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 Progress = Callable[[int], None]
 
@@ -424,7 +426,8 @@ def export_query(fs: Any, query: sql.Composable | str, path: str | Path, format:
     text = query.as_string(fs.conn)
     with adbc_translated(), closing(fs.adbc()) as conn, closing(conn.cursor()) as cursor:
         cursor.execute(text)
-        return write_batches(cursor.fetch_record_batch(), path, format, label=label,
+        reader = cursor.fetch_record_batch()
+        return write_batches(prefetched(reader) if PREFETCH else reader, path, format, label=label,
                              split_column=split_column, features=features, dtype=dtype,
                              progress=progress, overwrite=overwrite)
 

@@ -45,6 +45,7 @@ SPEC_VERSION = 1
 SPEC_SUFFIX = ".spec.json"
 DIR_SPEC_NAME = "spec.json"
 ROW_BYTES_BUDGET = 32 << 20  # bytes of the padded row matrix encoded at once
+MAX_POSITION_GROUPS = 32  # beyond this many distinct row positions, scatter byte by byte
 
 Encoded = tuple[np.ndarray, np.ndarray]  # (uint8 matrix rows x width, int64 lengths per row)
 
@@ -84,11 +85,18 @@ def crc32c_rows(matrix: np.ndarray, lengths: np.ndarray) -> np.ndarray:
     rows = np.zeros((n, max(width, 2)), dtype=np.uint8)
     rows[:, :min(width, matrix.shape[1])] = matrix[order, :width]
     words = np.asfortranarray(rows.view("<u2"))
-    ascending = ordered[::-1]
+    # rows with two more bytes at each step: a prefix of the longest-first order
+    active = n - np.searchsorted(ordered[::-1], 2 * np.arange(width // 2) + 1, side="right")
+    index = np.empty(n, dtype=np.uint32)
+    looked_up = np.empty(n, dtype=np.uint32)
     for step in range(width // 2):
-        active = n - int(np.searchsorted(ascending, 2 * step + 1, side="right"))  # rows with 2 more bytes
-        c = crc[:active]
-        crc[:active] = _CRC16[(c ^ words[:active, step]) & np.uint32(0xFFFF)] ^ (c >> np.uint32(16))
+        a = int(active[step])
+        c, i, t = crc[:a], index[:a], looked_up[:a]
+        np.bitwise_xor(c, words[:a, step], out=i)
+        np.bitwise_and(i, np.uint32(0xFFFF), out=i)
+        np.take(_CRC16, i, out=t)
+        np.right_shift(c, np.uint32(16), out=c)
+        np.bitwise_xor(c, t, out=c)
     odd = np.flatnonzero(ordered & 1)  # one last byte
     if len(odd):
         c = crc[odd]
@@ -137,21 +145,37 @@ def _join(parts: Sequence[Encoded]) -> Encoded:
     n = len(parts[0][1])
     width = sum(m.shape[1] for m, _ in parts)
     out = np.zeros((n, width), dtype=np.uint8)
-    flat = out.reshape(-1)
     position = np.zeros(n, dtype=np.int64)
-    at: int | None = 0  # the common position of every row, while there is one
+    # rows sharing a position, while there are few distinct positions (None: too many)
+    groups: list[tuple[int, np.ndarray | slice]] | None = [(0, slice(None))]
     for matrix, lengths in parts:
         w = matrix.shape[1]
-        if w and at is not None:
-            out[:, at:at + w] = matrix
-        elif w:
-            flat[(np.arange(n, dtype=np.int64) * width + position)[:, None] + np.arange(w)] = matrix
+        if w:
+            if groups is not None:  # slice copies per group of rows
+                for at, rows in groups:
+                    out[rows, at:at + w] = matrix[rows]
+            else:
+                flat = out.reshape(-1)
+                flat[(np.arange(n, dtype=np.int64) * width + position)[:, None] + np.arange(w)] = matrix
         position += lengths
-        if at is not None and n and (lengths == lengths[0]).all():
-            at += int(lengths[0])
-        else:
-            at = None
+        if groups is not None and n and lengths.min() == lengths.max():
+            step = int(lengths[0])
+            groups = [(at + step, rows) for at, rows in groups]
+        elif n:
+            distinct, _ = _distinct(position)
+            groups = [(int(at), np.flatnonzero(position == at)) for at in distinct] \
+                if len(distinct) <= MAX_POSITION_GROUPS else None
     return out, position
+
+
+def _distinct(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(sorted distinct values, index of each value in them) of small non-negative ints, in O(n)."""
+    low = int(values.min())
+    counts = np.bincount(values - low)
+    distinct = np.flatnonzero(counts)
+    lookup = np.zeros(len(counts), dtype=np.int64)
+    lookup[distinct] = np.arange(len(distinct))
+    return distinct + low, lookup[values - low]
 
 
 def _delimited(tag: int, payload: Encoded) -> Encoded:
@@ -163,7 +187,7 @@ def _delimited(tag: int, payload: Encoded) -> Encoded:
 def _prefixes(lengths: np.ndarray, wrap: Any) -> Encoded:
     """Per row, the bytes ``wrap`` puts before a payload of that length (computed once per
     distinct length: every wrapper used here is tag + length + payload)."""
-    distinct, inverse = np.unique(lengths, return_inverse=True)
+    distinct, inverse = _distinct(lengths) if len(lengths) else (lengths, lengths)
     matrix, total = wrap((np.zeros((len(distinct), 0), dtype=np.uint8), distinct))
     return matrix[inverse], (total - distinct)[inverse]
 
