@@ -41,6 +41,7 @@ create function fstore.batch_statistics(p_feature_group_id bigint, p_batch regcl
 language plpgsql volatile
 set search_path = pg_catalog, public, fstore, pg_temp
 set work_mem = '64MB'
+set jit = off  -- compiling costs more than it saves on these short, wide aggregates
 as $$
 declare
   c_pct constant float8[] := '{0.01,0.05,0.25,0.5,0.75,0.95,0.99}';
@@ -204,6 +205,7 @@ create function fstore.commit_feature_rows(
 ) returns bigint language plpgsql volatile
 set search_path = pg_catalog, fstore, pg_temp
 set work_mem = '64MB'
+set jit = off
 as $$
 declare
   v_fg fstore.feature_groups;

@@ -1,0 +1,220 @@
+"""Commit benchmark: one feature-group commit of N rows vs a bare CREATE TABLE AS.
+
+Both read the same already-loaded source table (N rows: an entity key, an event
+time and six features of mixed types) in the same run, on the same server:
+
+* ``ctas``: ``CREATE TABLE <project>.ctas_copy AS SELECT * FROM <source>``;
+* ``commit``: ``fstore.commit_feature_rows(fg, <source>, 'append')`` for an online
+  feature group: offline append (indexed for point-in-time lookups), online
+  newer-only upsert, statistics, commit record, in one transaction;
+* ``statistics``: ``fstore.batch_statistics`` alone on the same rows (part of the
+  commit; shown to see where the time goes);
+* with ``--python``, also ``fg.insert`` of the same rows from an Arrow table
+  (checks, binary COPY over TLS into a temporary table, then the same commit).
+
+A checkpoint runs before each timed step. One JSON document goes to stdout (or
+``--output``) with the timings and ``ratio = commit / ctas`` (target <= 2).
+
+It starts its own server in a temporary home (CA, admin certificate, free port)
+unless ``--home`` names a running one; either way it works in a new project that it
+deletes at the end.
+
+    python bench/commit.py                  # 10M rows, 100k entities
+    python bench/commit.py --rows 5000      # a quick run (the tests do this)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import socket
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from psycopg import sql
+
+import fstore
+from fstore import pki, projects, server
+from fstore.connection import connect, connect_operator
+from fstore.home import FstoreHome
+
+FEATURES = {
+    "account_id": "bigint", "amount": "double precision", "ratio": "double precision",
+    "n_tx": "integer", "balance": "bigint", "category": "text", "flagged": "boolean",
+}
+TARGET_RATIO = 2.0
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """Command-line arguments (sizes and where to run)."""
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--rows", type=int, default=10_000_000, help="rows in the commit")
+    p.add_argument("--entities", type=int, default=100_000, help="distinct entity keys")
+    p.add_argument("--home", default=None, help="use this running fstore home instead of a temporary one")
+    p.add_argument("--shared-buffers", default="2GB", help="for the bench's own server")
+    p.add_argument("--max-wal-size", default=None, help="for the bench's own server (default: the server's)")
+    p.add_argument("--python", action="store_true", help="also time fg.insert of the same rows from Arrow")
+    p.add_argument("--output", default=None, help="write the JSON here too")
+    return p.parse_args(argv)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def start_home(args: argparse.Namespace) -> tuple[FstoreHome, Callable[[], None]]:
+    """A running home: the given one, or a new temporary one with its own server."""
+    if args.home:
+        return FstoreHome(Path(args.home)), lambda: None
+    root = Path(tempfile.mkdtemp(prefix="fst-cbench-", dir="/tmp"))
+    home = FstoreHome(root)
+    os.environ["PGSERVICEFILE"] = str(root / "pg_service.conf")  # keep ~/.pg_service.conf untouched
+    pki.init_ca(home)
+    pki.issue_certificate(home, "fstore_admin")
+    server.start(home, port=free_port())
+    with connect_operator(home, autocommit=True) as op:
+        op.execute(sql.SQL("alter system set shared_buffers = {}").format(sql.Literal(args.shared_buffers)))
+        if args.max_wal_size:
+            op.execute(sql.SQL("alter system set max_wal_size = {}").format(sql.Literal(args.max_wal_size)))
+    server.stop(home)
+    server.start(home)
+
+    def cleanup() -> None:
+        server.stop(home)
+        shutil.rmtree(root, ignore_errors=True)
+
+    return home, cleanup
+
+
+def timed(step: Callable[[], Any]) -> tuple[float, Any]:
+    start = time.perf_counter()
+    result = step()
+    return time.perf_counter() - start, result
+
+
+def checkpoint(home: FstoreHome) -> None:
+    with connect_operator(home, autocommit=True) as op:
+        op.execute("checkpoint")
+
+
+def run(home: FstoreHome, args: argparse.Namespace) -> dict[str, Any]:
+    """Load the source, then time CTAS, the commit and the statistics alone."""
+    project = f"cbench{uuid.uuid4().hex[:8]}"
+    with connect(home, "fstore_admin", autocommit=True) as admin:
+        projects.create_project(home, admin, project, "alice")
+    try:
+        return _measure(home, project, args)
+    finally:
+        with connect(home, "fstore_admin", autocommit=True) as admin:
+            projects.delete_project(home, admin, project)
+
+
+def _measure(home: FstoreHome, project: str, args: argparse.Namespace) -> dict[str, Any]:
+    source = sql.Identifier(project, "source")
+    copy = sql.Identifier(project, "ctas_copy")
+    owner = sql.Identifier(f"{project}__owner")
+    with fstore.connect(project, "alice", home=home) as fs:
+        conn = fs.conn
+        load_s, _ = timed(lambda: _load_source(conn, owner, source, args))
+        fg = fs.create_feature_group("bench", 1, keys=["account_id"], features=FEATURES, online=True,
+                                     description="commit benchmark")
+        conn.execute(sql.SQL("select count(*) from {}").format(source))  # same cache state for both
+
+        checkpoint(home)
+        ctas_s, _ = timed(lambda: _ctas(conn, owner, copy, source))
+        checkpoint(home)
+        commit_s, commit_id = timed(lambda: conn.execute(
+            sql.SQL("select fstore.commit_feature_rows(%s, %s::regclass, 'append', 'bench')"),
+            (fg.id, f"{project}.source")).fetchone()[0])
+        checkpoint(home)
+        stats_s, _ = timed(lambda: conn.execute(
+            "select fstore.batch_statistics(%s, %s::regclass)", (fg.id, f"{project}.source")).fetchone())
+        commit = next(c for c in fg.commits() if c.id == commit_id)
+        sizes = conn.execute(
+            "select pg_total_relation_size(%s::regclass), pg_total_relation_size(%s::regclass), "
+            "pg_total_relation_size(%s::regclass)",
+            (f"{project}.ctas_copy", f"{project}.bench__v1", f"{project}.bench__v1__online")).fetchone()
+        result: dict[str, Any] = {
+            "rows": args.rows, "entities": args.entities, "features": FEATURES,
+            "load_source_seconds": round(load_s, 3),
+            "ctas_seconds": round(ctas_s, 3),
+            "commit_seconds": round(commit_s, 3),
+            "statistics_only_seconds": round(stats_s, 3),
+            "ratio": round(commit_s / ctas_s, 3) if ctas_s else None,
+            "target_ratio": TARGET_RATIO,
+            "commit": {"id": commit.id, "rows": commit.rows, "online_rows": commit.online_rows},
+            "bytes": {"ctas_copy": sizes[0], "offline_with_index": sizes[1], "online": sizes[2]},
+        }
+        if args.python:
+            result["python_insert"] = _python_insert(fs, source, args)
+        return result
+
+
+def _load_source(conn: Any, owner: sql.Identifier, source: sql.Identifier, args: argparse.Namespace) -> None:
+    with conn.transaction():
+        conn.execute(sql.SQL("set local role {}").format(owner))
+        conn.execute(sql.SQL(
+            "create table {} as select (i %% %s)::bigint as account_id,"
+            " timestamptz '2024-01-01' + (i * interval '1 second') as event_time,"
+            " random() * 1000 as amount,"
+            " case when random() < 0.1 then null else random() end as ratio,"
+            " (random() * 50)::integer as n_tx,"
+            " (random() * 1e9)::bigint as balance,"
+            " (array['web', 'app', 'branch', 'atm', 'phone'])[1 + (i %% 5)] as category,"
+            " random() < 0.05 as flagged"
+            " from generate_series(1, %s) i").format(source),
+            (args.entities, args.rows))
+    conn.execute(sql.SQL("vacuum analyze {}").format(source))
+
+
+def _ctas(conn: Any, owner: sql.Identifier, copy: sql.Identifier, source: sql.Identifier) -> None:
+    with conn.transaction():
+        conn.execute(sql.SQL("set local role {}").format(owner))
+        conn.execute(sql.SQL("create table {} as select * from {}").format(copy, source))
+
+
+def _python_insert(fs: fstore.FeatureStore, source: sql.Identifier, args: argparse.Namespace) -> dict[str, Any]:
+    """fg.insert of the same rows (read into Arrow first, not timed) into a second version."""
+    adbc = fs.adbc()
+    try:
+        with adbc.cursor() as cur:
+            cur.execute(sql.SQL("select * from {}").format(source).as_string(None))
+            table = cur.fetch_arrow_table()
+    finally:
+        adbc.close()
+    fg = fs.create_feature_group("bench", 2, keys=["account_id"], features=FEATURES, online=True)
+    seconds, commit = timed(lambda: fg.insert(table))
+    return {"seconds": round(seconds, 3), "rows": commit.rows, "online_rows": commit.online_rows}
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    home, cleanup = start_home(args)
+    try:
+        result = run(home, args)
+        with connect_operator(home, autocommit=True) as op:
+            settings = dict(op.execute(
+                "select name, current_setting(name) from pg_settings where name in "
+                "('server_version', 'shared_buffers', 'max_wal_size', 'work_mem', 'wal_level')").fetchall())
+        result["server"] = settings
+        result["machine"] = {"platform": platform.platform(), "python": platform.python_version()}
+    finally:
+        cleanup()
+    text = json.dumps(result, indent=2)
+    if args.output:
+        Path(args.output).write_text(text + "\n")
+    print(text)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
