@@ -66,6 +66,12 @@ MODES = ("append", "merge", "incremental")
 _SAFE_TYPE = re.compile(r'^[a-z_][a-z0-9_ ."]*(\(\d+(,\s*\d+)?\))?(\[\])?$')
 _INT_BOUNDS = {"smallint": (-(2**15), 2**15 - 1), "integer": (-(2**31), 2**31 - 1),
                "bigint": (-(2**63), 2**63 - 1)}
+_KINDS = {
+    "smallint": "int", "integer": "int", "bigint": "int", "real": "float", "double precision": "float",
+    "numeric": "numeric", "boolean": "bool", "text": "string", "character varying": "string",
+    "character": "string", "bytea": "binary", "date": "date",
+    "timestamp with time zone": "timestamptz", "timestamp without time zone": "timestamp",
+}
 _DIRECT = {
     "smallint": pa.int16(), "integer": pa.int32(), "bigint": pa.int64(),
     "real": pa.float32(), "double precision": pa.float64(), "boolean": pa.bool_(),
@@ -197,50 +203,27 @@ class ColumnPlan:
 
     @classmethod
     def of(cls, name: str, pg_type: str, role: str) -> "ColumnPlan":
-        if pg_type in _INT_BOUNDS:
-            kind = "int"
-        elif pg_type in ("real", "double precision"):
-            kind = "float"
-        elif pg_type.startswith("numeric"):
-            kind = "numeric"
-        elif pg_type == "boolean":
-            kind = "bool"
-        elif pg_type == "text" or pg_type.startswith(("character varying", "character(", "character")):
-            kind = "string"
-        elif pg_type == "bytea":
-            kind = "binary"
-        elif pg_type == "date":
-            kind = "date"
-        elif pg_type == "timestamp with time zone":
-            kind = "timestamptz"
-        elif pg_type == "timestamp without time zone":
-            kind = "timestamp"
-        elif re.fullmatch(r"(public\.)?vector(\(\d+\))?", pg_type):
-            kind = "vector"
-        else:
-            kind = "text_input"
-        match = re.search(r"\((\d+)\)$", pg_type) if kind == "vector" else None
-        return cls(name, pg_type, role, kind, int(match.group(1)) if match else None)
+        """The plan for a column stored as ``pg_type`` (as format_type prints it)."""
+        base = pg_type.split("(")[0].strip()
+        vector = re.fullmatch(r"(?:public\.)?vector(?:\((\d+)\))?", pg_type)
+        if vector:
+            return cls(name, pg_type, role, "vector", int(vector.group(1)) if vector.group(1) else None)
+        kind = _KINDS.get(base, "text_input")
+        return cls(name, pg_type, role, kind)
 
     @property
     def arrow_type(self) -> pa.DataType:
         """The Arrow type streamed to the staging column."""
         if self.kind == "vector":
             return pa.list_(pa.float32())
-        if self.kind in ("numeric", "text_input"):
-            return pa.string()
-        if self.kind == "string":
+        if self.kind in ("numeric", "text_input", "string"):
             return pa.string()
         return _DIRECT[self.pg_type]
 
     @property
     def staging_type(self) -> str:
         """The staging column's type; converted to ``pg_type`` after the COPY when different."""
-        if self.kind == "vector":
-            return "real[]"
-        if self.kind in ("numeric", "text_input"):
-            return "text"
-        return self.pg_type
+        return {"vector": "real[]", "numeric": "text", "text_input": "text"}.get(self.kind, self.pg_type)
 
     @property
     def needs_retype(self) -> bool:

@@ -240,3 +240,60 @@ def test_versions_are_separate_tables(alice) -> None:
     df = activity_frame(rows=5)
     df["score"] = np.float32(0.5)
     assert v2.insert(df).rows == 5 and v1.read().num_rows == 0
+
+
+def test_strict_validation_aborts_the_python_insert(alice) -> None:
+    group = alice.create_feature_group("validated", 1, keys=["account_id"], features=ACTIVITY_TYPES, online=True,
+                                       validation=[{"rule": "min", "column": "amount", "value": 0}])
+    df = activity_frame(rows=40)
+    df.loc[[3, 7], "amount"] = -1.0
+    with pytest.raises(InvalidInput, match="amount"):
+        group.insert(df)
+    assert group.read().num_rows == 0 and group.read(online=True).num_rows == 0 and group.commits() == []
+    good = group.insert(activity_frame(rows=40))
+    assert good.validation["passed"] is True
+
+
+def test_warn_validation_commits_and_records_failures(alice) -> None:
+    group = alice.create_feature_group("warned", 1, keys=["account_id"], features=ACTIVITY_TYPES,
+                                       validation=[{"rule": "accepted_values", "column": "channel",
+                                                    "values": ["web", "app"]}],
+                                       validation_policy="warn")
+    df = activity_frame(rows=60)
+    commit = group.insert(df)
+    assert commit.rows == 60
+    assert commit.validation["passed"] is False
+    failing = int((~df["channel"].isin(["web", "app"])).sum())
+    assert [(f["rule"], f["column"], f["failing_rows"]) for f in commit.validation["failures"]] == [
+        ("accepted_values", "channel", failing)]
+
+
+def test_other_types_numeric_date_uuid_jsonb(alice) -> None:
+    import decimal
+    import uuid
+
+    group = alice.create_feature_group(
+        "typed", 1, keys=["account_id"],
+        features={"account_id": "bigint", "balance": "numeric(12,2)", "opened": "date", "ref": "uuid",
+                  "meta": "jsonb", "code": "varchar(8)", "score": "real"})
+    ids = [uuid.uuid4() for _ in range(3)]
+    table = pa.table({
+        "account_id": pa.array([1, 2, 3], pa.int64()),
+        "balance": pa.array([decimal.Decimal("10.25"), None, decimal.Decimal("-3.50")], pa.decimal128(12, 2)),
+        "opened": pa.array([dt.date(2020, 1, 1), dt.date(2021, 6, 30), None], pa.date32()),
+        "ref": pa.array([str(i) for i in ids]),
+        "meta": pa.array(['{"a": 1}', None, "[1, 2]"]),
+        "code": pa.array(["x1", "y2", None]),
+        "score": pa.array([1, 2, 3], pa.int32()),
+        "event_time": pa.array([dt.datetime(2024, 1, 1, tzinfo=UTC)] * 3, pa.timestamp("us", "UTC")),
+    })
+    assert group.insert(table).rows == 3
+    rows = alice.conn.execute(
+        f'select account_id, balance, opened, ref, meta, code, score from "{group.project}".typed__v1 order by 1'
+    ).fetchall()
+    assert rows[0] == (1, decimal.Decimal("10.25"), dt.date(2020, 1, 1), ids[0], {"a": 1}, "x1", 1.0)
+    assert rows[2][1] == decimal.Decimal("-3.50") and rows[2][4] == [1, 2]
+    bad = table.set_column(table.schema.get_field_index("ref"), "ref", pa.array(["not-a-uuid", "x", "y"]))
+    with pytest.raises(InvalidInput, match="'ref'"):
+        group.insert(bad)
+    assert len(group.commits()) == 1
