@@ -102,7 +102,7 @@ class DemoData:
 def _connection(fs_or_conn: Any) -> tuple[psycopg.Connection[Any], str, bool]:
     """(connection, project, whether we opened it)."""
     if isinstance(fs_or_conn, psycopg.Connection):
-        role = fs_or_conn.execute("select session_user").fetchone()[0]
+        role = fs_or_conn.info.parameter_status("session_authorization") or ""
         return fs_or_conn, split_project_user(role)[0], False
     if hasattr(fs_or_conn, "new_connection") and hasattr(fs_or_conn, "project"):
         return fs_or_conn.new_connection(autocommit=True), fs_or_conn.project, True

@@ -208,3 +208,41 @@ select account_id, event_time, array[x, y, z]::vector(3) as embedding from {{ so
     assert any("hnsw (embedding vector_cosine_ops)" in d for d in indexes)
     assert p.query(f'select account_id, embedding::text from "{p.name}".vec_features__v1__online '
                    "order by account_id") == [(1, "[1,0,0]"), (2, "[0,0,1]")]
+
+
+def test_config_in_yaml_and_config_mistakes_named_clearly(dbt_project: DbtProject) -> None:
+    p = dbt_project
+    p.raw_table("cfg_events", "account_id bigint, event_time timestamptz, seen text, amount numeric",
+                [(1, at(1), "x", 1)])
+    # configured entirely in the model's YAML, as dbt allows
+    (p.dir / "models" / "cfg_yaml.sql").write_text(
+        "select account_id, event_time, amount from {{ source('raw', 'cfg_events') }}")
+    (p.dir / "models" / "cfg_yaml.yml").write_text("""
+version: 2
+models:
+  - name: cfg_yaml
+    description: Configured in YAML.
+    config: {materialized: feature_group, keys: account_id, version: 3, commit_mode: incremental, tags: [yaml]}
+""")
+    mistakes = {
+        "cfg_nokeys": ("online=true", "set `keys` to the entity key column(s)"),
+        "cfg_mode": ("keys=['account_id'], commit_mode='upsert'", "`commit_mode` must be merge, incremental or append"),
+        "cfg_missing": ("keys=['customer_id']", "the model has no column customer_id (named in `keys`)"),
+        "cfg_time": ("keys=['account_id'], event_time='seen'", "event_time column seen is text; it must be a timestamptz"),
+        "cfg_policy": ("keys=['account_id'], validation_policy='lenient'", "`validation_policy` must be strict or warn"),
+    }
+    for name, (config, _) in mistakes.items():
+        p.write_model(name, f"{{{{ config(materialized='feature_group', {config}) }}}}\n"
+                            "select account_id, event_time, seen, amount from {{ source('raw', 'cfg_events') }}")
+    run = p.run(" ".join(["cfg_yaml", *mistakes]))
+    assert not run.success
+    failed = {f.unique_id.rsplit(".", 1)[1]: " ".join(f.message.split()) for f in run.failures}
+    assert set(failed) == set(mistakes)
+    for name, (_, phrase) in mistakes.items():
+        assert phrase in failed[name], failed[name]
+        assert p.feature_group(name) is None
+
+    fg = p.feature_group("cfg_yaml", 3)
+    assert (fg["description"], fg["tags"], fg["options"]["commit_mode"]) == ("Configured in YAML.", ["yaml"],
+                                                                             "incremental")
+    assert p.rows("cfg_yaml__v3") == [(1, 1, at(1))]
