@@ -223,6 +223,8 @@ IDENTITY: list[Case] = [
     deny("owner_becomes_postgres", "alice", "set role postgres", match=SET_ROLE),
     deny("owner_becomes_admin", "alice", "set role fstore_admin", match=SET_ROLE),
     deny("owner_becomes_pg_read_server_files", "alice", "set role pg_read_server_files", match=SET_ROLE),
+    deny("owner_becomes_auditor", "alice", "set role fstore_auditor", match=SET_ROLE),
+    deny("unshared_becomes_auditor", "hank", "set role fstore_auditor", match=SET_ROLE),
     deny("owner_session_authorization_postgres", "alice", "set session authorization postgres",
          match="permission denied to set session authorization"),
     deny("ro_owner_becomes_a_owner", "carol", "set role {a}__owner", match=SET_ROLE),

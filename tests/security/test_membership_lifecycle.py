@@ -159,9 +159,11 @@ def test_commit_and_sessions_of_others(home: FstoreHome, make_project, tally) ->
             bob.execute("select pg_cancel_backend(%s)", (alice_pid,))
         shown = hank.execute("select query from pg_stat_activity where pid = %s", (alice_pid,)).fetchone()[0]
         assert shown == "<insufficient privilege>"
+        ssl = hank.execute("select count(*) from pg_stat_ssl where pid = %s", (alice_pid,)).fetchone()[0]
+        assert ssl == 0  # another session's certificate (DN, serial) is not shown
         alice.execute("select fstore.finish_commit(%s, 0, 0, null, null, null, null)", (commit,))
     tally.deny("finish_commit_of_another_session", "terminate_other_project_session",
-               "cancel_colleague_query", "read_other_session_query")
+               "cancel_colleague_query", "read_other_session_query", "read_other_session_certificate")
     tally.allow("owner_begins_and_finishes_commit")
 
 
