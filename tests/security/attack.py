@@ -20,9 +20,10 @@ Example::
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import psycopg
 from psycopg.pq import TransactionStatus
@@ -44,16 +45,16 @@ class Denied:
 
 @dataclass(frozen=True)
 class Hidden:
-    """The attempt runs but must return exactly ``rows`` (or ``rows(world)``)."""
+    """The attempt runs but must return exactly ``rows``."""
 
-    rows: Rows | Callable[[Any], Rows]
+    rows: Rows
 
 
 @dataclass(frozen=True)
 class Allowed:
     """The attempt must succeed; when ``rows`` is given it must return exactly those."""
 
-    rows: Rows | Callable[[Any], Rows] | None = None
+    rows: Rows | None = None
 
 
 Outcome = Denied | Hidden | Allowed
@@ -79,12 +80,12 @@ def deny(id: str, actor: str, *steps: Step, state: str = "42501", match: str = "
     return Case(id, actor, steps, Denied(state, match))
 
 
-def hide(id: str, actor: str, *steps: Step, rows: Rows | Callable[[Any], Rows]) -> Case:
+def hide(id: str, actor: str, *steps: Step, rows: Rows) -> Case:
     """A case whose last step must return only ``rows``."""
     return Case(id, actor, steps, Hidden(rows))
 
 
-def allow(id: str, actor: str, *steps: Step, rows: Rows | Callable[[Any], Rows] | None = None) -> Case:
+def allow(id: str, actor: str, *steps: Step, rows: Rows | None = None) -> Case:
     """A case whose steps must all succeed (the last returning ``rows`` when given)."""
     return Case(id, actor, steps, Allowed(rows))
 
@@ -121,7 +122,7 @@ def _run_step(conn: psycopg.Connection[Any], step: Step, names: dict[str, Any]) 
         return cur.fetchall() if cur.description is not None else None
 
 
-def run_case(conn: psycopg.Connection[Any], case: Case, names: dict[str, Any], world: Any) -> None:
+def run_case(conn: psycopg.Connection[Any], case: Case, names: dict[str, Any]) -> None:
     """Run one case on ``conn`` and assert its outcome; the session is reset afterwards."""
     try:
         for step in case.steps[:-1]:
@@ -140,7 +141,7 @@ def run_case(conn: psycopg.Connection[Any], case: Case, names: dict[str, Any], w
                 raise AssertionError(f"{case.id}: {case.actor} was allowed to run {case.steps[-1]!r}")
         else:
             rows = _run_step(conn, case.steps[-1], names)
-            wanted = expect.rows(world) if callable(expect.rows) else _fill_param(expect.rows, names)
+            wanted = _fill_param(expect.rows, names)
             if wanted is not None:
                 assert rows == wanted, f"{case.id}: expected {wanted!r}, got {rows!r}"
     finally:
@@ -154,3 +155,10 @@ def reset_session(conn: psycopg.Connection[Any]) -> None:
     if conn.info.transaction_status != TransactionStatus.IDLE:
         conn.execute("rollback")
     conn.execute("reset role")
+
+
+def login_with(material: Any, **overrides: Any) -> psycopg.Connection[Any]:
+    """Log in with ``ConnectionMaterial`` whose fields are overridden (another certificate,
+    another user name...): how an attacker holding some files would try."""
+    changed = dataclasses.replace(material, **overrides)
+    return psycopg.connect(changed.conninfo(), autocommit=True, connect_timeout=5)

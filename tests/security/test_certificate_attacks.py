@@ -6,7 +6,6 @@ whose CN is the role logs in, and the database knows its application.
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 from pathlib import Path
 
@@ -20,14 +19,10 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from fstore import certificates, pki
 from fstore.connection import material_for
 from fstore.home import FstoreHome
+from tests.security.attack import login_with
 
 NOW = dt.datetime.now(dt.timezone.utc)
 
-
-def login_with(material: object, **overrides: object) -> psycopg.Connection:
-    """Log in with connection material whose fields are overridden."""
-    changed = dataclasses.replace(material, **overrides)  # type: ignore[type-var]
-    return psycopg.connect(changed.conninfo(), autocommit=True, connect_timeout=5)
 
 
 def forge(directory: Path, common_name: str, issuer_cert: x509.Certificate | None = None,

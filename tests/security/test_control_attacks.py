@@ -282,5 +282,5 @@ CASES = WITHOUT_THE_RIGHT + HOSTILE_ARGUMENTS + CATALOG
 
 @pytest.mark.parametrize("case", CASES, ids=lambda case: case.id)
 def test_control_attack(case: Case, world, tally) -> None:
-    run_case(world.conn(case.actor), case, world.names, world)
+    run_case(world.conn(case.actor), case, world.names)
     tally.add(case.kind, case.id)

@@ -342,5 +342,5 @@ CASES = READ_WRITE + DDL + BYPASS + IDENTITY + ESCAPES + AUDIT
 
 @pytest.mark.parametrize("case", CASES, ids=lambda case: case.id)
 def test_data_attack(case: Case, world, tally) -> None:
-    run_case(world.conn(case.actor), case, world.names, world)
+    run_case(world.conn(case.actor), case, world.names)
     tally.add(case.kind, case.id)

@@ -5,7 +5,6 @@ removed or blocked person (open sessions, old or newly issued certificates) are 
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 
 import psycopg
@@ -15,12 +14,8 @@ from fstore import pki, projects
 from fstore.connection import material_for
 from fstore.home import FstoreHome
 from tests.conftest import unique
+from tests.security.attack import login_with
 
-
-def login_with(material: object, **overrides: object) -> psycopg.Connection:
-    """Log in with connection material whose fields are overridden (another cert, user...)."""
-    changed = dataclasses.replace(material, **overrides)  # type: ignore[type-var]
-    return psycopg.connect(changed.conninfo(), autocommit=True, connect_timeout=5)
 
 
 def test_share_modes_and_unshare_bite_in_open_sessions(make_project, tally) -> None:
