@@ -47,7 +47,7 @@ from fstore.pgarrow import normalise_batch, normalised
 from fstore.pointintime import adbc_translated
 from fstore.prefetch import prefetched
 from fstore.tfrecord import DIR_SPEC_NAME, SPEC_SUFFIX, SPEC_VERSION, TFRecordSink, \
-    check_tfrecord_schema, merge_column_specs, read_spec, tf_dataset_from_files
+    check_tfrecord_schema, merge_column_specs
 
 FORMATS: dict[str, str] = {"parquet": ".parquet", "csv": ".csv", "arrow": ".arrow",
                            "tfrecord": ".tfrecord", "npy": ""}
@@ -398,24 +398,19 @@ def _training_dataset(fs: Any, name: str, version: int | None) -> tuple[str, str
 def tf_dataset(fs: Any, path: str | Path, *, label: str | Sequence[str] | None = None,
                batch_size: int = 256, split: str | None = None, columns: Sequence[str] | None = None,
                defaults: dict[str, Any] | None = None) -> Any:
-    """A batched ``tf.data.Dataset`` over a TFRecord export, parsed with its feature spec.
+    """A batched ``tf.data.Dataset`` over a TFRecord (or Parquet) export.
 
     Yields dicts of tensors, or ``(features, label)`` pairs when ``label`` is given
-    (default: the label recorded in the spec, if any). ``split`` picks one split of a
-    split export; ``defaults`` gives values for NULLs (floats are NaN, others 0 or b"").
-    ``fs`` may be None: the export is read from files only.
+    (default: the label recorded in a TFRecord spec). ``split`` picks one split of a
+    split export; ``columns`` the features to keep; ``defaults`` values for NULLs
+    (TFRecord: floats are NaN, others 0 or b""). ``fs`` may be None: exports are files.
+    See :mod:`fstore.tfdata`.
 
     Example::
 
         ds = fs.tf_dataset("train_dir", split="train", batch_size=128)
         model.fit(ds, epochs=3)
     """
-    spec, files = read_spec(Path(path))
-    if split is not None:
-        files = [f for f in files if f.stem == split]
-        if not files:
-            raise InvalidInput(f"export {path} has no split {split!r} (splits: {', '.join(spec.get('splits', {}))})")
-    if label is None:
-        label = spec.get("label") or None
-    return tf_dataset_from_files(files, spec, label=label, batch_size=batch_size, defaults=defaults,
-                                 columns=columns)
+    from fstore.tfdata import tf_dataset as dataset
+
+    return dataset(path, label=label, batch_size=batch_size, split=split, columns=columns, defaults=defaults)

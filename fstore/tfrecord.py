@@ -3,8 +3,8 @@ a JSON feature spec written next to the records, and ``tf.data`` read-back.
 
 Writing does not import TensorFlow: the Example protobuf wire format and the
 TFRecord framing (length, masked CRC32C) are produced for a whole batch at once
-with numpy, row bytes laid out in a padded matrix. Reading uses real ``tf.data``
-(``TFRecordDataset`` + ``tf.io.parse_example``), driven by the spec.
+with numpy, row bytes laid out in a padded matrix. Reading back is
+:mod:`fstore.tfdata` (real ``tf.data``, driven by the spec).
 
 Type mapping (the spec keeps the Arrow type of every column):
 
@@ -24,13 +24,11 @@ Example::
 
     sink = TFRecordSink(Path("train.tfrecord"), batch.schema)
     sink.write(batch)
-    spec = sink.close()                                  # dict, saved as JSON by the caller
-    ds = tf_dataset_from_files([Path("train.tfrecord")], spec, label="is_fraud", batch_size=256)
+    columns = sink.close()          # per column: kind, shape, Arrow type, NULLs (the spec's "columns")
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -443,66 +441,3 @@ def column_specs(schema: pa.Schema, kinds: dict[str, tuple[str, pa.DataType | No
         specs[name] = {"kind": kind, "shape": shape, "arrow_type": str(field_type),
                        "null_count": s["null_count"]}
     return specs
-
-
-# --- reading back with tf.data ---------------------------------------------------------------
-def read_spec(path: Path) -> tuple[dict[str, Any], list[Path]]:
-    """The spec and record files of a TFRecord export (a file, or a directory of splits)."""
-    path = Path(path)
-    if path.is_dir():
-        spec_path = path / DIR_SPEC_NAME
-        if not spec_path.exists():
-            raise InvalidInput(f"{path} is not a TFRecord export: {DIR_SPEC_NAME} is missing")
-        spec = json.loads(spec_path.read_text())
-        return spec, sorted(path.glob("*.tfrecord"))
-    spec_path = path.with_name(path.name + SPEC_SUFFIX)
-    if not path.exists():
-        raise InvalidInput(f"no TFRecord export at {path}")
-    if not spec_path.exists():
-        raise InvalidInput(f"{path} has no feature spec {spec_path.name} next to it")
-    return json.loads(spec_path.read_text()), [path]
-
-
-def parse_features(spec: dict[str, Any], defaults: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The ``tf.io.parse_example`` feature description of a spec (``defaults`` per column)."""
-    import tensorflow as tf
-
-    defaults = defaults or {}
-    dtypes = {"float": tf.float32, "int64": tf.int64, "bytes": tf.string}
-    fallback = {"float": float("nan"), "int64": 0, "bytes": b""}
-    description: dict[str, Any] = {}
-    for name, column in spec["columns"].items():
-        dtype = dtypes[column["kind"]]
-        if column["shape"] is None:
-            description[name] = tf.io.RaggedFeature(dtype)
-        else:
-            default = defaults.get(name, fallback[column["kind"]])
-            shape = list(column["shape"])
-            description[name] = tf.io.FixedLenFeature(
-                shape, dtype, default_value=np.full(shape, default).tolist() if shape else default)
-    return description
-
-
-def tf_dataset_from_files(files: Sequence[Path], spec: dict[str, Any], *, label: str | Sequence[str] | None,
-                          batch_size: int, defaults: dict[str, Any] | None = None,
-                          columns: Sequence[str] | None = None) -> Any:
-    """A batched ``tf.data.Dataset`` of dicts (or ``(features, label)`` pairs) over record files."""
-    import tensorflow as tf
-
-    description = parse_features(spec, defaults)
-    labels = [label] if isinstance(label, str) else list(label or [])
-    for name in [*labels, *(columns or [])]:
-        if name not in description:
-            raise InvalidInput(f"column {name!r} is not in the export (columns: {', '.join(description)})")
-    if columns is not None:
-        description = {k: v for k, v in description.items() if k in set(columns) | set(labels)}
-
-    def parse(serialized: Any) -> Any:
-        parsed = tf.io.parse_example(serialized, description)
-        if not labels:
-            return parsed
-        target = parsed.pop(labels[0]) if len(labels) == 1 else {k: parsed.pop(k) for k in labels}
-        return parsed, target
-
-    dataset = tf.data.TFRecordDataset([str(f) for f in files])
-    return dataset.batch(batch_size).map(parse, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)

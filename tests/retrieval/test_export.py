@@ -327,3 +327,23 @@ def test_tfrecord_encoding_matches_protobuf_on_random_rows(tmp_path: Path) -> No
         assert list(feature["ragged"].float_list.value) == pytest.approx(row["ragged"], rel=1e-6)
         assert list(feature["ints"].int64_list.value) == row["ints"]
         assert feature["b"].int64_list.value == [int(row["b"])]
+
+
+def test_parquet_export_through_tf_data(exported: Any, tmp_path: Path) -> None:
+    split = sql.SQL("case when account_id % 4 = 0 then 'test' else 'train' end as split")
+    path = tmp_path / "txn_parquet"
+    export_query(exported, ordered_query(exported, split), path, "parquet", split_column="split")
+    dataset = tf_dataset(exported, path, split="test", label="label", batch_size=25,
+                         columns=["amount", "note", "embedding", "event_time"])
+    batches = list(dataset.as_numpy_iterator())
+    rows = [r for r in expected() if r["account_id"] % 4 == 0]
+    features = {k: np.concatenate([b[0][k] for b in batches]) for k in batches[0][0]}
+    assert sorted(features) == ["amount", "embedding", "event_time", "note"]
+    assert np.concatenate([b[1] for b in batches]).tolist() == [r["label"] for r in rows]
+    np.testing.assert_array_equal(features["amount"], np.array(
+        [np.nan if r["amount"] is None else r["amount"] for r in rows], dtype=np.float32))
+    assert features["embedding"].tolist() == [r["embedding"] for r in rows]
+    assert features["note"].tolist() == [(r["note"] or "").encode() for r in rows]
+    epoch = dt.datetime(1970, 1, 1, tzinfo=UTC)
+    assert features["event_time"].tolist() == [(r["event_time"] - epoch) // dt.timedelta(microseconds=1)
+                                               for r in rows]
