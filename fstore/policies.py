@@ -6,7 +6,9 @@ File format::
     policies:
       - name: consented_only          # [a-z][a-z0-9_]*
         table: accounts                # a table, or a feature group name (all its versions, offline and online)
-        roles: [data_scientist]        # data_owner | data_scientist | everyone
+        roles: [data_scientist]        # data_scientist: every reader but the project's Data Owners
+                                       # (its Data Scientists and the members of projects it is
+                                       # shared with); data_owner; everyone
         using: "consent"               # a boolean expression over the table's columns
 
 Each policy is a RESTRICTIVE policy: rows the predicate rejects are invisible to

@@ -35,6 +35,7 @@ language plpgsql volatile set search_path = pg_catalog, fstore, pg_temp as $$
 declare
   v_policy record;
   v_roles text;
+  v_guard text;
   v_count integer := 0;
 begin
   execute format('alter table %I.%I enable row level security, force row level security', p_schema, p_table);
@@ -51,13 +52,25 @@ begin
       raise exception 'row policy % of project % has a predicate with ";": refusing to apply it',
         v_policy.name, p_schema using errcode = '22023';
     end if;
-    select string_agg(case r when 'everyone' then 'public'
-                             else quote_ident(p_schema || '__' || r) end, ', ')
-      into v_roles from unnest(v_policy.roles) r;
-    execute format('create policy %I on %I.%I as restrictive for %s to %s using (%s)',
+    -- Who a policy binds: `everyone` -> all roles; `data_owner` -> the project's Data Owners;
+    -- `data_scientist` -> every reader who is not a Data Owner of this project (its Data
+    -- Scientists AND the members of projects it is shared with), so a share never shows
+    -- another project more than the project's own scientists see.
+    if 'everyone' = any(v_policy.roles)
+       or ('data_owner' = any(v_policy.roles) and 'data_scientist' = any(v_policy.roles)) then
+      v_roles := 'public';
+      v_guard := '';
+    elsif 'data_scientist' = any(v_policy.roles) then
+      v_roles := 'public';
+      v_guard := format('(select pg_has_role(current_user, %L, ''MEMBER'')) or ', p_schema || '__owner');
+    else
+      v_roles := quote_ident(p_schema || '__data_owner');
+      v_guard := '';
+    end if;
+    execute format('create policy %I on %I.%I as restrictive for %s to %s using (%s(%s))',
                    'fstore_rls_' || v_policy.name, p_schema, p_table,
                    case v_policy.command when 'all' then 'all' else 'select' end,
-                   v_roles, v_policy.predicate);
+                   v_roles, v_guard, v_policy.predicate);
     v_count := v_count + 1;
   end loop;
   return v_count;

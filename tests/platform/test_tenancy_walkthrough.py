@@ -162,6 +162,12 @@ def test_policy_apply_filters_scientists_and_survives_new_tables(make_project, t
         alice.execute(f"insert into {fraud.name}.tx values (3, true), (4, false)")
     with fraud.connect("bob") as bob:
         assert bob.execute(f"select array_agg(id) from {fraud.name}.tx").fetchone()[0] == [3]
+    # a project it is shared with sees no more than the project's own Data Scientists
+    other = make_project(owner="carol")
+    with fraud.connect("alice") as alice:
+        projects.share_project(alice, fraud.name, other.name)
+    with other.connect("carol") as carol:
+        assert carol.execute(f"select array_agg(id) from {fraud.name}.tx").fetchone()[0] == [3]
     hostile = tmp_path / "hostile.yml"
     hostile.write_text(
         "policies:\n  - name: evil\n    table: tx\n    roles: [everyone]\n    using: \"true) ; drop table x; --\"\n"
