@@ -61,6 +61,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--home", default=None, help="use this running fstore home instead of a temporary one")
     p.add_argument("--shared-buffers", default="2GB", help="for the bench's own server")
     p.add_argument("--max-wal-size", default=None, help="for the bench's own server (default: the server's)")
+    p.add_argument("--offline-index", choices=("covering", "keys"), default="covering",
+                   help="the feature group's offline_index option (default covering)")
     p.add_argument("--python", action="store_true", help="also time fg.insert of the same rows from Arrow")
     p.add_argument("--output", default=None, help="write the JSON here too")
     return p.parse_args(argv)
@@ -127,7 +129,8 @@ def _measure(home: FstoreHome, project: str, args: argparse.Namespace) -> dict[s
         conn = fs.conn
         load_s, _ = timed(lambda: _load_source(conn, owner, source, args))
         fg = fs.create_feature_group("bench", 1, keys=["account_id"], features=FEATURES, online=True,
-                                     description="commit benchmark")
+                                     description="commit benchmark",
+                                     options={"offline_index": args.offline_index})
         conn.execute(sql.SQL("select count(*) from {}").format(source))  # same cache state for both
 
         checkpoint(home)
@@ -146,6 +149,7 @@ def _measure(home: FstoreHome, project: str, args: argparse.Namespace) -> dict[s
             (f"{project}.ctas_copy", f"{project}.bench__v1", f"{project}.bench__v1__online")).fetchone()
         result: dict[str, Any] = {
             "rows": args.rows, "entities": args.entities, "features": FEATURES,
+            "offline_index": args.offline_index,
             "load_source_seconds": round(load_s, 3),
             "ctas_seconds": round(ctas_s, 3),
             "commit_seconds": round(commit_s, 3),
@@ -192,7 +196,8 @@ def _python_insert(fs: fstore.FeatureStore, source: sql.Identifier, args: argpar
             table = cur.fetch_arrow_table()
     finally:
         adbc.close()
-    fg = fs.create_feature_group("bench", 2, keys=["account_id"], features=FEATURES, online=True)
+    fg = fs.create_feature_group("bench", 2, keys=["account_id"], features=FEATURES, online=True,
+                                 options={"offline_index": args.offline_index})
     seconds, commit = timed(lambda: fg.insert(table))
     return {"seconds": round(seconds, 3), "rows": commit.rows, "online_rows": commit.online_rows}
 

@@ -230,6 +230,16 @@ begin
       v_include := v_include || format('%I', v_col->>'name');
     end if;
   end loop;
+  -- options.offline_index: 'covering' (default: the point-in-time index includes the
+  -- non-vector features, so lookups can be index-only) or 'keys' (keys, event time and
+  -- commit only: about half the index to write on every commit, lookups visit the heap)
+  if coalesce(p_options->>'offline_index', 'covering') not in ('covering', 'keys') then
+    raise exception 'options.offline_index must be covering or keys, not %', quote_literal(p_options->>'offline_index')
+      using errcode = '22023';
+  end if;
+  if p_options->>'offline_index' = 'keys' then
+    v_include := '{}';
+  end if;
   select string_agg(format('%I', k), ', ') into v_key_list from unnest(p_keys) k;
   execute format('create table %I.%I (%s, %I timestamptz not null, _commit_id bigint not null)',
                  p_project, v_offline, array_to_string(v_defs, ', '), p_event_time);
