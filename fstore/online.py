@@ -29,6 +29,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import psycopg
 import pyarrow as pa
 from psycopg import sql
@@ -302,6 +303,8 @@ def _key_columns(entity_rows: Any, keys: list[Column]) -> tuple[list[list[Any]],
         except (KeyError, TypeError, IndexError):
             _explain_bad_rows(entity_rows, names)
             raise
+        if entity_rows and any(isinstance(c[0], np.generic) for c in columns):  # numpy scalars
+            columns = [[v.item() if isinstance(v, np.generic) else v for v in c] for c in columns]
         return columns, len(entity_rows)
     if isinstance(entity_rows, (pa.Table, pa.RecordBatch)):
         missing = [n for n in names if n not in entity_rows.column_names]

@@ -333,3 +333,15 @@ def test_nearest_bad_arguments(merchants: Any) -> None:
             fs.nearest("merchants", "embedding", [0, 0, 1], k=0)
         with pytest.raises(InvalidInput, match="unknown metric"):
             fs.nearest("merchants", "embedding", [0, 0, 1], k=3, metric="manhattan")
+
+
+def test_no_entities_and_numpy_keys(served: Any) -> None:
+    import numpy as np
+
+    with bob(served) as fs:
+        empty = fs.get_online_features(["activity:amount"], [])
+        rows = fs.get_online_features(["activity:amount"], [{"account_id": k} for k in np.array([2, 3])])
+        one = fs.get_online_features(["activity:amount"], {"account_id": np.int64(4)})
+    assert empty.num_rows == 0 and empty.column_names == ["account_id", "amount", "activity__found"]
+    assert rows.column("amount").to_pylist() == [3.0, 4.5]
+    assert one["amount"] == 6.0
