@@ -45,13 +45,13 @@ from fstore.errors import Conflict, InvalidInput, from_database
 from fstore.npy import NpySink
 from fstore.pgarrow import normalise_batch, normalised
 from fstore.pointintime import adbc_translated
-from fstore.prefetch import prefetched
+from fstore.prefetch import ReadAhead
 from fstore.tfrecord import DIR_SPEC_NAME, SPEC_SUFFIX, SPEC_VERSION, TFRecordSink, \
     check_tfrecord_schema, merge_column_specs
 
 FORMATS: dict[str, str] = {"parquet": ".parquet", "csv": ".csv", "arrow": ".arrow",
                            "tfrecord": ".tfrecord", "npy": ""}
-PREFETCH = True  # read the next batches from the database while writing this one
+READ_AHEAD = 2  # batches read from the database while one is written
 SPLIT_VALUE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 Progress = Callable[[int], None]
 
@@ -339,10 +339,9 @@ def export_query(fs: Any, query: sql.Composable | str, path: str | Path, format:
     text = query.as_string(fs.conn)
     with adbc_translated(), closing(fs.adbc()) as conn, closing(conn.cursor()) as cursor:
         cursor.execute(text)
-        reader = cursor.fetch_record_batch()
-        return write_batches(prefetched(reader) if PREFETCH else reader, path, format, label=label,
-                             split_column=split_column, features=features, dtype=dtype,
-                             progress=progress, overwrite=overwrite)
+        with ReadAhead(cursor.fetch_record_batch(), depth=READ_AHEAD) as reader:
+            return write_batches(reader, path, format, label=label, split_column=split_column,
+                                 features=features, dtype=dtype, progress=progress, overwrite=overwrite)
 
 
 @dataclass

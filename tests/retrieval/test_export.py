@@ -347,3 +347,23 @@ def test_parquet_export_through_tf_data(exported: Any, tmp_path: Path) -> None:
     epoch = dt.datetime(1970, 1, 1, tzinfo=UTC)
     assert features["event_time"].tolist() == [(r["event_time"] - epoch) // dt.timedelta(microseconds=1)
                                                for r in rows]
+
+
+def test_read_ahead_keeps_order_passes_errors_and_stops_its_thread() -> None:
+    import threading
+
+    from fstore.prefetch import ReadAhead
+
+    before = threading.active_count()
+    with ReadAhead(failing_reader(after=99), depth=1) as reader:
+        ids = [r["account_id"] for b in reader for r in b.to_pylist()]
+    assert ids == list(range(1, ROWS + 1))
+    seen = 0
+    with pytest.raises(ConnectionError, match="mid-stream"):
+        with ReadAhead(failing_reader(after=2)) as reader:
+            for batch in reader:
+                seen += batch.num_rows
+    assert seen == 100
+    with ReadAhead(failing_reader(after=99), depth=1) as reader:
+        reader.read_next_batch()  # stop early: leaving the block ends the thread
+    assert threading.active_count() == before
