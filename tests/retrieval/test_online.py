@@ -345,3 +345,24 @@ def test_no_entities_and_numpy_keys(served: Any) -> None:
     assert empty.num_rows == 0 and empty.column_names == ["account_id", "amount", "activity__found"]
     assert rows.column("amount").to_pylist() == [3.0, 4.5]
     assert one["amount"] == 6.0
+
+
+def test_serving_applies_the_callers_row_policies(merchants: Any) -> None:
+    from fstore.policies import RowPolicy, apply_policies
+
+    project, rows = merchants
+    with project.connect("alice") as alice:
+        apply_policies(alice, project.name, [RowPolicy(name="de_only", table="merchants", roles=("data_scientist",),
+                                                       using="country = 'DE'")])
+    query = [0.1, 0.1, 0.1]
+    german = sorted((r for r in rows if r[2] == "DE"), key=lambda r: math.dist(r[4], query))
+    other = next(r for r in rows if r[2] != "DE")
+    online.clear_plans()
+    with bob(project) as fs:
+        assert fs.nearest("merchants", "embedding", query, k=4).column("merchant_id").to_pylist() == \
+            [r[0] for r in german[:4]]
+        assert fs.get_online_features(["merchants:country"], {"merchant_id": other[0]})["merchants__found"] is False
+    with fstore.connect(project.name, "alice", home=project.home) as owner:  # Data Owners see every row
+        assert owner.get_online_features(["merchants:country"], {"merchant_id": other[0]})["country"] == other[2]
+        assert owner.nearest("merchants", "embedding", query, k=4).column("merchant_id").to_pylist() == \
+            [r[0] for r in sorted(rows, key=lambda r: math.dist(r[4], query))[:4]]
