@@ -12,8 +12,10 @@ time and six features of mixed types) in the same run, on the same server:
 * with ``--python``, also ``fg.insert`` of the same rows from an Arrow table
   (checks, binary COPY over TLS into a temporary table, then the same commit).
 
-A checkpoint runs before each timed step. One JSON document goes to stdout (or
-``--output``) with the timings and ``ratio = commit / ctas`` (target <= 2).
+A checkpoint runs before each timed step; with ``--repeat`` the pair runs again on
+emptied tables and the medians are reported (the machine may be shared). One JSON
+document goes to stdout (or ``--output``) with the timings and
+``ratio = commit / ctas`` (target <= 2).
 
 It starts its own server in a temporary home (CA, admin certificate, free port)
 unless ``--home`` names a running one; either way it works in a new project that it
@@ -31,6 +33,7 @@ import os
 import platform
 import shutil
 import socket
+import statistics
 import sys
 import tempfile
 import time
@@ -58,6 +61,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--rows", type=int, default=10_000_000, help="rows in the commit")
     p.add_argument("--entities", type=int, default=100_000, help="distinct entity keys")
+    p.add_argument("--repeat", type=int, default=1, help="runs of (CTAS, commit); medians are reported")
     p.add_argument("--home", default=None, help="use this running fstore home instead of a temporary one")
     p.add_argument("--shared-buffers", default="2GB", help="for the bench's own server")
     p.add_argument("--max-wal-size", default=None, help="for the bench's own server (default: the server's)")
@@ -133,12 +137,18 @@ def _measure(home: FstoreHome, project: str, args: argparse.Namespace) -> dict[s
                                      options={"offline_index": args.offline_index})
         conn.execute(sql.SQL("select count(*) from {}").format(source))  # same cache state for both
 
-        checkpoint(home)
-        ctas_s, _ = timed(lambda: _ctas(conn, owner, copy, source))
-        checkpoint(home)
-        commit_s, commit_id = timed(lambda: conn.execute(
-            sql.SQL("select fstore.commit_feature_rows(%s, %s::regclass, 'append', 'bench')"),
-            (fg.id, f"{project}.source")).fetchone()[0])
+        runs = []
+        for run_number in range(args.repeat):
+            if run_number:
+                _reset(conn, owner, copy, fg)
+            checkpoint(home)
+            ctas_s, _ = timed(lambda: _ctas(conn, owner, copy, source))
+            checkpoint(home)
+            commit_s, commit_id = timed(lambda: conn.execute(
+                sql.SQL("select fstore.commit_feature_rows(%s, %s::regclass, 'append', 'bench')"),
+                (fg.id, f"{project}.source")).fetchone()[0])
+            runs.append({"ctas_seconds": round(ctas_s, 3), "commit_seconds": round(commit_s, 3),
+                         "ratio": round(commit_s / ctas_s, 3)})
         checkpoint(home)
         stats_s, _ = timed(lambda: conn.execute(
             "select fstore.batch_statistics(%s, %s::regclass)", (fg.id, f"{project}.source")).fetchone())
@@ -147,15 +157,18 @@ def _measure(home: FstoreHome, project: str, args: argparse.Namespace) -> dict[s
             "select pg_total_relation_size(%s::regclass), pg_total_relation_size(%s::regclass), "
             "pg_total_relation_size(%s::regclass)",
             (f"{project}.ctas_copy", f"{project}.bench__v1", f"{project}.bench__v1__online")).fetchone()
+        ctas_median = statistics.median(r["ctas_seconds"] for r in runs)
+        commit_median = statistics.median(r["commit_seconds"] for r in runs)
         result: dict[str, Any] = {
             "rows": args.rows, "entities": args.entities, "features": FEATURES,
             "offline_index": args.offline_index,
             "load_source_seconds": round(load_s, 3),
-            "ctas_seconds": round(ctas_s, 3),
-            "commit_seconds": round(commit_s, 3),
+            "ctas_seconds": ctas_median,
+            "commit_seconds": commit_median,
             "statistics_only_seconds": round(stats_s, 3),
-            "ratio": round(commit_s / ctas_s, 3) if ctas_s else None,
+            "ratio": round(commit_median / ctas_median, 3) if ctas_median else None,
             "target_ratio": TARGET_RATIO,
+            "runs": runs,
             "commit": {"id": commit.id, "rows": commit.rows, "online_rows": commit.online_rows},
             "bytes": {"ctas_copy": sizes[0], "offline_with_index": sizes[1], "online": sizes[2]},
         }
@@ -185,6 +198,14 @@ def _ctas(conn: Any, owner: sql.Identifier, copy: sql.Identifier, source: sql.Id
     with conn.transaction():
         conn.execute(sql.SQL("set local role {}").format(owner))
         conn.execute(sql.SQL("create table {} as select * from {}").format(copy, source))
+
+
+def _reset(conn: Any, owner: sql.Identifier, copy: sql.Identifier, fg: Any) -> None:
+    """Back to the starting state for another run: no CTAS copy, empty offline and online tables."""
+    with conn.transaction():
+        conn.execute(sql.SQL("set local role {}").format(owner))
+        conn.execute(sql.SQL("drop table {}").format(copy))
+        conn.execute(sql.SQL("truncate {}, {}").format(fg.offline_relation(), fg.online_relation()))
 
 
 def _python_insert(fs: fstore.FeatureStore, source: sql.Identifier, args: argparse.Namespace) -> dict[str, Any]:

@@ -14,14 +14,14 @@ ROOT = Path(__file__).resolve().parents[2]
 def test_commit_bench_small_run(home) -> None:
     result = subprocess.run(
         [sys.executable, str(ROOT / "bench" / "commit.py"), "--rows", "5000", "--entities", "100",
-         "--home", str(home.root), "--python"],
+         "--home", str(home.root), "--python", "--repeat", "2"],
         cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
     assert report["rows"] == 5000 and report["entities"] == 100
     for key in ("ctas_seconds", "commit_seconds", "statistics_only_seconds", "ratio", "load_source_seconds"):
         assert isinstance(report[key], float) and report[key] > 0, key
-    assert report["target_ratio"] == 2.0
+    assert report["target_ratio"] == 2.0 and len(report["runs"]) == 2
     assert report["commit"]["rows"] == 5000 and report["commit"]["online_rows"] == 100
     assert report["python_insert"]["rows"] == 5000 and report["python_insert"]["online_rows"] == 100
     assert report["bytes"]["offline_with_index"] > report["bytes"]["ctas_copy"] > 0
