@@ -32,7 +32,9 @@ from fstore.errors import InvalidInput, NotFound, translated
 from fstore.expressions import safe_predicate
 from fstore.online import resolve_features
 
-METRICS: dict[str, str] = {"l2": "<->", "cosine": "<=>", "inner_product": "<#>"}
+METRICS: dict[str, str] = {"l2": "<->", "cosine": "<=>", "inner_product": "<#>", "l1": "<+>"}
+OPERATOR_CLASSES: dict[str, str] = {"vector_l2_ops": "l2", "vector_cosine_ops": "cosine",
+                                    "vector_ip_ops": "inner_product", "vector_l1_ops": "l1"}
 MAX_K = 1000
 _CONFIGURED: "weakref.WeakSet[psycopg.Connection[Any]]" = weakref.WeakSet()
 
@@ -66,11 +68,24 @@ class NearestStatement:
     schema: pa.Schema
 
 
+def index_metric(conn: psycopg.Connection[Any], schema: str, table: str, column: str) -> str | None:
+    """The metric of an HNSW index on ``schema.table (column)``, from its operator class."""
+    row = conn.execute(
+        """select opc.opcname from pg_index i
+             join pg_class t on t.oid = i.indrelid join pg_namespace n on n.oid = t.relnamespace
+             join pg_class ix on ix.oid = i.indexrelid join pg_am am on am.oid = ix.relam
+             join pg_attribute a on a.attrelid = t.oid and a.attnum = i.indkey[0]
+             join pg_opclass opc on opc.oid = i.indclass[0]
+            where n.nspname = %s and t.relname = %s and a.attname = %s and am.amname = 'hnsw'
+            order by ix.relname limit 1""", (schema, table, column)).fetchone()
+    return OPERATOR_CLASSES.get(row[0]) if row else None
+
+
 def nearest_statement(conn: psycopg.Connection[Any], project: str, group: str, vector_feature: str,
                       query_vector: Sequence[float], k: int = 10, where: str | None = None, *,
-                      metric: str = "l2", features: Sequence[str] | None = None) -> NearestStatement:
+                      metric: str | None = None, features: Sequence[str] | None = None) -> NearestStatement:
     """Build (not run) the statement of :func:`nearest`; every name is checked against the catalog."""
-    if metric not in METRICS:
+    if metric is not None and metric not in METRICS:
         raise InvalidInput(f"unknown metric {metric!r}: use {', '.join(METRICS)}")
     if not isinstance(k, int) or isinstance(k, bool) or not 1 <= k <= MAX_K:
         raise InvalidInput(f"k must be an integer from 1 to {MAX_K}")
@@ -83,6 +98,8 @@ def nearest_statement(conn: psycopg.Connection[Any], project: str, group: str, v
     if column.type_name != "vector":
         raise InvalidInput(f"feature {vector_feature} of {resolved.label} is {column.type_name}, not a vector")
     vector = _query_vector(query_vector, f"{resolved.label}:{vector_feature}", column.dimension)
+    if metric is None:  # the index's metric, so that the index answers
+        metric = index_metric(conn, resolved.project, resolved.online_table or "", vector_feature) or "l2"
     names = list(features) if features is not None else resolved.available
     for name in names:
         if name not in resolved.available:
@@ -109,13 +126,14 @@ def nearest_statement(conn: psycopg.Connection[Any], project: str, group: str, v
 
 def nearest(conn: psycopg.Connection[Any], project: str, group: str, vector_feature: str,
             query_vector: Sequence[float], k: int = 10, where: str | None = None, *,
-            metric: str = "l2", features: Sequence[str] | None = None) -> pa.Table:
+            metric: str | None = None, features: Sequence[str] | None = None) -> pa.Table:
     """The ``k`` entities of a feature group nearest to ``query_vector``, closest first.
 
     ``group`` is ``group``, ``group@2`` or ``project.group``; ``vector_feature`` a
-    ``vector`` column of it; ``metric`` ``l2`` (``<->``), ``cosine`` (``<=>``) or
-    ``inner_product`` (``<#>``, negative inner product), matching the HNSW index's
-    operator class; ``where`` a filter on the group's columns. Returns keys, the
+    ``vector`` column of it; ``metric`` ``l2`` (``<->``), ``cosine`` (``<=>``),
+    ``inner_product`` (``<#>``, negative inner product) or ``l1`` (``<+>``); by default
+    the metric of the column's HNSW index (``options.hnsw`` of the feature group), else
+    l2; ``where`` a filter on the group's columns. Returns keys, the
     features (all, or ``features``), event time and ``_distance``. The group's TTL
     applies: expired rows are not candidates.
 

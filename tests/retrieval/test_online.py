@@ -7,6 +7,7 @@ Feature groups are created and committed through SQL (``tests/retrieval/conftest
 from __future__ import annotations
 
 import datetime as dt
+import json
 import math
 import random
 import threading
@@ -22,7 +23,7 @@ import fstore
 from fstore import online, projects, vectors
 from fstore.errors import InvalidInput, NotFound, PermissionDenied
 from fstore.serving_pool import OnlineStore
-from tests.retrieval.conftest import commit_rows, create_group
+from tests.retrieval.conftest import SqlFeatureGroup, commit_rows, create_group
 
 UTC = dt.timezone.utc
 ACTIVITY = {"account_id": "bigint", "event_time": "timestamptz", "amount": "double precision",
@@ -262,13 +263,24 @@ def merchants(fraud: Any) -> Any:
     rng = random.Random(3)
     rows = [(i, now() - dt.timedelta(minutes=1), rng.choice(["DE", "FR", "IT"]), round(rng.random(), 3),
              [round(rng.uniform(-1, 1), 3) for _ in range(3)]) for i in range(1, 61)]
+    spec = [{"name": n, "type": t} for n, t in EMBEDDED.items()]
     with fraud.connect("alice") as alice:
-        group = create_group(alice, fraud.name, "merchants", EMBEDDED, ["merchant_id"], online=True)
-        commit_rows(alice, group, [(*r[:4], str(r[4])) for r in rows])
         with alice.transaction():
             alice.execute(sql.SQL("set local role {}").format(sql.Identifier(f"{fraud.name}__owner")))
-            alice.execute(sql.SQL("create index on {} using hnsw (embedding vector_l2_ops)").format(
-                sql.Identifier(fraud.name, "merchants__v1__online")))
+            group_id = alice.execute(
+                "select fstore.create_feature_group(%s, 'merchants', 1, array['merchant_id'], 'event_time',"
+                " %s::jsonb, true, p_options => '{\"hnsw\": [\"embedding\"]}')", (fraud.name, json.dumps(spec))
+            ).fetchone()[0]
+        group = SqlFeatureGroup(group_id, fraud.name, "merchants", 1, ("merchant_id",), tuple(EMBEDDED))
+        commit_rows(alice, group, [(*r[:4], str(r[4])) for r in rows])
+        with alice.transaction():  # a second group, its embeddings indexed for cosine distance
+            alice.execute(sql.SQL("set local role {}").format(sql.Identifier(f"{fraud.name}__owner")))
+            cosine_id = alice.execute(
+                "select fstore.create_feature_group(%s, 'shops', 1, array['merchant_id'], 'event_time',"
+                " %s::jsonb, true, p_options => '{\"hnsw\": {\"embedding\": \"vector_cosine_ops\"}}')",
+                (fraud.name, json.dumps(spec))).fetchone()[0]
+        shops = SqlFeatureGroup(cosine_id, fraud.name, "shops", 1, ("merchant_id",), tuple(EMBEDDED))
+        commit_rows(alice, shops, [(*r[:4], str(r[4])) for r in rows])
     return fraud, rows
 
 
@@ -287,6 +299,29 @@ def test_nearest_with_a_filter_matches_brute_force(merchants: Any) -> None:
     assert unfiltered.column_names == ["merchant_id", "country", "event_time", "_distance"]
     assert unfiltered.column("merchant_id").to_pylist() == \
         [r[0] for r in sorted(rows, key=lambda r: math.dist(r[4], query))[:3]]
+
+
+def cosine(a: list[float], b: list[float]) -> float:
+    return 1 - sum(x * y for x, y in zip(a, b)) / (math.hypot(*a) * math.hypot(*b))
+
+
+def test_nearest_takes_the_metric_of_the_index(merchants: Any) -> None:
+    project, rows = merchants
+    query = [0.9, -0.2, 0.1]
+    with bob(project) as fs:
+        shops = fs.nearest("shops", "embedding", query, k=5)
+        l2 = fs.nearest("shops", "embedding", query, k=5, metric="l2")
+        statement = vectors.nearest_statement(fs.conn, fs.project, "shops", "embedding", query, k=5)
+        with fs.conn.transaction():
+            fs.conn.execute("set local enable_seqscan = off")
+            plan = "\n".join(r[0] for r in fs.conn.execute(sql.SQL("explain ") + statement.query,
+                                                            statement.params).fetchall())
+    by_cosine = sorted(rows, key=lambda r: cosine(r[4], query))[:5]
+    assert shops.column("merchant_id").to_pylist() == [r[0] for r in by_cosine]
+    assert shops.column("_distance").to_pylist() == pytest.approx([cosine(r[4], query) for r in by_cosine], rel=1e-4)
+    by_l2 = sorted(rows, key=lambda r: math.dist(r[4], query))[:5]
+    assert l2.column("merchant_id").to_pylist() == [r[0] for r in by_l2]
+    assert "<=>" in statement.query.as_string(None) and "Index Scan using shops__v1__online_embedding_idx" in plan
 
 
 def test_nearest_uses_the_hnsw_index(merchants: Any) -> None:
