@@ -19,11 +19,13 @@ from __future__ import annotations
 import datetime as dt
 import json
 import re
+import threading
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any, Union
 
+import numpy as np
 import pyarrow as pa
 from psycopg import sql
 
@@ -36,6 +38,9 @@ if TYPE_CHECKING:
 Spine = Union["pa.Table", "pa.RecordBatchReader", "pa.RecordBatch", str, Any]
 
 SPINE_TABLE = "_fstore_spine"
+ROW_COLUMN = "_fstore_row"  # spine order, while shards of the spine are joined in parallel
+PARALLEL_MIN_ROWS = 100_000
+DEFAULT_WORKERS = 2
 INGEST_BATCH_ROWS = 65_536
 WORK_MEM = "256MB"  # the final sort into spine order stays in memory for ~1M rows
 TABLE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_$]*(\.[A-Za-z_][A-Za-z0-9_$]*)?$")
@@ -206,31 +211,124 @@ def builder_arguments(
     ttl: dt.timedelta | str | None,
     full_feature_names: bool,
     keys: Mapping[str, str] | None,
-) -> str:
-    """The builder's arguments as one JSON parameter (ADBC binds text reliably)."""
+) -> dict[str, Any]:
+    """The builder's arguments, checked; sent as one JSON parameter (ADBC binds text reliably)."""
     if keys is not None and not (
         isinstance(keys, Mapping) and all(isinstance(k, str) and isinstance(v, str) for k, v in keys.items())
     ):
         raise InvalidInput('keys must map spine columns to feature-group keys, e.g. {"customer": "account_id"}')
-    return json.dumps({
+    return {
         "features": feature_list(features), "event_time_column": event_time_column,
         "ttl": ttl_text(ttl), "full_feature_names": bool(full_feature_names),
         "keys": dict(keys) if keys is not None else None,
-    })
+    }
 
 
 BUILD_QUERY = """
 select fstore.training_data_sql(
   $1::regclass, array(select jsonb_array_elements_text(a->'features')), a->>'event_time_column',
-  (a->>'ttl')::interval, (a->>'full_feature_names')::boolean, nullif(a->'keys', 'null'::jsonb))
+  (a->>'ttl')::interval, (a->>'full_feature_names')::boolean, nullif(a->'keys', 'null'::jsonb),
+  p_order_column => a->>'order_column', p_sorted => a->>'order_column' is null)
   from (select $2::jsonb as a) args
 """
 
+PLAN_QUERY = """
+select fstore.resolve_features(array(select jsonb_array_elements_text(a->'features')),
+                               (a->>'full_feature_names')::boolean)
+  from (select $1::jsonb as a) args
+"""
 
-def point_in_time_query(cursor: Any, spine_relation: str, arguments: str) -> str:
-    """Ask the database for the point-in-time query over ``spine_relation``."""
-    cursor.execute(BUILD_QUERY, parameters=(spine_relation, arguments))
+
+def point_in_time_query(cursor: Any, spine_relation: str, arguments: Mapping[str, Any],
+                        order_column: str | None = None) -> str:
+    """Ask the database for the point-in-time query over ``spine_relation``.
+
+    Without ``order_column`` the query returns rows in spine order; with it, the
+    rows come unsorted with ``order_column`` first, for the caller to restore order.
+    """
+    cursor.execute(BUILD_QUERY, parameters=(spine_relation, json.dumps({**arguments, "order_column": order_column})))
     return cursor.fetchone()[0]
+
+
+def session_settings(cursor: Any) -> None:
+    """Settings of the query's transaction: the final sort in memory, no JIT (it only adds
+    compile time to a plan made of index probes)."""
+    cursor.execute(sql.SQL("set local work_mem = {}").format(sql.Literal(WORK_MEM)).as_string(None))
+    cursor.execute("set local jit = off")
+
+
+def workers_for(rows: int, workers: int | None) -> int:
+    """How many connections share the join: ``workers``, or 2 from 100k spine rows on."""
+    if workers is None:
+        return DEFAULT_WORKERS if rows >= PARALLEL_MIN_ROWS else 1
+    if not isinstance(workers, int) or workers < 1:
+        raise InvalidInput(f"workers must be a positive integer, not {workers!r}")
+    return max(1, min(workers, rows))
+
+
+def _presorted(fs_cursor: Any, table: pa.Table, arguments: Mapping[str, Any]) -> pa.Table:
+    """The spine sorted by the first feature group's keys and time, for index locality.
+
+    Spine order is kept in :data:`ROW_COLUMN`; columns the builder will report as
+    missing are simply not sorted on.
+    """
+    fs_cursor.execute(PLAN_QUERY, parameters=(json.dumps(arguments),))
+    plan = json.loads(fs_cursor.fetchone()[0])
+    mapped = {group_key: column for column, group_key in (arguments.get("keys") or {}).items()}
+    columns = [mapped.get(k, k) for k in plan[0]["keys"]] + [arguments["event_time_column"]]
+    if not all(c in table.column_names for c in columns):
+        return table
+    return table.sort_by([(c, "ascending") for c in columns])
+
+
+def _join_shards(fs: "FeatureStore", table: pa.Table, arguments: Mapping[str, Any], workers: int) -> pa.Table:
+    """Join the spine in ``workers`` contiguous shards, one connection each, in parallel, all
+    reading one exported snapshot (so every shard sees the same commits); rows in spine order."""
+    conns = [fs.adbc() for _ in range(workers)]
+    try:
+        with adbc_translated():
+            first = conns[0].cursor()
+            first.execute("set transaction isolation level repeatable read")
+            first.execute("select pg_export_snapshot()")
+            snapshot = first.fetchone()[0]
+            table = table.append_column(ROW_COLUMN, pa.array(np.arange(table.num_rows, dtype=np.int64)))
+            table = _presorted(first, table, arguments)
+            step = -(-table.num_rows // workers) or 1
+            results: list[Any] = [None] * workers
+
+            def shard(i: int) -> None:
+                try:
+                    conn = conns[i]
+                    cursor = first if i == 0 else conn.cursor()
+                    if i:
+                        cursor.execute("set transaction isolation level repeatable read")
+                        cursor.execute(sql.SQL("set transaction snapshot {}").format(sql.Literal(snapshot))
+                                       .as_string(None))
+                    relation = load_spine(conn, cursor, table.slice(i * step, step))
+                    query = point_in_time_query(cursor, relation, arguments, order_column=ROW_COLUMN)
+                    session_settings(cursor)
+                    cursor.execute(query)
+                    results[i] = cursor.fetch_arrow_table()
+                except BaseException as exc:  # re-raised by the caller's thread
+                    results[i] = exc
+
+            threads = [threading.Thread(target=shard, args=(i,)) for i in range(1, workers)]
+            for thread in threads:
+                thread.start()
+            shard(0)
+            for thread in threads:
+                thread.join()
+            for result in results:
+                if isinstance(result, BaseException):
+                    raise result
+            joined = pa.concat_tables(results)
+    finally:
+        for conn in conns:
+            conn.close()
+    rows = joined.column(ROW_COLUMN).to_numpy()
+    order = np.empty_like(rows)
+    order[rows] = np.arange(len(rows), dtype=rows.dtype)
+    return joined.take(order).drop_columns([ROW_COLUMN])
 
 
 def get_historical_features(
@@ -242,6 +340,7 @@ def get_historical_features(
     ttl: dt.timedelta | str | None = None,
     full_feature_names: bool = False,
     keys: Mapping[str, str] | None = None,
+    workers: int | None = None,
 ) -> pa.Table:
     """Point-in-time correct features for every spine row, as an Arrow table in spine order.
 
@@ -250,6 +349,8 @@ def get_historical_features(
     ``"group@2:feature"`` (a version) or ``"project.group:feature"`` (a shared
     project's group). ``keys`` maps spine columns to feature-group keys whose
     names differ; ``ttl`` (timedelta or ``'30 days'``) overrides each group's TTL.
+    A DataFrame or Arrow spine is joined by ``workers`` connections in parallel
+    (default: 2 from 100k rows on), all reading the same snapshot.
 
     Example::
 
@@ -257,13 +358,18 @@ def get_historical_features(
                                            ttl=dt.timedelta(days=30))
     """
     arguments = builder_arguments(features, event_time_column, ttl, full_feature_names, keys)
+    if not isinstance(spine, str):
+        table = spine_reader(spine).read_all()
+        if ROW_COLUMN in table.column_names:
+            raise InvalidInput(f"the spine may not have a column named {ROW_COLUMN} (fstore uses it)")
+        return _join_shards(fs, table, arguments, workers_for(table.num_rows, workers))
     conn = fs.adbc()
     try:
         with adbc_translated():
             cursor = conn.cursor()
             relation = load_spine(conn, cursor, spine)
             query = point_in_time_query(cursor, relation, arguments)
-            cursor.execute(sql.SQL("set local work_mem = {}").format(sql.Literal(WORK_MEM)).as_string(None))
+            session_settings(cursor)
             cursor.execute(query)
             table = cursor.fetch_arrow_table()
             cursor.close()

@@ -30,12 +30,12 @@ from psycopg import sql
 
 from fstore.errors import InvalidInput, translated
 from fstore.pointintime import (
-    WORK_MEM,
     Spine,
     adbc_translated,
     feature_list,
     get_historical_features,
     load_spine,
+    session_settings,
     ttl_text,
 )
 
@@ -169,7 +169,7 @@ def create_training_dataset(
         with adbc_translated():
             cursor = conn.cursor()
             relation = load_spine(conn, cursor, spine)
-            cursor.execute(sql.SQL("set local work_mem = {}").format(sql.Literal(WORK_MEM)).as_string(None))
+            session_settings(cursor)
             cursor.execute(CREATE_QUERY, parameters=(name, relation, arguments))
             dataset = TrainingDataset.from_record(json.loads(cursor.fetchone()[0]))
             conn.commit()
@@ -267,7 +267,7 @@ def rebuild_training_dataset(fs: "FeatureStore", name: str, version: int | None 
             cursor.execute("select fstore.training_dataset_sql($1, (a->>'version')::integer) from (select $2::jsonb as a) args",
                            parameters=(name, json.dumps({"version": version})))
             query = cursor.fetchone()[0]
-            cursor.execute(sql.SQL("set local work_mem = {}").format(sql.Literal(WORK_MEM)).as_string(None))
+            session_settings(cursor)
             cursor.execute(query)
             table = cursor.fetch_arrow_table()
             cursor.close()

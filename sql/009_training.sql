@@ -164,11 +164,13 @@ end $$;
 --                     reads each feature group as of those commits (reproduces a training set)
 --   p_spine_columns   the spine columns to output (default: all but p_order_column)
 --   p_row_number      if set, a first output column of that name numbering rows 1..n in spine order
+--   p_sorted          false: no final sort; p_order_column comes out first, for the caller to
+--                     restore spine order (Python does, after joining spine shards in parallel)
 create function fstore.training_data_sql(
   p_spine regclass, p_features text[], p_event_time_column text default 'event_time',
   p_ttl interval default null, p_full_feature_names boolean default false, p_keys jsonb default null,
   p_as_of_commits jsonb default null, p_spine_columns text[] default null, p_order_column text default null,
-  p_row_number text default null
+  p_row_number text default null, p_sorted boolean default true
 ) returns text language plpgsql stable set search_path = pg_catalog, fstore, pg_temp as $$
 declare
   v_plan jsonb := fstore.resolve_features(p_features, p_full_feature_names);
@@ -248,6 +250,13 @@ begin
      where a.attrelid = p_spine and a.attnum > 0 and not a.attisdropped
        and a.attname::text is distinct from p_order_column;
   end if;
+  if not coalesce(p_sorted, true) then
+    if p_order_column is null or p_row_number is not null then
+      raise exception 'an unsorted point-in-time query needs an order column (and no row number)'
+        using errcode = '22023';
+    end if;
+    v_select := v_select || format('s.%I', p_order_column);
+  end if;
   if p_row_number is not null then
     if p_row_number = any(v_spine_cols) then
       raise exception 'spine column % clashes with the row number column', quote_ident(p_row_number)
@@ -320,12 +329,13 @@ begin
       v_offline, array_to_string(v_conds, E'\n       and '), v_fg->>'event_time', v_alias);
   end loop;
 
-  return format(E'select %s\n  from %s%s\n order by %s', array_to_string(v_select, ', '), v_from, v_joins, v_order);
+  return format(E'select %s\n  from %s%s%s', array_to_string(v_select, ', '), v_from, v_joins,
+                case when coalesce(p_sorted, true) then E'\n order by ' || v_order else '' end);
 end $$;
 
 grant execute on function fstore.require_session_project(), fstore.resolve_features(text[], boolean),
   fstore.spine_column_type(regclass, text, text),
-  fstore.training_data_sql(regclass, text[], text, interval, boolean, jsonb, jsonb, text[], text, text)
+  fstore.training_data_sql(regclass, text[], text, interval, boolean, jsonb, jsonb, text[], text, text, boolean)
   to public;
 
 reset role;

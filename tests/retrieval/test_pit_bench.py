@@ -30,10 +30,10 @@ def test_pit_bench_small_run(home: Any, tmp_path: Path, capsys: Any) -> None:
     for label, groups in (("one_group", 1), ("multi_group", 2)):
         entry = document["results"][label]
         assert entry["groups"] == groups and entry["rows_out"] == 2000
-        assert entry["results_agree_with_duckdb"] is True
+        assert entry["results_agree_with_duckdb"] is True and entry["one_worker_agrees"] is True
         assert entry["range_join_agrees_with_fstore_ttl_30d"] is True
-        for contender in ("fstore", "duckdb_asof", "range_join_row_number", "fstore_ttl_30d"):
+        for contender in ("fstore", "fstore_one_worker", "duckdb_asof", "range_join_row_number", "fstore_ttl_30d"):
             assert entry[contender]["best_s"] > 0
-        assert set(entry["fstore_breakdown"]) == {"connect_s", "spine_load_s", "build_s", "query_and_fetch_s"}
+        assert set(entry["sql_path_breakdown"]) == {"connect_s", "spine_load_s", "build_s", "query_and_fetch_s"}
     assert set(document["targets"]) == {"fstore_vs_duckdb", "range_join_vs_fstore"}
     assert all(isinstance(t["met"], bool) for t in document["targets"].values())

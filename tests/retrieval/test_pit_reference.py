@@ -143,9 +143,10 @@ def expected_rows(frame: pd.DataFrame, columns: list[str]) -> list[tuple]:
     return [tuple(clean(v) for v in row) for row in frame[columns].itertuples(index=False)]
 
 
-def test_join_matches_duckdb_asof_row_by_row(pit: PitData, home: Any) -> None:
+@pytest.mark.parametrize("workers", [1, 3])
+def test_join_matches_duckdb_asof_row_by_row(pit: PitData, home: Any, workers: int) -> None:
     fs = fstore.connect(pit.project, "bob", home=home)
-    table = fs.get_historical_features(pit.spine, ["activity:*", "risk@1:*"])
+    table = fs.get_historical_features(pit.spine, ["activity:*", "risk@1:*"], workers=workers)
 
     assert table.column_names == ["customer", "merchant", "event_time", "label",
                                   "amount", "n", "flag", "note", "score", "tier"]
@@ -173,7 +174,7 @@ def test_join_matches_duckdb_asof_row_by_row(pit: PitData, home: Any) -> None:
 def test_ttl_argument_and_versions(pit: PitData, home: Any) -> None:
     fs = fstore.connect(pit.project, "bob", home=home)
     ttl = dt.timedelta(days=2)
-    table = fs.get_historical_features(pit.spine, ["activity:amount", "activity:note", "risk:*"], ttl=ttl)
+    table = fs.get_historical_features(pit.spine, ["activity:amount", "activity:note", "risk:*"], ttl=ttl, workers=2)
     assert table.column_names[-4:] == ["amount", "note", "score", "band"]  # risk without @ is version 2
     activity = reference(pit.spine, pit.activity, ["amount", "note"], ttl)
     risk = reference(pit.spine, pit.risk_v2, ["score", "band"], ttl)
@@ -216,7 +217,7 @@ def test_keys_can_be_mapped_from_other_spine_columns(pit: PitData, home: Any) ->
     fs = fstore.connect(pit.project, "bob", home=home)
     spine = pit.spine.rename(columns={"customer": "cust", "merchant": "shop"})
     keys = {"cust": "customer", "shop": "merchant"}
-    table = fs.get_historical_features(spine, ["activity:amount", "risk@1:tier"], keys=keys)
+    table = fs.get_historical_features(spine, ["activity:amount", "risk@1:tier"], keys=keys, workers=2)
     assert table.column_names[:2] == ["cust", "shop"]
     activity = reference(spine, pit.activity, ["amount"], None, keys)
     assert as_rows(table, ["amount"]) == expected_rows(activity, ["amount"])
@@ -242,8 +243,11 @@ def test_name_clashes_need_full_feature_names(pit: PitData, fraud: Any, home: An
 
 def test_errors_name_what_is_wrong(pit: PitData, home: Any) -> None:
     fs = fstore.connect(pit.project, "bob", home=home)
-    with pytest.raises(InvalidInput, match=r"no column merchant .*entity key merchant of feature group"):
-        fs.get_historical_features(pit.spine.drop(columns="merchant"), ["activity:amount"])
+    for workers in (1, 2):  # from parallel shards too
+        with pytest.raises(InvalidInput, match=r"no column merchant .*entity key merchant of feature group"):
+            fs.get_historical_features(pit.spine.drop(columns="merchant"), ["activity:amount"], workers=workers)
+    with pytest.raises(InvalidInput, match="_fstore_row"):
+        fs.get_historical_features(pit.spine.assign(_fstore_row=1), ["activity:amount"])
     with pytest.raises(InvalidInput, match=r"no column ts \(the event time column\)"):
         fs.get_historical_features(pit.spine, ["activity:amount"], event_time_column="ts")
     with pytest.raises(NotFound, match=r"feature nope does not exist in feature group .*activity@1"):
