@@ -142,6 +142,7 @@ class _ArrowFileSink:
         return schema
 
     def write(self, batch: pa.RecordBatch) -> None:
+        """Append the rows of ``batch``."""
         for name in self.lists:  # CSV has no lists: write them as JSON arrays
             i = batch.schema.get_field_index(name)
             text = pa.array([None if v is None else json.dumps(v) for v in batch.column(i).to_pylist()],
@@ -150,10 +151,12 @@ class _ArrowFileSink:
         self.writer.write_batch(batch)
 
     def close(self) -> dict[str, Any]:
+        """Finish the file (Parquet footer, Arrow IPC footer)."""
         self.writer.close()
         return {}
 
     def abort(self) -> None:
+        """Close without finishing (the caller removes the file)."""
         try:
             self.writer.close()
         except Exception:  # already broken: the caller removes the file
@@ -199,6 +202,7 @@ class _Writer:
         return self.sinks[key]
 
     def write(self, batch: pa.RecordBatch) -> None:
+        """Append the rows of ``batch`` to its split's file (or to the one file)."""
         if self.split is None:
             self._sink(None).write(batch)
             self.rows[None] += batch.num_rows
@@ -228,6 +232,7 @@ class _Writer:
         return {}
 
     def abort(self) -> None:
+        """Close every file without finishing it."""
         for sink in self.sinks.values():
             sink.abort()
 

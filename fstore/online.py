@@ -92,6 +92,7 @@ class Column:
 
     @property
     def arrow_type(self) -> pa.DataType:
+        """The Arrow type lookups return this column as (text for types without a mapping)."""
         if self.type_name.startswith("_") and self.type_name[1:] in _ARROW_TYPES:
             return pa.list_(_ARROW_TYPES[self.type_name[1:]])
         return _ARROW_TYPES.get(self.type_name, pa.string())
@@ -124,6 +125,7 @@ class OnlineGroup:
 
     @property
     def label(self) -> str:
+        """``project.name@version``, as errors name the group."""
         return f"{self.project}.{self.name}@{self.version}"
 
 
