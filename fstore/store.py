@@ -126,7 +126,19 @@ class FeatureStore:
 
         return online.nearest(self, *args, **kwargs)
 
+    def online_store(self, *args: Any, **kwargs: Any) -> Any:
+        """See :func:`fstore.serving_pool.serving_pool` (a pooled store for serving processes)."""
+        from fstore import serving_pool
+
+        return serving_pool.serving_pool(self, *args, **kwargs)
+
     # --- exports (fstore.export) -------------------------------------------------
+    def export(self, *args: Any, **kwargs: Any) -> Any:
+        """See :func:`fstore.export.export_query`."""
+        from fstore import export
+
+        return export.export_query(self, *args, **kwargs)
+
     def tf_dataset(self, *args: Any, **kwargs: Any) -> Any:
         """See :func:`fstore.export.tf_dataset`."""
         from fstore import export
