@@ -201,18 +201,23 @@ def duckdb_query(groups: list[str]) -> str:
 
 def range_join_query(spine: str, project: str, groups: list[str]) -> str:
     """Range join + ROW_NUMBER per group (the Feast/Hopsworks shape), joined on request_id."""
-    ctes, joins, select = [], [], ["s.request_id", "s.entity_id", "s.event_time", "s.label"]
+    ident, q = sql.Identifier, sql.SQL
+    spine_rel = q(spine)  # already quoted by pointintime.load_spine
+    ctes, joins = [], []
+    select = [q("s.{}").format(ident(c)) for c in ("request_id", "entity_id", "event_time", "label")]
     for i, g in enumerate(groups):
-        feats = ", ".join(f"f.{f}" for f in FEATURES)
-        ctes.append(
-            f"r{i} as (select * from (select s.request_id, {feats}, row_number() over (partition by s.request_id"
-            f" order by f.event_time desc, f._commit_id desc) as rn from {spine} s"
-            f" join {project}.{g}__v1 f on f.entity_id = s.entity_id and f.event_time <= s.event_time"
-            f" and f.event_time >= s.event_time - interval '{RANGE_BOUND}') x where rn = 1)")
-        joins.append(f" left join r{i} on r{i}.request_id = s.request_id")
-        select += [f"r{i}.{f} as {g}__{f}" for f in FEATURES]
-    return (f"with {', '.join(ctes)} select {', '.join(select)} from {spine} s{''.join(joins)}"
-            " order by s.request_id")
+        ranked = ident(f"r{i}")
+        ctes.append(q(
+            "{r} as (select * from (select s.request_id, {feats}, row_number() over (partition by s.request_id"
+            " order by f.event_time desc, f._commit_id desc) as rn from {spine} s join {table} f"
+            " on f.entity_id = s.entity_id and f.event_time <= s.event_time"
+            " and f.event_time >= s.event_time - {bound}::interval) x where rn = 1)").format(
+                r=ranked, feats=q(", ").join(q("f.{}").format(ident(f)) for f in FEATURES), spine=spine_rel,
+                table=ident(project, f"{g}__v1"), bound=sql.Literal(RANGE_BOUND)))
+        joins.append(q(" left join {r} on {r}.request_id = s.request_id").format(r=ranked))
+        select += [q("{}.{} as {}").format(ranked, ident(f), ident(f"{g}__{f}")) for f in FEATURES]
+    return q("with {} select {} from {} s{} order by s.request_id").format(
+        q(", ").join(ctes), q(", ").join(select), spine_rel, q("").join(joins)).as_string(None)
 
 
 def run_range_join(fs: fstore.FeatureStore, spine: pd.DataFrame, project: str, groups: list[str]) -> pa.Table:
