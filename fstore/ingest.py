@@ -422,7 +422,7 @@ def insert(fg: "FeatureGroup", data: Any, mode: str = "append", *, assume_utc: b
     if isinstance(arrow, pa.Table):
         plan.check_values(arrow)
 
-    failures: list[BaseException] = []
+    failures: list[Exception] = []
 
     def stream() -> Iterator[pa.RecordBatch]:
         try:
@@ -431,7 +431,7 @@ def insert(fg: "FeatureGroup", data: Any, mode: str = "append", *, assume_utc: b
                     yield plan.convert(batch)
             else:
                 yield from plan.stream(arrow)
-        except BaseException as exc:  # re-raised below: ADBC only sees "stream failed"
+        except Exception as exc:  # re-raised below: ADBC only sees "stream failed"
             failures.append(exc)
             raise
 
