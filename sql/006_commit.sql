@@ -199,6 +199,102 @@ language sql immutable set search_path = pg_catalog, pg_temp as $$
                   and p_options->'validation' not in ('[]'::jsonb, '{}'::jsonb), false)
 $$;
 
+-- Validation of one commit against the feature group's rules (options.validation) and
+-- policy (options.validation_policy, default strict), by fstore.validate_batch.
+--
+-- Rules about the batch as a whole (row_count_min, unique) judge the staged rows, before
+-- merge or incremental filtering: a re-run of the same data is judged as its first run
+-- was (a re-run with nothing new does not fail row_count_min). Rules about single rows
+-- (not_null, min, max, accepted_values, regex) judge the rows this commit writes (p_batch,
+-- after filtering): rows already stored are not judged again, so a tightened rule
+-- applies to new rows. Without filtering (p_batch = p_staging) it is one validate_batch
+-- call. Returns {"passed", "policy", "rows" (rows written and checked by the row rules),
+-- "staged_rows" (when filtered and batch rules exist), "rules", "failures"}; in strict
+-- mode a failure raises SQLSTATE 23514 naming every failing rule and column.
+create function fstore.validate_commit(p_feature_group_id bigint, p_staging regclass, p_batch regclass)
+returns jsonb language plpgsql volatile set search_path = pg_catalog, fstore, pg_temp as $$
+declare
+  c_batch_rules constant text[] := '{row_count_min,unique}';
+  v_fg fstore.feature_groups;
+  v_rules jsonb;
+  v_policy text;
+  v_staged jsonb;
+  v_written jsonb;
+  v_failures jsonb;
+  v_message text;
+begin
+  select * into v_fg from fstore.feature_groups where id = p_feature_group_id;
+  if not fstore.has_validation_rules(v_fg.options) then
+    return '{}';
+  end if;
+  if to_regprocedure('fstore.validate_batch(bigint, regclass, jsonb, text)') is null then
+    return jsonb_build_object('skipped', 'fstore.validate_batch is not installed');
+  end if;
+  v_rules := v_fg.options->'validation';
+  v_policy := coalesce(nullif(btrim(v_fg.options->>'validation_policy'), ''), 'strict');
+  if p_batch = p_staging or jsonb_typeof(v_rules) <> 'array' then
+    -- one relation (or rules validate_batch refuses with its own message)
+    return fstore.validate_batch(p_feature_group_id, p_staging, v_rules, v_policy);
+  end if;
+
+  -- two parts judged with policy warn, then one verdict over both
+  if exists (select 1 from jsonb_array_elements(v_rules) r where r->>'rule' = any(c_batch_rules)) then
+    v_staged := fstore.validate_batch(p_feature_group_id, p_staging,
+      (select jsonb_agg(r order by i) from jsonb_array_elements(v_rules) with ordinality e(r, i)
+        where r->>'rule' = any(c_batch_rules)), 'warn');
+  end if;
+  v_written := fstore.validate_batch(p_feature_group_id, p_batch,
+    coalesce((select jsonb_agg(r order by i) from jsonb_array_elements(v_rules) with ordinality e(r, i)
+               where not coalesce(r->>'rule' = any(c_batch_rules), false)), '[]'), 'warn');
+  v_failures := coalesce(v_staged->'failures', '[]') || (v_written->'failures');
+
+  if jsonb_array_length(v_failures) > 0 and v_policy = 'strict' then
+    -- the same words as validate_batch's strict failure
+    select string_agg(case when f->>'rule' = 'row_count_min'
+                           then format('rule row_count_min: %s rows, at least %s required', f->>'actual', f->>'expected')
+                           else format('column %s, rule %s: %s failing rows', f->>'column', f->>'rule', f->>'failing_rows')
+                      end, '; ')
+      into v_message from jsonb_array_elements(v_failures) f;
+    raise exception 'validation failed for feature group %.% version %: %', v_fg.project, v_fg.name, v_fg.version,
+      v_message using errcode = '23514',
+      detail = v_failures::text,
+      hint = 'fix the data, or set validation_policy to warn to commit and record the failures';
+  end if;
+  return jsonb_build_object('passed', jsonb_array_length(v_failures) = 0, 'policy', v_policy,
+                            'rows', v_written->'rows', 'rules', jsonb_array_length(v_rules), 'failures', v_failures)
+         || case when v_staged is not null then jsonb_build_object('staged_rows', v_staged->'rows') else '{}' end;
+end $$;
+
+-- Commit the rows staged in p_staging to a feature group; returns the commit id.
+--
+-- Steps, all in the caller's transaction (readers see all of a commit or none of it):
+--  1. one commit at a time per feature group: pg_advisory_xact_lock(1718837249, id), held
+--     until the transaction ends, so commit ids follow commit order and a merge or
+--     incremental commit sees the rows of the one before it (in READ COMMITTED, the
+--     default of dbt and of fstore's Python API; a REPEATABLE READ transaction's
+--     snapshot predates the wait, so merge there can still duplicate rows);
+--  2. mode: append (all rows), merge (rows whose (keys, event_time) are not stored yet,
+--     one per (keys, event_time)) or incremental (rows after the latest committed event
+--     time);
+--  3. validation (fstore.validate_commit): a strict failure raises 23514, nothing written;
+--  4. offline append. Small batches go in index order (keys, event_time desc), each row
+--     maintaining the point-in-time index. A large batch (at least as many heap bytes
+--     as the offline table already holds; measured: rebuilding wins up to about twice
+--     that table size, so this leaves a margin) takes the bulk path: the table's
+--     non-unique indexes are dropped, the rows appended, and the indexes recreated
+--     from their own definitions (pg_get_indexdef, same names), built bottom-up from a
+--     sort (maintenance_work_mem at least 1GB, parallel maintenance workers as the
+--     server allows). DROP INDEX holds an ACCESS EXCLUSIVE lock on the offline table
+--     until the transaction ends: readers of THIS feature group's offline table wait
+--     for the commit (readers of its online table and of other groups do not). The DDL
+--     needs the table's owner: a caller acting as the project's owner role does it
+--     directly, a member of that role (a Data Owner) does it under SET LOCAL ROLE
+--     <project>__owner for the DDL only (the rows are written as the caller); any other
+--     writer (a read-write share's Data Owner) takes the per-row path;
+--  5. online newer-only upsert: an older event_time never replaces a newer one, ties go
+--     to the later commit;
+--  6. statistics (fstore.batch_statistics) and the commit record (fstore.finish_commit).
+-- With client_min_messages = debug1 each step reports its duration (RAISE DEBUG).
 create function fstore.commit_feature_rows(
   p_feature_group_id bigint, p_staging regclass, p_mode text default 'append',
   p_source text default 'python', p_validation jsonb default '{}'
@@ -208,6 +304,8 @@ set work_mem = '64MB'
 set jit = off
 as $$
 declare
+  c_lock_namespace constant integer := 1718837249;  -- 'fs' 0x0001: commits per feature group
+  c_bulk_maintenance_work_mem constant bigint := 1024 * 1024 * 1024;
   v_fg fstore.feature_groups;
   v_commit bigint;
   v_cols text;
@@ -216,6 +314,15 @@ declare
   v_key_join text;
   v_updates text;
   v_batch regclass := p_staging;
+  v_offline regclass;
+  v_owner text;
+  v_bulk boolean;
+  v_as_owner boolean := false;
+  v_caller_role text;
+  v_caller_maintenance_work_mem text;
+  v_index_names text[];
+  v_index_defs text[];
+  v_i integer;
   v_rows bigint;
   v_online_rows bigint := 0;
   v_min timestamptz;
@@ -223,6 +330,7 @@ declare
   v_watermark timestamptz;
   v_stats jsonb := '{}';
   v_validation jsonb := coalesce(p_validation, '{}');
+  v_step timestamptz;
 begin
   select * into v_fg from fstore.feature_groups where id = p_feature_group_id;
   if not found then
@@ -233,6 +341,10 @@ begin
     raise exception 'invalid commit mode %: use append, merge or incremental', coalesce(quote_literal(p_mode), 'NULL')
       using errcode = '22023';
   end if;
+  v_step := clock_timestamp();
+  perform pg_advisory_xact_lock(c_lock_namespace, (p_feature_group_id & 2147483647)::integer);
+  raise debug 'fstore commit of feature group %: lock % ms', p_feature_group_id,
+    round(extract(epoch from clock_timestamp() - v_step) * 1000);
   v_commit := fstore.begin_commit(p_feature_group_id, p_source);
 
   select string_agg(format('%I', name), ', ' order by position) into v_cols
@@ -240,15 +352,17 @@ begin
   select string_agg(format('%I', k), ', '), string_agg(format('o.%1$I = s.%1$I', k), ' and '),
          string_agg(format('s.%1$I = l.%1$I', k), ' and ')
     into v_keys, v_key_match, v_key_join from unnest(v_fg.entity_keys) k;
+  v_offline := format('%I.%I', v_fg.project, v_fg.offline_table)::regclass;
 
+  v_step := clock_timestamp();
   if p_mode = 'merge' then
     -- re-running the same data adds nothing: skip rows whose (keys, event_time) exist
     if to_regclass('pg_temp._fstore_batch') is not null then drop table pg_temp._fstore_batch; end if;
     execute format(
       'create temp table _fstore_batch on commit drop as
          select distinct on (%1$s, %2$I) %3$s, %2$I from %4$s s
-          where not exists (select 1 from %5$I.%6$I o where %7$s and o.%2$I = s.%2$I)',
-      v_keys, v_fg.event_time, v_cols, p_staging, v_fg.project, v_fg.offline_table, v_key_match);
+          where not exists (select 1 from %5$s o where %6$s and o.%2$I = s.%2$I)',
+      v_keys, v_fg.event_time, v_cols, p_staging, v_offline, v_key_match);
     v_batch := 'pg_temp._fstore_batch'::regclass;
   elsif p_mode = 'incremental' then
     select max(max_event_time) into v_watermark from fstore.commits
@@ -261,23 +375,76 @@ begin
       v_batch := 'pg_temp._fstore_batch'::regclass;
     end if;
   end if;
+  raise debug 'fstore commit %: % rows selected in % ms', v_commit, p_mode,
+    round(extract(epoch from clock_timestamp() - v_step) * 1000);
 
-  -- validation first: a strict failure raises (SQLSTATE 23514) and nothing is written
+  -- validation before anything is written: a strict failure raises (SQLSTATE 23514)
+  v_step := clock_timestamp();
   if fstore.has_validation_rules(v_fg.options) then
-    if to_regprocedure('fstore.validate_batch(bigint, regclass, jsonb, text)') is not null then
-      execute 'select fstore.validate_batch($1, $2, $3, $4)' into v_validation
-        using p_feature_group_id, v_batch, v_fg.options->'validation',
-              coalesce(v_fg.options->>'validation_policy', 'strict');
-    else
-      v_validation := jsonb_build_object('skipped', 'fstore.validate_batch is not installed');
+    v_validation := fstore.validate_commit(p_feature_group_id, p_staging, v_batch);
+  end if;
+  raise debug 'fstore commit %: validation % ms', v_commit, round(extract(epoch from clock_timestamp() - v_step) * 1000);
+
+  -- offline append: the bulk path for a batch as large as the table, else row by row
+  v_step := clock_timestamp();
+  v_owner := v_fg.project || '__owner';
+  v_bulk := pg_relation_size(v_batch) > 0 and pg_relation_size(v_batch) >= pg_relation_size(v_offline);
+  if v_bulk and current_user::text <> v_owner then
+    v_as_owner := pg_has_role(session_user, v_owner, 'MEMBER');
+    v_bulk := v_as_owner;
+  end if;
+  if v_bulk then
+    select array_agg(c.relname::text order by c.relname), array_agg(pg_get_indexdef(i.indexrelid) order by c.relname)
+      into v_index_names, v_index_defs
+      from pg_index i join pg_class c on c.oid = i.indexrelid
+     where i.indrelid = v_offline and i.indisvalid and not i.indisunique
+       and not exists (select 1 from pg_constraint k where k.conindid = i.indexrelid);
+    v_bulk := v_index_names is not null;
+  end if;
+  if v_bulk then
+    if v_as_owner then
+      v_caller_role := current_setting('role');
+      perform set_config('role', v_owner, true);
     end if;
+    for v_i in 1 .. cardinality(v_index_names) loop
+      execute format('drop index %I.%I', v_fg.project, v_index_names[v_i]);
+    end loop;
+    if v_as_owner then
+      perform set_config('role', v_caller_role, true);
+    end if;
+    execute format('insert into %1$s (%2$s, %3$I, _commit_id) select %2$s, %3$I, $1 from %4$s',
+                   v_offline, v_cols, v_fg.event_time, v_batch) using v_commit;
+    get diagnostics v_rows = row_count;
+    raise debug 'fstore commit %: offline append (bulk, % indexes dropped) % ms', v_commit,
+      cardinality(v_index_names), round(extract(epoch from clock_timestamp() - v_step) * 1000);
+    v_step := clock_timestamp();
+    if v_as_owner then
+      perform set_config('role', v_owner, true);
+    end if;
+    -- a SET LOCAL inside a function lasts until the transaction ends: put it back ourselves
+    v_caller_maintenance_work_mem := current_setting('maintenance_work_mem');
+    if pg_size_bytes(v_caller_maintenance_work_mem) < c_bulk_maintenance_work_mem then
+      perform set_config('maintenance_work_mem', (c_bulk_maintenance_work_mem / 1024)::text || 'kB', true);
+    end if;
+    for v_i in 1 .. cardinality(v_index_defs) loop
+      execute v_index_defs[v_i];
+    end loop;
+    perform set_config('maintenance_work_mem', v_caller_maintenance_work_mem, true);
+    if v_as_owner then
+      perform set_config('role', v_caller_role, true);
+    end if;
+    raise debug 'fstore commit %: offline indexes rebuilt in % ms', v_commit,
+      round(extract(epoch from clock_timestamp() - v_step) * 1000);
+  else
+    -- in index order (keys, event_time desc): far fewer index pages touched
+    execute format('insert into %1$s (%2$s, %3$I, _commit_id) select %2$s, %3$I, $1 from %4$s order by %5$s, %3$I desc',
+                   v_offline, v_cols, v_fg.event_time, v_batch, v_keys) using v_commit;
+    get diagnostics v_rows = row_count;
+    raise debug 'fstore commit %: offline append (indexed) % ms', v_commit,
+      round(extract(epoch from clock_timestamp() - v_step) * 1000);
   end if;
 
-  -- offline append, in index order (keys, event_time desc): far fewer index pages touched
-  execute format('insert into %1$I.%2$I (%3$s, %4$I, _commit_id) select %3$s, %4$I, $1 from %5$s order by %6$s, %4$I desc',
-                 v_fg.project, v_fg.offline_table, v_cols, v_fg.event_time, v_batch, v_keys) using v_commit;
-  get diagnostics v_rows = row_count;
-
+  v_step := clock_timestamp();
   if v_fg.online and v_rows > 0 then
     select string_agg(format('%1$I = excluded.%1$I', name), ', ') into v_updates
       from fstore.features where feature_group_id = p_feature_group_id and not is_key;
@@ -298,7 +465,9 @@ begin
       using v_commit;
     get diagnostics v_online_rows = row_count;
   end if;
+  raise debug 'fstore commit %: online upsert % ms', v_commit, round(extract(epoch from clock_timestamp() - v_step) * 1000);
 
+  v_step := clock_timestamp();
   if v_fg.statistics_enabled and v_rows > 0 then
     v_stats := fstore.batch_statistics(p_feature_group_id, v_batch);
     v_min := (v_stats #>> array[v_fg.event_time, 'min'])::timestamptz;
@@ -307,10 +476,13 @@ begin
     execute format('select min(%1$I), max(%1$I) from %2$s', v_fg.event_time, v_batch) into v_min, v_max;
   end if;
   perform fstore.finish_commit(v_commit, v_rows, v_online_rows, v_min, v_max, v_validation, v_stats);
+  raise debug 'fstore commit %: statistics and record % ms', v_commit,
+    round(extract(epoch from clock_timestamp() - v_step) * 1000);
   return v_commit;
 end $$;
 
 grant execute on function fstore.statistics_kind(regtype), fstore.batch_statistics(bigint, regclass),
-  fstore.has_validation_rules(jsonb), fstore.commit_feature_rows(bigint, regclass, text, text, jsonb) to public;
+  fstore.has_validation_rules(jsonb), fstore.validate_commit(bigint, regclass, regclass),
+  fstore.commit_feature_rows(bigint, regclass, text, text, jsonb) to public;
 
 reset role;

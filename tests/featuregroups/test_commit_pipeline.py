@@ -1,0 +1,268 @@
+"""The commit pipeline under load: a large commit rebuilds the point-in-time index
+instead of maintaining it row by row (same index, all or nothing, as whoever may),
+concurrent commits to one feature group take turns, and validation judges a re-run
+as it judged the first run.
+
+Commits here go through ``fstore.commit_feature_rows`` over a temporary table staged
+in the caller's own transaction (as dbt does), or through ``fg.insert``.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import pandas as pd
+import psycopg
+import pytest
+from psycopg import sql
+
+import fstore
+from fstore import InvalidInput, projects
+from tests.featuregroups.conftest import ACTIVITY_TYPES, activity_frame
+
+COLUMNS = ["account_id", "amount", "tx_count", "channel", "flagged", "event_time"]
+LOCK_NAMESPACE = 1718837249  # fstore.commit_feature_rows: pg_advisory_xact_lock(namespace, feature group id)
+
+
+@pytest.fixture
+def activity(alice: fstore.FeatureStore) -> Any:
+    """An empty online activity group of project fraud."""
+    return alice.create_feature_group("activity", 1, keys=["account_id"], features=ACTIVITY_TYPES, online=True)
+
+
+def stage(conn: psycopg.Connection, fg: Any, frame: pd.DataFrame) -> None:
+    """Copy ``frame`` into ``pg_temp._stage`` (shaped like the offline table), in the open transaction."""
+    conn.execute("drop table if exists pg_temp._stage")
+    conn.execute(sql.SQL("create temp table _stage on commit drop as select {} from {} limit 0").format(
+        sql.SQL(", ").join(map(sql.Identifier, COLUMNS)), fg.offline_relation()))
+    with conn.cursor().copy(sql.SQL("copy _stage ({}) from stdin").format(
+            sql.SQL(", ").join(map(sql.Identifier, COLUMNS)))) as copy:
+        for row in frame[COLUMNS].itertuples(index=False):
+            copy.write_row([None if pd.isna(v) else v for v in row])
+
+
+def commit(conn: psycopg.Connection, fg: Any, mode: str = "append") -> int:
+    """``fstore.commit_feature_rows`` over ``pg_temp._stage``; returns the commit id."""
+    return conn.execute("select fstore.commit_feature_rows(%s, 'pg_temp._stage'::regclass, %s, 'test')",
+                        (fg.id, mode)).fetchone()[0]
+
+
+def pit_index(conn: psycopg.Connection, fg: Any) -> tuple[int, str, str]:
+    """(oid, name, definition) of the offline table's one index, which must be valid."""
+    [(oid, name, definition, valid)] = conn.execute(
+        "select i.indexrelid::bigint, c.relname::text, pg_get_indexdef(i.indexrelid), i.indisvalid"
+        "  from pg_index i join pg_class c on c.oid = i.indexrelid"
+        " where i.indrelid = %s::regclass",
+        (f'"{fg.project}"."{fg.name}__v{fg.version}"',)).fetchall()
+    assert valid
+    return oid, name, definition
+
+
+def latest_rows(conn: psycopg.Connection, fg: Any, *, use_index: bool) -> list[tuple[Any, ...]]:
+    """The latest row per key, read through the point-in-time index or with it switched off."""
+    query = sql.SQL("select distinct on (account_id) account_id, event_time, _commit_id, amount, channel"
+                    " from {} order by account_id, event_time desc, _commit_id desc").format(fg.offline_relation())
+    with conn.transaction():
+        for setting in ("enable_seqscan", "enable_bitmapscan", "enable_sort") if use_index else (
+                "enable_indexscan", "enable_indexonlyscan", "enable_bitmapscan"):
+            conn.execute(f"set local {setting} = off")
+        plan = "\n".join(r[0] for r in conn.execute(sql.SQL("explain ") + query).fetchall())
+        assert (f"{fg.name}__v{fg.version}_pit" in plan) == use_index, plan
+        return conn.execute(query).fetchall()
+
+
+@pytest.fixture
+def owner_conn(fraud: Any) -> Iterator[psycopg.Connection]:
+    """Alice's own connection, in transactions (autocommit off)."""
+    with fraud.connect("alice", autocommit=False) as conn:
+        yield conn
+
+
+def test_a_large_commit_rebuilds_the_index_a_small_one_maintains_it(alice, activity) -> None:
+    conn = alice.conn
+    oid0, name, definition = pit_index(conn, activity)
+    assert name == "activity__v1_pit"
+
+    first = activity.insert(activity_frame(rows=400, seed=1))  # into an empty table: bulk path
+    oid1, name1, definition1 = pit_index(conn, activity)
+    assert oid1 != oid0 and (name1, definition1) == (name, definition)
+    small = activity.insert(activity_frame(rows=20, seed=2))  # much smaller than the table: per row
+    assert pit_index(conn, activity)[0] == oid1
+    large = activity.insert(activity_frame(rows=3000, seed=3))  # larger than the table: bulk again
+    oid3, name3, definition3 = pit_index(conn, activity)
+    assert oid3 != oid1 and (name3, definition3) == (name, definition)
+
+    assert (first.rows, small.rows, large.rows) == (400, 20, 3000)
+    assert activity.read().num_rows == 3420
+    # the rebuilt index holds exactly what the table holds
+    by_index = latest_rows(conn, activity, use_index=True)
+    assert by_index == latest_rows(conn, activity, use_index=False) and len(by_index) == 20
+    # and the online table got the newest row of each key, as always
+    online = activity.read(online=True).to_pandas()
+    assert sorted(zip(online["account_id"], online["event_time"], online["_commit_id"])) == \
+        [(r[0], pd.Timestamp(r[1]), r[2]) for r in by_index]
+
+
+def test_a_bulk_commit_is_all_or_nothing_and_holds_readers_of_its_group_only(
+        fraud, alice, activity, owner_conn, home) -> None:
+    activity.insert(activity_frame(rows=100, seed=5))
+    before = pit_index(alice.conn, activity)
+    with owner_conn.transaction(force_rollback=True):
+        stage(owner_conn, activity, activity_frame(rows=2000, seed=6))
+        commit(owner_conn, activity)
+        # the index was rebuilt under the owner role; the caller is itself again
+        assert owner_conn.execute("select current_user").fetchone()[0] == fraud.role("alice")
+        assert owner_conn.execute("select current_setting('maintenance_work_mem')").fetchone()[0] != "1GB"
+        assert pit_index(owner_conn, activity)[0] != before[0]
+        assert owner_conn.execute(sql.SQL("select count(*) from {}").format(activity.offline_relation())
+                                  ).fetchone()[0] == 2100
+        # until the commit ends, readers of this group's offline table wait; its online table is free
+        with fstore.connect(fraud.name, "bob", home=home) as bob:
+            bob.conn.execute("set lock_timeout = '200ms'")
+            with pytest.raises(psycopg.errors.LockNotAvailable):
+                bob.conn.execute(sql.SQL("select count(*) from {}").format(activity.offline_relation()))
+            assert bob.conn.execute(sql.SQL("select count(*) from {}").format(activity.online_relation())
+                                    ).fetchone()[0] == activity_frame(rows=100, seed=5)["account_id"].nunique()
+    # rolled back: the old index (same object), the old rows, no commit
+    assert pit_index(alice.conn, activity) == before
+    assert activity.read().num_rows == 100 and len(activity.commits()) == 1
+
+
+def test_acting_as_the_owner_role_takes_the_bulk_path_too(fraud, activity, owner_conn) -> None:
+    before = pit_index(owner_conn, activity)
+    owner_conn.commit()
+    owner = sql.Identifier(f"{fraud.name}__owner")
+    with owner_conn.transaction():
+        stage(owner_conn, activity, activity_frame(rows=300, seed=7))  # the owner role may not create temp tables
+        owner_conn.execute(sql.SQL("grant select on pg_temp._stage to {}").format(owner))
+        owner_conn.execute(sql.SQL("set local role {}").format(owner))
+        commit(owner_conn, activity)
+        assert owner_conn.execute("select current_user").fetchone()[0] == f"{fraud.name}__owner"
+    after = pit_index(owner_conn, activity)
+    assert after[0] != before[0] and after[1:] == before[1:]
+    assert owner_conn.execute(sql.SQL("select count(*) from {}").format(activity.offline_relation())
+                              ).fetchone()[0] == 300
+
+
+def test_a_writer_who_may_not_own_the_table_appends_row_by_row(fraud, make_project, activity, home) -> None:
+    retail = make_project(owner="carol", prefix="retail")
+    with fraud.connect("alice") as alice_conn:
+        projects.share_project(alice_conn, fraud.name, retail.name, read_write=True)
+        before = pit_index(alice_conn, activity)
+    with retail.connect("carol", autocommit=False) as carol:
+        with carol.transaction():
+            stage(carol, activity, activity_frame(rows=500, seed=8))  # into an empty table
+            commit(carol, activity)
+        after = pit_index(carol, activity)
+    assert after == before  # maintained, not rebuilt: carol cannot become fraud's owner role
+    assert activity.read().num_rows == 500
+    assert [c.session_role for c in activity.commits()] == [retail.role("carol")]
+
+
+def advisory_waits(conn: psycopg.Connection, pid: int, fg: Any) -> int:
+    """How many commit locks of ``fg`` the backend ``pid`` is waiting for."""
+    return conn.execute(
+        "select count(*) from pg_locks where pid = %s and locktype = 'advisory' and not granted"
+        " and classid = %s and objid = %s and objsubid = 2", (pid, LOCK_NAMESPACE, fg.id)).fetchone()[0]
+
+
+def test_concurrent_merge_commits_of_the_same_rows_take_turns(fraud, alice, activity) -> None:
+    stored = activity_frame(rows=1000, seed=9)
+    activity.insert(stored)  # a large table: the merges below go row by row (no table lock)
+    rows = activity_frame(rows=200, seed=10)
+    new = rows.drop_duplicates(["account_id", "event_time"]).merge(
+        stored[["account_id", "event_time"]].drop_duplicates(), how="left", indicator=True)
+    expected_new = int((new["_merge"] == "left_only").sum())
+    assert 0 < expected_new
+    outcome: dict[str, Any] = {}
+
+    with fraud.connect("alice", autocommit=False) as first, fraud.connect("alice", autocommit=False) as second:
+        second_pid = second.info.backend_pid
+
+        def commit_second() -> None:
+            try:
+                outcome["commit"] = commit(second, activity, "merge")
+                second.commit()
+            except Exception as exc:  # reported by the main thread
+                outcome["error"] = exc
+
+        stage(first, activity, rows)
+        stage(second, activity, rows)
+        first_id = commit(first, activity, "merge")  # its rows written, its transaction still open
+        worker = threading.Thread(target=commit_second)
+        worker.start()
+        try:
+            for _ in range(1200):  # the second commit queues behind the first's lock
+                if advisory_waits(alice.conn, second_pid, activity) or not worker.is_alive():
+                    break
+                threading.Event().wait(0.05)
+            assert advisory_waits(alice.conn, second_pid, activity) == 1, outcome
+        finally:
+            first.commit()
+            worker.join(timeout=120)
+        assert not worker.is_alive() and "error" not in outcome, outcome.get("error")
+
+    commits = {c.id: c for c in activity.commits()}
+    assert commits[first_id].rows == expected_new
+    assert outcome["commit"] > first_id and commits[outcome["commit"]].rows == 0
+    offline = activity.read().to_pandas()
+    assert len(offline) == 1000 + expected_new
+    keys = ["account_id", "event_time"]
+    assert offline.duplicated(keys).sum() == stored.duplicated(keys).sum()  # the merges added none
+
+
+def test_a_rerun_is_judged_as_its_first_run_was(alice) -> None:
+    fg = alice.create_feature_group(
+        "checked", 1, keys=["account_id"], features=ACTIVITY_TYPES, online=True,
+        validation=[{"rule": "row_count_min", "value": 40}, {"rule": "min", "column": "tx_count", "value": 0}],
+        validation_policy="strict")
+    rows = activity_frame(rows=50, seed=11)
+    first = fg.insert(rows, mode="merge")
+    assert first.rows == 50 and first.validation["passed"] is True
+
+    # the same data again: nothing new, and still 50 rows as staged (it used to fail row_count_min)
+    for mode in ("merge", "incremental"):
+        again = fg.insert(rows, mode=mode)
+        assert again.rows == 0
+        assert again.validation == {"passed": True, "policy": "strict", "rows": 0, "staged_rows": 50,
+                                    "rules": 2, "failures": []}
+
+    # a short batch fails row_count_min even when all its rows are new, and nothing is written
+    with pytest.raises(InvalidInput, match=r"rule row_count_min: 10 rows, at least 40 required"):
+        fg.insert(activity_frame(rows=10, seed=12), mode="merge")
+    # one message names every failure: the staged rows' count and the new rows' values
+    bad = activity_frame(rows=10, seed=13)
+    bad.loc[[1, 4], "tx_count"] = -1
+    with pytest.raises(InvalidInput, match=r"rule row_count_min: 10 rows, at least 40 required; "
+                                           r"column tx_count, rule min: 2 failing rows"):
+        fg.insert(bad, mode="merge")
+    assert fg.read().num_rows == 50 and len(fg.commits()) == 3
+
+
+def test_rules_about_single_rows_judge_only_the_rows_a_commit_writes(alice) -> None:
+    rules = [{"rule": "min", "column": "tx_count", "value": 0}, {"rule": "row_count_min", "value": 1}]
+    fg = alice.create_feature_group("tightened", 1, keys=["account_id"], features=ACTIVITY_TYPES,
+                                    validation=rules, validation_policy="warn")
+    rows = activity_frame(rows=30, seed=15)
+    rows.loc[[0, 7], "tx_count"] = -3
+    warned = fg.insert(rows, mode="merge")
+    assert warned.rows == 30 and warned.validation["passed"] is False
+    assert [(f["rule"], f["failing_rows"]) for f in warned.validation["failures"]] == [("min", 2)]
+
+    alice.conn.execute("select fstore.set_validation_rules(%s, %s::jsonb, 'strict')", (fg.id, json.dumps(rules)))
+    # the stored bad rows come again with new good ones: only the new rows are judged
+    more = pd.concat([rows, activity_frame(rows=5, seed=16)])
+    fresh = len(more.drop_duplicates(["account_id", "event_time"])) - 30
+    committed = fg.insert(more, mode="merge")
+    assert committed.rows == fresh > 0
+    assert committed.validation == {"passed": True, "policy": "strict", "rows": fresh, "staged_rows": 35,
+                                    "rules": 2, "failures": []}
+    # a new bad row is refused
+    worse = activity_frame(rows=3, seed=17)
+    worse.loc[[2], "tx_count"] = -1
+    with pytest.raises(InvalidInput, match=r"column tx_count, rule min: 1 failing rows"):
+        fg.insert(pd.concat([more, worse]), mode="merge")
+    assert fg.read().num_rows == 30 + fresh
