@@ -6,7 +6,12 @@ time and six features of mixed types) in the same run, on the same server:
 * ``ctas``: ``CREATE TABLE <project>.ctas_copy AS SELECT * FROM <source>``;
 * ``commit``: ``fstore.commit_feature_rows(fg, <source>, 'append')`` for an online
   feature group: offline append (indexed for point-in-time lookups), online
-  newer-only upsert, statistics, commit record, in one transaction;
+  newer-only upsert, statistics, commit record, in one transaction; the tables start
+  empty, so the offline append takes the bulk path (index dropped, rows appended,
+  index rebuilt); each run also reports the pipeline's own step durations
+  (``commit_steps_seconds``, from its RAISE DEBUG lines), how the server built the
+  index (serially or with parallel workers) and the 1-minute load average before
+  and after the commit;
 * ``statistics``: ``fstore.batch_statistics`` alone on the same rows (part of the
   commit; shown to see where the time goes);
 * with ``--python``, also ``fg.insert`` of the same rows from an Arrow table
@@ -31,6 +36,7 @@ import argparse
 import json
 import os
 import platform
+import re
 import shutil
 import socket
 import statistics
@@ -144,11 +150,12 @@ def _measure(home: FstoreHome, project: str, args: argparse.Namespace) -> dict[s
             checkpoint(home)
             ctas_s, _ = timed(lambda: _ctas(conn, owner, copy, source))
             checkpoint(home)
-            commit_s, commit_id = timed(lambda: conn.execute(
-                sql.SQL("select fstore.commit_feature_rows(%s, %s::regclass, 'append', 'bench')"),
-                (fg.id, f"{project}.source")).fetchone()[0])
+            load_before = os.getloadavg()[0]
+            commit_s, (commit_id, steps, index_builds) = timed(lambda: _commit(conn, fg.id, f"{project}.source"))
             runs.append({"ctas_seconds": round(ctas_s, 3), "commit_seconds": round(commit_s, 3),
-                         "ratio": round(commit_s / ctas_s, 3)})
+                         "ratio": round(commit_s / ctas_s, 3), "commit_steps_seconds": steps,
+                         "index_builds": index_builds,
+                         "load_average_1min": [round(load_before, 2), round(os.getloadavg()[0], 2)]})
         checkpoint(home)
         stats_s, _ = timed(lambda: conn.execute(
             "select fstore.batch_statistics(%s, %s::regclass)", (fg.id, f"{project}.source")).fetchone())
@@ -169,6 +176,7 @@ def _measure(home: FstoreHome, project: str, args: argparse.Namespace) -> dict[s
             "ratio": round(commit_median / ctas_median, 3) if ctas_median else None,
             "target_ratio": TARGET_RATIO,
             "runs": runs,
+            "cpus": os.cpu_count(),
             "commit": {"id": commit.id, "rows": commit.rows, "online_rows": commit.online_rows},
             "bytes": {"ctas_copy": sizes[0], "offline_with_index": sizes[1], "online": sizes[2]},
         }
@@ -198,6 +206,41 @@ def _ctas(conn: Any, owner: sql.Identifier, copy: sql.Identifier, source: sql.Id
     with conn.transaction():
         conn.execute(sql.SQL("set local role {}").format(owner))
         conn.execute(sql.SQL("create table {} as select * from {}").format(copy, source))
+
+
+STEP = re.compile(r"^fstore commit \d+: (\w+) (\d+) ms(?: (.*))?$")
+
+
+def _commit(conn: Any, fg_id: int, source: str) -> tuple[int, dict[str, Any], list[str]]:
+    """One commit of ``source``, with the durations of its steps as the pipeline reports them.
+
+    The commit runs with ``client_min_messages = debug1``: ``fstore.commit_feature_rows``
+    reports each step (RAISE DEBUG), and the server says how each index is built (serially
+    or with parallel workers). Returns the commit id, {step: seconds, step_detail: text}
+    and the index-build lines.
+    """
+    messages: list[str] = []
+
+    def collect(diagnostic: Any) -> None:
+        messages.append(diagnostic.message_primary or "")
+
+    conn.add_notice_handler(collect)
+    try:
+        with conn.transaction():
+            conn.execute("set local client_min_messages = debug1")
+            commit_id = conn.execute("select fstore.commit_feature_rows(%s, %s::regclass, 'append', 'bench')",
+                                     (fg_id, source)).fetchone()[0]
+    finally:
+        conn.remove_notice_handler(collect)
+    steps: dict[str, Any] = {}
+    for message in messages:
+        match = STEP.match(message)
+        if match:
+            name, ms, detail = match.groups()
+            steps[name] = round(steps.get(name, 0.0) + int(ms) / 1000, 3)
+            if detail:
+                steps[f"{name}_detail"] = detail
+    return commit_id, steps, [m for m in messages if m.startswith("building index")]
 
 
 def _reset(conn: Any, owner: sql.Identifier, copy: sql.Identifier, fg: Any) -> None:

@@ -265,6 +265,17 @@ begin
          || case when v_staged is not null then jsonb_build_object('staged_rows', v_staged->'rows') else '{}' end;
 end $$;
 
+-- Report one step of a commit (RAISE DEBUG: seen with client_min_messages = debug1, e.g.
+-- "fstore commit 42: offline_append 5120 ms bulk, 1 index dropped") and return the time
+-- the next step starts.
+create function fstore.commit_step_done(p_commit bigint, p_step text, p_started timestamptz, p_detail text default '')
+returns timestamptz language plpgsql volatile set search_path = pg_catalog, pg_temp as $$
+begin
+  raise debug 'fstore commit %: % % ms%', p_commit, p_step,
+    round(extract(epoch from clock_timestamp() - p_started) * 1000), coalesce(' ' || nullif(p_detail, ''), '');
+  return clock_timestamp();
+end $$;
+
 -- Commit the rows staged in p_staging to a feature group; returns the commit id.
 --
 -- Steps, all in the caller's transaction (readers see all of a commit or none of it):
@@ -342,10 +353,10 @@ begin
       using errcode = '22023';
   end if;
   v_step := clock_timestamp();
+  -- one commit at a time per feature group (step 1 above), until this transaction ends
   perform pg_advisory_xact_lock(c_lock_namespace, (p_feature_group_id & 2147483647)::integer);
-  raise debug 'fstore commit of feature group %: lock % ms', p_feature_group_id,
-    round(extract(epoch from clock_timestamp() - v_step) * 1000);
   v_commit := fstore.begin_commit(p_feature_group_id, p_source);
+  v_step := fstore.commit_step_done(v_commit, 'lock', v_step);
 
   select string_agg(format('%I', name), ', ' order by position) into v_cols
     from fstore.features where feature_group_id = p_feature_group_id;
@@ -354,7 +365,6 @@ begin
     into v_keys, v_key_match, v_key_join from unnest(v_fg.entity_keys) k;
   v_offline := format('%I.%I', v_fg.project, v_fg.offline_table)::regclass;
 
-  v_step := clock_timestamp();
   if p_mode = 'merge' then
     -- re-running the same data adds nothing: skip rows whose (keys, event_time) exist
     if to_regclass('pg_temp._fstore_batch') is not null then drop table pg_temp._fstore_batch; end if;
@@ -375,18 +385,15 @@ begin
       v_batch := 'pg_temp._fstore_batch'::regclass;
     end if;
   end if;
-  raise debug 'fstore commit %: % rows selected in % ms', v_commit, p_mode,
-    round(extract(epoch from clock_timestamp() - v_step) * 1000);
+  v_step := fstore.commit_step_done(v_commit, 'select', v_step, p_mode);
 
   -- validation before anything is written: a strict failure raises (SQLSTATE 23514)
-  v_step := clock_timestamp();
   if fstore.has_validation_rules(v_fg.options) then
     v_validation := fstore.validate_commit(p_feature_group_id, p_staging, v_batch);
   end if;
-  raise debug 'fstore commit %: validation % ms', v_commit, round(extract(epoch from clock_timestamp() - v_step) * 1000);
+  v_step := fstore.commit_step_done(v_commit, 'validation', v_step);
 
   -- offline append: the bulk path for a batch as large as the table, else row by row
-  v_step := clock_timestamp();
   v_owner := v_fg.project || '__owner';
   v_bulk := pg_relation_size(v_batch) > 0 and pg_relation_size(v_batch) >= pg_relation_size(v_offline);
   if v_bulk and current_user::text <> v_owner then
@@ -415,9 +422,8 @@ begin
     execute format('insert into %1$s (%2$s, %3$I, _commit_id) select %2$s, %3$I, $1 from %4$s',
                    v_offline, v_cols, v_fg.event_time, v_batch) using v_commit;
     get diagnostics v_rows = row_count;
-    raise debug 'fstore commit %: offline append (bulk, % indexes dropped) % ms', v_commit,
-      cardinality(v_index_names), round(extract(epoch from clock_timestamp() - v_step) * 1000);
-    v_step := clock_timestamp();
+    v_step := fstore.commit_step_done(v_commit, 'offline_append', v_step,
+                                      format('bulk, %s index(es) dropped', cardinality(v_index_names)));
     if v_as_owner then
       perform set_config('role', v_owner, true);
     end if;
@@ -433,18 +439,15 @@ begin
     if v_as_owner then
       perform set_config('role', v_caller_role, true);
     end if;
-    raise debug 'fstore commit %: offline indexes rebuilt in % ms', v_commit,
-      round(extract(epoch from clock_timestamp() - v_step) * 1000);
+    v_step := fstore.commit_step_done(v_commit, 'offline_index_build', v_step);
   else
     -- in index order (keys, event_time desc): far fewer index pages touched
     execute format('insert into %1$s (%2$s, %3$I, _commit_id) select %2$s, %3$I, $1 from %4$s order by %5$s, %3$I desc',
                    v_offline, v_cols, v_fg.event_time, v_batch, v_keys) using v_commit;
     get diagnostics v_rows = row_count;
-    raise debug 'fstore commit %: offline append (indexed) % ms', v_commit,
-      round(extract(epoch from clock_timestamp() - v_step) * 1000);
+    v_step := fstore.commit_step_done(v_commit, 'offline_append', v_step, 'row by row');
   end if;
 
-  v_step := clock_timestamp();
   if v_fg.online and v_rows > 0 then
     select string_agg(format('%1$I = excluded.%1$I', name), ', ') into v_updates
       from fstore.features where feature_group_id = p_feature_group_id and not is_key;
@@ -465,9 +468,8 @@ begin
       using v_commit;
     get diagnostics v_online_rows = row_count;
   end if;
-  raise debug 'fstore commit %: online upsert % ms', v_commit, round(extract(epoch from clock_timestamp() - v_step) * 1000);
+  v_step := fstore.commit_step_done(v_commit, 'online_upsert', v_step);
 
-  v_step := clock_timestamp();
   if v_fg.statistics_enabled and v_rows > 0 then
     v_stats := fstore.batch_statistics(p_feature_group_id, v_batch);
     v_min := (v_stats #>> array[v_fg.event_time, 'min'])::timestamptz;
@@ -476,13 +478,13 @@ begin
     execute format('select min(%1$I), max(%1$I) from %2$s', v_fg.event_time, v_batch) into v_min, v_max;
   end if;
   perform fstore.finish_commit(v_commit, v_rows, v_online_rows, v_min, v_max, v_validation, v_stats);
-  raise debug 'fstore commit %: statistics and record % ms', v_commit,
-    round(extract(epoch from clock_timestamp() - v_step) * 1000);
+  v_step := fstore.commit_step_done(v_commit, 'statistics_and_record', v_step);
   return v_commit;
 end $$;
 
 grant execute on function fstore.statistics_kind(regtype), fstore.batch_statistics(bigint, regclass),
   fstore.has_validation_rules(jsonb), fstore.validate_commit(bigint, regclass, regclass),
+  fstore.commit_step_done(bigint, text, timestamptz, text),
   fstore.commit_feature_rows(bigint, regclass, text, text, jsonb) to public;
 
 reset role;

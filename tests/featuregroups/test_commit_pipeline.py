@@ -20,8 +20,11 @@ import pytest
 from psycopg import sql
 
 import fstore
-from fstore import InvalidInput, projects
+from fstore import InvalidInput, projects, server
+from fstore.connection import connect, connect_operator
+from tests.conftest import unique
 from tests.featuregroups.conftest import ACTIVITY_TYPES, activity_frame
+from tests.featuregroups.test_crash import _counts, _kill_server, crash_home  # noqa: F401 (fixture)
 
 COLUMNS = ["account_id", "amount", "tx_count", "channel", "flagged", "event_time"]
 LOCK_NAMESPACE = 1718837249  # fstore.commit_feature_rows: pg_advisory_xact_lock(namespace, feature group id)
@@ -266,3 +269,62 @@ def test_rules_about_single_rows_judge_only_the_rows_a_commit_writes(alice) -> N
     with pytest.raises(InvalidInput, match=r"column tx_count, rule min: 1 failing rows"):
         fg.insert(pd.concat([more, worse]), mode="merge")
     assert fg.read().num_rows == 30 + fresh
+
+
+def test_kill_9_in_the_middle_of_a_bulk_commit_leaves_the_old_index_and_rows(crash_home) -> None:
+    """The server killed after the bulk path dropped, refilled and rebuilt the index (the
+    commit held at its online upsert by a lock) comes back with the old index and rows."""
+    home = crash_home
+    project = unique("crashb")
+    with connect(home, "fstore_admin", autocommit=True) as admin:
+        projects.create_project(home, admin, project, "alice")
+    with fstore.connect(project, "alice", home=home) as alice:
+        fg = alice.create_feature_group("big", 1, keys=["account_id"], features=ACTIVITY_TYPES, online=True)
+        fg.insert(activity_frame(rows=100, accounts=10))
+        index_before = pit_index(alice.conn, fg)
+    before = _counts(home, project)
+    writer_error: list[BaseException] = []
+
+    def write() -> None:
+        try:
+            with fstore.connect(project, "alice", home=home) as writer:
+                writer.get_feature_group("big").insert(activity_frame(rows=3000, accounts=10, seed=21))
+        except BaseException as exc:  # the crash ends it; checked below
+            writer_error.append(exc)
+
+    # one connection holds the lock, another watches (activity statistics stay fixed within a
+    # transaction); both die with the server
+    locker = connect_operator(home, autocommit=False)
+    op = connect_operator(home, autocommit=True)
+    try:
+        locker.execute(sql.SQL("lock table {} in exclusive mode").format(fg.online_relation()))
+        worker = threading.Thread(target=write)
+        worker.start()
+        held = None
+        for _ in range(1200):  # until the commit waits for the online table, its offline work done
+            held = op.execute(
+                "select a.pid, bool_or(l.mode = 'AccessExclusiveLock' and l.relation = %s::regclass and l.granted)"
+                "  from pg_stat_activity a join pg_locks l on l.pid = a.pid"
+                " where a.usename = %s and a.query ilike '%%commit_feature_rows%%'"
+                "   and exists (select 1 from pg_locks w where w.pid = a.pid and not w.granted"
+                "                 and w.relation = %s::regclass)"
+                " group by a.pid",
+                (f'"{project}".big__v1', f"{project}__alice", f'"{project}".big__v1__online')).fetchone()
+            if held or not worker.is_alive():
+                break
+            threading.Event().wait(0.05)
+        assert held and held[1], ("the commit never reached its online upsert on the bulk path", writer_error)
+        _kill_server(home)
+    finally:
+        locker.close()
+        op.close()
+    worker.join(timeout=60)
+    assert writer_error and not worker.is_alive()
+
+    server.start(home)  # crash recovery: the unfinished commit is rolled back, old index included
+    assert _counts(home, project) == before
+    with fstore.connect(project, "alice", home=home) as alice:
+        fg = alice.get_feature_group("big")
+        assert pit_index(alice.conn, fg) == index_before
+        assert latest_rows(alice.conn, fg, use_index=True) == latest_rows(alice.conn, fg, use_index=False)
+        assert fg.insert(activity_frame(rows=30, accounts=10, seed=22)).rows == 30
