@@ -297,7 +297,10 @@ end $$;
 --     sort (maintenance_work_mem at least 1GB, parallel maintenance workers as the
 --     server allows). DROP INDEX holds an ACCESS EXCLUSIVE lock on the offline table
 --     until the transaction ends: readers of THIS feature group's offline table wait
---     for the commit (readers of its online table and of other groups do not). The DDL
+--     for the commit (readers of its online table and of other groups do not). The lock
+--     is waited for 2 s at most (past deadlock_timeout, so an autovacuum of the table is
+--     cancelled): when the table is still being read, the commit goes row by row rather
+--     than queue behind the readers and hold up every later one. The DDL
 --     needs the table's owner: a caller acting as the project's owner role does it
 --     directly, a member of that role (a Data Owner) does it under SET LOCAL ROLE
 --     <project>__owner for the DDL only (the rows are written as the caller); any other
@@ -317,6 +320,7 @@ as $$
 declare
   c_lock_namespace constant integer := 1718837249;  -- 'fs' 0x0001: commits per feature group
   c_bulk_maintenance_work_mem constant bigint := 1024 * 1024 * 1024;
+  c_bulk_lock_wait constant text := '2s';  -- more than deadlock_timeout (1s): autovacuum gets cancelled
   v_fg fstore.feature_groups;
   v_commit bigint;
   v_cols text;
@@ -331,6 +335,8 @@ declare
   v_as_owner boolean := false;
   v_caller_role text;
   v_caller_maintenance_work_mem text;
+  v_caller_lock_timeout text := current_setting('lock_timeout');
+  v_detail text := 'row by row';
   v_index_names text[];
   v_index_defs text[];
   v_i integer;
@@ -401,24 +407,37 @@ begin
     v_bulk := v_as_owner;
   end if;
   if v_bulk then
-    select array_agg(c.relname::text order by c.relname), array_agg(pg_get_indexdef(i.indexrelid) order by c.relname)
-      into v_index_names, v_index_defs
-      from pg_index i join pg_class c on c.oid = i.indexrelid
-     where i.indrelid = v_offline and i.indisvalid and not i.indisunique
-       and not exists (select 1 from pg_constraint k where k.conindid = i.indexrelid);
-    v_bulk := v_index_names is not null;
-  end if;
-  if v_bulk then
     if v_as_owner then
       v_caller_role := current_setting('role');
       perform set_config('role', v_owner, true);
     end if;
-    for v_i in 1 .. cardinality(v_index_names) loop
-      execute format('drop index %I.%I', v_fg.project, v_index_names[v_i]);
-    end loop;
+    -- the lock DROP INDEX needs, waited for c_bulk_lock_wait at most: queued behind a long
+    -- read, this commit would hold up every later reader (and a reader waiting for another
+    -- of its own connections, as sharded point-in-time joins do, would never finish)
+    begin
+      perform set_config('lock_timeout', c_bulk_lock_wait, true);
+      execute format('lock table %s in access exclusive mode', v_offline);
+    exception when lock_not_available then
+      v_bulk := false;
+      v_detail := 'row by row: the offline table is in use';
+    end;
+    perform set_config('lock_timeout', v_caller_lock_timeout, true);
+    if v_bulk then
+      select array_agg(c.relname::text order by c.relname), array_agg(pg_get_indexdef(i.indexrelid) order by c.relname)
+        into v_index_names, v_index_defs
+        from pg_index i join pg_class c on c.oid = i.indexrelid
+       where i.indrelid = v_offline and i.indisvalid and not i.indisunique
+         and not exists (select 1 from pg_constraint k where k.conindid = i.indexrelid);
+      for v_i in 1 .. coalesce(cardinality(v_index_names), 0) loop
+        execute format('drop index %I.%I', v_fg.project, v_index_names[v_i]);
+      end loop;
+    end if;
     if v_as_owner then
       perform set_config('role', v_caller_role, true);
     end if;
+    v_bulk := v_bulk and v_index_names is not null;
+  end if;
+  if v_bulk then
     execute format('insert into %1$s (%2$s, %3$I, _commit_id) select %2$s, %3$I, $1 from %4$s',
                    v_offline, v_cols, v_fg.event_time, v_batch) using v_commit;
     get diagnostics v_rows = row_count;
@@ -445,7 +464,7 @@ begin
     execute format('insert into %1$s (%2$s, %3$I, _commit_id) select %2$s, %3$I, $1 from %4$s order by %5$s, %3$I desc',
                    v_offline, v_cols, v_fg.event_time, v_batch, v_keys) using v_commit;
     get diagnostics v_rows = row_count;
-    v_step := fstore.commit_step_done(v_commit, 'offline_append', v_step, 'row by row');
+    v_step := fstore.commit_step_done(v_commit, 'offline_append', v_step, v_detail);
   end if;
 
   if v_fg.online and v_rows > 0 then

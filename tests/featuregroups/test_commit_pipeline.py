@@ -134,6 +134,23 @@ def test_a_bulk_commit_is_all_or_nothing_and_holds_readers_of_its_group_only(
     assert activity.read().num_rows == 100 and len(activity.commits()) == 1
 
 
+def test_a_large_commit_does_not_queue_behind_a_reader_of_its_group(fraud, alice, activity, home) -> None:
+    activity.insert(activity_frame(rows=100, seed=5))
+    before = pit_index(alice.conn, activity)
+    committed: list[Any] = []
+    with fstore.connect(fraud.name, "bob", home=home) as bob, bob.conn.transaction():
+        bob.conn.execute(sql.SQL("select count(*) from {}").format(activity.offline_relation()))  # holds its lock
+        # large enough for the bulk path, but the table is in use: after a short wait, row by row
+        writer = threading.Thread(target=lambda: committed.append(activity.insert(activity_frame(rows=2000, seed=6))))
+        writer.start()
+        writer.join(timeout=120)
+        assert not writer.is_alive(), "the commit waited for the reader's transaction"
+    assert committed[0].rows == 2000
+    assert pit_index(alice.conn, activity) == before  # maintained, not rebuilt
+    assert activity.read().num_rows == 2100
+    assert latest_rows(alice.conn, activity, use_index=True) == latest_rows(alice.conn, activity, use_index=False)
+
+
 def test_acting_as_the_owner_role_takes_the_bulk_path_too(fraud, activity, owner_conn) -> None:
     before = pit_index(owner_conn, activity)
     owner_conn.commit()
