@@ -7,8 +7,9 @@ time and six features of mixed types) in the same run, on the same server:
 * ``commit``: ``fstore.commit_feature_rows(fg, <source>, 'append')`` for an online
   feature group: offline append (indexed for point-in-time lookups), online
   newer-only upsert, statistics, commit record, in one transaction; the tables start
-  empty, so the offline append takes the bulk path (index dropped, rows appended,
-  index rebuilt); each run also reports the pipeline's own step durations
+  empty (or hold ``--existing-rows`` rows, committed untimed before each run), so the
+  offline append takes the bulk path (index dropped, rows appended, index rebuilt)
+  unless the table holds more than the commit brings (then row by row); each run also reports the pipeline's own step durations
   (``commit_steps_seconds``, from its RAISE DEBUG lines), how the server built the
   index (serially or with parallel workers) and the 1-minute load average before
   and after the commit;
@@ -73,6 +74,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--max-wal-size", default=None, help="for the bench's own server (default: the server's)")
     p.add_argument("--offline-index", choices=("covering", "keys"), default="covering",
                    help="the feature group's offline_index option (default covering)")
+    p.add_argument("--existing-rows", type=int, default=0,
+                   help="rows already in the feature group before each timed commit (committed untimed from the"
+                        " start of the source); with more than --rows the commit goes row by row, not bulk")
     p.add_argument("--python", action="store_true", help="also time fg.insert of the same rows from Arrow")
     p.add_argument("--output", default=None, help="write the JSON here too")
     return p.parse_args(argv)
@@ -147,6 +151,8 @@ def _measure(home: FstoreHome, project: str, args: argparse.Namespace) -> dict[s
         for run_number in range(args.repeat):
             if run_number:
                 _reset(conn, owner, copy, fg)
+            if args.existing_rows:
+                _prefill(conn, owner, source, fg, project, args.existing_rows)
             checkpoint(home)
             ctas_s, _ = timed(lambda: _ctas(conn, owner, copy, source))
             checkpoint(home)
@@ -169,6 +175,7 @@ def _measure(home: FstoreHome, project: str, args: argparse.Namespace) -> dict[s
         result: dict[str, Any] = {
             "rows": args.rows, "entities": args.entities, "features": FEATURES,
             "offline_index": args.offline_index,
+            "existing_rows": args.existing_rows,
             "load_source_seconds": round(load_s, 3),
             "ctas_seconds": ctas_median,
             "commit_seconds": commit_median,
@@ -241,6 +248,17 @@ def _commit(conn: Any, fg_id: int, source: str) -> tuple[int, dict[str, Any], li
             if detail:
                 steps[f"{name}_detail"] = detail
     return commit_id, steps, [m for m in messages if m.startswith("building index")]
+
+
+def _prefill(conn: Any, owner: sql.Identifier, source: sql.Identifier, fg: Any, project: str, rows: int) -> None:
+    """Commit the first ``rows`` rows of the source (untimed), so the timed commit meets a filled table."""
+    prefill = sql.Identifier(project, "prefill")
+    with conn.transaction():
+        conn.execute(sql.SQL("set local role {}").format(owner))
+        conn.execute(sql.SQL("drop table if exists {}").format(prefill))
+        conn.execute(sql.SQL("create table {} as select * from {} limit %s").format(prefill, source), (rows,))
+    conn.execute("select fstore.commit_feature_rows(%s, %s::regclass, 'append', 'bench prefill')",
+                 (fg.id, f"{project}.prefill"))
 
 
 def _reset(conn: Any, owner: sql.Identifier, copy: sql.Identifier, fg: Any) -> None:

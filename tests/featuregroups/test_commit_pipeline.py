@@ -10,8 +10,11 @@ in the caller's own transaction (as dbt does), or through ``fg.insert``.
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -27,6 +30,7 @@ from tests.featuregroups.conftest import ACTIVITY_TYPES, activity_frame
 from tests.featuregroups.test_crash import _counts, _kill_server, crash_home  # noqa: F401 (fixture)
 
 COLUMNS = ["account_id", "amount", "tx_count", "channel", "flagged", "event_time"]
+ROOT = Path(__file__).resolve().parents[2]
 LOCK_NAMESPACE = 1718837249  # fstore.commit_feature_rows: pg_advisory_xact_lock(namespace, feature group id)
 
 
@@ -345,3 +349,26 @@ def test_kill_9_in_the_middle_of_a_bulk_commit_leaves_the_old_index_and_rows(cra
         assert pit_index(alice.conn, fg) == index_before
         assert latest_rows(alice.conn, fg, use_index=True) == latest_rows(alice.conn, fg, use_index=False)
         assert fg.insert(activity_frame(rows=30, accounts=10, seed=22)).rows == 30
+
+
+def test_commit_bench_reports_the_path_each_commit_took(home) -> None:
+    """bench/commit.py at a small size: into empty tables the bulk path, into a table holding
+    more rows than the commit row by row; the pipeline's step durations are reported."""
+    reports = {}
+    for existing in (0, 3000):
+        result = subprocess.run(
+            [sys.executable, str(ROOT / "bench" / "commit.py"), "--rows", "2000", "--entities", "50",
+             "--existing-rows", str(existing), "--home", str(home.root)],
+            cwd=ROOT, capture_output=True, text=True, timeout=300)
+        assert result.returncode == 0, result.stderr
+        reports[existing] = json.loads(result.stdout)
+    for existing, path in ((0, "bulk, 1 index(es) dropped"), (3000, "row by row")):
+        report = reports[existing]
+        assert report["existing_rows"] == existing and report["commit"]["rows"] == 2000
+        [run] = report["runs"]
+        steps = run["commit_steps_seconds"]
+        assert steps["offline_append_detail"] == path
+        assert {"lock", "select", "validation", "offline_append", "online_upsert", "statistics_and_record"} <= set(steps)
+        assert ("offline_index_build" in steps) == (existing == 0)
+        assert [line.startswith('building index "bench__v1_pit"') for line in run["index_builds"]].count(True) == \
+            (1 if existing == 0 else 0)
