@@ -156,23 +156,29 @@ def test_kill_9_during_a_large_commit_leaves_no_trace(crash_home: FstoreHome) ->
     before = _counts(home, project)
     assert before["offline"] == 100 and before["commits"] == [baseline.id] and before["statistics"] == 1
 
+    # The commit's last step appends its audit record; holding a SHARE lock on the audit log
+    # stops it right there, with every row written (offline, online, statistics) and nothing
+    # committed, so the crash lands in the middle of the commit on any machine, fast or slow.
+    gate = connect_operator(home)
+    gate.execute("lock table fstore.audit_log in share mode")
     writer = subprocess.Popen([sys.executable, "-c", WRITER, str(home.root), project, str(BIG_ROWS)],
                               cwd=Path(__file__).resolve().parents[2], stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True)
     try:
-        # wait until the commit's INSERT is running: commit_feature_rows is active in
-        # pg_stat_activity and the offline table has grown on disk (uncommitted rows)
         with connect_operator(home, autocommit=True) as op:
-            base_size = op.execute(f"select pg_relation_size('\"{project}\".big__v1')").fetchone()[0]
+            relation_file = op.execute(f"select pg_relation_filepath('\"{project}\".big__v1')").fetchone()[0]
+            base_size = (home.data_dir / relation_file).stat().st_size
             deadline = time.monotonic() + 240
             while True:
                 assert writer.poll() is None, f"the writer ended before the crash: {writer.communicate()}"
-                assert time.monotonic() < deadline, "the large commit never started"
-                active = op.execute(
-                    "select count(*) from pg_stat_activity where usename = %s and state = 'active' "
+                assert time.monotonic() < deadline, "the large commit never reached its last step"
+                waiting = op.execute(
+                    "select count(*) from pg_stat_activity where usename = %s and wait_event_type = 'Lock' "
                     "and query ilike '%%commit_feature_rows%%'", (f"{project}__alice",)).fetchone()[0]
-                size = op.execute(f"select pg_relation_size('\"{project}\".big__v1')").fetchone()[0]
-                if active and size > base_size + 8 * 1024 * 1024:
+                if waiting:
+                    # read the size from disk: pg_relation_size would wait for the bulk commit's lock
+                    size = (home.data_dir / relation_file).stat().st_size
+                    assert size > base_size + 8 * 1024 * 1024, "the commit's rows were not written yet"
                     break
                 time.sleep(0.05)
         _kill_server(home)
@@ -181,6 +187,7 @@ def test_kill_9_during_a_large_commit_leaves_no_trace(crash_home: FstoreHome) ->
         if writer.poll() is None:
             writer.kill()
             writer.wait()
+        gate.close()
     assert writer.returncode != 0 and "COMMITTED" not in out, (out, err)
 
     server.start(home)  # crash recovery replays the WAL; the unfinished commit is rolled back
