@@ -40,7 +40,6 @@ import os
 import platform
 import re
 import shutil
-import socket
 import statistics
 import sys
 import tempfile
@@ -56,6 +55,7 @@ import fstore
 from fstore import pki, projects, server
 from fstore.connection import connect, connect_operator
 from fstore.home import FstoreHome
+from fstore.sandbox import free_port
 
 FEATURES = {
     "account_id": "bigint", "amount": "double precision", "ratio": "double precision",
@@ -81,12 +81,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--python", action="store_true", help="also time fg.insert of the same rows from Arrow")
     p.add_argument("--output", default=None, help="write the JSON here too")
     return p.parse_args(argv)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def start_home(args: argparse.Namespace) -> tuple[FstoreHome, Callable[[], None]]:

@@ -27,18 +27,17 @@ import os
 import platform
 import resource
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
 import time
-import uuid
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 from psycopg import sql
+
+from fstore.sandbox import create_project, start_home
 
 TARGETS = {"parquet_vs_bare_max": 1.3, "peak_memory_mb_max": 1024}
 COLUMNS = {"account_id": "bigint", "event_time": "timestamptz", "amount": "double precision",
@@ -121,45 +120,6 @@ def run_child(args: argparse.Namespace, home: Path, project: str, contender: str
 
 
 # --- setup ---------------------------------------------------------------------------------------
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def start_home(args: argparse.Namespace) -> tuple[Any, Callable[[], None]]:
-    """A running home: the given one, or a new temporary one with its own server."""
-    from fstore import pki, server
-    from fstore.home import FstoreHome
-
-    if args.home:
-        return FstoreHome(Path(args.home)), lambda: None
-    root = Path(tempfile.mkdtemp(prefix="fst-bench-", dir="/tmp"))
-    home = FstoreHome(root)
-    pki.init_ca(home)
-    pki.issue_certificate(home, "fstore_admin")
-    server.start(home, port=free_port())
-
-    def cleanup() -> None:
-        server.stop(home)
-        shutil.rmtree(root, ignore_errors=True)
-
-    return home, cleanup
-
-
-def create_project(home: Any) -> str:
-    """A new project with a Data Owner (alice, loads) and a Data Scientist (bob, exports)."""
-    from fstore import projects
-    from fstore.connection import connect
-
-    name = f"bench{uuid.uuid4().hex[:8]}"
-    with connect(home, "fstore_admin", autocommit=True) as admin:
-        projects.create_project(home, admin, name, "alice")
-    with connect(home, f"{name}__alice", autocommit=True) as alice:
-        projects.add_member(home, alice, name, "bob", "data-scientist")
-    return name
-
-
 def load(home: Any, project: str, rows: int, entities: int) -> float:
     """Feature group ``events`` with ``rows`` rows, generated in the server, one commit."""
     from fstore.connection import connect, connect_operator
@@ -191,7 +151,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     from fstore.connection import connect
 
     formats = [f.strip() for f in args.formats.split(",") if f.strip()]
-    home, cleanup = start_home(args)
+    home, cleanup = start_home(args.home)
     project = None
     work = Path(tempfile.mkdtemp(prefix="fst-export-bench-"))
     try:

@@ -31,13 +31,9 @@ import json
 import os
 import platform
 import random
-import shutil
-import socket
 import statistics
 import sys
-import tempfile
 import time
-import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -46,9 +42,10 @@ import psycopg
 from psycopg import sql
 
 import fstore
-from fstore import online, pki, projects, server
+from fstore import online, projects
 from fstore.connection import connect, connect_operator
 from fstore.home import FstoreHome
+from fstore.sandbox import create_project, start_home
 
 FEATURES = {"amount": "double precision", "ratio": "double precision", "n_tx": "integer", "segment": "text"}
 TARGETS = {"p99_1_entity_ms": 0.5, "p99_100_entities_ms": 1.5, "vs_raw_max": 1.3}
@@ -65,39 +62,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--home", default=None, help="use this running fstore home instead of a temporary one")
     p.add_argument("--output", default=None, help="write the JSON here too")
     return p.parse_args(argv)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def start_home(args: argparse.Namespace) -> tuple[FstoreHome, Callable[[], None]]:
-    """A running home: the given one, or a new temporary one with its own server."""
-    if args.home:
-        return FstoreHome(Path(args.home)), lambda: None
-    root = Path(tempfile.mkdtemp(prefix="fst-bench-", dir="/tmp"))
-    home = FstoreHome(root)
-    pki.init_ca(home)
-    pki.issue_certificate(home, "fstore_admin")
-    server.start(home, port=free_port())
-
-    def cleanup() -> None:
-        server.stop(home)
-        shutil.rmtree(root, ignore_errors=True)
-
-    return home, cleanup
-
-
-def create_project(home: FstoreHome) -> str:
-    """A new project with a Data Owner (alice, loads) and a Data Scientist (bob, reads)."""
-    name = f"bench{uuid.uuid4().hex[:8]}"
-    with connect(home, "fstore_admin", autocommit=True) as admin:
-        projects.create_project(home, admin, name, "alice")
-    with connect(home, f"{name}__alice", autocommit=True) as alice:
-        projects.add_member(home, alice, name, "bob", "data-scientist")
-    return name
 
 
 def load_group(home: FstoreHome, project: str, name: str, entities: int) -> None:
@@ -180,7 +144,7 @@ def measure(calls: dict[str, Callable[[], Any]], rounds: int, warmup: int) -> di
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     """Set up, measure, report."""
-    home, cleanup = start_home(args)
+    home, cleanup = start_home(args.home)
     project = None
     try:
         project = create_project(home)

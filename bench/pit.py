@@ -26,12 +26,10 @@ import datetime as dt
 import json
 import platform
 import shutil
-import socket
 import statistics
 import sys
 import tempfile
 import time
-import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -46,6 +44,7 @@ import fstore
 from fstore import pki, pointintime, projects, server
 from fstore.connection import connect, connect_operator
 from fstore.home import FstoreHome
+from fstore.sandbox import create_project, free_port
 
 FEATURES = {"amount": "double precision", "n_tx": "integer", "ratio": "double precision", "category": "bigint"}
 START = dt.datetime(2024, 1, 1, tzinfo=dt.timezone.utc)
@@ -104,12 +103,6 @@ def spine_frame(rng: np.random.Generator, rows: int, entities: int) -> pd.DataFr
 # --- setup --------------------------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def start_home(args: argparse.Namespace) -> tuple[FstoreHome, Callable[[], None]]:
     """A running home: the given one, or a new temporary one with its own server."""
     if args.home:
@@ -134,16 +127,6 @@ def start_home(args: argparse.Namespace) -> tuple[FstoreHome, Callable[[], None]
         shutil.rmtree(root, ignore_errors=True)
 
     return home, cleanup
-
-
-def create_project(home: FstoreHome) -> str:
-    """A new project with a Data Owner (alice, loads) and a Data Scientist (bob, reads)."""
-    name = f"bench{uuid.uuid4().hex[:8]}"
-    with connect(home, "fstore_admin", autocommit=True) as admin:
-        projects.create_project(home, admin, name, "alice")
-    with connect(home, f"{name}__alice", autocommit=True) as alice:
-        projects.add_member(home, alice, name, "bob", "data-scientist")
-    return name
 
 
 def load_group(home: FstoreHome, project: str, name: str, table: pa.Table, commit_rows: int) -> dict[str, Any]:

@@ -1,0 +1,62 @@
+"""Throw-away fstore platforms for benchmarks and tests: a temporary home with its
+own CA and running server, and a project with a Data Owner and a Data Scientist.
+
+Example::
+
+    home, cleanup = start_home(None)        # or start_home("/path/to/running/home")
+    project = create_project(home)          # alice (Data Owner), bob (Data Scientist)
+    cleanup()
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import tempfile
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+
+from fstore import pki, projects, server
+from fstore.connection import connect
+from fstore.home import FstoreHome
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def start_home(existing: str | Path | None, prefix: str = "fst-bench-") -> tuple[FstoreHome, Callable[[], None]]:
+    """A running home: ``existing`` as given, or a new temporary one with its own server.
+
+    Returns the home and a cleanup function (a no-op for an existing home) that stops
+    the temporary server and removes its directory.
+    """
+    if existing:
+        return FstoreHome(Path(existing)), lambda: None
+    root = Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))
+    home = FstoreHome(root)
+    os.environ["PGSERVICEFILE"] = str(root / "pg_service.conf")  # keep ~/.pg_service.conf untouched
+    pki.init_ca(home)
+    pki.issue_certificate(home, "fstore_admin")
+    server.start(home, port=free_port())
+
+    def cleanup() -> None:
+        server.stop(home)
+        shutil.rmtree(root, ignore_errors=True)
+
+    return home, cleanup
+
+
+def create_project(home: FstoreHome, prefix: str = "bench") -> str:
+    """A new project with a Data Owner (alice) and a Data Scientist (bob); returns its name."""
+    name = f"{prefix}{uuid.uuid4().hex[:8]}"
+    with connect(home, "fstore_admin", autocommit=True) as admin:
+        projects.create_project(home, admin, name, "alice")
+    with connect(home, f"{name}__alice", autocommit=True) as alice:
+        projects.add_member(home, alice, name, "bob", "data-scientist")
+    return name
