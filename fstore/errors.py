@@ -63,6 +63,7 @@ _BY_SQLSTATE_CLASS: dict[str, type[FstoreError]] = {
     "42710": Conflict,  # duplicate_object
     "42P06": Conflict,  # duplicate_schema
     "42P07": Conflict,  # duplicate_table
+    "42701": Conflict,  # duplicate_column
     "23505": Conflict,  # unique_violation
     "22023": InvalidInput,  # invalid_parameter_value
     "22P02": InvalidInput,  # invalid_text_representation

@@ -20,7 +20,8 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -205,6 +206,24 @@ class FeatureGroup:
         finally:
             conn.close()
 
+    def add_features(self, features: Mapping[str, Any]) -> "FeatureGroup":
+        """Add features to this version without a new version (a Data Owner's change).
+
+        ``features`` is ``{column: type}`` or ``{column: {"type", "description"}}``. Each
+        becomes a nullable column offline (and online): rows committed before read NULL.
+        Returns the group as the catalog now records it.
+
+        Example::
+
+            fg = fg.add_features({"amount_30d": "double precision"})
+        """
+        if not isinstance(features, Mapping) or not features:
+            raise InvalidInput("give the features to add as {column: type}")
+        columns = _columns(features, [])
+        with translated(), as_project_owner(self.store, "add features to"):
+            self.store.conn.execute("select fstore.add_features(%s, %s::jsonb)", (self.id, json.dumps(columns)))
+        return self.refresh()
+
     def refresh(self) -> "FeatureGroup":
         """The same version as the catalog records it now."""
         return get_feature_group(self.store, f"{self.project}.{self.name}", self.version)
@@ -264,8 +283,9 @@ def get_feature_group(fs: "FeatureStore", name: str, version: int | None = None)
     )
 
 
-def _columns(features: Any, keys: list[str], event_time: str) -> list[dict[str, str]]:
-    """The ``[{"name", "type", "description"}]`` list create_feature_group takes."""
+def _columns(features: Any, keys: list[str]) -> list[dict[str, str]]:
+    """The ``[{"name", "type", "description"}]`` list create_feature_group and add_features take
+    (the SQL side skips the event-time column on create and refuses it on add)."""
     from fstore import ingest
 
     if features is None:
@@ -286,7 +306,7 @@ def _columns(features: Any, keys: list[str], event_time: str) -> list[dict[str, 
     for key in keys:
         if key not in names:
             raise InvalidInput(f"entity key column {key!r} is not among the columns {names}")
-    return [c for c in columns if c["name"] != event_time]
+    return columns
 
 
 def create_feature_group(
@@ -327,7 +347,7 @@ def create_feature_group(
         raise InvalidInput("give at least one entity key column (keys=[...])")
     if validation_policy not in VALIDATION_POLICIES:
         raise InvalidInput(f"invalid validation_policy {validation_policy!r}: use strict or warn")
-    columns = _columns(features, keys, event_time)
+    columns = _columns(features, keys)
     for column in columns:
         if feature_descriptions and column["name"] in feature_descriptions:
             column["description"] = feature_descriptions[column["name"]]
@@ -345,21 +365,32 @@ def create_feature_group(
             version = conn.execute(
                 "select coalesce(max(version), 0) + 1 from fstore.feature_groups where project = %s and name = %s",
                 (fs.project, name)).fetchone()[0]
-        try:
-            with conn.transaction():  # SET LOCAL: the role reverts when the transaction ends, error or not
-                conn.execute(sql.SQL("set local role {}").format(sql.Identifier(group_role(fs.project, "owner"))))
-                conn.execute(
-                    "select fstore.create_feature_group(%s, %s, %s, %s, %s, %s::jsonb, %s, %s::interval, %s, "
-                    "%s, %s, %s::jsonb)",
-                    (fs.project, name, version, keys, event_time, json.dumps(columns), online, ttl_param,
-                     description, list(tags), statistics, json.dumps(opts)))
-        except psycopg.errors.InsufficientPrivilege as exc:
-            if "set role" in str(exc).lower():
-                raise PermissionDenied(
-                    f"{fs.role} may not create feature groups in project {fs.project}: only its Data Owners "
-                    "can (they act as the project's owner role)", sqlstate=exc.sqlstate) from exc
-            raise
+        with as_project_owner(fs, "create feature groups in"):
+            conn.execute(
+                "select fstore.create_feature_group(%s, %s, %s, %s, %s, %s::jsonb, %s, %s::interval, %s, "
+                "%s, %s, %s::jsonb)",
+                (fs.project, name, version, keys, event_time, json.dumps(columns), online, ttl_param,
+                 description, list(tags), statistics, json.dumps(opts)))
     return get_feature_group(fs, f"{fs.project}.{name}", version)
+
+
+@contextmanager
+def as_project_owner(fs: "FeatureStore", action: str) -> Iterator[None]:
+    """One transaction acting as the project's owner role (SET LOCAL ROLE), as table DDL needs.
+
+    Only Data Owners may: anyone else gets :class:`PermissionDenied` saying so. The role
+    reverts when the transaction ends, error or not.
+    """
+    try:
+        with fs.conn.transaction():
+            fs.conn.execute(sql.SQL("set local role {}").format(sql.Identifier(group_role(fs.project, "owner"))))
+            yield
+    except psycopg.errors.InsufficientPrivilege as exc:
+        if "set role" in str(exc).lower():
+            raise PermissionDenied(
+                f"{fs.role} may not {action} project {fs.project}: only its Data Owners "
+                "can (they act as the project's owner role)", sqlstate=exc.sqlstate) from exc
+        raise
 
 
 def list_feature_groups(fs: "FeatureStore") -> list[dict[str, Any]]:

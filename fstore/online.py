@@ -34,7 +34,7 @@ import psycopg
 import pyarrow as pa
 from psycopg import sql
 
-from fstore.errors import InvalidInput, NotFound, PermissionDenied, translated
+from fstore.errors import InvalidInput, NotFound, translated
 
 REFERENCE = re.compile(
     r"^(?:(?P<project>[a-z][a-z0-9_]*)\.)?(?P<group>[a-z][a-z0-9_]*)(?:@(?P<version>[0-9]{1,9}))?"
@@ -131,68 +131,40 @@ class OnlineGroup:
 
 def resolve_features(conn: psycopg.Connection[Any], project: str, features: Sequence[str], *,
                      full_feature_names: bool = False, online: bool = True) -> list[OnlineGroup]:
-    """Resolve feature references against the catalog the caller can see, in order.
+    """Resolve feature references with the catalog's resolver (``fstore.resolve_features``).
 
     Latest version unless ``@version`` is given; ``group:*`` is every non-key feature.
     Errors name the reference: unknown group or feature, a key asked for as a feature,
-    an ambiguous output name (use ``full_feature_names`` to get ``group__feature``),
-    a group without an online table (``online=True``).
+    another project not shared with ``project``, an ambiguous output name (use
+    ``full_feature_names`` to get ``group__feature``), and here also a group without an
+    online table (``online=True``). ``project`` is the caller's session project (the
+    resolver reads it from the session); it is checked to match.
     """
     if isinstance(features, str) or not features:
         raise InvalidInput("give a list of feature references, e.g. ['activity:*']")
-    refs = [FeatureRef.parse(f, project) for f in features]
-    wanted = sorted({(r.project, r.group) for r in refs})
+    for text in features:
+        FeatureRef.parse(text, project)  # the same grammar, checked before the round trip
     with translated():
-        rows = conn.execute(
-            """select g.id, g.project, g.name, g.version, g.entity_keys, g.event_time, g.ttl, g.online,
-                      g.online_table, g.offline_table,
-                      array(select f.name from fstore.features f where f.feature_group_id = g.id
-                             and not f.is_key order by f.position)
-                 from fstore.feature_groups g
-                 join unnest(%s::text[], %s::text[]) w(project, name) using (project, name)
-                order by g.version desc""",
-            ([w[0] for w in wanted], [w[1] for w in wanted])).fetchall()
-    catalog: dict[tuple[str, str], list[Any]] = {}
-    for row in rows:
-        catalog.setdefault((row[1], row[2]), []).append(row)
-    groups: dict[int, OnlineGroup] = {}
-    outputs: dict[str, str] = {}
-    for ref, text in zip(refs, features):
-        versions = catalog.get((ref.project, ref.group), [])
-        row = next((r for r in versions if ref.version is None or r[3] == ref.version), None)
-        if row is None:
-            what = f"{ref.project}.{ref.group}" + (f"@{ref.version}" if ref.version else "")
-            if ref.project != project and not versions:
-                raise PermissionDenied(f"feature group {what} does not exist or project {ref.project} "
-                                       f"is not shared with {project} (reference {text!r})")
-            raise NotFound(f"feature group {what} does not exist or is not visible (reference {text!r})")
-        group = groups.get(row[0])
-        if group is None:
-            if online and not row[7]:
-                raise InvalidInput(f"feature group {row[1]}.{row[2]}@{row[3]} is not online "
-                                   f"(reference {text!r}): create it with online=True")
-            table = row[8] if online else row[9]
-            group = OnlineGroup(id=row[0], project=row[1], name=row[2], version=row[3], keys=list(row[4]),
-                                event_time=row[5], ttl=row[6], online_table=table,
-                                columns=_table_columns(conn, row[1], table), available=list(row[10]))
-            groups[row[0]] = group
-        names = group.available if ref.feature == "*" else [ref.feature]
-        if ref.feature in group.keys:
-            raise InvalidInput(f"{ref.feature} is an entity key of feature group {group.label}, not a feature "
-                               f"(reference {text!r})")
-        if ref.feature != "*" and ref.feature not in group.available:
-            raise NotFound(f"feature {ref.feature} does not exist in feature group {group.label} "
-                           f"(reference {text!r})")
-        for name in names:
-            if any(name == f for f, _ in group.features):
-                continue
-            output = f"{group.name}__{name}" if full_feature_names else name
-            if output in outputs:
-                raise InvalidInput(f"feature name {output} is ambiguous: it comes from {outputs[output]} and "
-                                   f"{group.label}:{name}; ask for full feature names (group__feature)")
-            outputs[output] = f"{group.label}:{name}"
-            group.features.append((name, output))
-    return list(groups.values())
+        plan = conn.execute("select fstore.resolve_features(%s::text[], %s)",
+                            (list(features), full_feature_names)).fetchone()[0]
+        available = dict(conn.execute(
+            """select f.feature_group_id, array_agg(f.name order by f.position) from fstore.features f
+                where f.feature_group_id = any(%s) and not f.is_key group by 1""",
+            ([entry["id"] for entry in plan],)).fetchall())
+    groups = []
+    for entry in plan:
+        label = f"{entry['project']}.{entry['name']}@{entry['version']}"
+        if online and not entry["online_table"]:
+            raise InvalidInput(f"feature group {label} is not online: create it with online=True")
+        table = entry["online_table"] if online else entry["table"]
+        ttl = entry["ttl_seconds"]
+        groups.append(OnlineGroup(
+            id=entry["id"], project=entry["project"], name=entry["name"], version=entry["version"],
+            keys=list(entry["keys"]), event_time=entry["event_time"],
+            ttl=dt.timedelta(seconds=float(ttl)) if ttl is not None else None, online_table=table,
+            columns=_table_columns(conn, entry["project"], table), available=list(available.get(entry["id"], [])),
+            features=[(f["name"], f["output"]) for f in entry["features"]]))
+    return groups
 
 
 def _table_columns(conn: psycopg.Connection[Any], schema: str, table: str) -> dict[str, Column]:

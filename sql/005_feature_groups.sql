@@ -169,6 +169,20 @@ begin
    where f.feature_group_id = p_id and f.name = d.key;
 end $$;
 
+-- A column's type as a feature group takes it: a type name, optionally with a modifier
+-- and [] (validated, then used verbatim in DDL); an error names the column otherwise.
+create function fstore.check_column_type(p_column text, p_type text) returns text
+language plpgsql stable set search_path = pg_catalog, public, fstore, pg_temp as $$
+declare
+  v_type text := lower(btrim(p_type));
+begin
+  if v_type is null or v_type !~ '^[a-z][a-z0-9_ ]*(\(\d+(,\s*\d+)?\))?(\[\])?$' or to_regtype(v_type) is null then
+    raise exception 'column % has unknown type %', p_column, coalesce(quote_literal(p_type), 'NULL')
+      using errcode = '42704';
+  end if;
+  return v_type;
+end $$;
+
 -- Create the offline (and online) tables of a new version and register it.
 -- SECURITY INVOKER: the caller must be acting as p__owner (SET ROLE), so the
 -- tables belong to the project; default privileges and the DDL guard then grant
@@ -217,11 +231,7 @@ begin
     if v_col->>'name' = p_event_time then
       continue;
     end if;
-    v_type := lower(btrim(v_col->>'type'));
-    -- a type name, optionally with a modifier and [] (validated, then used verbatim)
-    if v_type !~ '^[a-z][a-z0-9_ ]*(\(\d+(,\s*\d+)?\))?(\[\])?$' or to_regtype(v_type) is null then
-      raise exception 'column % has unknown type %', v_col->>'name', quote_literal(v_col->>'type') using errcode = '42704';
-    end if;
+    v_type := fstore.check_column_type(v_col->>'name', v_col->>'type');
     v_defs := v_defs || format('%I %s%s', v_col->>'name', v_type,
                                case when v_col->>'name' = any(p_keys) then ' not null' else '' end);
     v_features := v_features || jsonb_build_object('name', v_col->>'name', 'type', v_type,
@@ -284,6 +294,85 @@ begin
     p_online, p_ttl, p_description, p_tags, p_statistics, p_options, p_upstream);
 end $$;
 
+-- Add features to an existing version: the one schema change that needs no new version.
+-- p_columns: [{"name", "type", "description"?}]. Each becomes a nullable column of the
+-- offline (and online) table (no rewrite: rows committed before read NULL for it) and a
+-- feature in the catalog, after the others. It is not in the covering point-in-time
+-- index (lookups of it read the heap). Dropping, retyping or renaming a column, and
+-- changing keys or event_time, still need a new version. SECURITY INVOKER, as the
+-- project owner role (like create_feature_group); waits for a commit in flight.
+create function fstore.add_features(p_feature_group_id bigint, p_columns jsonb) returns integer
+language plpgsql volatile set search_path = pg_catalog, public, fstore, pg_temp as $$
+declare
+  c_lock_namespace constant integer := 1718837249;  -- the commit pipeline's lock per feature group
+  v_fg fstore.feature_groups;
+  v_col jsonb;
+  v_type text;
+  v_added jsonb := '[]';
+begin
+  select * into v_fg from fstore.feature_groups where id = p_feature_group_id;
+  if not found then
+    raise exception 'feature group % does not exist or is not visible to %', p_feature_group_id, session_user
+      using errcode = 'P0002';
+  end if;
+  if current_user::text <> v_fg.project || '__owner' then
+    raise exception 'add features as the project owner role: SET ROLE %__owner first', v_fg.project
+      using errcode = '42501';
+  end if;
+  if jsonb_typeof(p_columns) is distinct from 'array' or jsonb_array_length(p_columns) = 0 then
+    raise exception 'give the features to add as [{"name": ..., "type": ...}]' using errcode = '22023';
+  end if;
+  perform pg_advisory_xact_lock(c_lock_namespace, (p_feature_group_id & 2147483647)::integer);
+  for v_col in select * from jsonb_array_elements(p_columns) loop
+    perform fstore.check_column_name(v_col->>'name');
+    if v_col->>'name' = v_fg.event_time
+       or exists (select 1 from fstore.features f where f.feature_group_id = v_fg.id and f.name = v_col->>'name') then
+      raise exception 'feature group %.% version % already has a column %', v_fg.project, v_fg.name, v_fg.version,
+        v_col->>'name' using errcode = '42701';
+    end if;
+    v_type := fstore.check_column_type(v_col->>'name', v_col->>'type');
+    execute format('alter table %I.%I add column %I %s', v_fg.project, v_fg.offline_table, v_col->>'name', v_type);
+    if v_fg.online then
+      execute format('alter table %I.%I add column %I %s', v_fg.project, v_fg.online_table, v_col->>'name', v_type);
+    end if;
+    v_added := v_added || jsonb_build_object('name', v_col->>'name', 'type', v_type,
+                                             'description', coalesce(v_col->>'description', ''));
+  end loop;
+  perform fstore.register_added_features(p_feature_group_id, v_added);
+  return jsonb_array_length(v_added);
+end $$;
+
+-- Record features the caller (as p__owner) has just added to a version's tables.
+create function fstore.register_added_features(p_id bigint, p_features jsonb) returns void
+language plpgsql volatile security definer set search_path = pg_catalog, fstore, pg_temp as $$
+declare
+  v_fg fstore.feature_groups;
+  v_feature jsonb;
+  v_position integer;
+begin
+  select * into v_fg from fstore.feature_groups where id = p_id;
+  if not found then
+    raise exception 'feature group % does not exist', p_id using errcode = 'P0002';
+  end if;
+  perform fstore.require_data_owner(v_fg.project, 'add features');
+  select coalesce(max(position), 0) into v_position from fstore.features where feature_group_id = p_id;
+  for v_feature in select * from jsonb_array_elements(p_features) loop
+    if not exists (select 1 from pg_attribute a
+                     join pg_class c on c.oid = a.attrelid join pg_namespace n on n.oid = c.relnamespace
+                    where n.nspname = v_fg.project and c.relname = v_fg.offline_table
+                      and a.attname = v_feature->>'name' and not a.attisdropped) then
+      raise exception 'column % is not on the offline table of %.%: add it there first', v_feature->>'name',
+        v_fg.project, v_fg.offline_table using errcode = '42703';
+    end if;
+    v_position := v_position + 1;
+    insert into fstore.features (feature_group_id, name, data_type, description, position, is_key)
+    values (p_id, v_feature->>'name', v_feature->>'type', coalesce(v_feature->>'description', ''), v_position, false);
+  end loop;
+  perform fstore.audit(v_fg.project, 'add_features', jsonb_build_object(
+    'feature_group', v_fg.name, 'version', v_fg.version,
+    'features', (select jsonb_agg(f->>'name') from jsonb_array_elements(p_features) f)));
+end $$;
+
 -- Open a commit record (who, which certificate and application) for a feature group.
 create function fstore.begin_commit(p_feature_group_id bigint, p_source text) returns bigint
 language plpgsql volatile security definer set search_path = pg_catalog, fstore, pg_temp as $$
@@ -329,6 +418,7 @@ end $$;
 
 grant execute on function fstore.check_feature_group_name(text), fstore.check_column_name(text),
   fstore.find_feature_group(text, text, integer), fstore.visible_feature_group(bigint),
+  fstore.check_column_type(text, text), fstore.add_features(bigint, jsonb),
   fstore.create_feature_group(text, text, integer, text[], text, jsonb, boolean, interval, text, text[],
                               boolean, jsonb, jsonb)
   to public;
@@ -340,6 +430,7 @@ grant execute on function
   fstore.register_feature_group(text, text, integer, text[], text, jsonb, boolean, interval, text, text[],
                                 boolean, jsonb, jsonb),
   fstore.describe_feature_group(bigint, text, text[], jsonb, jsonb),
+  fstore.register_added_features(bigint, jsonb),
   fstore.begin_commit(bigint, text),
   fstore.finish_commit(bigint, bigint, bigint, timestamptz, timestamptz, jsonb, jsonb)
   to public;  -- each checks the caller's rights itself

@@ -199,6 +199,24 @@ language sql immutable set search_path = pg_catalog, pg_temp as $$
                   and p_options->'validation' not in ('[]'::jsonb, '{}'::jsonb), false)
 $$;
 
+-- A strict validation failure: SQLSTATE 23514 naming every failing rule and column
+-- (the failures as JSON in the detail). validate_batch and validate_commit raise it.
+create function fstore.raise_validation_failure(p_fg fstore.feature_groups, p_failures jsonb) returns void
+language plpgsql volatile set search_path = pg_catalog, pg_temp as $$
+declare
+  v_message text;
+begin
+  select string_agg(case when f->>'rule' = 'row_count_min'
+                         then format('rule row_count_min: %s rows, at least %s required', f->>'actual', f->>'expected')
+                         else format('column %s, rule %s: %s failing rows', f->>'column', f->>'rule', f->>'failing_rows')
+                    end, '; ')
+    into v_message from jsonb_array_elements(p_failures) f;
+  raise exception 'validation failed for feature group %.% version %: %', p_fg.project, p_fg.name, p_fg.version,
+    v_message using errcode = '23514',
+    detail = p_failures::text,
+    hint = 'fix the data, or set validation_policy to warn to commit and record the failures';
+end $$;
+
 -- Validation of one commit against the feature group's rules (options.validation) and
 -- policy (options.validation_policy, default strict), by fstore.validate_batch.
 --
@@ -221,7 +239,6 @@ declare
   v_staged jsonb;
   v_written jsonb;
   v_failures jsonb;
-  v_message text;
 begin
   select * into v_fg from fstore.feature_groups where id = p_feature_group_id;
   if not fstore.has_validation_rules(v_fg.options) then
@@ -249,16 +266,7 @@ begin
   v_failures := coalesce(v_staged->'failures', '[]') || (v_written->'failures');
 
   if jsonb_array_length(v_failures) > 0 and v_policy = 'strict' then
-    -- the same words as validate_batch's strict failure
-    select string_agg(case when f->>'rule' = 'row_count_min'
-                           then format('rule row_count_min: %s rows, at least %s required', f->>'actual', f->>'expected')
-                           else format('column %s, rule %s: %s failing rows', f->>'column', f->>'rule', f->>'failing_rows')
-                      end, '; ')
-      into v_message from jsonb_array_elements(v_failures) f;
-    raise exception 'validation failed for feature group %.% version %: %', v_fg.project, v_fg.name, v_fg.version,
-      v_message using errcode = '23514',
-      detail = v_failures::text,
-      hint = 'fix the data, or set validation_policy to warn to commit and record the failures';
+    perform fstore.raise_validation_failure(v_fg, v_failures);
   end if;
   return jsonb_build_object('passed', jsonb_array_length(v_failures) = 0, 'policy', v_policy,
                             'rows', v_written->'rows', 'rules', jsonb_array_length(v_rules), 'failures', v_failures)
@@ -472,22 +480,48 @@ begin
       from fstore.features where feature_group_id = p_feature_group_id and not is_key;
     v_updates := concat_ws(', ', v_updates, format('%1$I = excluded.%1$I', v_fg.event_time),
                            '_commit_id = excluded._commit_id');
-    -- newer-only: an older event_time never replaces a newer one; ties go to the later commit.
-    -- The latest row per key is found by hashing (max event_time per key, joined back), not by
-    -- sorting the whole batch; DISTINCT ON only breaks ties inside the batch.
-    execute format(
-      'insert into %1$I.%2$I as o (%3$s, %4$I, _commit_id)
-         select distinct on (%5$s) %3$s, %4$I, $1
-           from (select s.* from %6$s s
-                   join (select %5$s, max(%4$I) as _latest from %6$s group by %5$s) l
-                     on %8$s and s.%4$I = l._latest) s
-          order by %5$s
-       on conflict (%5$s) do update set %7$s where o.%4$I <= excluded.%4$I',
-      v_fg.project, v_fg.online_table, v_cols, v_fg.event_time, v_keys, v_batch, v_updates, v_key_join)
-      using v_commit;
-    get diagnostics v_online_rows = row_count;
+    if v_bulk and not exists (select 1 from pg_policy where polrelid = v_offline and not polpermissive) then
+      -- bulk path: the point-in-time index was just rebuilt, so the latest row of every key
+      -- is the first index entry of that key; a skip scan (one index probe per key) finds
+      -- them without another pass over the batch. Only rows of this commit go online: a key
+      -- whose latest row is older is already there. (With restrictive row policies on the
+      -- table the caller might not see every row: then the batch is read as below.)
+      execute format(
+        'with recursive k as (
+           (select %5$s from %6$s order by %5$s limit 1)
+           union all
+           (select n.* from k cross join lateral
+              (select %9$s from %6$s c where (%9$s) > (%10$s) order by %9$s limit 1) n)
+         )
+         insert into %1$I.%2$I as o (%3$s, %4$I, _commit_id)
+         select l.* from k cross join lateral
+           (select %3$s, %4$I, _commit_id from %6$s c where %8$s order by %4$I desc, _commit_id desc limit 1) l
+          where l._commit_id = $1
+         on conflict (%5$s) do update set %7$s where o.%4$I <= excluded.%4$I',
+        v_fg.project, v_fg.online_table, v_cols, v_fg.event_time, v_keys, v_offline, v_updates,
+        (select string_agg(format('c.%1$I = k.%1$I', k), ' and ') from unnest(v_fg.entity_keys) k),
+        (select string_agg(format('c.%I', k), ', ') from unnest(v_fg.entity_keys) k),
+        (select string_agg(format('k.%I', k), ', ') from unnest(v_fg.entity_keys) k))
+        using v_commit;
+      get diagnostics v_online_rows = row_count;
+    else
+      -- newer-only: an older event_time never replaces a newer one; ties go to the later commit.
+      -- The latest row per key is found by hashing (max event_time per key, joined back), not by
+      -- sorting the whole batch; DISTINCT ON only breaks ties inside the batch.
+      execute format(
+        'insert into %1$I.%2$I as o (%3$s, %4$I, _commit_id)
+           select distinct on (%5$s) %3$s, %4$I, $1
+             from (select s.* from %6$s s
+                     join (select %5$s, max(%4$I) as _latest from %6$s group by %5$s) l
+                       on %8$s and s.%4$I = l._latest) s
+            order by %5$s
+         on conflict (%5$s) do update set %7$s where o.%4$I <= excluded.%4$I',
+        v_fg.project, v_fg.online_table, v_cols, v_fg.event_time, v_keys, v_batch, v_updates, v_key_join)
+        using v_commit;
+      get diagnostics v_online_rows = row_count;
+    end if;
   end if;
-  v_step := fstore.commit_step_done(v_commit, 'online_upsert', v_step);
+  v_step := fstore.commit_step_done(v_commit, 'online_upsert', v_step, case when v_bulk then 'skip scan' end);
 
   if v_fg.statistics_enabled and v_rows > 0 then
     v_stats := fstore.batch_statistics(p_feature_group_id, v_batch);
@@ -503,6 +537,7 @@ end $$;
 
 grant execute on function fstore.statistics_kind(regtype), fstore.batch_statistics(bigint, regclass),
   fstore.has_validation_rules(jsonb), fstore.validate_commit(bigint, regclass, regclass),
+  fstore.raise_validation_failure(fstore.feature_groups, jsonb),
   fstore.commit_step_done(bigint, text, timestamptz, text),
   fstore.commit_feature_rows(bigint, regclass, text, text, jsonb) to public;
 

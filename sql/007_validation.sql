@@ -125,7 +125,6 @@ declare
   v_columns text[];
   v_failures jsonb := '[]';
   v_failure jsonb;
-  v_message text;
 begin
   if v_policy not in ('strict', 'warn') then
     raise exception 'invalid validation policy %: use strict or warn', quote_literal(p_policy) using errcode = '22023';
@@ -194,15 +193,7 @@ begin
   end loop;
 
   if jsonb_array_length(v_failures) > 0 and v_policy = 'strict' then
-    select string_agg(case when f->>'rule' = 'row_count_min'
-                           then format('rule row_count_min: %s rows, at least %s required', f->>'actual', f->>'expected')
-                           else format('column %s, rule %s: %s failing rows', f->>'column', f->>'rule', f->>'failing_rows')
-                      end, '; ')
-      into v_message from jsonb_array_elements(v_failures) f;
-    raise exception 'validation failed for feature group %.% version %: %', v_fg.project, v_fg.name, v_fg.version,
-      v_message using errcode = '23514',
-      detail = v_failures::text,
-      hint = 'fix the data, or set validation_policy to warn to commit and record the failures';
+    perform fstore.raise_validation_failure(v_fg, v_failures);
   end if;
   return jsonb_build_object('passed', jsonb_array_length(v_failures) = 0, 'policy', v_policy,
                             'rows', v_rows, 'rules', jsonb_array_length(v_rules), 'failures', v_failures);

@@ -60,8 +60,11 @@ end $$;
 
 -- Resolve feature references against the catalog the caller can see, in the order
 -- given. A reference is  [project.]group[@version]:feature  or  ...:*  (all features).
--- Returns [{id, project, name, version, schema, table, keys, event_time, ttl,
+-- Returns [{id, project, name, version, table, online_table, keys, event_time, ttl, ttl_seconds,
 --           features: [{name, output}]}], one element per feature-group version.
+-- Errors name the reference: a malformed one, an unknown group or feature, a key asked
+-- for as a feature, another project not shared with the caller's (42501), an ambiguous
+-- output name. THE resolver: the point-in-time builder and online lookups both use it.
 create function fstore.resolve_features(p_features text[], p_full_feature_names boolean default false)
 returns jsonb language plpgsql stable set search_path = pg_catalog, fstore, pg_temp as $$
 declare
@@ -87,6 +90,12 @@ begin
       raise exception 'invalid feature reference %: use group:feature, group:*, group@2:feature or project.group:feature',
         coalesce(quote_literal(left(v_ref, 120)), 'NULL') using errcode = '22023';
     end if;
+    if v_match[1] is not null and v_match[1] <> v_project
+       and not (v_match[1] = any(fstore.visible_projects())) then
+      -- said of any project not shared with the caller, whether it exists or not
+      raise exception 'feature group %.% is not visible: project % is not shared with %', v_match[1], v_match[2],
+        v_match[1], v_project using errcode = '42501', hint = 'a Data Owner of ' || v_match[1] || ' can share it';
+    end if;
     v_fg := fstore.find_feature_group(coalesce(v_match[1], v_project), v_match[2], v_match[3]::integer);
     v_label := v_fg.project || '.' || v_fg.name || '@' || v_fg.version;
     if v_match[4] = '*' then
@@ -109,8 +118,9 @@ begin
     if v_pos is null then
       v_plan := v_plan || jsonb_build_array(jsonb_build_object(
         'id', v_fg.id, 'project', v_fg.project, 'name', v_fg.name, 'version', v_fg.version,
-        'table', v_fg.offline_table, 'keys', to_jsonb(v_fg.entity_keys), 'event_time', v_fg.event_time,
-        'ttl', v_fg.ttl, 'features', '[]'::jsonb));
+        'table', v_fg.offline_table, 'online_table', v_fg.online_table,
+        'keys', to_jsonb(v_fg.entity_keys), 'event_time', v_fg.event_time,
+        'ttl', v_fg.ttl, 'ttl_seconds', extract(epoch from v_fg.ttl), 'features', '[]'::jsonb));
       v_pos := jsonb_array_length(v_plan) - 1;
     end if;
     foreach v_name in array v_names loop

@@ -11,8 +11,9 @@
     3. stage the model's rows in a temporary table               fstore_stage_rows
     4. first run of this version: create its tables as the
        project owner and register it (fstore.create_feature_group);
-       later runs: refuse a breaking schema change, refresh the
-       description, tags, lineage and validation rules           fstore_create / fstore_check_schema
+       later runs: refuse a breaking schema change, add new
+       columns as features, refresh the description, tags,
+       lineage and validation rules                               fstore_create / fstore_check_schema
     5. commit: validation (fstore.validate_batch: strict aborts
        the run), offline append, online newer-only upsert, commit
        record and statistics (fstore.commit_feature_rows)        statement 'main'
@@ -42,8 +43,9 @@
   {% if existing is none %}
     {%- set fg_id = fstore_create_feature_group(spec, columns) -%}
   {% else %}
-    {% do fstore_check_schema(spec, existing, columns) %}
+    {%- set added = fstore_check_schema(spec, existing, columns) -%}
     {%- set fg_id = existing['id'] -%}
+    {% if added %}{% do fstore_add_features(fg_id, spec, added) %}{% endif %}
     {% do fstore_describe_feature_group(fg_id, spec) %}
     {% do fstore_sync_validation_rules(fg_id, spec, existing) %}
   {% endif %}

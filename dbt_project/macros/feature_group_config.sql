@@ -13,6 +13,9 @@
     validation_policy  strict (a failing rule aborts the run) | warn        'strict'
     hnsw               online HNSW index on vector features: ['embedding'] or
                        {'embedding': 'vector_cosine_ops'} (needs online=true)   none
+    on_schema_change   a column new in the model, as dbt's incremental models:
+                       ignore (not stored; logged) | append_new_columns (becomes a
+                       feature of this version; earlier rows read NULL) | fail  'ignore'
     commit_mode        merge (skip rows whose keys+event_time exist) |
                        incremental (only rows after the last commit's max event_time) |
                        append (every row)                                    'merge'
@@ -48,6 +51,13 @@
   {%- if commit_mode not in ['merge', 'incremental', 'append'] -%}
     {{ exceptions.raise_compiler_error('feature group ' ~ name ~ ': `commit_mode` must be merge, incremental or append, not '
                                        ~ commit_mode) }}
+  {%- endif -%}
+
+  {%- set on_schema_change = config.get('on_schema_change') or 'ignore' -%}
+  {%- if on_schema_change not in ['ignore', 'append_new_columns', 'fail'] -%}
+    {{ exceptions.raise_compiler_error('feature group ' ~ name ~ ': `on_schema_change` must be ignore, append_new_columns '
+                                       ~ 'or fail, not ' ~ on_schema_change
+                                       ~ ' (dropping or retyping columns needs a new version)') }}
   {%- endif -%}
 
   {%- set policy = config.get('validation_policy') or 'strict' -%}
@@ -93,6 +103,7 @@
       'validation_policy': policy,
       'commit_mode': commit_mode,
       'hnsw': config.get('hnsw'),
+      'on_schema_change': on_schema_change,
       'feature_descriptions': feature_descriptions,
       'upstream': fstore_dbt_upstream(model.depends_on.nodes),
       'dbt_node': model.unique_id,

@@ -111,7 +111,9 @@
 
 {#-
   A later run of an existing version: refuse any change the tables cannot take
-  (dropped, added or retyped column, other keys, event_time or online flag).
+  (dropped or retyped column, other keys, event_time or online flag; an added column
+  too with on_schema_change='fail', and none is stored with 'ignore'). Returns the
+  columns to add as features [{'name', 'type', 'description'}] (append_new_columns).
 -#}
 {% macro fstore_check_schema(spec, existing, columns) %}
   {% do fstore_check_columns(spec, columns) %}
@@ -139,8 +141,17 @@
                             ~ staged[feature['name']]) -%}
     {%- endif -%}
   {%- endfor -%}
+  {%- set added = [] -%}
   {%- for name, type in staged.items() if name not in known -%}
-    {%- do changes.append('column ' ~ name ~ ' (' ~ type ~ ') was added') -%}
+    {%- if spec['on_schema_change'] == 'fail' -%}
+      {%- do changes.append('column ' ~ name ~ ' (' ~ type ~ ') was added (on_schema_change is fail)') -%}
+    {%- elif spec['on_schema_change'] == 'ignore' -%}
+      {{ log(fstore_name(spec) ~ ': column ' ~ name ~ ' is not stored: on_schema_change is ignore (dbt\'s default);'
+             ~ " set on_schema_change='append_new_columns' to add it as a feature", info=True) }}
+    {%- else -%}
+      {%- do added.append({'name': name, 'type': type,
+                           'description': spec['feature_descriptions'].get(name, '')}) -%}
+    {%- endif -%}
   {%- endfor -%}
   {%- if changes -%}
     {{ exceptions.raise_compiler_error(
@@ -153,6 +164,18 @@
     {{ log(fstore_name(spec) ~ ': ttl and statistics are fixed when a version is created; '
            ~ 'the changed config applies to the next version', info=True) }}
   {%- endif -%}
+  {{ return(added) }}
+{% endmacro %}
+
+{#- Columns new in the model become features of this version (fstore.add_features, as the owner role). -#}
+{% macro fstore_add_features(fg_id, spec, added) %}
+  {% call statement('fstore_add_features') -%}
+    set local role {{ adapter.quote(spec['project'] ~ '__owner') }};
+    select fstore.add_features({{ fg_id | int }}, {{ fstore_jsonb(added) }});
+    set local role none
+  {%- endcall %}
+  {{ log(fstore_name(spec) ~ ': features added: ' ~ (added | map(attribute='name') | join(', '))
+         ~ ' (earlier rows read NULL for them)', info=True) }}
 {% endmacro %}
 
 {#- Refresh the description, tags, feature descriptions and dbt lineage of an existing version. -#}

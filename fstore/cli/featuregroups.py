@@ -1,4 +1,4 @@
-"""Feature-group commands: ``fstore fg list|show|stats`` and ``fstore search``.
+"""Feature-group commands: ``fstore fg list|show|stats|add-features`` and ``fstore search``.
 
 They run as the project-user given by ``--as`` (its own certificate); the
 catalog's row-level security decides what that identity sees: its project's
@@ -9,6 +9,7 @@ Example::
     fstore fg list --as fraud__alice
     fstore fg show account_activity --as fraud__alice
     fstore fg stats account_activity --version 1 --as fraud__bob
+    fstore fg add-features account_activity tx_amount_30d='double precision' --as fraud__alice
     fstore search "transaction count" --as fraud__bob
 """
 
@@ -52,7 +53,7 @@ def _number(value: Any) -> str:
 
 @main.group("fg")
 def fg_group() -> None:
-    """Feature groups: list, show, statistics."""
+    """Feature groups: list, show, statistics, add features."""
 
 
 @fg_group.command("list")
@@ -177,6 +178,28 @@ def fg_stats(ctx: click.Context, name: str, version: int | None, commit_id: int 
             _number(s.get("min")), _number(s.get("mean")), _number(s.get("stddev")),
             _number((s.get("percentiles") or {}).get("p50")), _number(s.get("max")), extra)
     console.print(table)
+
+
+@fg_group.command("add-features")
+@click.argument("name")
+@click.argument("columns", nargs=-1, required=True, metavar="COLUMN=TYPE...")
+@click.option("--version", type=int, default=None, help="Version (default: the latest).")
+@as_role_option
+@click.pass_context
+def fg_add_features(ctx: click.Context, name: str, columns: tuple[str, ...], version: int | None,
+                    as_role: str) -> None:
+    """Add features (COLUMN=TYPE, e.g. risk='double precision') to a version of NAME; earlier rows read
+    NULL for them. A Data Owner's change: no new version needed."""
+    features = {}
+    for column in columns:
+        column_name, equals, type_name = column.partition("=")
+        if not equals or not column_name or not type_name:
+            raise click.BadParameter(f"{column!r}: write COLUMN=TYPE", param_hint="COLUMNS")
+        features[column_name] = type_name
+    with _store(ctx, as_role) as fs:
+        fg = fs.get_feature_group(name, version=version).add_features(features)
+    console.print(f"{fg.full_name}: added {', '.join(features)}; features now "
+                  f"{', '.join(f.name for f in fg.features if not f.is_key)}")
 
 
 @main.command("search")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 from decimal import Decimal
 
+from fstore.dbt import run_dbt
 from tests.dbt.conftest import DbtProject
 
 UTC = dt.timezone.utc
@@ -170,6 +171,54 @@ def test_merge_reruns_are_idempotent_and_late_rows_land_offline_only(dbt_project
     p.run("merge_features").raise_for_failure()  # and again: still idempotent
     assert p.count("merge_features__v1") == 7
     assert p.commits(fg["id"])[-1]["rows"] == 0
+
+
+WATERMARK_MODEL = """
+{{ config(materialized='feature_group', keys=['account_id'], event_time='event_time', online=true,
+          commit_mode='merge') }}
+with recent as (
+    select * from {{ source('raw', 'wm_events') }}
+     where event_time > {{ fstore_watermark(lookback='2 hours') }}
+),
+windowed as (
+    select account_id, event_time,
+           sum(amount) over (partition by account_id order by event_time
+                             range between interval '2 hours' preceding and current row) as amount_2h
+      from recent
+)
+select * from windowed where event_time > {{ fstore_watermark() }}
+"""
+
+
+def test_fstore_watermark_computes_only_new_rows_and_full_refresh_recomputes(dbt_project: DbtProject) -> None:
+    p = dbt_project
+    p.raw_table("wm_events", "account_id bigint, event_time timestamptz, amount double precision",
+                [(1, at(1), 1.0), (1, at(2), 2.0), (2, at(2), 5.0)])
+    p.write_model("wm_features", WATERMARK_MODEL)
+    p.run("wm_features").raise_for_failure()  # first run: everything
+    assert p.rows("wm_features__v1", "account_id,event_time") == [(1, 1.0, at(1)), (1, 3.0, at(2)), (2, 5.0, at(2))]
+
+    # new rows after the watermark (at 2:00), whose 2-hour windows reach back before it,
+    # and a late row at 1:00 that the watermark leaves out
+    p.insert("wm_events", [(1, at(3), 4.0), (2, at(4), 1.0), (2, at(1), 100.0)])
+    p.run("wm_features").raise_for_failure()
+    fg = p.feature_group("wm_features")
+    assert [c["rows"] for c in p.commits(fg["id"])] == [3, 2]
+    assert p.rows("wm_features__v1", "account_id,event_time") == [
+        (1, 1.0, at(1)), (1, 3.0, at(2)), (1, 7.0, at(3)),  # 1 + 2 + 4: the lookback read 1:00 and 2:00
+        (2, 5.0, at(2)), (2, 6.0, at(4)),
+    ]
+    assert p.rows("wm_features__v1__online", "account_id") == [(1, 7.0, at(3)), (2, 6.0, at(4))]
+
+    p.run("wm_features").raise_for_failure()  # unchanged: nothing new
+    assert p.commits(fg["id"])[-1]["rows"] == 0
+
+    # --full-refresh: the watermark is -infinity, the model computes everything, merge adds
+    # only the row not stored yet (the late one)
+    run_dbt(p.home, p.name, "alice", ["run", "--select", "wm_features", "--full-refresh"], p.dir).raise_for_failure()
+    assert p.commits(fg["id"])[-1]["rows"] == 1
+    assert (2, 100.0, at(1)) in p.rows("wm_features__v1", "account_id,event_time")
+    assert p.count("wm_features__v1") == 6
 
 
 def test_ref_to_a_feature_group_reads_its_offline_table(dbt_project: DbtProject) -> None:

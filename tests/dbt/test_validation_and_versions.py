@@ -9,6 +9,7 @@ readable.
 from __future__ import annotations
 
 import datetime as dt
+from decimal import Decimal
 
 import pytest
 from psycopg import sql
@@ -128,6 +129,48 @@ def test_breaking_change_without_a_version_bump_is_refused(dbt_project: DbtProje
     p.write_model(name, model(source, select=select, keys=keys, event_time=event_time))
     message = assert_failed(p.run(name), phrase, "bump `version`", "version=2", "version 1 and its data stay readable")
     assert p.state(name) == before
+
+
+def test_an_added_column_becomes_a_feature_of_the_same_version(dbt_project: DbtProject) -> None:
+    p = dbt_project
+    p.raw_table("add_events", "account_id bigint, event_time timestamptz, amount numeric, channel text",
+                [(1, at(1), 5, "card"), (2, at(2), 6, "wire")])
+    p.write_model("add_fg", model("add_events", select="account_id, event_time, amount"))
+    p.run("add_fg").raise_for_failure()
+    fg = p.feature_group("add_fg")
+    oid = p.query("select %s::regclass::oid", (f"{p.name}.add_fg__v1",))[0][0]
+
+    # on_schema_change='fail': the new column is refused like any other change
+    strict = model("add_events").replace("commit_mode='merge'", "commit_mode='merge', on_schema_change='fail'")
+    p.write_model("add_fg", strict)
+    before = p.state("add_fg")
+    assert_failed(p.run("add_fg"), "column channel (text) was added (on_schema_change is fail)", "version=2")
+    assert p.state("add_fg") == before
+
+    # dbt's default, ignore: the run commits the other columns and leaves the new one out
+    p.insert("add_events", [(1, at(3), 7, "wire")])
+    p.write_model("add_fg", model("add_events"))
+    p.run("add_fg").raise_for_failure()
+    assert [c["rows"] for c in p.commits(fg["id"])] == [2, 1]
+    assert [n for (n,) in p.query("select name from fstore.features where feature_group_id = %s", (fg["id"],))] \
+        == ["account_id", "amount"]
+
+    # append_new_columns: same version, same tables, one more feature
+    p.insert("add_events", [(1, at(4), 8, "wire")])
+    grow = model("add_events").replace("commit_mode='merge'", "commit_mode='merge', on_schema_change='append_new_columns'")
+    p.write_model("add_fg", grow, columns={"channel": "how the payment was made"})
+    p.run("add_fg").raise_for_failure()
+    assert p.feature_group("add_fg")["id"] == fg["id"]
+    assert p.query("select %s::regclass::oid", (f"{p.name}.add_fg__v1",))[0][0] == oid
+    assert p.query("select name, data_type, description from fstore.features where feature_group_id = %s "
+                   "order by position", (fg["id"],)) == [
+        ("account_id", "bigint", ""), ("amount", "numeric", ""), ("channel", "text", "how the payment was made")]
+    assert p.rows("add_fg__v1", "account_id,event_time") == [  # earlier rows read NULL
+        (1, Decimal(5), at(1), None), (1, Decimal(7), at(3), None), (1, Decimal(8), at(4), "wire"),
+        (2, Decimal(6), at(2), None)]
+    assert p.rows("add_fg__v1__online", "account_id") == [(1, Decimal(8), at(4), "wire"), (2, Decimal(6), at(2), None)]
+    audit = p.query("select details from fstore.audit_log where project = %s and action = 'add_features'", (p.name,))
+    assert audit == [({"feature_group": "add_fg", "version": 1, "features": ["channel"]},)]
 
 
 def test_version_bump_creates_new_tables_and_the_old_version_stays_readable(dbt_project: DbtProject) -> None:

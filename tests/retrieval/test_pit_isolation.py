@@ -41,9 +41,9 @@ def test_another_projects_scientist_gets_nothing_without_a_share(two_projects: A
     dave = fstore.connect(growth.name, "dave", home=home)
     ref = f"{fraud.name}.activity:*"
 
-    with pytest.raises(NotFound, match="does not exist or is not visible"):
+    with pytest.raises(PermissionDenied, match="is not shared with"):
         dave.get_historical_features(SPINE, [ref])
-    with pytest.raises(NotFound):
+    with pytest.raises(PermissionDenied, match="is not shared with"):
         dave.create_training_dataset("copy", SPINE, [ref])
     with pytest.raises(PermissionDenied):  # their table as a spine: read as dave, refused
         dave.get_historical_features(f"{fraud.name}.activity__v1", ["activity:visits"])
@@ -53,7 +53,7 @@ def test_another_projects_scientist_gets_nothing_without_a_share(two_projects: A
 
     with growth.connect("dave") as conn:
         conn.execute("create temp table spine (account_id bigint, event_time timestamptz)")
-        with pytest.raises(psycopg.errors.NoDataFound):
+        with pytest.raises(psycopg.errors.InsufficientPrivilege, match="is not shared with"):
             conn.execute("select fstore.training_data_sql('spine'::regclass, %s)", ([ref],))
         for table in ("activity__v1", "secret_train__td1"):
             with pytest.raises(psycopg.errors.InsufficientPrivilege):
@@ -86,5 +86,5 @@ def test_a_share_gives_the_same_rows_and_unsharing_takes_them_back(two_projects:
 
     with fraud.connect("alice") as alice:
         projects.unshare_project(alice, fraud.name, growth.name)
-    with pytest.raises(NotFound):
+    with pytest.raises(PermissionDenied, match="is not shared with"):
         dave.get_historical_features(SPINE, [ref])

@@ -14,7 +14,9 @@
 
 -- When each account transacts (UTC), known at the end of each day it was active:
 -- share of night-time (00-06h) and weekend transactions and the mean hour, over
--- that day and the trailing 7 days.
+-- that day and the trailing 7 days. Incremental: a run reads the transactions from
+-- 8 days before the last commit (the trailing week's whole days); commit_mode
+-- incremental keeps only the days after it.
 with daily as (
     select account_id,
            event_day,
@@ -23,6 +25,7 @@ with daily as (
            count(*) filter (where extract(isodow from event_time) >= 6)::float8 as weekend_count,
            sum(extract(hour from event_time) + extract(minute from event_time) / 60.0)::float8 as hour_sum
       from {{ ref('stg_transactions') }}
+     where event_time > {{ fstore_watermark(lookback='8 days') }}  -- the trailing week's inputs
      group by account_id, event_day
 )
 select account_id,
