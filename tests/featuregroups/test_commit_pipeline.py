@@ -372,3 +372,42 @@ def test_commit_bench_reports_the_path_each_commit_took(home) -> None:
         assert ("offline_index_build" in steps) == (existing == 0)
         assert [line.startswith('building index "bench__v1_pit"') for line in run["index_builds"]].count(True) == \
             (1 if existing == 0 else 0)
+
+
+def test_a_bulk_commit_puts_online_the_newest_row_of_every_composite_key(alice, owner_conn) -> None:
+    """The skip scan of the rebuilt index (bulk path) agrees with the rule: per key the
+    greatest event time over every commit, ties to the later commit; an older row of a
+    key never replaces a newer one already online."""
+    fg = alice.create_feature_group("pairs", 1, keys=["account_id", "merchant"], online=True,
+                                    features={"account_id": "bigint", "merchant": "text", "spend": "double precision"})
+    t0 = pd.Timestamp("2024-05-01", tz="UTC")
+    first = [(1, "a", 5, 1.0), (1, "a", 3, 2.0), (1, "b", 1, 3.0), (2, "a", 7, 4.0), (2, "a", 7, 4.0)]
+    # larger than the table, so bulk again: older for (1,a), a tie for (2,a), newer for (1,b), new keys
+    second = [(1, "a", 4, 10.0), (2, "a", 7, 20.0), (1, "b", 2, 30.0), (3, "z", 0, 40.0), (3, "z", -1, 41.0),
+              (1, "a", 1, 11.0), (1, "b", 0, 31.0), (3, "y", 2, 50.0), (2, "b", 9, 60.0), (2, "b", 8, 61.0)]
+    messages: list[str] = []
+    owner_conn.add_notice_handler(lambda d: messages.append(d.message_primary or ""))
+    commits = []
+    for rows in (first, second):
+        with owner_conn.transaction():
+            owner_conn.execute("set local client_min_messages = debug1")
+            owner_conn.execute("create temp table _pairs (account_id bigint, merchant text, event_time timestamptz,"
+                               " spend double precision) on commit drop")
+            owner_conn.cursor().executemany("insert into _pairs values (%s, %s, %s, %s)",
+                                            [(a, m, t0 + pd.Timedelta(hours=h), v) for a, m, h, v in rows])
+            commits.append(owner_conn.execute(
+                "select fstore.commit_feature_rows(%s, 'pg_temp._pairs'::regclass, 'append', 'test')",
+                (fg.id,)).fetchone()[0])
+    assert sum("online_upsert" in m and "skip scan" in m for m in messages) == 2, messages
+
+    online = fg.read(online=True).to_pandas()
+    got = sorted((int(r["account_id"]), r["merchant"], r["event_time"], r["spend"], int(r["_commit_id"]))
+                 for r in online.to_dict("records"))
+    assert got == [
+        (1, "a", t0 + pd.Timedelta(hours=5), 1.0, commits[0]),   # the older rows of commit 2 did not win
+        (1, "b", t0 + pd.Timedelta(hours=2), 30.0, commits[1]),
+        (2, "a", t0 + pd.Timedelta(hours=7), 20.0, commits[1]),  # a tie goes to the later commit
+        (2, "b", t0 + pd.Timedelta(hours=9), 60.0, commits[1]),
+        (3, "y", t0 + pd.Timedelta(hours=2), 50.0, commits[1]),
+        (3, "z", t0, 40.0, commits[1]),
+    ]
