@@ -50,7 +50,7 @@ from typing import Any
 from psycopg import sql
 
 import fstore
-from fstore import projects, sandbox, server
+from fstore import projects, sandbox
 from fstore.connection import connect, connect_operator
 from fstore.home import FstoreHome
 
@@ -83,15 +83,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def start_home(args: argparse.Namespace) -> tuple[FstoreHome, Callable[[], None]]:
     """A running home: the given one, or a new temporary one (server settings as asked)."""
-    home, cleanup = sandbox.start_home(args.home, prefix="fst-cbench-")
-    overrides = dict(setting.split("=", 1) for setting in args.server_setting)
-    if not args.home and overrides:
-        with connect_operator(home, autocommit=True) as op:
-            for name, value in overrides.items():
-                op.execute(sql.SQL("alter system set {} = {}").format(sql.Identifier(name), sql.Literal(value)))
-        server.stop(home)
-        server.start(home)
-    return home, cleanup
+    return sandbox.start_home(args.home, prefix="fst-cbench-",
+                              settings=dict(setting.split("=", 1) for setting in args.server_setting))
 
 
 def timed(step: Callable[[], Any]) -> tuple[float, Any]:

@@ -25,10 +25,8 @@ import argparse
 import datetime as dt
 import json
 import platform
-import shutil
 import statistics
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -41,10 +39,10 @@ import pyarrow as pa
 from psycopg import sql
 
 import fstore
-from fstore import pki, pointintime, projects, server
+from fstore import pointintime, projects, sandbox
 from fstore.connection import connect, connect_operator
 from fstore.home import FstoreHome
-from fstore.sandbox import create_project, free_port
+from fstore.sandbox import create_project
 
 FEATURES = {"amount": "double precision", "n_tx": "integer", "ratio": "double precision", "category": "bigint"}
 START = dt.datetime(2024, 1, 1, tzinfo=dt.timezone.utc)
@@ -105,27 +103,12 @@ def spine_frame(rng: np.random.Generator, rows: int, entities: int) -> pd.DataFr
 
 def start_home(args: argparse.Namespace) -> tuple[FstoreHome, Callable[[], None]]:
     """A running home: the given one, or a new temporary one with its own server."""
-    if args.home:
-        return FstoreHome(Path(args.home)), lambda: None
-    if args.project:
+    if args.project and not args.home:
         raise SystemExit("--project needs --home")
-    root = Path(tempfile.mkdtemp(prefix="fst-bench-", dir="/tmp"))
-    home = FstoreHome(root)
-    pki.init_ca(home)
-    pki.issue_certificate(home, "fstore_admin")
-    server.start(home, port=free_port())
-    with connect_operator(home, autocommit=True) as op:
-        op.execute(sql.SQL("alter system set shared_buffers = {}").format(sql.Literal(args.shared_buffers)))
-    server.stop(home)
-    server.start(home)
-
-    def cleanup() -> None:
-        if args.keep:
-            print(f"kept the server running in {root}", file=sys.stderr)
-            return
-        server.stop(home)
-        shutil.rmtree(root, ignore_errors=True)
-
+    home, cleanup = sandbox.start_home(args.home, settings={"shared_buffers": args.shared_buffers})
+    if args.keep and not args.home:
+        print(f"keeping the server running in {home.root}", file=sys.stderr)
+        return home, lambda: None
     return home, cleanup
 
 

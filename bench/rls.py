@@ -29,34 +29,24 @@ import argparse
 import json
 import os
 import random
-import shutil
-import socket
 import statistics
 import sys
-import tempfile
 import time
 import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 
 import psycopg
 from psycopg import sql
 
-from fstore import pki, projects, server
+from fstore import projects, sandbox, server
 from fstore.connection import connect, connect_operator
 from fstore.home import FstoreHome
 
 TABLES = ("rls", "plain")
 VARIANTS = {"rls": ("rls", ""), "plain": ("plain", ""), "plain_where": ("plain", " and consent")}
 TARGET = 1.10  # RLS may cost at most 10%
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @contextmanager
@@ -68,22 +58,11 @@ def bench_home(home: str | None) -> Iterator[FstoreHome]:
             raise SystemExit(f"no running fstore server in {fhome.root}")
         yield fhome
         return
-    root = Path(tempfile.mkdtemp(prefix="fstb-", dir="/tmp"))
-    old_service = os.environ.get("PGSERVICEFILE")
-    os.environ["PGSERVICEFILE"] = str(root / "pg_service.conf")  # never touch the user's own file
-    fhome = FstoreHome(root)
+    fhome, cleanup = sandbox.start_home(None, prefix="fstb-")
     try:
-        pki.init_ca(fhome)
-        pki.issue_certificate(fhome, "fstore_admin")
-        server.start(fhome, port=_free_port())
         yield fhome
     finally:
-        server.stop(fhome)
-        shutil.rmtree(root, ignore_errors=True)
-        if old_service is None:
-            os.environ.pop("PGSERVICEFILE", None)
-        else:
-            os.environ["PGSERVICEFILE"] = old_service
+        cleanup()
 
 
 def prepare(home: FstoreHome, project: str, rows: int) -> None:

@@ -15,11 +15,13 @@ import shutil
 import socket
 import tempfile
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
+from psycopg import sql
+
 from fstore import pki, projects, server
-from fstore.connection import connect
+from fstore.connection import connect, connect_operator
 from fstore.home import FstoreHome
 
 
@@ -30,24 +32,41 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def start_home(existing: str | Path | None, prefix: str = "fst-bench-") -> tuple[FstoreHome, Callable[[], None]]:
+def start_home(existing: str | Path | None, prefix: str = "fst-bench-",
+               settings: Mapping[str, str] | None = None) -> tuple[FstoreHome, Callable[[], None]]:
     """A running home: ``existing`` as given, or a new temporary one with its own server.
 
-    Returns the home and a cleanup function (a no-op for an existing home) that stops
-    the temporary server and removes its directory.
+    A new home gets its own CA, admin certificate, free port and service file
+    (``PGSERVICEFILE`` points there until cleanup, so ``~/.pg_service.conf`` is never
+    touched); ``settings`` are set with ALTER SYSTEM and the server restarted. Returns
+    the home and a cleanup function (a no-op for an existing home) that stops the
+    server, removes the directory and puts ``PGSERVICEFILE`` back.
     """
     if existing:
         return FstoreHome(Path(existing)), lambda: None
     root = Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))
     home = FstoreHome(root)
-    os.environ["PGSERVICEFILE"] = str(root / "pg_service.conf")  # keep ~/.pg_service.conf untouched
+    previous_service_file = os.environ.get("PGSERVICEFILE")
+    os.environ["PGSERVICEFILE"] = str(root / "pg_service.conf")
     pki.init_ca(home)
     pki.issue_certificate(home, "fstore_admin")
     server.start(home, port=free_port())
+    if settings:
+        with connect_operator(home, autocommit=True) as op:
+            for name, value in settings.items():
+                op.execute(sql.SQL("alter system set {} = {}").format(sql.Identifier(name), sql.Literal(value)))
+        server.stop(home)
+        server.start(home)
 
     def cleanup() -> None:
-        server.stop(home)
-        shutil.rmtree(root, ignore_errors=True)
+        try:
+            server.stop(home)
+        finally:
+            shutil.rmtree(root, ignore_errors=True)
+            if previous_service_file is None:
+                os.environ.pop("PGSERVICEFILE", None)
+            else:
+                os.environ["PGSERVICEFILE"] = previous_service_file
 
     return home, cleanup
 

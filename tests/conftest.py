@@ -7,16 +7,13 @@ temporary directory (Unix socket paths are limited to 107 bytes).
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 
 import psycopg
 import pytest
 
-from fstore import pki, server
+from fstore import sandbox
 from fstore.connection import connect, connect_operator, material_for, write_service_entry
 from fstore.home import FstoreHome
 from fstore.sandbox import free_port  # noqa: F401  (tests import it from here)
@@ -42,24 +39,13 @@ def unique(prefix: str) -> str:
 @pytest.fixture(scope="session")
 def home() -> Iterator[FstoreHome]:
     """An initialised fstore home with a running server, stopped and removed at the end."""
-    root = Path(tempfile.mkdtemp(prefix="fst-", dir="/tmp"))
-    fhome = FstoreHome(root)
-    old_service = os.environ.get("PGSERVICEFILE")
-    os.environ["PGSERVICEFILE"] = str(root / "pg_service.conf")
-    os.environ["FSTORE_HOME"] = str(root)
-    pki.init_ca(fhome)
-    pki.issue_certificate(fhome, "fstore_admin")
-    server.start(fhome, port=free_port())
+    fhome, cleanup = sandbox.start_home(None, prefix="fst-")
+    os.environ["FSTORE_HOME"] = str(fhome.root)
     write_service_entry(material_for(fhome, "fstore_admin"))
     try:
         yield fhome
     finally:
-        server.stop(fhome)
-        shutil.rmtree(root, ignore_errors=True)
-        if old_service is None:
-            os.environ.pop("PGSERVICEFILE", None)
-        else:
-            os.environ["PGSERVICEFILE"] = old_service
+        cleanup()
 
 
 @pytest.fixture

@@ -8,11 +8,9 @@ This test runs its OWN server (in a temporary fstore home), never the session's.
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import textwrap
 import time
 from collections.abc import Iterator
@@ -21,10 +19,10 @@ from pathlib import Path
 import pytest
 
 import fstore
-from fstore import pki, projects, server
+from fstore import projects, sandbox, server
 from fstore.connection import connect, connect_operator
 from fstore.home import FstoreHome
-from tests.conftest import free_port, unique
+from tests.conftest import unique
 from tests.featuregroups.conftest import ACTIVITY_TYPES, activity_frame
 
 BIG_ROWS = 2_000_000
@@ -52,14 +50,9 @@ WRITER = textwrap.dedent("""
 
 
 @pytest.fixture
-def crash_home(monkeypatch: pytest.MonkeyPatch) -> Iterator[FstoreHome]:
+def crash_home() -> Iterator[FstoreHome]:
     """A private fstore home with its own running server; stopped and removed afterwards."""
-    root = Path(tempfile.mkdtemp(prefix="fstcr-", dir="/tmp"))
-    home = FstoreHome(root)
-    monkeypatch.setenv("PGSERVICEFILE", str(root / "pg_service.conf"))
-    pki.init_ca(home)
-    pki.issue_certificate(home, "fstore_admin")
-    server.start(home, port=free_port())
+    home, cleanup = sandbox.start_home(None, prefix="fstcr-")
     try:
         yield home
     finally:
@@ -67,7 +60,7 @@ def crash_home(monkeypatch: pytest.MonkeyPatch) -> Iterator[FstoreHome]:
             server.stop(home)
         except Exception:
             _kill_server(home)  # a restart that failed, or a stop that hung
-        shutil.rmtree(root, ignore_errors=True)
+        cleanup()
 
 
 def _postmaster_pid(home: FstoreHome) -> int | None:

@@ -3,7 +3,6 @@ sharing, removal, policies, application identities and the audit log."""
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import time

@@ -4,7 +4,6 @@ after new commits (in-flight ones included), splits, provenance, ownership, expo
 from __future__ import annotations
 
 import datetime as dt
-import threading
 from typing import Any
 
 import pandas as pd
