@@ -351,7 +351,7 @@ declare
   v_position integer;
 begin
   select * into v_fg from fstore.feature_groups where id = p_id;
-  if not found then
+  if not found or not fstore.visible_feature_group(p_id) then
     raise exception 'feature group % does not exist', p_id using errcode = 'P0002';
   end if;
   perform fstore.require_data_owner(v_fg.project, 'add features');

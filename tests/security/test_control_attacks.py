@@ -16,6 +16,7 @@ BAD_PROJECT = "invalid project name"
 BAD_USER = "invalid user name"
 LONG = "x" * 64  # one byte over PostgreSQL's identifier limit
 
+NEW_FEATURE = '[{"name": "added", "type": "integer"}]'
 FG_ARGS = "'fg', 1, array['id'], 'event_time', '[]'::jsonb, false, null, '', '{}'::text[], true, '{}'::jsonb, '[]'::jsonb"
 
 
@@ -123,6 +124,22 @@ WITHOUT_THE_RIGHT: list[Case] = [
          match="does not exist in project {d}"),
     deny("finish_unknown_commit", "bob", call("finish_commit", -1, 1, 0, None, None, None, None),
          match="is not open in this session"),
+    # adding features: the table half needs the owner role, the catalog half a Data Owner of the project
+    deny("scientist_adds_features", "bob", call("add_features", "{fg}", NEW_FEATURE), match="SET ROLE {a}__owner first"),
+    deny("scientist_becomes_owner_to_add", "bob", "set role {a}__owner", match="permission denied to set role"),
+    deny("scientist_registers_added_features", "bob", call("register_added_features", "{fg}", NEW_FEATURE),
+         match=NOT_DATA_OWNER.format("{a}")),
+    deny("ro_owner_adds_features", "carol", call("add_features", "{fg}", NEW_FEATURE), match="SET ROLE {a}__owner first"),
+    deny("rw_owner_registers_added_features", "frank", call("register_added_features", "{fg}", NEW_FEATURE),
+         match=NOT_DATA_OWNER.format("{a}")),
+    deny("unshared_registers_added_features", "hank", call("register_added_features", "{fg}", NEW_FEATURE),
+         state="P0002", match="does not exist"),
+    deny("admin_registers_added_features", "admin", call("register_added_features", "{fg}", NEW_FEATURE),
+         state="P0002", match="does not exist"),
+    deny("owner_registers_a_column_not_on_the_table", "alice", call("register_added_features", "{fg}", NEW_FEATURE),
+         state="42703", match="is not on the offline table"),
+    allow("owner_adds_features", "alice", "begin", "set local role {a}__owner",
+          call("add_features", "{fg}", NEW_FEATURE), rows=[(1,)]),  # rolled back by the session reset
 ]
 
 HOSTILE_ARGUMENTS: list[Case] = [
