@@ -113,6 +113,19 @@ class FeatureStore:
 
         return training.get_training_dataset(self, *args, **kwargs)
 
+    def training_dataset(self, *args: Any, **kwargs: Any) -> Any:
+        """See :func:`fstore.training.training_dataset` (the catalog record, not the rows)."""
+        from fstore import training
+
+        return training.training_dataset(self, *args, **kwargs)
+
+    # --- drift (fstore.drift) ----------------------------------------------------
+    def drift(self, *args: Any, **kwargs: Any) -> Any:
+        """See :func:`fstore.drift.drift`."""
+        from fstore import drift
+
+        return drift.drift(self, *args, **kwargs)
+
     # --- online serving (fstore.online) ------------------------------------------
     def get_online_features(self, *args: Any, **kwargs: Any) -> Any:
         """See :func:`fstore.online.get_online_features`."""

@@ -68,7 +68,7 @@ def main(ctx: click.Context, home: str | None) -> None:
 def _register() -> None:
     from fstore.cli import platform  # noqa: F401  (commands register themselves)
 
-    for module in ("projects", "featuregroups", "dbt", "training", "export", "demo"):
+    for module in ("projects", "featuregroups", "dbt", "training", "export", "drift", "demo"):
         try:
             __import__(f"fstore.cli.{module}")
         except ModuleNotFoundError as exc:

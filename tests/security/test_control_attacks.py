@@ -138,6 +138,14 @@ WITHOUT_THE_RIGHT: list[Case] = [
          state="P0002", match="does not exist"),
     deny("owner_registers_a_column_not_on_the_table", "alice", call("register_added_features", "{fg}", NEW_FEATURE),
          state="42703", match="is not on the offline table"),
+    # drift reads a group's rows with the caller's rights: a group the caller cannot see does not exist
+    deny("unshared_measures_drift", "hank", call("feature_drift", "{fg}", '{"commit": 1}', '{"after_commit": 1}'),
+         state="P0002", match="does not exist or is not visible"),
+    deny("admin_measures_drift", "admin", call("feature_drift", "{fg}", '{"commit": 1}', '{"after_commit": 1}'),
+         state="P0002", match="does not exist or is not visible"),
+    deny("drift_window_injection", "bob",
+         call("feature_drift", "{fg}", '{"from": "2024-01-01\'; drop table t; --"}', '{"commit": 1}'),
+         state="22023", match="from/to timestamps"),
     allow("owner_adds_features", "alice", "begin", "set local role {a}__owner",
           call("add_features", "{fg}", NEW_FEATURE), rows=[(1,)]),  # rolled back by the session reset
 ]

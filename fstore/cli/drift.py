@@ -1,0 +1,85 @@
+"""``fstore drift``: how a feature group's features moved between two windows of its rows.
+
+Windows are ``KEY=VALUE`` options, repeated to combine (AND): ``commit=12``,
+``commits=12,14``, ``up_to_commit=12``, ``after_commit=12``, ``from=2024-01-01``,
+``to=2024-02-01``; or ``--baseline-dataset NAME[@V]`` for the commits a training
+dataset saw (then the current window defaults to everything after).
+
+Example::
+
+    fstore drift account_activity --baseline up_to_commit=12 --current after_commit=12 --as fraud__bob
+    fstore drift account_activity --baseline from=2024-01-01 --baseline to=2024-02-01 \\
+        --current from=2024-02-01 --feature tx_amount_7d --json --as fraud__bob
+    fstore drift account_activity --baseline-dataset fraud_detection --as fraud__bob
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from typing import Any
+
+import click
+from rich.table import Table
+
+from fstore import drift as drift_module
+from fstore.cli import console, main
+from fstore.cli.featuregroups import _number, _store, as_role_option
+
+
+def _window(pairs: tuple[str, ...], label: str) -> dict[str, Any] | None:
+    if not pairs:
+        return None
+    spec: dict[str, Any] = {}
+    for pair in pairs:
+        key, equals, value = pair.partition("=")
+        if not equals or not value:
+            raise click.BadParameter(f"{pair!r}: write KEY=VALUE, e.g. commit=12", param_hint=f"--{label}")
+        spec[key] = [int(v) for v in value.split(",")] if key == "commits" and value.replace(",", "").isdigit() \
+            else int(value) if key in ("commit", "up_to_commit", "after_commit") and value.isdigit() else value
+    return spec
+
+
+@main.command("drift")
+@click.argument("name")
+@click.option("--baseline", "baseline", multiple=True, metavar="KEY=VALUE", help="The baseline window (repeatable).")
+@click.option("--baseline-dataset", default=None, metavar="NAME[@V]",
+              help="The baseline is what this training dataset saw of the group.")
+@click.option("--current", "current", multiple=True, metavar="KEY=VALUE", help="The current window (repeatable).")
+@click.option("--version", type=int, default=None, help="Feature group version (default: the latest).")
+@click.option("--feature", "features", multiple=True, help="Only these features (repeatable; default: all).")
+@click.option("--bins", type=int, default=drift_module.DEFAULT_BINS, show_default=True, help="Bins for numeric features.")
+@click.option("--threshold", type=float, default=drift_module.DEFAULT_THRESHOLD, show_default=True,
+              help="PSI from which a feature counts as drifted.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@as_role_option
+@click.pass_context
+def drift_command(ctx: click.Context, name: str, baseline: tuple[str, ...], baseline_dataset: str | None,
+                  current: tuple[str, ...], version: int | None, features: tuple[str, ...], bins: int,
+                  threshold: float, as_json: bool, as_role: str) -> None:
+    """Drift of the features of NAME between a baseline and a current window: PSI, Jensen-Shannon
+    distance, Kolmogorov-Smirnov, null rates, means and new categories."""
+    if bool(baseline) == bool(baseline_dataset):
+        raise click.UsageError("give the baseline: --baseline KEY=VALUE ... or --baseline-dataset NAME")
+    with _store(ctx, as_role) as fs:
+        if baseline_dataset:
+            dataset_name, _, dataset_version = baseline_dataset.partition("@")
+            base: Any = fs.training_dataset(dataset_name, int(dataset_version) if dataset_version else None)
+        else:
+            base = _window(baseline, "baseline")
+        report = fs.drift(name, base, _window(current, "current"), version=version,
+                          features=list(features) or None, bins=bins, threshold=threshold)
+    if as_json:
+        click.echo(json.dumps(dataclasses.asdict(report), indent=2, default=str))
+        return
+    table = Table(title=f"{report.feature_group}: {json.dumps(report.baseline)} -> {json.dumps(report.current)}")
+    for column in ("feature", "kind", "rows", "nulls", "mean", "psi", "js", "ks", "new", "drifted"):
+        table.add_column(column, justify="left" if column in ("feature", "kind") else "right")
+    for f in report.features:
+        table.add_row(f.feature, f.kind, f"{_number(f.baseline_rows)} -> {_number(f.current_rows)}",
+                      f"{_number(f.baseline_null_rate)} -> {_number(f.current_null_rate)}",
+                      f"{_number(f.baseline_mean)} -> {_number(f.current_mean)}" if f.baseline_mean is not None else "-",
+                      _number(f.psi), _number(f.js_distance), _number(f.ks), _number(f.new_values),
+                      "yes" if f.drifted else "-" if f.drifted is None else "no")
+    console.print(table)
+    console.print(f"drifted (psi >= {report.threshold:g}): {', '.join(report.drifted) or 'none'}")

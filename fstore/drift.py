@@ -1,0 +1,177 @@
+"""Feature drift: how each feature's distribution moved between two windows of a
+feature group's offline rows.
+
+The measures are computed in SQL by ``fstore.feature_drift`` (``sql/010_drift.sql``),
+with the caller's rights: row-level security decides which rows each window holds.
+A window is a commit, a list of commits, the commits up to or after one, an
+event-time range, or what a training dataset saw.
+
+Example::
+
+    fs = fstore.connect("fraud", "bob")
+    report = fs.drift("account_activity", baseline={"up_to_commit": 12}, current={"after_commit": 12})
+    report.drifted                       # ['tx_amount_7d']
+    report.to_pandas()
+
+    # since a model was trained: the rows that dataset saw against everything newer
+    report = fs.drift("account_activity", baseline=fs.training_dataset("fraud_detection"))
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from psycopg.rows import dict_row
+
+from fstore.errors import InvalidInput, translated
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from fstore.featuregroups import FeatureGroup
+    from fstore.store import FeatureStore
+    from fstore.training import TrainingDataset
+
+WINDOW_KEYS = ("commit", "commits", "up_to_commit", "after_commit", "from", "to")
+DEFAULT_BINS = 10
+DEFAULT_THRESHOLD = 0.2  # PSI from 0.2 on: the usual "significant shift"
+
+
+@dataclass
+class FeatureDrift:
+    """The drift measures of one feature (see ``fstore.feature_drift`` for each definition)."""
+
+    feature: str
+    kind: str                       # numeric, categorical, vector (by L2 norm) or temporal
+    baseline_rows: int
+    current_rows: int
+    baseline_null_rate: float | None
+    current_null_rate: float | None
+    baseline_mean: float | None     # numeric and vector only
+    current_mean: float | None
+    psi: float | None               # population stability index
+    js_distance: float | None       # Jensen-Shannon distance, base 2, in [0, 1]
+    ks: float | None                # two-sample Kolmogorov-Smirnov statistic (numeric and vector)
+    new_values: int | None          # distinct current values the baseline never had (categorical)
+    drifted: bool | None            # psi >= the threshold
+
+
+@dataclass
+class DriftReport:
+    """Drift of a feature group's features between a baseline and a current window."""
+
+    feature_group: str              # project.name@version
+    baseline: dict[str, Any]
+    current: dict[str, Any]
+    threshold: float
+    features: list[FeatureDrift] = field(default_factory=list)
+
+    @property
+    def drifted(self) -> list[str]:
+        """The features whose PSI reached the threshold."""
+        return [f.feature for f in self.features if f.drifted]
+
+    def to_pandas(self) -> "pd.DataFrame":
+        """One row per feature."""
+        import pandas as pd
+
+        return pd.DataFrame([asdict(f) for f in self.features])
+
+
+def window(spec: Any, group: "FeatureGroup | None" = None, *, label: str = "window") -> dict[str, Any]:
+    """A window as ``fstore.feature_drift`` takes it.
+
+    ``spec`` is a dict with any of ``commit``, ``commits``, ``up_to_commit``,
+    ``after_commit``, ``from``, ``to`` (datetimes or ISO strings; event time in
+    [from, to)); an int (one commit); a ``(from, to)`` pair (either may be None);
+    or a :class:`~fstore.training.TrainingDataset` (the commits of ``group`` it saw).
+    """
+    from fstore.training import TrainingDataset
+
+    if isinstance(spec, bool):
+        raise InvalidInput(f"{label}: give a commit id, a dict, a (from, to) pair or a training dataset")
+    if isinstance(spec, int):
+        return {"commit": spec}
+    if isinstance(spec, tuple) and len(spec) == 2:
+        return {k: _timestamp(v, label) for k, v in zip(("from", "to"), spec) if v is not None}
+    if isinstance(spec, TrainingDataset):
+        return {"up_to_commit": _commit_seen(spec, group)}
+    if isinstance(spec, Mapping):
+        unknown = [k for k in spec if k not in WINDOW_KEYS]
+        if unknown:
+            raise InvalidInput(f"{label}: unknown key {unknown[0]!r}; use {', '.join(WINDOW_KEYS)}")
+        return {k: _timestamp(v, label) if k in ("from", "to") else v for k, v in spec.items()}
+    raise InvalidInput(f"{label}: give a commit id, a dict, a (from, to) pair or a training dataset, "
+                       f"not {type(spec).__name__}")
+
+
+def _timestamp(value: Any, label: str) -> str:
+    if isinstance(value, dt.datetime):
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=dt.timezone.utc)
+        return value.isoformat()
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    if isinstance(value, str):
+        return value
+    if hasattr(value, "isoformat"):  # pandas.Timestamp
+        return value.isoformat()
+    raise InvalidInput(f"{label}: from/to must be datetimes or ISO strings, not {type(value).__name__}")
+
+
+def _commit_seen(dataset: "TrainingDataset", group: "FeatureGroup | None") -> int:
+    if group is None:
+        raise InvalidInput("a training dataset window needs the feature group it is compared on")
+    for seen in dataset.feature_groups:
+        if (seen.get("project"), seen.get("name"), seen.get("version")) == (group.project, group.name, group.version):
+            if seen.get("max_commit") is None:
+                raise InvalidInput(f"training dataset {dataset.name} v{dataset.version} saw no commit of "
+                                   f"{group.full_name}")
+            return int(seen["max_commit"])
+    raise InvalidInput(f"training dataset {dataset.name} v{dataset.version} does not use feature group "
+                       f"{group.full_name}")
+
+
+def drift(
+    fs: "FeatureStore",
+    name: str,
+    baseline: Any,
+    current: Any = None,
+    *,
+    version: int | None = None,
+    features: Sequence[str] | None = None,
+    bins: int = DEFAULT_BINS,
+    threshold: float = DEFAULT_THRESHOLD,
+) -> DriftReport:
+    """Drift of the features of feature group ``name`` between two windows of its rows.
+
+    ``current`` defaults to the rows after the baseline's last commit when the
+    baseline is a training dataset or ``{"up_to_commit": N}``; otherwise it is
+    required. See :func:`window` for the forms a window takes.
+
+    Example::
+
+        report = fs.drift("account_activity", baseline=("2024-01-01", "2024-02-01"),
+                          current=("2024-02-01", None), features=["tx_amount_7d"])
+    """
+    group = fs.get_feature_group(name, version=version)
+    base = window(baseline, group, label="baseline")
+    if current is None:
+        if set(base) != {"up_to_commit"}:
+            raise InvalidInput("give the current window too (only a training dataset or up_to_commit baseline "
+                               "implies it: the rows committed after)")
+        current = {"after_commit": base["up_to_commit"]}
+    cur = window(current, group, label="current")
+    if isinstance(features, str):
+        features = [features]
+    with translated(), fs.conn.cursor(row_factory=dict_row) as cursor:
+        rows = cursor.execute(
+            "select * from fstore.feature_drift(%s, %s::jsonb, %s::jsonb, %s, %s, %s)",
+            (group.id, json.dumps(base), json.dumps(cur), list(features) if features is not None else None,
+             bins, threshold)).fetchall()
+    return DriftReport(feature_group=f"{group.project}.{group.name}@{group.version}", baseline=base, current=cur,
+                       threshold=threshold, features=[FeatureDrift(**row) for row in rows])

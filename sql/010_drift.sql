@@ -1,0 +1,227 @@
+-- Drift: how the distribution of each feature of a feature group differs between two
+-- windows of its offline rows, a baseline and a current one. Runs with the caller's
+-- rights (SECURITY INVOKER): row-level security and row policies decide which rows
+-- each window holds, so a Data Scientist measures drift over what they may read.
+
+set role fstore_control;
+
+-- A window of offline rows, as JSON: any of
+--   {"commit": 12}            rows of that commit
+--   {"commits": [12, 14]}     rows of those commits
+--   {"up_to_commit": 12}      rows of commits <= 12 (what a training set saw)
+--   {"after_commit": 12}      rows of commits > 12
+--   {"from": ts, "to": ts}    event_time in [from, to) (either bound alone too)
+-- combined with AND. Checked here: an error names the window (p_label) and the key.
+create function fstore.check_drift_window(p_window jsonb, p_label text) returns jsonb
+language plpgsql immutable set search_path = pg_catalog, pg_temp as $$
+declare
+  c_keys constant text[] := '{commit,commits,up_to_commit,after_commit,from,to}';
+  v_key text;
+begin
+  if jsonb_typeof(p_window) is distinct from 'object' or p_window = '{}' then
+    raise exception '% window must be an object with any of: commit, commits, up_to_commit, after_commit, from, to',
+      p_label using errcode = '22023';
+  end if;
+  for v_key in select jsonb_object_keys(p_window) loop
+    if not v_key = any(c_keys) then
+      raise exception '% window: unknown key %; use commit, commits, up_to_commit, after_commit, from or to',
+        p_label, quote_literal(v_key) using errcode = '22023';
+    end if;
+  end loop;
+  begin
+    perform (p_window->>'commit')::bigint, (p_window->>'up_to_commit')::bigint, (p_window->>'after_commit')::bigint,
+            (p_window->>'from')::timestamptz, (p_window->>'to')::timestamptz;
+    if p_window ? 'commits' then
+      perform c::bigint from jsonb_array_elements_text(p_window->'commits') c;
+    end if;
+  exception when others then
+    raise exception '% window %: commits must be integers and from/to timestamps (%)', p_label, p_window, sqlerrm
+      using errcode = '22023';
+  end;
+  return p_window;
+end $$;
+
+-- The WHERE condition of a window (see above) over the offline table, as SQL text whose
+-- values are the parameters $n .. $n+5 of the query it goes into, in the order of
+-- fstore.drift_window_values: commit, commits, up_to_commit, after_commit, from, to.
+-- Only the keys the window has become conditions (so the planner sees plain comparisons).
+create function fstore.drift_window_sql(p_window jsonb, p_first integer, p_event_time text) returns text
+language sql immutable set search_path = pg_catalog, pg_temp as $$
+  select coalesce(string_agg(c.condition, ' and ' order by c.i), 'true')
+    from (values (0, 'commit', format('_commit_id = $%s', p_first)),
+                 (1, 'commits', format('_commit_id = any($%s)', p_first + 1)),
+                 (2, 'up_to_commit', format('_commit_id <= $%s', p_first + 2)),
+                 (3, 'after_commit', format('_commit_id > $%s', p_first + 3)),
+                 (4, 'from', format('%I >= $%s', p_event_time, p_first + 4)),
+                 (5, 'to', format('%I < $%s', p_event_time, p_first + 5))) c(i, key, condition)
+   where p_window ? c.key
+$$;
+
+-- Drift of each feature between a baseline and a current window of a feature group's
+-- offline rows. One row per feature (p_features: these only, in this order; default all):
+--   rows in each window, null rate and mean in each (numeric), and
+--   psi          population stability index over bins, sum (c - b) * ln(c / b) with each
+--                share floored at 0.0001. Numeric: p_bins bins at the baseline's
+--                quantiles (percentile_cont; equal edges merged). Categorical (text,
+--                boolean, ...): one bin per value, the 50 most frequent over both
+--                windows, the rest in one bin.
+--   js_distance  Jensen-Shannon distance (base 2, in [0, 1]) over the same bins
+--   ks           two-sample Kolmogorov-Smirnov statistic, exact (numeric only)
+--   new_values   distinct current values the baseline never had (categorical only)
+--   drifted      psi >= p_threshold (0.2: the usual "significant shift")
+-- Vector features are measured by their L2 norm; temporal ones get counts and null
+-- rates only (time moves between windows by design). NULLs are not binned; they show
+-- in the null rates. Each feature reads the offline table twice (once per window).
+create function fstore.feature_drift(
+  p_feature_group_id bigint, p_baseline jsonb, p_current jsonb, p_features text[] default null,
+  p_bins integer default 10, p_threshold float8 default 0.2
+) returns table (
+  feature text, kind text, baseline_rows bigint, current_rows bigint,
+  baseline_null_rate float8, current_null_rate float8, baseline_mean float8, current_mean float8,
+  psi float8, js_distance float8, ks float8, new_values bigint, drifted boolean
+) language plpgsql stable
+set search_path = pg_catalog, public, fstore, pg_temp
+set work_mem = '64MB'
+set jit = off
+as $$
+declare
+  c_floor constant float8 := 0.0001;
+  c_top_values constant integer := 50;
+  v_fg fstore.feature_groups;
+  v_table text;
+  v_label text;
+  v_name text;
+  v_kind text;
+  v_value text;
+  v_windows text;
+  v_fractions float8[];
+  v_unknown text;
+  -- the windows' values, passed as parameters $1-$6 (baseline) and $7-$12 (current)
+  b_commit bigint;
+  b_commits bigint[];
+  b_up_to bigint;
+  b_after bigint;
+  b_from timestamptz;
+  b_to timestamptz;
+  c_commit bigint;
+  c_commits bigint[];
+  c_up_to bigint;
+  c_after bigint;
+  c_from timestamptz;
+  c_to timestamptz;
+begin
+  select * into v_fg from fstore.feature_groups g where g.id = p_feature_group_id;
+  if not found then
+    raise exception 'feature group % does not exist or is not visible to %', p_feature_group_id, session_user
+      using errcode = 'P0002';
+  end if;
+  v_label := v_fg.project || '.' || v_fg.name || '@' || v_fg.version;
+  perform fstore.check_drift_window(p_baseline, 'baseline'), fstore.check_drift_window(p_current, 'current');
+  select (p_baseline->>'commit')::bigint, array(select jsonb_array_elements_text(p_baseline->'commits')::bigint),
+         (p_baseline->>'up_to_commit')::bigint, (p_baseline->>'after_commit')::bigint,
+         (p_baseline->>'from')::timestamptz, (p_baseline->>'to')::timestamptz,
+         (p_current->>'commit')::bigint, array(select jsonb_array_elements_text(p_current->'commits')::bigint),
+         (p_current->>'up_to_commit')::bigint, (p_current->>'after_commit')::bigint,
+         (p_current->>'from')::timestamptz, (p_current->>'to')::timestamptz
+    into b_commit, b_commits, b_up_to, b_after, b_from, b_to, c_commit, c_commits, c_up_to, c_after, c_from, c_to;
+  if p_bins is null or p_bins < 2 or p_bins > 1000 then
+    raise exception 'bins must be between 2 and 1000, not %', coalesce(p_bins::text, 'NULL') using errcode = '22023';
+  end if;
+  select string_agg(f, ', ') into v_unknown from unnest(p_features) f
+   where not exists (select 1 from fstore.features x where x.feature_group_id = v_fg.id and x.name = f and not x.is_key);
+  if v_unknown is not null then
+    raise exception 'feature group % has no feature %', v_label, v_unknown using errcode = '42703';
+  end if;
+  v_table := format('%I.%I', v_fg.project, v_fg.offline_table);
+  select array_agg(i::float8 / p_bins order by i) into v_fractions from generate_series(1, p_bins - 1) i;
+  -- the two windows of rows, as CTEs over the offline table
+  v_windows := format(
+    'base as (select %%1$s as v from %1$s where %2$s),
+     cur as (select %%1$s as v from %1$s where %3$s)',
+    v_table, fstore.drift_window_sql(p_baseline, 1, v_fg.event_time),
+    fstore.drift_window_sql(p_current, 7, v_fg.event_time));
+  execute format('with ' || v_windows || ' select (select count(*) from base), (select count(*) from cur)', 'null')
+    into baseline_rows, current_rows
+    using b_commit, b_commits, b_up_to, b_after, b_from, b_to, c_commit, c_commits, c_up_to, c_after, c_from, c_to;
+  if baseline_rows = 0 or current_rows = 0 then
+    raise exception 'the % window % holds no rows of feature group % (visible to %)',
+      case when baseline_rows = 0 then 'baseline' else 'current' end,
+      case when baseline_rows = 0 then p_baseline else p_current end, v_label, session_user
+      using errcode = '22023';
+  end if;
+
+  for v_name, v_kind in
+    select f.name, fstore.statistics_kind(a.atttypid)
+      from fstore.features f
+      join pg_attribute a on a.attrelid = v_table::regclass and a.attname = f.name and not a.attisdropped
+     where f.feature_group_id = v_fg.id and not f.is_key
+       and (p_features is null or f.name = any(p_features))
+     order by coalesce(array_position(p_features, f.name), f.position)
+  loop
+    feature := v_name;
+    kind := v_kind;
+    baseline_mean := null; current_mean := null; psi := null; js_distance := null; ks := null; new_values := null;
+    v_value := case v_kind when 'numeric' then format('%I::float8', v_name)
+                           when 'vector' then format('vector_norm(%I)', v_name)
+                           when 'temporal' then format('%I', v_name)
+                           else format('%I::text', v_name) end;
+
+    execute format('with ' || v_windows || '
+      select (select count(*) filter (where v is null)::float8 / nullif(count(*), 0) from base),
+             (select count(*) filter (where v is null)::float8 / nullif(count(*), 0) from cur)', v_value)
+      into baseline_null_rate, current_null_rate
+      using b_commit, b_commits, b_up_to, b_after, b_from, b_to, c_commit, c_commits, c_up_to, c_after, c_from, c_to;
+
+    if v_kind in ('numeric', 'vector') then
+      execute format('with ' || v_windows || ',
+        edges as (select array(select distinct q from unnest(percentile_cont($13) within group (order by v)) q
+                                where q is not null order by q) as e
+                    from base where v is not null),
+        hb as (select width_bucket(v, (select e from edges)) as bin, count(*) as k from base where v is not null group by 1),
+        hc as (select width_bucket(v, (select e from edges)) as bin, count(*) as k from cur where v is not null group by 1),
+        shares as (select coalesce(hb.k, 0)::float8 / sum(coalesce(hb.k, 0)) over () as b,
+                          coalesce(hc.k, 0)::float8 / sum(coalesce(hc.k, 0)) over () as c
+                     from hb full join hc using (bin)),
+        cdf as (select sum(b) over w / sum(b) over () as fb, sum(c) over w / sum(c) over () as fc
+                  from (select v, count(*) filter (where side) as b, count(*) filter (where not side) as c
+                          from (select v, true as side from base where v is not null
+                                union all select v, false from cur where v is not null) u
+                         group by v) g
+                window w as (order by v))
+        select (select avg(v) from base), (select avg(v) from cur),
+               (select sum((greatest(c, $14) - greatest(b, $14)) * ln(greatest(c, $14) / greatest(b, $14))) from shares),
+               (select sqrt(greatest(0.5 * sum(case when b > 0 then b * ln(2 * b / (b + c)) else 0 end)
+                                   + 0.5 * sum(case when c > 0 then c * ln(2 * c / (b + c)) else 0 end), 0) / ln(2))
+                  from shares),
+               (select max(abs(fb - fc)) from cdf)', v_value)
+        into baseline_mean, current_mean, psi, js_distance, ks
+        using b_commit, b_commits, b_up_to, b_after, b_from, b_to, c_commit, c_commits, c_up_to, c_after, c_from, c_to,
+              v_fractions, c_floor;
+    elsif v_kind = 'categorical' then
+      execute format('with ' || v_windows || ',
+        hb as (select v, count(*) as k from base where v is not null group by v),
+        hc as (select v, count(*) as k from cur where v is not null group by v),
+        bins as (select v, coalesce(hb.k, 0) as kb, coalesce(hc.k, 0) as kc,
+                        row_number() over (order by coalesce(hb.k, 0) + coalesce(hc.k, 0) desc, v) as r
+                   from hb full join hc using (v)),
+        lumped as (select case when r <= $13 then v end as bin, sum(kb) as kb, sum(kc) as kc from bins group by 1),
+        shares as (select kb::float8 / sum(kb) over () as b, kc::float8 / sum(kc) over () as c from lumped)
+        select (select sum((greatest(c, $14) - greatest(b, $14)) * ln(greatest(c, $14) / greatest(b, $14))) from shares),
+               (select sqrt(greatest(0.5 * sum(case when b > 0 then b * ln(2 * b / (b + c)) else 0 end)
+                                   + 0.5 * sum(case when c > 0 then c * ln(2 * c / (b + c)) else 0 end), 0) / ln(2))
+                  from shares),
+               (select count(*) from bins where kb = 0)', v_value)
+        into psi, js_distance, new_values
+        using b_commit, b_commits, b_up_to, b_after, b_from, b_to, c_commit, c_commits, c_up_to, c_after, c_from, c_to,
+              c_top_values, c_floor;
+    end if;
+    drifted := psi >= p_threshold;
+    return next;
+  end loop;
+end $$;
+
+grant execute on function fstore.check_drift_window(jsonb, text),
+  fstore.drift_window_sql(jsonb, integer, text),
+  fstore.feature_drift(bigint, jsonb, jsonb, text[], integer, float8) to public;
+
+reset role;
