@@ -217,6 +217,21 @@ def train_and_score(home: FstoreHome, out: Path, dataset: Any, table: pa.Table) 
     bob.close()
 
 
+def show_drift(home: FstoreHome) -> None:
+    """Drift of the weekly velocity features: the last week of rows against the weeks before."""
+    with fstore.connect(PROJECT, "bob", home=home) as bob:
+        latest = bob.conn.execute("select max(event_time) from fraud.account_activity__v1").fetchone()[0]
+        cut = latest - dt.timedelta(days=7)
+        report = bob.drift("account_activity", baseline=(None, cut), current=(cut, None),
+                           features=["tx_count_7d", "tx_amount_7d"])
+    result = Table("feature", "rows before -> last week", "mean", "PSI", "KS", "drifted")
+    for f in report.features:
+        result.add_row(f.feature, f"{f.baseline_rows:,} -> {f.current_rows:,}",
+                       f"{f.baseline_mean:.1f} -> {f.current_mean:.1f}", f"{f.psi:.4f}", f"{f.ks:.4f}",
+                       "yes" if f.drifted else "no")
+    console.print(result)
+
+
 def run_demo(home: FstoreHome, port: int | None = None, transactions: int = 1_000_000) -> None:
     """Run every demo step against the embedded server of ``home``."""
     out = home.root / "demo"
@@ -231,5 +246,7 @@ def run_demo(home: FstoreHome, port: int | None = None, transactions: int = 1_00
         dataset, table = build_training_data(home, out)
     with step("5. a Keras model through tf.data, and scoring from the online store"):
         train_and_score(home, out, dataset, table)
+    with step("6. drift: the last week against the weeks before (fstore drift, as fraud__bob)"):
+        show_drift(home)
     console.rule("[bold green]done")
     console.print(f"server: `fstore server status`; psql: `psql \"service=fraud__alice\"`; files in {out}")

@@ -96,6 +96,8 @@ declare
   v_windows text;
   v_fractions float8[];
   v_unknown text;
+  v_null_rates constant text := '(select count(*) filter (where v is null)::float8 / nullif(count(*), 0) from base),
+    (select count(*) filter (where v is null)::float8 / nullif(count(*), 0) from cur)';
   -- the windows' values, passed as parameters $1-$6 (baseline) and $7-$12 (current)
   b_commit bigint;
   b_commits bigint[];
@@ -166,13 +168,11 @@ begin
                            when 'temporal' then format('%I', v_name)
                            else format('%I::text', v_name) end;
 
-    execute format('with ' || v_windows || '
-      select (select count(*) filter (where v is null)::float8 / nullif(count(*), 0) from base),
-             (select count(*) filter (where v is null)::float8 / nullif(count(*), 0) from cur)', v_value)
-      into baseline_null_rate, current_null_rate
-      using b_commit, b_commits, b_up_to, b_after, b_from, b_to, c_commit, c_commits, c_up_to, c_after, c_from, c_to;
-
-    if v_kind in ('numeric', 'vector') then
+    if v_kind = 'temporal' then
+      execute format('with ' || v_windows || ' select ' || v_null_rates, v_value)
+        into baseline_null_rate, current_null_rate
+        using b_commit, b_commits, b_up_to, b_after, b_from, b_to, c_commit, c_commits, c_up_to, c_after, c_from, c_to;
+    elsif v_kind in ('numeric', 'vector') then
       execute format('with ' || v_windows || ',
         edges as (select array(select distinct q from unnest(percentile_cont($13) within group (order by v)) q
                                 where q is not null order by q) as e
@@ -188,13 +188,13 @@ begin
                                 union all select v, false from cur where v is not null) u
                          group by v) g
                 window w as (order by v))
-        select (select avg(v) from base), (select avg(v) from cur),
+        select ' || v_null_rates || ', (select avg(v) from base), (select avg(v) from cur),
                (select sum((greatest(c, $14) - greatest(b, $14)) * ln(greatest(c, $14) / greatest(b, $14))) from shares),
                (select sqrt(greatest(0.5 * sum(case when b > 0 then b * ln(2 * b / (b + c)) else 0 end)
                                    + 0.5 * sum(case when c > 0 then c * ln(2 * c / (b + c)) else 0 end), 0) / ln(2))
                   from shares),
                (select max(abs(fb - fc)) from cdf)', v_value)
-        into baseline_mean, current_mean, psi, js_distance, ks
+        into baseline_null_rate, current_null_rate, baseline_mean, current_mean, psi, js_distance, ks
         using b_commit, b_commits, b_up_to, b_after, b_from, b_to, c_commit, c_commits, c_up_to, c_after, c_from, c_to,
               v_fractions, c_floor;
     elsif v_kind = 'categorical' then
@@ -206,12 +206,13 @@ begin
                    from hb full join hc using (v)),
         lumped as (select case when r <= $13 then v end as bin, sum(kb) as kb, sum(kc) as kc from bins group by 1),
         shares as (select kb::float8 / sum(kb) over () as b, kc::float8 / sum(kc) over () as c from lumped)
-        select (select sum((greatest(c, $14) - greatest(b, $14)) * ln(greatest(c, $14) / greatest(b, $14))) from shares),
+        select ' || v_null_rates || ',
+               (select sum((greatest(c, $14) - greatest(b, $14)) * ln(greatest(c, $14) / greatest(b, $14))) from shares),
                (select sqrt(greatest(0.5 * sum(case when b > 0 then b * ln(2 * b / (b + c)) else 0 end)
                                    + 0.5 * sum(case when c > 0 then c * ln(2 * c / (b + c)) else 0 end), 0) / ln(2))
                   from shares),
                (select count(*) from bins where kb = 0)', v_value)
-        into psi, js_distance, new_values
+        into baseline_null_rate, current_null_rate, psi, js_distance, new_values
         using b_commit, b_commits, b_up_to, b_after, b_from, b_to, c_commit, c_commits, c_up_to, c_after, c_from, c_to,
               c_top_values, c_floor;
     end if;

@@ -212,3 +212,29 @@ def test_cli_drift(fraud, home, drifting) -> None:
     assert [f["feature"] for f in report["features"] if f["drifted"]] == ["amount", "channel"]
     refused = CliRunner().invoke(main, [*args[:-2], "--baseline", "since=1", "--as", fraud.role("bob")])
     assert refused.exit_code != 0 and "since" in refused.output
+
+
+def test_vectors_drift_by_their_norm_and_times_by_null_rate(alice) -> None:
+    rng = np.random.default_rng(8)
+    fg = alice.create_feature_group("embedded", 1, keys=["account_id"],
+                                    features={"account_id": "bigint", "embedding": "vector(2)",
+                                              "last_login": "timestamptz"})
+
+    def rows(n: int, scale: float, day: int, missing: float) -> pd.DataFrame:
+        vectors = rng.normal(0, scale, (n, 2))
+        logins = [None if rng.random() < missing else T0 + pd.Timedelta(days=day) for _ in range(n)]
+        return pd.DataFrame({"account_id": np.arange(n, dtype="int64"),
+                             "event_time": T0 + pd.Timedelta(days=day) + pd.to_timedelta(np.arange(n), unit="s"),
+                             "embedding": list(vectors.astype("float32")), "last_login": pd.Series(logins, dtype=object)}), vectors
+
+    (first, v1), (second, v2) = rows(1000, 1.0, 0, 0.0), rows(1000, 2.0, 9, 0.5)
+    commits = [fg.insert(first).id, fg.insert(second).id]
+    report = alice.drift("embedded", baseline=commits[0], current=commits[1])
+    embedding, login = report.features
+    expected = reference_numeric(np.linalg.norm(v1.astype("float32").astype(float), axis=1),
+                                 np.linalg.norm(v2.astype("float32").astype(float), axis=1))
+    assert embedding.kind == "vector" and embedding.ks == pytest.approx(expected["ks"], abs=1e-6)
+    assert embedding.psi == pytest.approx(expected["psi"], rel=1e-3) and embedding.drifted
+    assert login.kind == "temporal" and login.psi is None and login.drifted is None
+    assert login.baseline_null_rate == 0 and login.current_null_rate == pytest.approx(
+        second["last_login"].isna().mean())
