@@ -57,6 +57,13 @@ language sql immutable set search_path = pg_catalog, pg_temp as $$
    where p_window ? c.key
 $$;
 
+-- The bin of a value among sorted edges: how many edges are <= it (width_bucket), 0
+-- when there are none (a baseline of one value, or of NULLs only).
+create function fstore.drift_bin(p_value float8, p_edges float8[]) returns integer
+language sql immutable parallel safe set search_path = pg_catalog, pg_temp as $$
+  select case when cardinality(p_edges) > 0 then width_bucket(p_value, p_edges) else 0 end
+$$;
+
 -- Drift of each feature between a baseline and a current window of a feature group's
 -- offline rows. One row per feature (p_features: these only, in this order; default all):
 --   rows in each window, null rate and mean in each (numeric), and
@@ -71,7 +78,8 @@ $$;
 --   drifted      psi >= p_threshold (0.2: the usual "significant shift")
 -- Vector features are measured by their L2 norm; temporal ones get counts and null
 -- rates only (time moves between windows by design). NULLs are not binned; they show
--- in the null rates. Each feature reads the offline table twice (once per window).
+-- in the null rates, and a window without values of a feature gives it no measures
+-- (NULL). Each feature reads the offline table twice (once per window).
 create function fstore.feature_drift(
   p_feature_group_id bigint, p_baseline jsonb, p_current jsonb, p_features text[] default null,
   p_bins integer default 10, p_threshold float8 default 0.2
@@ -177,22 +185,23 @@ begin
         edges as (select array(select distinct q from unnest(percentile_cont($13) within group (order by v)) q
                                 where q is not null order by q) as e
                     from base where v is not null),
-        hb as (select width_bucket(v, (select e from edges)) as bin, count(*) as k from base where v is not null group by 1),
-        hc as (select width_bucket(v, (select e from edges)) as bin, count(*) as k from cur where v is not null group by 1),
-        shares as (select coalesce(hb.k, 0)::float8 / sum(coalesce(hb.k, 0)) over () as b,
-                          coalesce(hc.k, 0)::float8 / sum(coalesce(hc.k, 0)) over () as c
+        hb as (select fstore.drift_bin(v, (select e from edges)) as bin, count(*) as k from base where v is not null group by 1),
+        hc as (select fstore.drift_bin(v, (select e from edges)) as bin, count(*) as k from cur where v is not null group by 1),
+        shares as (select coalesce(hb.k, 0)::float8 / nullif(sum(coalesce(hb.k, 0)) over (), 0) as b,
+                          coalesce(hc.k, 0)::float8 / nullif(sum(coalesce(hc.k, 0)) over (), 0) as c
                      from hb full join hc using (bin)),
-        cdf as (select sum(b) over w / sum(b) over () as fb, sum(c) over w / sum(c) over () as fc
+        cdf as (select sum(b) over w / nullif(sum(b) over (), 0) as fb, sum(c) over w / nullif(sum(c) over (), 0) as fc
                   from (select v, count(*) filter (where side) as b, count(*) filter (where not side) as c
                           from (select v, true as side from base where v is not null
                                 union all select v, false from cur where v is not null) u
                          group by v) g
                 window w as (order by v))
         select ' || v_null_rates || ', (select avg(v) from base), (select avg(v) from cur),
-               (select sum((greatest(c, $14) - greatest(b, $14)) * ln(greatest(c, $14) / greatest(b, $14))) from shares),
+               (select sum((greatest(c, $14) - greatest(b, $14)) * ln(greatest(c, $14) / greatest(b, $14)))
+                  from shares where b is not null and c is not null),
                (select sqrt(greatest(0.5 * sum(case when b > 0 then b * ln(2 * b / (b + c)) else 0 end)
                                    + 0.5 * sum(case when c > 0 then c * ln(2 * c / (b + c)) else 0 end), 0) / ln(2))
-                  from shares),
+                  from shares where b is not null and c is not null),
                (select max(abs(fb - fc)) from cdf)', v_value)
         into baseline_null_rate, current_null_rate, baseline_mean, current_mean, psi, js_distance, ks
         using b_commit, b_commits, b_up_to, b_after, b_from, b_to, c_commit, c_commits, c_up_to, c_after, c_from, c_to,
@@ -205,12 +214,14 @@ begin
                         row_number() over (order by coalesce(hb.k, 0) + coalesce(hc.k, 0) desc, v) as r
                    from hb full join hc using (v)),
         lumped as (select case when r <= $13 then v end as bin, sum(kb) as kb, sum(kc) as kc from bins group by 1),
-        shares as (select kb::float8 / sum(kb) over () as b, kc::float8 / sum(kc) over () as c from lumped)
+        shares as (select kb::float8 / nullif(sum(kb) over (), 0) as b, kc::float8 / nullif(sum(kc) over (), 0) as c
+                     from lumped)
         select ' || v_null_rates || ',
-               (select sum((greatest(c, $14) - greatest(b, $14)) * ln(greatest(c, $14) / greatest(b, $14))) from shares),
+               (select sum((greatest(c, $14) - greatest(b, $14)) * ln(greatest(c, $14) / greatest(b, $14)))
+                  from shares where b is not null and c is not null),
                (select sqrt(greatest(0.5 * sum(case when b > 0 then b * ln(2 * b / (b + c)) else 0 end)
                                    + 0.5 * sum(case when c > 0 then c * ln(2 * c / (b + c)) else 0 end), 0) / ln(2))
-                  from shares),
+                  from shares where b is not null and c is not null),
                (select count(*) from bins where kb = 0)', v_value)
         into baseline_null_rate, current_null_rate, psi, js_distance, new_values
         using b_commit, b_commits, b_up_to, b_after, b_from, b_to, c_commit, c_commits, c_up_to, c_after, c_from, c_to,
@@ -222,7 +233,7 @@ begin
 end $$;
 
 grant execute on function fstore.check_drift_window(jsonb, text),
-  fstore.drift_window_sql(jsonb, integer, text),
+  fstore.drift_window_sql(jsonb, integer, text), fstore.drift_bin(float8, float8[]),
   fstore.feature_drift(bigint, jsonb, jsonb, text[], integer, float8) to public;
 
 reset role;

@@ -238,3 +238,20 @@ def test_vectors_drift_by_their_norm_and_times_by_null_rate(alice) -> None:
     assert login.kind == "temporal" and login.psi is None and login.drifted is None
     assert login.baseline_null_rate == 0 and login.current_null_rate == pytest.approx(
         second["last_login"].isna().mean())
+
+
+def test_features_without_values_in_a_window_have_no_measures(alice) -> None:
+    fg = alice.create_feature_group("sparse", 1, keys=["account_id"], features=FEATURES)
+    rng = np.random.default_rng(9)
+    full = frame(rng, 200, shift=0.0, day=0, channels=["web"], weights=[1.0])
+    empty = frame(rng, 200, shift=0.0, day=3, channels=["web"], weights=[1.0])
+    empty["amount"] = np.nan
+    empty["channel"] = None
+    commits = [fg.insert(full).id, fg.insert(empty).id]
+    for base, cur in ((commits[0], commits[1]), (commits[1], commits[0])):
+        report = {f.feature: f for f in alice.drift("sparse", baseline=base, current=cur).features}
+        assert report["amount"].psi is None and report["amount"].ks is None and report["amount"].drifted is None
+        assert report["channel"].psi is None and report["channel"].drifted is None
+        assert {report["amount"].baseline_null_rate, report["amount"].current_null_rate} == \
+            {full["amount"].isna().mean(), 1.0}
+        assert report["tx_count"].psi is not None  # the other features are measured as usual
