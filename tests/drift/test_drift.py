@@ -15,11 +15,11 @@ from click.testing import CliRunner
 import fstore
 from fstore import InvalidInput
 from fstore.cli import main
+from bench.drift import categorical_measures, numeric_measures
 from fstore.policies import RowPolicy, apply_policies
 
 T0 = pd.Timestamp("2024-01-01", tz="UTC")
 BINS = 10
-FLOOR = 1e-4
 
 
 def frame(rng: np.random.Generator, rows: int, *, shift: float, day: int, channels: list[str],
@@ -51,33 +51,12 @@ def drifting(alice):
 
 
 def reference_numeric(base: np.ndarray, cur: np.ndarray) -> dict[str, float]:
-    """PSI, JS distance and KS as fstore.feature_drift defines them, in numpy."""
-    base, cur = base[~np.isnan(base)], cur[~np.isnan(cur)]
-    edges = np.unique(np.quantile(base, np.arange(1, BINS) / BINS))  # linear, as percentile_cont
-    bins = np.union1d(np.searchsorted(edges, base, side="right"), np.searchsorted(edges, cur, side="right"))
-    b = np.array([np.sum(np.searchsorted(edges, base, side="right") == i) for i in bins]) / len(base)
-    c = np.array([np.sum(np.searchsorted(edges, cur, side="right") == i) for i in bins]) / len(cur)
-    values = np.union1d(base, cur)
-    ks = np.max(np.abs(np.searchsorted(np.sort(base), values, side="right") / len(base)
-                       - np.searchsorted(np.sort(cur), values, side="right") / len(cur)))
-    return {"psi": psi(b, c), "js_distance": js(b, c), "ks": ks}
+    """PSI, JS distance and KS as fstore.feature_drift defines them, in numpy (bench/drift.py's)."""
+    return numeric_measures(base, cur, BINS)
 
 
 def reference_categorical(base: pd.Series, cur: pd.Series) -> dict[str, float]:
-    counts = pd.concat([base.value_counts().rename("b"), cur.value_counts().rename("c")], axis=1).fillna(0)
-    b, c = (counts["b"] / counts["b"].sum()).to_numpy(), (counts["c"] / counts["c"].sum()).to_numpy()
-    return {"psi": psi(b, c), "js_distance": js(b, c), "new_values": int((counts["b"] == 0).sum())}
-
-
-def psi(b: np.ndarray, c: np.ndarray) -> float:
-    bf, cf = np.maximum(b, FLOOR), np.maximum(c, FLOOR)
-    return float(np.sum((cf - bf) * np.log(cf / bf)))
-
-
-def js(b: np.ndarray, c: np.ndarray) -> float:
-    m = (b + c) / 2
-    kl = lambda p: np.sum(np.where(p > 0, p * np.log(np.where(p > 0, p, 1) / m), 0.0))  # noqa: E731
-    return float(np.sqrt(max(0.5 * kl(b) + 0.5 * kl(c), 0) / np.log(2)))
+    return categorical_measures(base.to_numpy(dtype=object), cur.to_numpy(dtype=object))
 
 
 def test_every_measure_agrees_with_numpy(alice, drifting) -> None:
