@@ -57,13 +57,6 @@ language sql immutable set search_path = pg_catalog, pg_temp as $$
    where p_window ? c.key
 $$;
 
--- The bin of a value among sorted edges: how many edges are <= it (width_bucket), 0
--- when there are none (a baseline of one value, or of NULLs only).
-create function fstore.drift_bin(p_value float8, p_edges float8[]) returns integer
-language sql immutable parallel safe set search_path = pg_catalog, pg_temp as $$
-  select case when cardinality(p_edges) > 0 then width_bucket(p_value, p_edges) else 0 end
-$$;
-
 -- Drift of each feature between a baseline and a current window of a feature group's
 -- offline rows. One row per feature (p_features: these only, in this order; default all):
 --   rows in each window, null rate and mean in each (numeric), and
@@ -89,7 +82,7 @@ create function fstore.feature_drift(
   psi float8, js_distance float8, ks float8, new_values bigint, drifted boolean
 ) language plpgsql stable
 set search_path = pg_catalog, public, fstore, pg_temp
-set work_mem = '64MB'
+set work_mem = '256MB'  -- the quantile and KS sorts of a few million values stay in memory
 set jit = off
 as $$
 declare
@@ -185,24 +178,31 @@ begin
         edges as (select array(select distinct q from unnest(percentile_cont($13) within group (order by v)) q
                                 where q is not null order by q) as e
                     from base where v is not null),
-        hb as (select fstore.drift_bin(v, (select e from edges)) as bin, count(*) as k from base where v is not null group by 1),
-        hc as (select fstore.drift_bin(v, (select e from edges)) as bin, count(*) as k from cur where v is not null group by 1),
+        -- the bin of a value: how many edges are <= it; 0 without edges (an all-NULL baseline)
+        hb as (select case when cardinality(e) > 0 then width_bucket(v, e) else 0 end as bin, count(*) as k
+                 from base, edges where v is not null group by 1),
+        hc as (select case when cardinality(e) > 0 then width_bucket(v, e) else 0 end as bin, count(*) as k
+                 from cur, edges where v is not null group by 1),
         shares as (select coalesce(hb.k, 0)::float8 / nullif(sum(coalesce(hb.k, 0)) over (), 0) as b,
                           coalesce(hc.k, 0)::float8 / nullif(sum(coalesce(hc.k, 0)) over (), 0) as c
                      from hb full join hc using (bin)),
-        cdf as (select sum(b) over w / nullif(sum(b) over (), 0) as fb, sum(c) over w / nullif(sum(c) over (), 0) as fc
-                  from (select v, count(*) filter (where side) as b, count(*) filter (where not side) as c
-                          from (select v, true as side from base where v is not null
-                                union all select v, false from cur where v is not null) u
-                         group by v) g
-                window w as (order by v))
+        -- the gap between the two empirical CDFs, as one running sum over the values of
+        -- both windows in one sort (+1/n per baseline value, -1/n per current value; the
+        -- default RANGE frame takes ties together)
+        cdf as (select sum(step) over (order by v) as gap
+                  from (select v, 1.0::float8 / (select count(v) from base) as step from base where v is not null
+                        union all
+                        select v, -1.0::float8 / (select count(v) from cur) from cur where v is not null) u)
         select ' || v_null_rates || ', (select avg(v) from base), (select avg(v) from cur),
                (select sum((greatest(c, $14) - greatest(b, $14)) * ln(greatest(c, $14) / greatest(b, $14)))
                   from shares where b is not null and c is not null),
-               (select sqrt(greatest(0.5 * sum(case when b > 0 then b * ln(2 * b / (b + c)) else 0 end)
-                                   + 0.5 * sum(case when c > 0 then c * ln(2 * c / (b + c)) else 0 end), 0) / ln(2))
-                  from shares where b is not null and c is not null),
-               (select max(abs(fb - fc)) from cdf)', v_value)
+               (select sqrt(greatest(j, 0) / ln(2))
+                  from (select 0.5 * sum(case when b > 0 then b * ln(2 * b / (b + c)) else 0 end)
+                               + 0.5 * sum(case when c > 0 then c * ln(2 * c / (b + c)) else 0 end) as j
+                          from shares where b is not null and c is not null) divergence
+                 where j is not null),
+               (select max(abs(gap)) from cdf
+                 where (select count(v) from base) > 0 and (select count(v) from cur) > 0)', v_value)
         into baseline_null_rate, current_null_rate, baseline_mean, current_mean, psi, js_distance, ks
         using b_commit, b_commits, b_up_to, b_after, b_from, b_to, c_commit, c_commits, c_up_to, c_after, c_from, c_to,
               v_fractions, c_floor;
@@ -219,9 +219,11 @@ begin
         select ' || v_null_rates || ',
                (select sum((greatest(c, $14) - greatest(b, $14)) * ln(greatest(c, $14) / greatest(b, $14)))
                   from shares where b is not null and c is not null),
-               (select sqrt(greatest(0.5 * sum(case when b > 0 then b * ln(2 * b / (b + c)) else 0 end)
-                                   + 0.5 * sum(case when c > 0 then c * ln(2 * c / (b + c)) else 0 end), 0) / ln(2))
-                  from shares where b is not null and c is not null),
+               (select sqrt(greatest(j, 0) / ln(2))
+                  from (select 0.5 * sum(case when b > 0 then b * ln(2 * b / (b + c)) else 0 end)
+                               + 0.5 * sum(case when c > 0 then c * ln(2 * c / (b + c)) else 0 end) as j
+                          from shares where b is not null and c is not null) divergence
+                 where j is not null),
                (select count(*) from bins where kb = 0)', v_value)
         into baseline_null_rate, current_null_rate, psi, js_distance, new_values
         using b_commit, b_commits, b_up_to, b_after, b_from, b_to, c_commit, c_commits, c_up_to, c_after, c_from, c_to,
@@ -233,7 +235,7 @@ begin
 end $$;
 
 grant execute on function fstore.check_drift_window(jsonb, text),
-  fstore.drift_window_sql(jsonb, integer, text), fstore.drift_bin(float8, float8[]),
+  fstore.drift_window_sql(jsonb, integer, text),
   fstore.feature_drift(bigint, jsonb, jsonb, text[], integer, float8) to public;
 
 reset role;
