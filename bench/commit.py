@@ -35,7 +35,6 @@ deletes at the end.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import re
@@ -44,7 +43,6 @@ import sys
 import time
 import uuid
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 from psycopg import sql
@@ -291,10 +289,7 @@ def main(argv: list[str] | None = None) -> None:
         result["machine"] = {"platform": platform.platform(), "python": platform.python_version()}
     finally:
         cleanup()
-    text = json.dumps(result, indent=2)
-    if args.output:
-        Path(args.output).write_text(text + "\n")
-    print(text)
+    sandbox.print_report(result, args.output)
 
 
 if __name__ == "__main__":

@@ -25,13 +25,11 @@ either way it works in a new project that it deletes at the end.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import statistics
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -40,7 +38,7 @@ from psycopg import sql
 import fstore
 from fstore import projects
 from fstore.connection import connect
-from fstore.sandbox import create_project, start_home
+from fstore.sandbox import create_project, print_report, start_home
 
 NUMERIC = ["amount", "ratio", "n_tx", "balance"]
 CATEGORICAL = "channel"
@@ -195,10 +193,7 @@ def main(argv: list[str] | None = None) -> None:
         result = run(home, args)
     finally:
         cleanup()
-    text = json.dumps(result, indent=2)
-    if args.output:
-        Path(args.output).write_text(text + "\n")
-    print(text)
+    print_report(result, args.output)
 
 
 if __name__ == "__main__":

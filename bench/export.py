@@ -37,7 +37,7 @@ from typing import Any
 import pyarrow as pa
 from psycopg import sql
 
-from fstore.sandbox import create_project, start_home
+from fstore.sandbox import create_project, print_report, start_home
 
 TARGETS = {"parquet_vs_bare_max": 1.3, "peak_memory_mb_max": 1024}
 COLUMNS = {"account_id": "bigint", "event_time": "timestamptz", "amount": "double precision",
@@ -200,10 +200,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.measure:
         print(json.dumps(measure(args)))
         return
-    report = json.dumps(run(args), indent=2)
-    print(report)
-    if args.output:
-        Path(args.output).write_text(report + "\n")
+    print_report(run(args), args.output)
 
 
 if __name__ == "__main__":

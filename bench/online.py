@@ -45,7 +45,7 @@ import fstore
 from fstore import online, projects
 from fstore.connection import connect, connect_operator
 from fstore.home import FstoreHome
-from fstore.sandbox import create_project, start_home
+from fstore.sandbox import create_project, print_report, start_home
 
 FEATURES = {"amount": "double precision", "ratio": "double precision", "n_tx": "integer", "segment": "text"}
 TARGETS = {"p99_1_entity_ms": 0.5, "p99_100_entities_ms": 1.5, "vs_raw_max": 1.3}
@@ -213,10 +213,7 @@ def _server_version(home: FstoreHome) -> str:
 def main(argv: list[str] | None = None) -> None:
     """Run the benchmark and print its JSON."""
     args = parse_args(argv)
-    report = json.dumps(run(args), indent=2)
-    print(report)
-    if args.output:
-        Path(args.output).write_text(report + "\n")
+    print_report(run(args), args.output)
 
 
 if __name__ == "__main__":

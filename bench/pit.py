@@ -29,7 +29,6 @@ import statistics
 import sys
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import duckdb
@@ -42,7 +41,7 @@ import fstore
 from fstore import pointintime, projects, sandbox
 from fstore.connection import connect, connect_operator
 from fstore.home import FstoreHome
-from fstore.sandbox import create_project
+from fstore.sandbox import create_project, print_report
 
 FEATURES = {"amount": "double precision", "n_tx": "integer", "ratio": "double precision", "category": "bigint"}
 START = dt.datetime(2024, 1, 1, tzinfo=dt.timezone.utc)
@@ -359,10 +358,7 @@ def _server_version(home: FstoreHome) -> str:
 def main(argv: list[str] | None = None) -> None:
     """Run and print the JSON document."""
     args = parse_args(argv)
-    document = json.dumps(run(args), indent=2)
-    print(document)
-    if args.output:
-        Path(args.output).write_text(document + "\n")
+    print_report(run(args), args.output)
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ Example::
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import socket
@@ -17,6 +18,7 @@ import tempfile
 import uuid
 from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import Any
 
 from psycopg import sql
 
@@ -79,3 +81,11 @@ def create_project(home: FstoreHome, prefix: str = "bench") -> str:
     with connect(home, f"{name}__alice", autocommit=True) as alice:
         projects.add_member(home, alice, name, "bob", "data-scientist")
     return name
+
+
+def print_report(report: Mapping[str, Any], output: str | Path | None = None) -> None:
+    """Print a benchmark's JSON document, and write it to ``output`` too when given."""
+    text = json.dumps(report, indent=2)
+    if output:
+        Path(output).write_text(text + "\n")
+    print(text)

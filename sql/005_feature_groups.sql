@@ -70,6 +70,20 @@ language sql stable security definer set search_path = pg_catalog, fstore, pg_te
                   where g.id = p_id and g.project in (select unnest(fstore.visible_projects())))
 $$;
 
+-- A feature group by id, or P0002 when it does not exist or the session's person may not
+-- see it (the same answer whether called with the caller's rights or a definer's).
+create function fstore.feature_group_by_id(p_id bigint) returns fstore.feature_groups
+language plpgsql stable set search_path = pg_catalog, fstore, pg_temp as $$
+declare
+  v_fg fstore.feature_groups;
+begin
+  select * into v_fg from fstore.feature_groups where id = p_id;
+  if not found or not fstore.visible_feature_group(p_id) then
+    raise exception 'feature group % does not exist or is not visible to %', p_id, session_user using errcode = 'P0002';
+  end if;
+  return v_fg;
+end $$;
+
 create policy visible on fstore.feature_groups for select
   using (project in (select unnest(fstore.visible_projects())));
 create policy visible on fstore.features for select using (fstore.visible_feature_group(feature_group_id));
@@ -310,11 +324,7 @@ declare
   v_type text;
   v_added jsonb := '[]';
 begin
-  select * into v_fg from fstore.feature_groups where id = p_feature_group_id;
-  if not found then
-    raise exception 'feature group % does not exist or is not visible to %', p_feature_group_id, session_user
-      using errcode = 'P0002';
-  end if;
+  v_fg := fstore.feature_group_by_id(p_feature_group_id);
   if current_user::text <> v_fg.project || '__owner' then
     raise exception 'add features as the project owner role: SET ROLE %__owner first', v_fg.project
       using errcode = '42501';
@@ -350,10 +360,7 @@ declare
   v_feature jsonb;
   v_position integer;
 begin
-  select * into v_fg from fstore.feature_groups where id = p_id;
-  if not found or not fstore.visible_feature_group(p_id) then
-    raise exception 'feature group % does not exist', p_id using errcode = 'P0002';
-  end if;
+  v_fg := fstore.feature_group_by_id(p_id);
   perform fstore.require_data_owner(v_fg.project, 'add features');
   select coalesce(max(position), 0) into v_position from fstore.features where feature_group_id = p_id;
   for v_feature in select * from jsonb_array_elements(p_features) loop
@@ -380,10 +387,7 @@ declare
   v_fg fstore.feature_groups;
   v_id bigint;
 begin
-  select * into v_fg from fstore.feature_groups where id = p_feature_group_id;
-  if not found or not fstore.visible_feature_group(p_feature_group_id) then
-    raise exception 'feature group % does not exist', p_feature_group_id using errcode = 'P0002';
-  end if;
+  v_fg := fstore.feature_group_by_id(p_feature_group_id);
   if not coalesce((select has_table_privilege(session_user, c.oid, 'INSERT')
                       from pg_class c join pg_namespace n on n.oid = c.relnamespace
                      where n.nspname = v_fg.project and c.relname = v_fg.offline_table), false) then
@@ -418,6 +422,7 @@ end $$;
 
 grant execute on function fstore.check_feature_group_name(text), fstore.check_column_name(text),
   fstore.find_feature_group(text, text, integer), fstore.visible_feature_group(bigint),
+  fstore.feature_group_by_id(bigint),
   fstore.check_column_type(text, text), fstore.add_features(bigint, jsonb),
   fstore.create_feature_group(text, text, integer, text[], text, jsonb, boolean, interval, text, text[],
                               boolean, jsonb, jsonb)

@@ -70,11 +70,7 @@ declare
   v_pcts jsonb;
   v_result jsonb := '{}';
 begin
-  select * into v_fg from fstore.feature_groups where id = p_feature_group_id;
-  if not found then
-    raise exception 'feature group % does not exist or is not visible to %', p_feature_group_id, session_user
-      using errcode = 'P0002';
-  end if;
+  v_fg := fstore.feature_group_by_id(p_feature_group_id);
   v_limit := greatest(coalesce((v_fg.options->>'statistics_sample_rows')::bigint, 100000), 1);
 
   -- pass 1 over the whole batch: the exact moments of every column
@@ -357,11 +353,7 @@ declare
   v_validation jsonb := coalesce(p_validation, '{}');
   v_step timestamptz;
 begin
-  select * into v_fg from fstore.feature_groups where id = p_feature_group_id;
-  if not found then
-    raise exception 'feature group % does not exist or is not visible to %', p_feature_group_id, session_user
-      using errcode = 'P0002';
-  end if;
+  v_fg := fstore.feature_group_by_id(p_feature_group_id);
   if p_mode is null or p_mode not in ('append', 'merge', 'incremental') then
     raise exception 'invalid commit mode %: use append, merge or incremental', coalesce(quote_literal(p_mode), 'NULL')
       using errcode = '22023';

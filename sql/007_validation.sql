@@ -212,10 +212,7 @@ declare
   v_options jsonb;
   v_table regclass;
 begin
-  select * into v_fg from fstore.feature_groups where id = p_feature_group_id;
-  if not found or not fstore.visible_feature_group(p_feature_group_id) then
-    raise exception 'feature group % does not exist', p_feature_group_id using errcode = 'P0002';
-  end if;
+  v_fg := fstore.feature_group_by_id(p_feature_group_id);
   perform fstore.require_data_owner(v_fg.project, 'change validation rules');
   if v_policy not in ('strict', 'warn') then
     raise exception 'invalid validation policy %: use strict or warn', quote_literal(p_policy) using errcode = '22023';

@@ -99,6 +99,15 @@ declare
   v_unknown text;
   v_null_rates constant text := '(select count(*) filter (where v is null)::float8 / nullif(count(*), 0) from base),
     (select count(*) filter (where v is null)::float8 / nullif(count(*), 0) from cur)';
+  -- PSI and Jensen-Shannon distance of the bin shares (b, c) of a query's "shares" CTE;
+  -- $14 is the floor of a share in the PSI
+  v_divergences constant text := '(select sum((greatest(c, $14) - greatest(b, $14)) * ln(greatest(c, $14) / greatest(b, $14)))
+                  from shares where b is not null and c is not null),
+               (select sqrt(greatest(j, 0) / ln(2))
+                  from (select 0.5 * sum(case when b > 0 then b * ln(2 * b / (b + c)) else 0 end)
+                               + 0.5 * sum(case when c > 0 then c * ln(2 * c / (b + c)) else 0 end) as j
+                          from shares where b is not null and c is not null) divergence
+                 where j is not null)';
   -- the windows' values, passed as parameters $1-$6 (baseline) and $7-$12 (current)
   b_commit bigint;
   b_commits bigint[];
@@ -113,11 +122,7 @@ declare
   c_from timestamptz;
   c_to timestamptz;
 begin
-  select * into v_fg from fstore.feature_groups g where g.id = p_feature_group_id;
-  if not found then
-    raise exception 'feature group % does not exist or is not visible to %', p_feature_group_id, session_user
-      using errcode = 'P0002';
-  end if;
+  v_fg := fstore.feature_group_by_id(p_feature_group_id);
   v_label := v_fg.project || '.' || v_fg.name || '@' || v_fg.version;
   perform fstore.check_drift_window(p_baseline, 'baseline'), fstore.check_drift_window(p_current, 'current');
   select (p_baseline->>'commit')::bigint, array(select jsonb_array_elements_text(p_baseline->'commits')::bigint),
@@ -194,13 +199,7 @@ begin
                         union all
                         select v, -1.0::float8 / (select count(v) from cur) from cur where v is not null) u)
         select ' || v_null_rates || ', (select avg(v) from base), (select avg(v) from cur),
-               (select sum((greatest(c, $14) - greatest(b, $14)) * ln(greatest(c, $14) / greatest(b, $14)))
-                  from shares where b is not null and c is not null),
-               (select sqrt(greatest(j, 0) / ln(2))
-                  from (select 0.5 * sum(case when b > 0 then b * ln(2 * b / (b + c)) else 0 end)
-                               + 0.5 * sum(case when c > 0 then c * ln(2 * c / (b + c)) else 0 end) as j
-                          from shares where b is not null and c is not null) divergence
-                 where j is not null),
+               ' || v_divergences || ',
                (select max(abs(gap)) from cdf
                  where (select count(v) from base) > 0 and (select count(v) from cur) > 0)', v_value)
         into baseline_null_rate, current_null_rate, baseline_mean, current_mean, psi, js_distance, ks
@@ -217,13 +216,7 @@ begin
         shares as (select kb::float8 / nullif(sum(kb) over (), 0) as b, kc::float8 / nullif(sum(kc) over (), 0) as c
                      from lumped)
         select ' || v_null_rates || ',
-               (select sum((greatest(c, $14) - greatest(b, $14)) * ln(greatest(c, $14) / greatest(b, $14)))
-                  from shares where b is not null and c is not null),
-               (select sqrt(greatest(j, 0) / ln(2))
-                  from (select 0.5 * sum(case when b > 0 then b * ln(2 * b / (b + c)) else 0 end)
-                               + 0.5 * sum(case when c > 0 then c * ln(2 * c / (b + c)) else 0 end) as j
-                          from shares where b is not null and c is not null) divergence
-                 where j is not null),
+               ' || v_divergences || ',
                (select count(*) from bins where kb = 0)', v_value)
         into baseline_null_rate, current_null_rate, psi, js_distance, new_values
         using b_commit, b_commits, b_up_to, b_after, b_from, b_to, c_commit, c_commits, c_up_to, c_after, c_from, c_to,
