@@ -43,6 +43,7 @@ from psycopg import sql
 from fstore import projects, sandbox, server
 from fstore.connection import connect, connect_operator
 from fstore.home import FstoreHome
+from fstore.policies import RowPolicy, apply_policies
 
 TABLES = ("rls", "plain")
 VARIANTS = {"rls": ("rls", ""), "plain": ("plain", ""), "plain_where": ("plain", " and consent")}
@@ -68,17 +69,14 @@ def bench_home(home: str | None) -> Iterator[FstoreHome]:
 def prepare(home: FstoreHome, project: str, rows: int) -> None:
     """Create the project's two tables with ``rows`` identical rows; disable RLS on ``plain``."""
     owner = sql.Identifier(f"{project}__owner")
-    scientists = sql.Identifier(f"{project}__data_scientist")
     with connect(home, f"{project}__dora", autocommit=True) as dora:
         dora.execute(sql.SQL("set role {}").format(owner))
         for table in TABLES:
             dora.execute(sql.SQL(
                 "create table {}.{} (id bigint primary key, consent boolean not null, v1 float8, v2 integer)"
             ).format(sql.Identifier(project), sql.Identifier(table)))
-        dora.execute(sql.SQL(
-            "create policy consented on {}.rls as restrictive for select to {} using (consent)"
-        ).format(sql.Identifier(project), scientists))
         dora.execute("reset role")
+        apply_policies(dora, project, [RowPolicy("consented", "rls", ("data_scientist",), "consent")])
         dora.execute(sql.SQL(
             "insert into {}.rls select g, true, g * 0.5, (g %% 1000)::int from generate_series(1, %s) g"
         ).format(sql.Identifier(project)), (rows,))

@@ -1,10 +1,16 @@
 """User filter expressions (row policies, ``where=`` filters): parsed with pglast,
 checked against a whitelist, and deparsed — never pasted into SQL as typed.
 
+Row policies go one step further: :func:`predicate_tree` turns the expression into the
+structured form that the database itself renders into SQL (``fstore.predicate_sql`` in
+``sql/010_row_policies.sql``), so the database accepts no free text at all.
+
 Example::
 
     >>> safe_predicate("consent and amount > 10", columns={"consent", "amount"})
     'consent AND amount > 10'
+    >>> predicate_tree("not is_pep")
+    {'not': {'column': 'is_pep'}}
     >>> safe_predicate("1=1; drop table x")
     Traceback (most recent call last):
     ...
@@ -80,9 +86,7 @@ def _check(node: object, text: str, columns: set[str] | None) -> None:
         if columns is not None and names[0] not in columns:
             raise InvalidInput(f"filter expression {text!r}: unknown column {names[0]!r}")
     elif isinstance(node, ast.FuncCall):
-        name = ".".join(f.sval for f in node.funcname)
-        if name.removeprefix("pg_catalog.") not in SAFE_FUNCTIONS or node.agg_star or node.over or node.agg_filter:
-            raise InvalidInput(f"filter expression {text!r}: function {name!r} is not allowed")
+        _function_name(node, text)
     elif isinstance(node, ast.A_Expr):
         ops = [f.sval for f in (node.name or ()) if isinstance(f, ast.String)]
         if node.kind.name not in ("AEXPR_OP", "AEXPR_IN", "AEXPR_BETWEEN", "AEXPR_NOT_BETWEEN",
@@ -92,9 +96,7 @@ def _check(node: object, text: str, columns: set[str] | None) -> None:
         if node.kind.name == "AEXPR_OP" and any(op not in SAFE_OPERATORS for op in ops):
             raise InvalidInput(f"filter expression {text!r}: operator {ops} is not allowed")
     elif isinstance(node, ast.TypeName):
-        names = [f.sval for f in node.names if isinstance(f, ast.String)]
-        if names[-1] not in SAFE_CASTS:
-            raise InvalidInput(f"filter expression {text!r}: cast to {names[-1]!r} is not allowed")
+        _cast_type(node, text)
         return
     elif isinstance(node, ast.SQLValueFunction):
         if node.op.name.removeprefix("SVFOP_") not in SAFE_VALUE_FUNCTIONS:
@@ -102,3 +104,115 @@ def _check(node: object, text: str, columns: set[str] | None) -> None:
         return
     for slot in node.__slots__:
         _check(getattr(node, slot, None), text, columns)
+
+
+def _qualified(names: tuple[object, ...]) -> list[str]:
+    return [n.sval if isinstance(n, ast.String) else repr(n) for n in names]
+
+
+def _cast_type(node: ast.TypeName, text: str) -> str:
+    """The whitelisted type of a cast, checked whole: ``t`` or ``pg_catalog.t``, no modifier."""
+    names = _qualified(node.names)
+    whole = ".".join(names)
+    if not (len(names) == 1 or (len(names) == 2 and names[0] == "pg_catalog")) or names[-1] not in SAFE_CASTS:
+        raise InvalidInput(f"filter expression {text!r}: cast to {whole!r} is not allowed")
+    if node.typmods or node.arrayBounds or node.setof or node.pct_type:
+        raise InvalidInput(f"filter expression {text!r}: cast to {whole!r} takes no modifier")
+    return names[-1]
+
+
+def _function_name(node: ast.FuncCall, text: str) -> str:
+    """The whitelisted name of a function call, checked whole (``f`` or ``pg_catalog.f``)."""
+    names = _qualified(node.funcname)
+    whole = ".".join(names)
+    if (not (len(names) == 1 or (len(names) == 2 and names[0] == "pg_catalog")) or names[-1] not in SAFE_FUNCTIONS
+            or node.agg_star or node.over or node.agg_filter or node.agg_order or node.agg_distinct
+            or node.func_variadic or node.agg_within_group):
+        raise InvalidInput(f"filter expression {text!r}: function {whole!r} is not allowed")
+    return names[-1]
+
+
+_BINARY = {"=", "<>", "<", ">", "<=", ">=", "+", "-", "*", "/", "%"}
+_LIKE = {"~~": (False, False), "!~~": (False, True), "~~*": (True, False), "!~~*": (True, True)}
+_TESTS = {"IS_TRUE": ("true", False), "IS_NOT_TRUE": ("true", True), "IS_FALSE": ("false", False),
+          "IS_NOT_FALSE": ("false", True), "IS_UNKNOWN": ("unknown", False), "IS_NOT_UNKNOWN": ("unknown", True)}
+_SPECIALS = {"SVFOP_SESSION_USER": "session_user", "SVFOP_CURRENT_USER": "current_user",
+             "SVFOP_CURRENT_DATE": "current_date", "SVFOP_CURRENT_TIMESTAMP": "current_timestamp"}
+
+
+def predicate_tree(text: str, columns: Collection[str] | None = None) -> dict[str, object]:
+    """Parse a row-policy predicate into the structured tree the database renders.
+
+    The same whitelist as :func:`safe_predicate`; ``columns`` limits the column names.
+    Raises :class:`InvalidInput` naming what was refused.
+    """
+    safe_predicate(text, columns)
+    where = parse_sql(f"SELECT 1 WHERE {text}")[0].stmt.whereClause
+    return _tree(where, text)
+
+
+def _number(value: str) -> dict[str, object]:
+    if value.startswith("-"):
+        return {"op": "-", "args": [{"number": value[1:]}]}
+    return {"number": value}
+
+
+def _tree(node: object, text: str) -> dict[str, object]:
+    if isinstance(node, ast.BoolExpr):
+        args = [_tree(a, text) for a in node.args]
+        kind = node.boolop.name
+        if kind == "NOT_EXPR":
+            return {"not": args[0]}
+        return {"and" if kind == "AND_EXPR" else "or": args}
+    if isinstance(node, ast.ColumnRef):
+        return {"column": node.fields[0].sval}
+    if isinstance(node, ast.A_Const):
+        if node.isnull:
+            return {"null": True}
+        value = node.val
+        if isinstance(value, ast.Integer):
+            return _number(str(value.ival))
+        if isinstance(value, ast.Float):
+            return _number(value.fval)
+        if isinstance(value, ast.Boolean):
+            return {"boolean": bool(value.boolval)}
+        return {"string": value.sval}
+    if isinstance(node, ast.TypeCast):
+        return {"cast": _tree(node.arg, text), "type": _cast_type(node.typeName, text)}
+    if isinstance(node, ast.FuncCall):
+        return {"function": _function_name(node, text), "args": [_tree(a, text) for a in node.args or ()]}
+    if isinstance(node, ast.SQLValueFunction):
+        return {"special": _SPECIALS[node.op.name]}
+    if isinstance(node, ast.NullTest):
+        return {"is_null": _tree(node.arg, text), "negated": node.nulltesttype.name == "IS_NOT_NULL"}
+    if isinstance(node, ast.BooleanTest):
+        test, negated = _TESTS[node.booltesttype.name]
+        return {"is": _tree(node.arg, text), "test": test, "negated": negated}
+    if isinstance(node, ast.A_Expr):
+        kind = node.kind.name
+        op = node.name[0].sval if node.name else ""
+        if kind == "AEXPR_OP" and op in _LIKE:
+            insensitive, negated = _LIKE[op]
+            return {"like": _tree(node.lexpr, text), "pattern": _tree(node.rexpr, text),
+                    "insensitive": insensitive, "negated": negated}
+        if kind == "AEXPR_OP" and op in _BINARY:
+            if node.lexpr is None:
+                return {"op": op, "args": [_tree(node.rexpr, text)]}
+            return {"op": op, "args": [_tree(node.lexpr, text), _tree(node.rexpr, text)]}
+        if kind == "AEXPR_OP" and op == "!=":
+            return {"op": "<>", "args": [_tree(node.lexpr, text), _tree(node.rexpr, text)]}
+        if kind == "AEXPR_IN":
+            return {"in": _tree(node.lexpr, text), "list": [_tree(v, text) for v in node.rexpr], "negated": op == "<>"}
+        if kind in ("AEXPR_BETWEEN", "AEXPR_NOT_BETWEEN"):
+            low, high = node.rexpr
+            return {"between": _tree(node.lexpr, text), "low": _tree(low, text), "high": _tree(high, text),
+                    "negated": kind == "AEXPR_NOT_BETWEEN"}
+        if kind in ("AEXPR_LIKE", "AEXPR_ILIKE"):
+            return {"like": _tree(node.lexpr, text), "pattern": _tree(node.rexpr, text),
+                    "insensitive": kind == "AEXPR_ILIKE", "negated": op.startswith("!")}
+        if kind == "AEXPR_NULLIF":
+            return {"function": "nullif", "args": [_tree(node.lexpr, text), _tree(node.rexpr, text)]}
+        if kind in ("AEXPR_DISTINCT", "AEXPR_NOT_DISTINCT"):
+            return {"distinct_from": [_tree(node.lexpr, text), _tree(node.rexpr, text)],
+                    "negated": kind == "AEXPR_NOT_DISTINCT"}
+    raise InvalidInput(f"filter expression {text!r}: {type(node).__name__} cannot be used in a row policy")

@@ -164,12 +164,17 @@ class FeatureGroup:
         Definitions are in ``sql/006_commit.sql`` (``fstore.batch_statistics``):
         ``count`` is non-NULL values, ``stddev`` the sample standard deviation,
         percentiles use linear interpolation, histograms have 20 equal-width bins.
+        A reader bound by a row policy on the group never sees the stored statistics
+        (they describe rows the policy hides from them): theirs are computed now, over
+        the commit's rows they may read, and each column says so (``"scope": "visible rows"``).
 
         Example::
 
             fg.statistics()["amount"]["percentiles"]["p50"]
         """
         with translated(), self.store.conn.cursor() as cur:
+            if not cur.execute("select fstore.statistics_visible(%s)", (self.id,)).fetchone()[0]:
+                return self._statistics_of_visible_rows(cur, commit)
             if commit is None:
                 found = cur.execute(
                     "select max(c.id) from fstore.commits c where c.feature_group_id = %s "
@@ -184,6 +189,24 @@ class FeatureGroup:
             rows = cur.execute("select feature, stats from fstore.commit_statistics where commit_id = %s "
                                "order by feature", (commit,)).fetchall()
         return {name: stats for name, stats in rows}
+
+    def _statistics_of_visible_rows(self, cur: psycopg.Cursor[Any], commit: int | None) -> dict[str, dict[str, Any]]:
+        """fstore.batch_statistics over the rows of one commit that this reader may read."""
+        if commit is None:
+            commit = cur.execute("select max(id) from fstore.commits where feature_group_id = %s and rows > 0",
+                                 (self.id,)).fetchone()[0]
+            if commit is None:
+                raise NotFound(f"feature group {self.full_name} has no commit with rows yet")
+        elif not cur.execute("select 1 from fstore.commits where id = %s and feature_group_id = %s",
+                             (commit, self.id)).fetchone():
+            raise NotFound(f"commit {commit} is not a commit of feature group {self.full_name}")
+        with self.store.conn.transaction(force_rollback=True):
+            cur.execute("drop table if exists pg_temp._fstore_visible_rows")
+            cur.execute(sql.SQL("create temp table _fstore_visible_rows as select * from {} where _commit_id = %s")
+                        .format(self.offline_relation()), (commit,))
+            stats = cur.execute("select fstore.batch_statistics(%s, 'pg_temp._fstore_visible_rows'::regclass)",
+                                (self.id,)).fetchone()[0] or {}
+        return {name: {**column, "scope": "visible rows"} for name, column in sorted(stats.items())}
 
     def read(self, online: bool = False) -> "pa.Table":
         """Every row of the offline (or online) table as a pyarrow Table (for small groups and tests).

@@ -91,7 +91,7 @@ class TrainingDataset:
 
 
 CREATE_QUERY = """
-select to_jsonb(t)
+select fstore.training_dataset_json(t)
   from (select $3::jsonb as a) args,
        lateral fstore.create_training_table(
          $1, $2::regclass, array(select jsonb_array_elements_text(a->'features')), a->>'event_time_column',
@@ -100,7 +100,8 @@ select to_jsonb(t)
          (a->>'seed')::bigint, a->>'description') t
 """
 
-FIND_QUERY = "select to_jsonb(t) from (select $2::jsonb as a) args, lateral fstore.find_training_dataset($1, (a->>'version')::integer) t"
+FIND_QUERY = ("select fstore.training_dataset_json(t) from (select $2::jsonb as a) args, "
+              "lateral fstore.find_training_dataset($1, (a->>'version')::integer) t")
 
 
 def _labels(label: str | Sequence[str] | None) -> list[str]:
@@ -281,6 +282,7 @@ def list_training_datasets(fs: "FeatureStore", name: str | None = None) -> list[
     """Training datasets the caller can see (its project's and shared ones), newest first."""
     with translated():
         rows = fs.conn.execute(
-            "select to_jsonb(t) from fstore.training_datasets t where %(name)s::text is null or name = %(name)s "
+            "select fstore.training_dataset_json(t) from fstore.training_datasets t "
+            "where %(name)s::text is null or name = %(name)s "
             "order by project, name, version desc", {"name": name}).fetchall()
     return [TrainingDataset.from_record(r[0]) for r in rows]

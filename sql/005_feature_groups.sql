@@ -48,9 +48,22 @@ create table fstore.commits (
   session_role      text not null default session_user,
   client_serial     numeric,
   app_id            text,
-  validation        jsonb not null default '{}'
+  validation        jsonb not null default '{}',
+  -- open: begun in transaction `xact` of backend `backend_pid`, the only one whose rows
+  -- the feature group's tables accept (fstore.open_commit); done: finished, immutable
+  state             text not null default 'open' check (state in ('open', 'done')),
+  backend_pid       integer not null default pg_catalog.pg_backend_pid(),
+  xact              xid8 not null default pg_catalog.pg_current_xact_id()
 );
 create index on fstore.commits (feature_group_id, id);
+create index on fstore.commits (feature_group_id) where state = 'open';
+
+-- One row per feature group: its commits (and schema changes) take this row's lock, one
+-- at a time. A row lock, so that nobody without UPDATE on the table (every tenant) can
+-- take it to stall the group's commits, as an advisory lock would let them.
+create table fstore.feature_group_locks (
+  feature_group_id  bigint primary key references fstore.feature_groups (id) on delete cascade
+);
 
 create table fstore.commit_statistics (
   commit_id  bigint not null references fstore.commits (id) on delete cascade,
@@ -88,9 +101,7 @@ create policy visible on fstore.feature_groups for select
   using (project in (select unnest(fstore.visible_projects())));
 create policy visible on fstore.features for select using (fstore.visible_feature_group(feature_group_id));
 create policy visible on fstore.commits for select using (fstore.visible_feature_group(feature_group_id));
-create policy visible on fstore.commit_statistics for select
-  using (exists (select 1 from fstore.commits c where c.id = commit_id
-                  and fstore.visible_feature_group(c.feature_group_id)));
+-- (the policy on fstore.commit_statistics is in sql/010_row_policies.sql: it asks them)
 grant select on fstore.feature_groups, fstore.features, fstore.commits, fstore.commit_statistics to public;
 
 create function fstore.check_feature_group_name(p_name text) returns text
@@ -162,6 +173,12 @@ begin
     values (v_id, v_feature->>'name', v_feature->>'type', coalesce(v_feature->>'description', ''),
             v_position, (v_feature->>'name') = any(p_keys));
   end loop;
+  insert into fstore.feature_group_locks (feature_group_id) values (v_id);
+  -- now that the catalog knows them, the tables get the rules of feature-group tables
+  perform fstore.apply_table_rules(format('%I.%I', p_project, v_offline)::regclass);
+  if p_online then
+    perform fstore.apply_table_rules(format('%I.%I', p_project, v_online)::regclass);
+  end if;
   perform fstore.audit(p_project, 'create_feature_group',
                        jsonb_build_object('name', p_name, 'version', p_version, 'online', p_online));
   return v_id;
@@ -193,6 +210,10 @@ begin
   if v_type is null or v_type !~ '^[a-z][a-z0-9_ ]*(\(\d+(,\s*\d+)?\))?(\[\])?$' or to_regtype(v_type) is null then
     raise exception 'column % has unknown type %', p_column, coalesce(quote_literal(p_type), 'NULL')
       using errcode = '42704';
+  end if;
+  if not fstore.trusted_type(to_regtype(v_type)) then
+    raise exception 'column % has type %, which is not a built-in or extension type', p_column, to_regtype(v_type)
+      using errcode = '42501', hint = 'a type or domain of a project''s own would run its checks as every reader';
   end if;
   return v_type;
 end $$;
@@ -318,7 +339,6 @@ end $$;
 create function fstore.add_features(p_feature_group_id bigint, p_columns jsonb) returns integer
 language plpgsql volatile set search_path = pg_catalog, public, fstore, pg_temp as $$
 declare
-  c_lock_namespace constant integer := 1718837249;  -- the commit pipeline's lock per feature group
   v_fg fstore.feature_groups;
   v_col jsonb;
   v_type text;
@@ -332,7 +352,7 @@ begin
   if jsonb_typeof(p_columns) is distinct from 'array' or jsonb_array_length(p_columns) = 0 then
     raise exception 'give the features to add as [{"name": ..., "type": ...}]' using errcode = '22023';
   end if;
-  perform pg_advisory_xact_lock(c_lock_namespace, (p_feature_group_id & 2147483647)::integer);
+  perform fstore.lock_feature_group(p_feature_group_id);
   for v_col in select * from jsonb_array_elements(p_columns) loop
     perform fstore.check_column_name(v_col->>'name');
     if v_col->>'name' = v_fg.event_time
@@ -375,12 +395,37 @@ begin
     insert into fstore.features (feature_group_id, name, data_type, description, position, is_key)
     values (p_id, v_feature->>'name', v_feature->>'type', coalesce(v_feature->>'description', ''), v_position, false);
   end loop;
+  perform fstore.apply_table_rules(format('%I.%I', v_fg.project, v_fg.offline_table)::regclass);
+  if v_fg.online then
+    perform fstore.apply_table_rules(format('%I.%I', v_fg.project, v_fg.online_table)::regclass);
+  end if;
   perform fstore.audit(v_fg.project, 'add_features', jsonb_build_object(
     'feature_group', v_fg.name, 'version', v_fg.version,
     'features', (select jsonb_agg(f->>'name') from jsonb_array_elements(p_features) f)));
 end $$;
 
--- Open a commit record (who, which certificate and application) for a feature group.
+-- May the session's person write this feature group (INSERT on its offline table)?
+create function fstore.require_writer(p_fg fstore.feature_groups) returns void
+language plpgsql stable security definer set search_path = pg_catalog, fstore, pg_temp as $$
+begin
+  if not coalesce((select pg_catalog.has_table_privilege(session_user, c.oid, 'INSERT')
+                      from pg_catalog.pg_class c join pg_catalog.pg_namespace n on n.oid = c.relnamespace
+                     where n.nspname = p_fg.project and c.relname = p_fg.offline_table), false) then
+    raise exception 'permission denied: % may not write feature group %.%', session_user, p_fg.project, p_fg.name
+      using errcode = '42501';
+  end if;
+end $$;
+
+-- Take the feature group's commit lock until the transaction ends (writers only).
+create function fstore.lock_feature_group(p_feature_group_id bigint) returns void
+language plpgsql volatile security definer set search_path = pg_catalog, fstore, pg_temp as $$
+begin
+  perform fstore.require_writer(fstore.feature_group_by_id(p_feature_group_id));
+  perform 1 from fstore.feature_group_locks where feature_group_id = p_feature_group_id for update;
+end $$;
+
+-- Open a commit record (who, which certificate and application) for a feature group:
+-- the only commit whose rows its tables take, in this transaction of this session.
 create function fstore.begin_commit(p_feature_group_id bigint, p_source text) returns bigint
 language plpgsql volatile security definer set search_path = pg_catalog, fstore, pg_temp as $$
 declare
@@ -388,11 +433,11 @@ declare
   v_id bigint;
 begin
   v_fg := fstore.feature_group_by_id(p_feature_group_id);
-  if not coalesce((select has_table_privilege(session_user, c.oid, 'INSERT')
-                      from pg_class c join pg_namespace n on n.oid = c.relnamespace
-                     where n.nspname = v_fg.project and c.relname = v_fg.offline_table), false) then
-    raise exception 'permission denied: % may not write feature group %.%', session_user, v_fg.project, v_fg.name
-      using errcode = '42501';
+  perform fstore.require_writer(v_fg);
+  perform fstore.lock_feature_group(p_feature_group_id);
+  if fstore.open_commit(p_feature_group_id) is not null then
+    raise exception 'commit % of feature group %.% is still open in this transaction', fstore.open_commit(p_feature_group_id),
+      v_fg.project, v_fg.name using errcode = '55000';
   end if;
   insert into fstore.commits (feature_group_id, source, client_serial, app_id)
   values (p_feature_group_id, coalesce(p_source, 'python'), fstore.session_serial(), fstore.session_app_id())
@@ -400,6 +445,16 @@ begin
   return v_id;
 end $$;
 
+-- The commit of this feature group open in this transaction of this session, or NULL.
+-- The offline and online tables' policies accept only rows carrying it.
+create function fstore.open_commit(p_feature_group_id bigint) returns bigint
+language sql stable security definer set search_path = pg_catalog, fstore, pg_temp as $$
+  select c.id from fstore.commits c
+   where c.feature_group_id = p_feature_group_id and c.state = 'open' and c.session_role = session_user::text
+     and c.backend_pid = pg_catalog.pg_backend_pid() and c.xact = pg_catalog.pg_current_xact_id()
+$$;
+
+-- Close an open commit with its totals and statistics; a finished commit never changes.
 create function fstore.finish_commit(p_commit_id bigint, p_rows bigint, p_online_rows bigint,
   p_min timestamptz, p_max timestamptz, p_validation jsonb, p_stats jsonb) returns void
 language plpgsql volatile security definer set search_path = pg_catalog, fstore, pg_temp as $$
@@ -408,16 +463,42 @@ declare
   v_fg fstore.feature_groups;
 begin
   select * into v_commit from fstore.commits where id = p_commit_id;
-  if not found or v_commit.session_role <> session_user::text then
-    raise exception 'commit % is not open in this session', p_commit_id using errcode = '42501';
+  if not found or v_commit.state <> 'open' or v_commit.session_role <> session_user::text
+     or v_commit.backend_pid <> pg_catalog.pg_backend_pid() or v_commit.xact <> pg_catalog.pg_current_xact_id() then
+    raise exception 'commit % is not open in this session', p_commit_id using errcode = '42501',
+      hint = 'a finished commit is immutable';
   end if;
   select * into v_fg from fstore.feature_groups where id = v_commit.feature_group_id;
   update fstore.commits set rows = p_rows, online_rows = p_online_rows, min_event_time = p_min,
-    max_event_time = p_max, validation = coalesce(p_validation, '{}') where id = p_commit_id;
+    max_event_time = p_max, validation = coalesce(p_validation, '{}'), state = 'done' where id = p_commit_id;
   insert into fstore.commit_statistics (commit_id, feature, stats)
   select p_commit_id, s.key, s.value from jsonb_each(coalesce(p_stats, '{}')) s;
   perform fstore.audit(v_fg.project, 'commit',
     jsonb_build_object('feature_group', v_fg.name, 'version', v_fg.version, 'commit', p_commit_id, 'rows', p_rows));
+end $$;
+
+-- Drop a feature-group version: its tables, catalog rows, commits and statistics; audited.
+-- Data Owners only (the tables of a feature group cannot be dropped directly).
+create function fstore.drop_feature_group(p_feature_group_id bigint) returns void
+language plpgsql volatile security definer set search_path = pg_catalog, fstore, pg_temp as $$
+declare
+  v_fg fstore.feature_groups;
+  v_commits bigint;
+  v_rows bigint;
+begin
+  v_fg := fstore.feature_group_by_id(p_feature_group_id);
+  perform fstore.require_data_owner(v_fg.project, 'drop feature groups');
+  perform 1 from fstore.feature_group_locks where feature_group_id = p_feature_group_id for update;
+  select count(*), coalesce(sum(rows), 0) into v_commits, v_rows from fstore.commits
+   where feature_group_id = p_feature_group_id;
+  if v_fg.online then
+    execute format('drop table if exists %I.%I', v_fg.project, v_fg.online_table);
+  end if;
+  execute format('drop table if exists %I.%I', v_fg.project, v_fg.offline_table);
+  delete from fstore.managed_tables where feature_group_id = p_feature_group_id;
+  delete from fstore.feature_groups where id = p_feature_group_id;
+  perform fstore.audit(v_fg.project, 'drop_feature_group', jsonb_build_object(
+    'name', v_fg.name, 'version', v_fg.version, 'commits', v_commits, 'rows', v_rows));
 end $$;
 
 grant execute on function fstore.check_feature_group_name(text), fstore.check_column_name(text),
@@ -436,7 +517,8 @@ grant execute on function
                                 boolean, jsonb, jsonb),
   fstore.describe_feature_group(bigint, text, text[], jsonb, jsonb),
   fstore.register_added_features(bigint, jsonb),
-  fstore.begin_commit(bigint, text),
-  fstore.finish_commit(bigint, bigint, bigint, timestamptz, timestamptz, jsonb, jsonb)
+  fstore.begin_commit(bigint, text), fstore.open_commit(bigint), fstore.lock_feature_group(bigint),
+  fstore.finish_commit(bigint, bigint, bigint, timestamptz, timestamptz, jsonb, jsonb),
+  fstore.drop_feature_group(bigint)
   to public;  -- each checks the caller's rights itself
 reset role;

@@ -283,8 +283,8 @@ end $$;
 -- Commit the rows staged in p_staging to a feature group; returns the commit id.
 --
 -- Steps, all in the caller's transaction (readers see all of a commit or none of it):
---  1. one commit at a time per feature group: pg_advisory_xact_lock(1718837249, id), held
---     until the transaction ends, so commit ids follow commit order and a merge or
+--  1. one commit at a time per feature group: the group's row lock (fstore.lock_feature_group,
+--     which nobody but its writers can take), held until the transaction ends, so commit ids follow commit order and a merge or
 --     incremental commit sees the rows of the one before it (in READ COMMITTED, the
 --     default of dbt and of fstore's Python API; a REPEATABLE READ transaction's
 --     snapshot predates the wait, so merge there can still duplicate rows);
@@ -322,7 +322,6 @@ set work_mem = '64MB'
 set jit = off
 as $$
 declare
-  c_lock_namespace constant integer := 1718837249;  -- 'fs' 0x0001: commits per feature group
   c_bulk_maintenance_work_mem constant bigint := 1024 * 1024 * 1024;
   c_bulk_lock_wait constant text := '2s';  -- more than deadlock_timeout (1s): autovacuum gets cancelled
   v_fg fstore.feature_groups;
@@ -360,7 +359,7 @@ begin
   end if;
   v_step := clock_timestamp();
   -- one commit at a time per feature group (step 1 above), until this transaction ends
-  perform pg_advisory_xact_lock(c_lock_namespace, (p_feature_group_id & 2147483647)::integer);
+  perform fstore.lock_feature_group(p_feature_group_id);
   v_commit := fstore.begin_commit(p_feature_group_id, p_source);
   v_step := fstore.commit_step_done(v_commit, 'lock', v_step);
 
@@ -472,12 +471,13 @@ begin
       from fstore.features where feature_group_id = p_feature_group_id and not is_key;
     v_updates := concat_ws(', ', v_updates, format('%1$I = excluded.%1$I', v_fg.event_time),
                            '_commit_id = excluded._commit_id');
-    if v_bulk and not exists (select 1 from pg_policy where polrelid = v_offline and not polpermissive) then
+    if v_bulk and not exists (select 1 from pg_policy where polrelid = v_offline and not polpermissive
+                                                        and polcmd in ('r', '*')) then
       -- bulk path: the point-in-time index was just rebuilt, so the latest row of every key
       -- is the first index entry of that key; a skip scan (one index probe per key) finds
       -- them without another pass over the batch. Only rows of this commit go online: a key
-      -- whose latest row is older is already there. (With restrictive row policies on the
-      -- table the caller might not see every row: then the batch is read as below.)
+      -- whose latest row is older is already there. (With restrictive row policies on what
+      -- the caller reads, they might not see every row: then the batch is read as below.)
       execute format(
         'with recursive k as (
            (select %5$s from %6$s order by %5$s limit 1)

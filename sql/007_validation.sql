@@ -200,17 +200,38 @@ begin
 end $$;
 
 -- Change the validation rules and policy of an existing feature group version (a Data
--- Owner's decision; no schema change). Each rule is checked against the offline table.
+-- Owner's decision; no schema change). SECURITY INVOKER: each rule is checked against the
+-- offline table with the caller's own rights (a rule value is cast to the column's type
+-- here, never in definer code); fstore.store_validation_rules records the plain values.
 -- Returns the new options.
 create function fstore.set_validation_rules(p_feature_group_id bigint, p_rules jsonb, p_policy text)
+returns jsonb language plpgsql volatile set search_path = pg_catalog, fstore, pg_temp as $$
+declare
+  v_fg fstore.feature_groups;
+  v_rules jsonb := coalesce(p_rules, '[]');
+  v_rule jsonb;
+begin
+  v_fg := fstore.feature_group_by_id(p_feature_group_id);
+  perform fstore.require_data_owner(v_fg.project, 'change validation rules');
+  if jsonb_typeof(v_rules) = 'array' then
+    for v_rule in select * from jsonb_array_elements(v_rules) loop
+      perform fstore.check_validation_rule(format('%I.%I', v_fg.project, v_fg.offline_table)::regclass, v_rule);
+    end loop;
+  end if;
+  return fstore.store_validation_rules(p_feature_group_id, v_rules, p_policy);
+end $$;
+
+-- Record validation rules: checked here for their shape only (known rules, columns of the
+-- feature group, JSON values), without evaluating anything of the tenant's.
+create function fstore.store_validation_rules(p_feature_group_id bigint, p_rules jsonb, p_policy text)
 returns jsonb language plpgsql volatile security definer set search_path = pg_catalog, fstore, pg_temp as $$
 declare
   v_fg fstore.feature_groups;
   v_rules jsonb := coalesce(p_rules, '[]');
   v_policy text := coalesce(nullif(btrim(p_policy), ''), 'strict');
   v_rule jsonb;
+  v_column text;
   v_options jsonb;
-  v_table regclass;
 begin
   v_fg := fstore.feature_group_by_id(p_feature_group_id);
   perform fstore.require_data_owner(v_fg.project, 'change validation rules');
@@ -220,11 +241,27 @@ begin
   if jsonb_typeof(v_rules) is distinct from 'array' then
     raise exception 'validation rules must be a JSON list of rules, not %', jsonb_typeof(v_rules) using errcode = '22023';
   end if;
-  -- the offline table by OID (a name lookup would need USAGE on the project's schema)
-  select c.oid::regclass into v_table from pg_class c join pg_namespace n on n.oid = c.relnamespace
-   where n.nspname = v_fg.project and c.relname = v_fg.offline_table;
   for v_rule in select * from jsonb_array_elements(v_rules) loop
-    perform fstore.check_validation_rule(v_table, v_rule);
+    if jsonb_typeof(v_rule) is distinct from 'object'
+       or coalesce(v_rule->>'rule', '') not in ('not_null', 'unique', 'min', 'max', 'accepted_values', 'regex', 'row_count_min') then
+      raise exception 'invalid validation rule %', left(v_rule::text, 200) using errcode = '22023';
+    end if;
+    for v_column in select c from jsonb_array_elements_text(
+                      case when jsonb_typeof(v_rule->'columns') = 'array' then v_rule->'columns'
+                           when v_rule ? 'column' then jsonb_build_array(v_rule->'column') else '[]' end) c loop
+      if not exists (select 1 from fstore.features f where f.feature_group_id = p_feature_group_id and f.name = v_column)
+         and v_column is distinct from v_fg.event_time then
+        raise exception 'validation rule % names column %, which is not in feature group %.%', v_rule->>'rule',
+          quote_ident(v_column), v_fg.project, v_fg.name using errcode = '42703';
+      end if;
+    end loop;
+    if exists (select 1 from jsonb_each(v_rule) e where e.key in ('value', 'pattern')
+                  and jsonb_typeof(e.value) not in ('string', 'number', 'boolean'))
+       or (v_rule ? 'values' and (jsonb_typeof(v_rule->'values') <> 'array'
+           or exists (select 1 from jsonb_array_elements(v_rule->'values') x where jsonb_typeof(x) in ('object', 'array')))) then
+      raise exception 'validation rule % on %: values must be plain JSON values', v_rule->>'rule', v_rule->>'column'
+        using errcode = '22023';
+    end if;
   end loop;
   update fstore.feature_groups
      set options = options || jsonb_build_object('validation', v_rules, 'validation_policy', v_policy)
@@ -236,7 +273,8 @@ begin
 end $$;
 
 grant execute on function fstore.batch_column_type(regclass, text), fstore.check_validation_rule(regclass, jsonb),
-  fstore.validate_batch(bigint, regclass, jsonb, text), fstore.set_validation_rules(bigint, jsonb, text)
-  to public;  -- set_validation_rules checks that the caller is a Data Owner of the project
+  fstore.validate_batch(bigint, regclass, jsonb, text), fstore.set_validation_rules(bigint, jsonb, text),
+  fstore.store_validation_rules(bigint, jsonb, text), fstore.require_data_owner(text, text)
+  to public;  -- both check that the caller is a Data Owner of the project
 
 reset role;

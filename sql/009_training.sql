@@ -20,7 +20,8 @@ create table fstore.training_datasets (
   version             integer not null check (version >= 1),
   table_name          text not null,
   features            text[] not null,
-  feature_groups      jsonb not null,   -- [{id, project, name, version, max_commit, commits: [...]}]
+  feature_groups      jsonb not null,   -- [{id, project, name, version, max_commit, commits: [...],
+                                        --   features: [{name, output}], key_columns: {group key: spine column}}]
   spine_columns       text[] not null,
   event_time_column   text not null,
   ttl                 interval,
@@ -32,7 +33,6 @@ create table fstore.training_datasets (
   spine_hash          text not null,
   rows                bigint not null,
   description         text not null default '',
-  exports             jsonb not null default '[]',
   created_at          timestamptz not null default now(),
   created_by          text not null default session_user,
   client_serial       numeric,
@@ -44,6 +44,24 @@ alter table fstore.training_datasets enable row level security;
 create policy visible on fstore.training_datasets for select
   using (project in (select unnest(fstore.visible_projects())));
 grant select on fstore.training_datasets to public;
+
+-- Files a training dataset was written to, each recorded by the session that wrote it.
+create table fstore.training_dataset_exports (
+  id                   bigserial primary key,
+  training_dataset_id  bigint not null references fstore.training_datasets (id) on delete cascade,
+  format               text not null,
+  path                 text not null,
+  rows                 bigint not null,
+  at                   timestamptz not null default now(),
+  by                   text not null default session_user,
+  client_serial        numeric,
+  app_id               text
+);
+create index on fstore.training_dataset_exports (training_dataset_id);
+alter table fstore.training_dataset_exports enable row level security;
+create policy visible on fstore.training_dataset_exports for select
+  using (exists (select 1 from fstore.training_datasets t where t.id = training_dataset_id));
+grant select on fstore.training_dataset_exports to public;
 
 -- The caller's project, or an error for a session that is not a project member.
 create function fstore.require_session_project() returns text
@@ -366,8 +384,6 @@ grant execute on function fstore.require_session_project(), fstore.resolve_featu
   fstore.training_data_sql(regclass, text[], text, interval, boolean, jsonb, jsonb, text[], text, text, boolean)
   to public;
 
-reset role;
-
 -- Split assignment of one row: by fraction ({"train": 0.8, "test": 0.2}, a seeded hash
 -- of the row number, so the same seed gives the same split) or by time ranges
 -- ({"train": ["2024-01-01", "2024-06-01"], "test": ["2024-06-01", null]}, start
@@ -430,17 +446,26 @@ begin
   raise exception 'split values must be all fractions or all [start, end] time ranges' using errcode = '22023';
 end $$;
 
--- Store a finished training table: a temporary table of the caller's own session
--- becomes <project>.<name>__td<version>, owned by the project owner, with the grants
--- every table of the project gets, and is recorded in the catalog. SECURITY DEFINER
--- because Data Scientists cannot create tables in the project schema; it copies only
--- an ordinary table in the caller's temporary schema (data the caller could read).
+
+-- The catalog record of a training dataset as JSON, with the files it was exported to.
+create function fstore.training_dataset_json(p_td fstore.training_datasets) returns jsonb
+language sql stable set search_path = pg_catalog, fstore, pg_temp as $$
+  select to_jsonb(p_td) || jsonb_build_object('exports', coalesce(
+    (select jsonb_agg(jsonb_build_object('format', e.format, 'path', e.path, 'rows', e.rows, 'at', e.at, 'by', e.by,
+                                         'app_id', e.app_id) order by e.id)
+       from fstore.training_dataset_exports e where e.training_dataset_id = p_td.id), '[]'))
+$$;
+
+-- Store a finished training table: the builder's temporary table becomes
+-- <project>.<name>__td<version>, owned by the project owner, readable by those who may
+-- read the project's tables, and is recorded in the catalog with the provenance the
+-- builder computed. Only fstore.build_training_table calls it (EXECUTE: fstore_builder).
 create function fstore.store_training_table(p_name text, p_source regclass, p_meta jsonb)
 returns fstore.training_datasets
 language plpgsql volatile security definer set search_path = pg_catalog, fstore, pg_temp as $$
 declare
   v_project text := fstore.require_session_project();
-  v_owner text := v_project || '__owner';
+  v_owner text := fstore.owner_role(v_project);
   v_version integer;
   v_table text;
   v_grant record;
@@ -448,28 +473,13 @@ declare
   v_record fstore.training_datasets;
 begin
   perform fstore.check_feature_group_name(p_name);
-  if not exists (select 1 from pg_class c where c.oid = p_source and c.relkind = 'r'
-                    and c.relnamespace = pg_my_temp_schema()) then
-    raise exception 'training data must come from a temporary table of this session, not %', p_source
+  if not exists (select 1 from pg_catalog.pg_class c where c.oid = p_source and c.relkind = 'r'
+                    and c.relnamespace = pg_catalog.pg_my_temp_schema()
+                    and c.relowner = (select oid from pg_catalog.pg_roles where rolname = 'fstore_builder')) then
+    raise exception 'training data is stored only from the builder''s own table, not %', p_source
       using errcode = '42501';
   end if;
-  -- nothing of the caller's may run here with this function's rights: no row policies on
-  -- the source, and only column types a superuser made (no domain checks, no
-  -- composites of the caller's)
-  if (select c.relrowsecurity from pg_class c where c.oid = p_source)
-     or exists (select 1 from pg_policy p where p.polrelid = p_source) then
-    raise exception 'the training-data source % must not have row-level security', p_source using errcode = '42501';
-  end if;
-  if exists (select 1 from pg_attribute a join pg_type t on t.oid = a.atttypid
-               join pg_roles r on r.oid = t.typowner
-              where a.attrelid = p_source and a.attnum > 0 and not a.attisdropped and not r.rolsuper) then
-    raise exception 'the training-data source % has a column of a user-defined type', p_source using errcode = '42501';
-  end if;
-  if (select a.atttypid from pg_attribute a where a.attrelid = p_source and a.attname = '_row') is distinct from 'int8'::regtype then
-    raise exception 'the training-data source % needs a bigint column _row (the spine order)', p_source
-      using errcode = '42501';
-  end if;
-  perform pg_advisory_xact_lock(hashtext('fstore.training_datasets'), hashtext(v_project || '.' || p_name));
+  perform fstore.lock_project(v_project);  -- versions are allocated one at a time
   select coalesce(max(version), 0) + 1 into v_version from fstore.training_datasets
    where project = v_project and name = p_name;
   v_table := p_name || '__td' || v_version;
@@ -477,22 +487,21 @@ begin
     raise exception 'table %.% exists already', v_project, v_table using errcode = '42P07';
   end if;
 
-  perform fstore.borrow_role(v_owner, true);
   execute format('create table %I.%I as select * from only %s order by _row', v_project, v_table, p_source);
   get diagnostics v_rows = row_count;
   execute format('alter table %I.%I owner to %I', v_project, v_table, v_owner);
-  -- the privileges the project's own tables get by default (members, auditor, shares)
+  -- reads as the project's own tables get them by default (members, auditor, builder,
+  -- shares); no writes: a training dataset is stored once
   for v_grant in
-    select a.privilege_type, case when a.grantee = 0 then 'public' else quote_ident(r.rolname) end as grantee
-      from pg_default_acl d cross join lateral aclexplode(d.defaclacl) a
-      left join pg_roles r on r.oid = a.grantee
-     where d.defaclrole = (select oid from pg_roles where rolname = v_owner)
-       and d.defaclnamespace = (select oid from pg_namespace where nspname = v_project)
-       and d.defaclobjtype = 'r'
+    select distinct case when a.grantee = 0 then 'public' else quote_ident(r.rolname) end as grantee
+      from pg_catalog.pg_default_acl d cross join lateral aclexplode(d.defaclacl) a
+      left join pg_catalog.pg_roles r on r.oid = a.grantee
+     where d.defaclrole = (select oid from pg_catalog.pg_roles where rolname = v_owner)
+       and d.defaclnamespace = (select oid from pg_catalog.pg_namespace where nspname = v_project)
+       and d.defaclobjtype = 'r' and a.privilege_type = 'SELECT'
   loop
-    execute format('grant %s on table %I.%I to %s', v_grant.privilege_type, v_project, v_table, v_grant.grantee);
+    execute format('grant select on table %I.%I to %s', v_project, v_table, v_grant.grantee);
   end loop;
-  perform fstore.borrow_role(v_owner, false);
 
   insert into fstore.training_datasets (project, name, version, table_name, features, feature_groups,
     spine_columns, event_time_column, ttl, full_feature_names, keys, label, split, seed, spine_hash, rows,
@@ -506,28 +515,56 @@ begin
     coalesce((p_meta->>'seed')::bigint, 0), p_meta->>'spine_hash', v_rows,
     coalesce(p_meta->>'description', ''), fstore.session_serial(), fstore.session_app_id())
   returning * into v_record;
+  -- the row policies of the groups it read, entity policies, and the shares it came through
+  perform fstore.apply_table_rules(format('%I.%I', v_project, v_table)::regclass);
   perform fstore.audit(v_project, 'create_training_dataset', jsonb_build_object(
     'name', p_name, 'version', v_version, 'table', v_table, 'rows', v_rows,
-    'feature_groups', (select jsonb_agg(jsonb_build_object('id', g->'id', 'name', g->'name', 'version', g->'version',
-                                                             'max_commit', g->'max_commit'))
+    'feature_groups', (select jsonb_agg(jsonb_build_object('id', g->'id', 'project', g->'project', 'name', g->'name',
+                                                             'version', g->'version', 'max_commit', g->'max_commit'))
                          from jsonb_array_elements(p_meta->'feature_groups') g),
     'spine_hash', p_meta->>'spine_hash'));
   return v_record;
 end $$;
 
--- Build a training table the same way Python does: the point-in-time join over the
--- spine, read with the caller's rights in one snapshot together with the commits it
--- saw, an optional split column, stored as <project>.<name>__td<version> with its
--- provenance. Returns the catalog record.
-create function fstore.create_training_table(
-  p_name text, p_spine regclass, p_features text[], p_event_time_column text default 'event_time',
-  p_ttl interval default null, p_full_feature_names boolean default false, p_keys jsonb default null,
-  p_label text[] default '{}', p_split jsonb default null, p_seed bigint default 0,
-  p_description text default ''
+-- Refuse a spine fstore's builder may not read for the caller: anything but an ordinary
+-- temporary table of this session that the caller owns, with built-in column types, no
+-- row-level security and no child tables (its reading must run nothing of the caller's).
+create function fstore.check_builder_spine(p_spine regclass) returns void
+language plpgsql stable set search_path = pg_catalog, fstore, pg_temp as $$
+begin
+  if not exists (select 1 from pg_catalog.pg_class c
+                  where c.oid = p_spine and c.relkind = 'r' and c.relnamespace = pg_catalog.pg_my_temp_schema()
+                    and not c.relrowsecurity
+                    and pg_catalog.pg_has_role(session_user, c.relowner, 'MEMBER')
+                    and c.relowner <> (select oid from pg_catalog.pg_roles where rolname = 'fstore_builder'))
+     or exists (select 1 from pg_catalog.pg_policy p where p.polrelid = p_spine)
+     or exists (select 1 from pg_catalog.pg_inherits h where h.inhparent = p_spine or h.inhrelid = p_spine) then
+    raise exception 'the builder reads a spine only from an ordinary temporary table of this session, not %', p_spine
+      using errcode = '42501', hint = 'fstore.create_training_table copies any other spine into one first';
+  end if;
+  if exists (select 1 from pg_catalog.pg_attribute a where a.attrelid = p_spine and a.attnum > 0 and not a.attisdropped
+                and not fstore.trusted_type(a.atttypid)) then
+    raise exception 'spine % has a column of a type of its own: use built-in types', p_spine using errcode = '42501';
+  end if;
+end $$;
+
+-- THE builder of stored training datasets: the point-in-time join over the spine,
+-- computed here, by fstore itself, with the rows its caller may read (row policies
+-- identify the reader by session_user), in one snapshot together with the commits it saw,
+-- an optional split column, then stored with the provenance computed here. SECURITY
+-- DEFINER (fstore_builder, which can read feature tables but holds nothing else), so
+-- that no caller can record a version of rows they made up.
+create function fstore.build_training_table(
+  p_name text, p_spine regclass, p_features text[], p_event_time_column text, p_ttl interval,
+  p_full_feature_names boolean, p_keys jsonb, p_label text[], p_split jsonb, p_seed bigint, p_description text
 ) returns fstore.training_datasets
-language plpgsql volatile set search_path = pg_catalog, fstore, pg_temp as $$
+language plpgsql volatile security definer
+set search_path = pg_catalog, fstore, pg_temp
+set timezone = 'UTC' set datestyle = 'ISO, YMD' set intervalstyle = 'postgres' set extra_float_digits = 1
+set row_security = on
+as $$
 declare
-  v_plan jsonb := fstore.resolve_features(p_features, p_full_feature_names);
+  v_plan jsonb;
   v_query text;
   v_spine_cols text[];
   v_col text;
@@ -535,12 +572,30 @@ declare
   v_t text;
   v_groups jsonb;
   v_hash text;
+  v_group jsonb;
+  v_offline regclass;
+  v_record fstore.training_datasets;
 begin
+  perform fstore.require_session_project();
   perform fstore.check_feature_group_name(p_name);
+  perform fstore.check_builder_spine(p_spine);
+  v_plan := fstore.resolve_features(p_features, p_full_feature_names);
+  -- the caller's own rights on what the join reads (the builder's are wider)
+  for v_group in select g from jsonb_array_elements(v_plan) g loop
+    v_offline := format('%I.%I', v_group->>'project', v_group->>'table')::regclass;
+    v_col := (select c from (select unnest(array(select jsonb_array_elements_text(v_group->'keys')))
+                              union all select v_group->>'event_time'
+                              union all select f->>'name' from jsonb_array_elements(v_group->'features') f) cols(c)
+               where not pg_catalog.has_column_privilege(session_user, v_offline, c, 'SELECT') limit 1);
+    if v_col is not null then
+      raise exception 'permission denied: % may not read %.% (column %)', session_user, v_group->>'project',
+        v_group->>'name', v_col using errcode = '42501';
+    end if;
+  end loop;
   v_query := fstore.training_data_sql(p_spine, p_features, p_event_time_column, p_ttl, p_full_feature_names,
                                       p_keys, null, null, null, '_row');
   select coalesce(array_agg(a.attname::text order by a.attnum), '{}') into v_spine_cols
-    from pg_attribute a where a.attrelid = p_spine and a.attnum > 0 and not a.attisdropped;
+    from pg_catalog.pg_attribute a where a.attrelid = p_spine and a.attnum > 0 and not a.attisdropped;
   foreach v_col in array coalesce(p_label, '{}') loop
     perform fstore.spine_column_type(p_spine, v_col, 'named as a label');
   end loop;
@@ -553,13 +608,14 @@ begin
   v_split := fstore.split_expression(p_split, p_seed, 'q._row', v_t);
 
   drop table if exists pg_temp._fstore_training, pg_temp._fstore_training_commits;
-  create temp table _fstore_training_commits (feature_group_id bigint, commits bigint[]);
-  execute format('create temp table _fstore_training as select q.*%s from (%s) q limit 0',
+  create temp table _fstore_training_commits (feature_group_id bigint, commits bigint[]) on commit drop;
+  execute format('create temp table _fstore_training on commit drop as select q.*%s from (%s) q limit 0',
                  case when v_split is null then '' else ', null::text as split' end, v_query);
   -- one statement, one snapshot: the rows read and the commits seen agree
   execute format(
     'with seen as (insert into pg_temp._fstore_training_commits
-                   select g.id, array(select c.id from fstore.commits c where c.feature_group_id = g.id order by c.id)
+                   select g.id, array(select c.id from fstore.commits c where c.feature_group_id = g.id
+                                         and c.state = ''done'' order by c.id)
                      from unnest(%L::bigint[]) g(id))
      insert into pg_temp._fstore_training select * from (select q.*%s from (%s) q) r%s',
     (select array_agg((g->>'id')::bigint) from jsonb_array_elements(v_plan) g),
@@ -568,7 +624,10 @@ begin
 
   select jsonb_agg(jsonb_build_object('id', g->'id', 'project', g->'project', 'name', g->'name',
                                       'version', g->'version', 'max_commit', c.commits[cardinality(c.commits)],
-                                      'commits', to_jsonb(c.commits)) order by i)
+                                      'commits', to_jsonb(c.commits), 'features', g->'features',
+                                      'key_columns', (select coalesce(jsonb_object_agg(k, coalesce(
+                                          (select m.key from jsonb_each_text(coalesce(p_keys, '{}')) m where m.value = k limit 1), k)), '{}')
+                                          from jsonb_array_elements_text(g->'keys') k)) order by i)
     into v_groups
     from jsonb_array_elements(v_plan) with ordinality e(g, i)
     join pg_temp._fstore_training_commits c on c.feature_group_id = (g->>'id')::bigint;
@@ -576,20 +635,53 @@ begin
                  (select string_agg(format('%I', c), ', ') from unnest(v_spine_cols) c))
     into v_hash;
 
-  execute format('grant select on pg_temp._fstore_training to fstore_control');
-  return fstore.store_training_table(p_name, 'pg_temp._fstore_training'::regclass, jsonb_build_object(
+  grant select on pg_temp._fstore_training to fstore_control;
+  v_record := fstore.store_training_table(p_name, 'pg_temp._fstore_training'::regclass, jsonb_build_object(
     'features', to_jsonb(p_features), 'feature_groups', v_groups, 'spine_columns', to_jsonb(v_spine_cols),
     'event_time_column', p_event_time_column, 'ttl', p_ttl, 'full_feature_names', p_full_feature_names,
     'keys', p_keys, 'label', to_jsonb(coalesce(p_label, '{}')), 'split', p_split, 'seed', p_seed,
     'spine_hash', v_hash, 'description', p_description));
+  drop table pg_temp._fstore_training, pg_temp._fstore_training_commits;
+  return v_record;
+end $$;
+
+-- Build a training table (the same call Python makes): the spine is read with the
+-- caller's rights (any relation they may read; copied into a temporary table unless it
+-- is one already), then fstore's builder computes and stores the dataset. Returns the
+-- catalog record.
+create function fstore.create_training_table(
+  p_name text, p_spine regclass, p_features text[], p_event_time_column text default 'event_time',
+  p_ttl interval default null, p_full_feature_names boolean default false, p_keys jsonb default null,
+  p_label text[] default '{}', p_split jsonb default null, p_seed bigint default 0,
+  p_description text default ''
+) returns fstore.training_datasets
+language plpgsql volatile set search_path = pg_catalog, fstore, pg_temp as $$
+declare
+  v_spine regclass := p_spine;
+begin
+  if p_spine is null then
+    raise exception 'give a spine relation' using errcode = '22023';
+  end if;
+  begin
+    perform fstore.check_builder_spine(p_spine);
+  exception when insufficient_privilege then
+    drop table if exists pg_temp._fstore_spine_copy;
+    execute format('create temp table _fstore_spine_copy on commit drop as select * from %s', p_spine);
+    v_spine := 'pg_temp._fstore_spine_copy'::regclass;
+  end;
+  execute format('grant select on %s to fstore_builder', v_spine);
+  return fstore.build_training_table(p_name, v_spine, p_features, p_event_time_column, p_ttl, p_full_feature_names,
+                                     p_keys, p_label, p_split, p_seed, p_description);
 end $$;
 
 -- The catalog record of a training dataset the caller can see (latest version by default).
+-- One built from a project that is not (or no longer) shared with the caller is refused.
 create function fstore.find_training_dataset(p_name text, p_version integer default null, p_project text default null)
 returns fstore.training_datasets language plpgsql stable set search_path = pg_catalog, fstore, pg_temp as $$
 declare
   v_project text := coalesce(p_project, fstore.require_session_project());
   v_record fstore.training_datasets;
+  v_source text;
 begin
   select * into v_record from fstore.training_datasets
    where project = v_project and name = p_name and (p_version is null or version = p_version)
@@ -597,6 +689,12 @@ begin
   if not found then
     raise exception 'training dataset % does not exist or is not visible to %',
       v_project || '.' || p_name || coalesce(' version ' || p_version, ''), session_user using errcode = 'P0002';
+  end if;
+  select g->>'project' into v_source from jsonb_array_elements(v_record.feature_groups) g
+   where not fstore.session_sees_project(g->>'project') limit 1;
+  if v_source is not null then
+    raise exception 'permission denied: training dataset %.% was built from project %, which is not shared with %',
+      v_project, p_name, v_source, session_user using errcode = '42501';
   end if;
   return v_record;
 end $$;
@@ -615,21 +713,28 @@ begin
     v_td.spine_columns, '_row');
 end $$;
 
--- Record a file export of a training dataset (format, path, rows) in its provenance.
+-- Record a file export of a training dataset (format, path, rows): a fact about the
+-- session that wrote the file, which any reader of the dataset may record; it changes
+-- nothing of the dataset's own record.
 create function fstore.record_training_export(p_id bigint, p_format text, p_path text, p_rows bigint)
 returns void language plpgsql volatile security definer set search_path = pg_catalog, fstore, pg_temp as $$
 declare
-  v_project text := fstore.require_session_project();
+  v_td fstore.training_datasets;
 begin
-  update fstore.training_datasets set exports = exports || jsonb_build_array(jsonb_build_object(
-      'format', p_format, 'path', p_path, 'rows', p_rows, 'at', now(), 'by', session_user))
-   where id = p_id and project = v_project;
+  select * into v_td from fstore.training_datasets where id = p_id and project = any(fstore.visible_projects());
   if not found then
-    raise exception 'training dataset % does not exist in project %', p_id, v_project using errcode = 'P0002';
+    raise exception 'training dataset % does not exist or is not visible to %', p_id, session_user using errcode = 'P0002';
   end if;
+  if coalesce(p_format, '') !~ '^[a-z]{1,20}$' or coalesce(p_path, '') = '' or p_rows is null or p_rows < 0 then
+    raise exception 'an export record needs a format (a-z), a path and a row count' using errcode = '22023';
+  end if;
+  insert into fstore.training_dataset_exports (training_dataset_id, format, path, rows, client_serial, app_id)
+  values (p_id, p_format, left(p_path, 4096), p_rows, fstore.session_serial(), fstore.session_app_id());
+  perform fstore.audit(v_td.project, 'export_training_dataset', jsonb_build_object(
+    'name', v_td.name, 'version', v_td.version, 'format', p_format, 'path', left(p_path, 4096), 'rows', p_rows));
 end $$;
 
--- Drop a training dataset version (its table and its record): its creator or a Data Owner.
+-- Drop a training dataset version (its table and its record), audited: its creator or a Data Owner.
 create function fstore.drop_training_dataset(p_name text, p_version integer)
 returns void language plpgsql volatile security definer set search_path = pg_catalog, fstore, pg_temp as $$
 declare
@@ -643,19 +748,49 @@ begin
   if v_td.created_by <> session_user::text then
     perform fstore.require_data_owner(v_project, 'drop training datasets others created');
   end if;
-  perform fstore.borrow_role(v_project || '__owner', true);
   execute format('drop table if exists %I.%I', v_project, v_td.table_name);
-  perform fstore.borrow_role(v_project || '__owner', false);
+  delete from fstore.managed_tables where training_dataset_id = v_td.id;
   delete from fstore.training_datasets where id = v_td.id;
-  perform fstore.audit(v_project, 'drop_training_dataset', jsonb_build_object('name', p_name, 'version', p_version));
+  perform fstore.audit(v_project, 'drop_training_dataset', jsonb_build_object('name', p_name, 'version', p_version,
+                                                                           'rows', v_td.rows));
+end $$;
+
+-- Data of a share follows the share: the training datasets project p_with built from
+-- p_project's groups are dropped when the share ends (and recorded in both projects).
+create function fstore.drop_derived_training_datasets(p_project text, p_with text) returns jsonb
+language plpgsql volatile security definer set search_path = pg_catalog, fstore, pg_temp as $$
+declare
+  v_td fstore.training_datasets;
+  v_dropped jsonb := '[]';
+begin
+  for v_td in select * from fstore.training_datasets t
+               where t.project = p_with
+                 and exists (select 1 from jsonb_array_elements(t.feature_groups) g where g->>'project' = p_project)
+               order by t.id loop
+    execute format('drop table if exists %I.%I', v_td.project, v_td.table_name);
+    delete from fstore.managed_tables where training_dataset_id = v_td.id;
+    delete from fstore.training_datasets where id = v_td.id;
+    v_dropped := v_dropped || jsonb_build_object('project', v_td.project, 'name', v_td.name, 'version', v_td.version,
+                                                 'rows', v_td.rows);
+    perform fstore.audit(v_td.project, 'drop_training_dataset', jsonb_build_object(
+      'name', v_td.name, 'version', v_td.version, 'rows', v_td.rows, 'reason', 'unshared', 'source', p_project));
+  end loop;
+  return v_dropped;
 end $$;
 
 grant execute on function
-  fstore.split_expression(jsonb, bigint, text, text),
-  fstore.store_training_table(text, regclass, jsonb),
+  fstore.split_expression(jsonb, bigint, text, text), fstore.training_dataset_json(fstore.training_datasets),
+  fstore.check_builder_spine(regclass),
+  fstore.build_training_table(text, regclass, text[], text, interval, boolean, jsonb, text[], jsonb, bigint, text),
   fstore.create_training_table(text, regclass, text[], text, interval, boolean, jsonb, text[], jsonb, bigint, text),
   fstore.find_training_dataset(text, integer, text), fstore.training_dataset_sql(text, integer, text),
   fstore.record_training_export(bigint, text, text, bigint), fstore.drop_training_dataset(text, integer)
   to public;  -- each checks the caller's membership itself
+revoke execute on function fstore.store_training_table(text, regclass, jsonb) from public;
+grant execute on function fstore.store_training_table(text, regclass, jsonb) to fstore_builder;
 
 reset role;
+
+-- the builder runs as fstore_builder, which reads feature tables and owns nothing else
+alter function fstore.build_training_table(text, regclass, text[], text, interval, boolean, jsonb, text[], jsonb, bigint, text)
+  owner to fstore_builder;

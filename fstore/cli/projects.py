@@ -192,9 +192,8 @@ def policy_apply(ctx: click.Context, project: str, path: Path | None, as_role: s
     """Check (pglast) and apply PROJECT's row policies (a Data Owner's job)."""
     declared = policies.load_policies(path or policies.policy_file(project))
     with connect_as(ctx, as_role) as conn:
-        tables = policies.apply_policies(conn, project, declared)
-    console.print(f"applied {len(declared)} polic{'y' if len(declared) == 1 else 'ies'} "
-                  f"to project {project} ({len(tables)} table(s) refreshed)")
+        count = policies.apply_policies(conn, project, declared)
+    console.print(f"applied {count} polic{'y' if count == 1 else 'ies'} to every table of project {project}")
 
 
 @main.command("audit")

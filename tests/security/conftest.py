@@ -29,7 +29,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from fstore import projects
+from fstore import policies, projects
 from fstore.connection import connect
 from fstore.home import FstoreHome
 from tests.conftest import unique
@@ -125,18 +125,15 @@ def _build(home: FstoreHome) -> World:
     with connect(home, f"{a}__alice", autocommit=True) as alice:
         alice.execute(f"set role {a}__owner")
         alice.execute(f"create table {a}.t (id int primary key, v text, consent boolean not null)")
-        alice.execute(f"create policy consent_only on {a}.t as restrictive for select "
-                      f"to {a}__data_scientist using (consent)")
         alice.execute(f"create view {a}.v_inv with (security_invoker = true) as select * from {a}.t")
-        # a function that tries to become the owner for whoever calls it
-        alice.execute(f"create function {a}.as_owner() returns bigint language sql "
-                      f"set role = '{a}__owner' as 'select count(*) from {a}.t'")
         columns = [{"name": "id", "type": "bigint"}, {"name": "amount", "type": "float8"}]
         fg = alice.execute(
             "select fstore.create_feature_group(%s, 'fg', 1, array['id'], 'event_time', %s::jsonb)",
             (a, json.dumps(columns)),
         ).fetchone()[0]
         alice.execute("reset role")
+        # A's Data Scientists (and every project A is shared with) see consented rows only
+        policies.apply_policies(alice, a, [policies.RowPolicy("consent_only", "t", ("data_scientist",), "consent")])
         alice.execute(f"insert into {a}.t select g, 'v' || g, g % 4 <> 0 from generate_series(1, {ROWS}) g")
         alice.execute(f"set role {a}__owner")
         alice.execute(f"analyze {a}.t")  # statistics exist: pg_stats must still hide them

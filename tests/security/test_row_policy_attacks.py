@@ -45,32 +45,31 @@ def test_hostile_predicates_never_run(home: FstoreHome, make_project, tally) -> 
     a = make_project(owner="alice", scientists=["bob"])
     bob_role = a.role("bob")
     with a.connect("alice") as alice:
-        with pytest.raises(psycopg.errors.InvalidParameterValue, match='without ";"'):
-            alice.execute("select fstore.record_row_policies(%s, %s::jsonb)", (a.name, json.dumps(
+        with pytest.raises(psycopg.errors.InvalidParameterValue, match="structured tree"):
+            alice.execute("select fstore.set_row_policies(%s, %s::jsonb)", (a.name, json.dumps(
                 [{"name": "x", "table": "t", "roles": ["data_scientist"],
                   "using": HOSTILE.format(role=a.role("alice"))}])))
-    # a predicate that reached the catalog some other way (an old release, a restore)
+    # a predicate that reached the catalog some other way (an old release, a restore): its
+    # text is never used, the tree is rendered again (and a hostile tree is refused)
     with connect_operator(home, autocommit=True) as operator:
-        for table in ("planted", "evil__td1"):
-            operator.execute(
-                "insert into fstore.row_policies (project, name, table_name, roles, predicate) "
-                "values (%s, %s, %s, array['data_scientist'], %s)",
-                (a.name, f"p_{table}", table, HOSTILE.format(role=bob_role)))
+        operator.execute(
+            "insert into fstore.row_policies (project, name, table_name, roles, predicate, predicate_tree) "
+            "values (%s, 'p_text', 'planted', array['data_scientist'], %s, '{\"column\": \"ok\"}'), "
+            "       (%s, 'p_tree', 'planted_tree', array['data_scientist'], 'x', %s)",
+            (a.name, HOSTILE.format(role=bob_role), a.name,
+             json.dumps({"column": HOSTILE.format(role=bob_role)})))
     with a.connect("alice") as alice:
         alice.execute(f"set role {a.name}__owner")
-        with pytest.raises(psycopg.errors.InvalidParameterValue, match="refusing to apply it"):
-            alice.execute(f"create table {a.name}.planted (id int)")
-    with a.connect("bob") as bob:
-        # store_training_table (SECURITY DEFINER, fstore_control) creates the table: the
-        # event trigger would run the planted statement as fstore_control
-        bob.execute("create temp table spine (_row bigint, x int)")
-        bob.execute("insert into spine values (1, 1)")
-        with pytest.raises(psycopg.errors.InvalidParameterValue, match="refusing to apply it"):
-            bob.execute("select fstore.store_training_table('evil', 'pg_temp.spine'::regclass, '{}'::jsonb)")
+        alice.execute(f"create table {a.name}.planted (id int, ok boolean)")
+        policy = alice.execute("select pg_get_expr(polqual, polrelid) from pg_policy "
+                               "where polrelid = %s::regclass and polname = 'fstore_rls_p_text'",
+                               (f"{a.name}.planted",)).fetchone()[0]
+        assert "superuser" not in policy and "ok" in policy
+        with pytest.raises(psycopg.errors.InvalidParameterValue, match="invalid column name"):
+            alice.execute(f"create table {a.name}.planted_tree (id int)")
     with connect_operator(home, autocommit=True) as operator:
         supers = operator.execute("select count(*) from pg_roles where rolname = any(%s) and rolsuper",
                                   ([a.role("alice"), bob_role],)).fetchone()[0]
         assert supers == 0
-        assert operator.execute("select to_regclass(%s)", (f"{a.name}.evil__td1",)).fetchone()[0] is None
         operator.execute("delete from fstore.row_policies where project = %s", (a.name,))
-    tally.deny("hostile_predicate_recorded", "planted_predicate_on_owner_ddl", "planted_predicate_in_definer_code")
+    tally.deny("hostile_predicate_as_text", "planted_predicate_text_never_runs", "planted_predicate_tree_refused")
