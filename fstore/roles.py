@@ -18,9 +18,13 @@ from enum import Enum
 
 from fstore.errors import InvalidInput
 
-PROJECT_NAME = re.compile(r"^[a-z][a-z0-9_]{0,29}[a-z0-9]$")
-USER_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
-APP_ID = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,62}$")
+# Patterns are matched with ``fullmatch``: ``$`` in ``re.match`` accepts a trailing newline.
+PROJECT_NAME = re.compile(r"[a-z][a-z0-9_]{0,29}[a-z0-9]")
+USER_NAME = re.compile(r"[a-z][a-z0-9_]*")
+APP_ID = re.compile(r"[a-z0-9][a-z0-9_.-]{0,62}")
+# Project names that are, or look like, roles and schemas of PostgreSQL or fstore itself.
+RESERVED_PROJECT_NAMES = frozenset({"postgres", "public", "information_schema"})
+RESERVED_PROJECT_PREFIXES = ("pg_", "fstore")
 SEPARATOR = "__"
 RESERVED_USER_NAMES = frozenset({"owner", "data_owner", "data_scientist"})
 ADMIN_ROLE = "fstore_admin"
@@ -41,10 +45,15 @@ class ProjectRole(str, Enum):
 
 def check_project_name(name: str) -> str:
     """Return ``name`` if it is a valid project name, else raise :class:`InvalidInput`."""
-    if not isinstance(name, str) or not PROJECT_NAME.match(name) or SEPARATOR in name:
+    if not isinstance(name, str) or not PROJECT_NAME.fullmatch(name) or SEPARATOR in name:
         raise InvalidInput(
             f"invalid project name {name!r}: use 2-31 characters a-z, 0-9 and _, "
             "starting with a letter, not ending with _, without '__'"
+        )
+    if name in RESERVED_PROJECT_NAMES or name.startswith(RESERVED_PROJECT_PREFIXES):
+        raise InvalidInput(
+            f"invalid project name {name!r}: it is reserved "
+            "(postgres, public, information_schema, pg_*, fstore*)"
         )
     return name
 
@@ -53,7 +62,7 @@ def check_user_name(name: str) -> str:
     """Return ``name`` if it is a valid user name, else raise :class:`InvalidInput`."""
     if (
         not isinstance(name, str)
-        or not USER_NAME.match(name)
+        or not USER_NAME.fullmatch(name)
         or SEPARATOR in name
         or name in RESERVED_USER_NAMES
     ):
@@ -66,7 +75,7 @@ def check_user_name(name: str) -> str:
 
 def check_app_id(app_id: str) -> str:
     """Return ``app_id`` if it is a valid application id, else raise :class:`InvalidInput`."""
-    if not isinstance(app_id, str) or not APP_ID.match(app_id):
+    if not isinstance(app_id, str) or not APP_ID.fullmatch(app_id):
         raise InvalidInput(
             f"invalid application id {app_id!r}: use 1-63 characters a-z, 0-9, '_', '.', '-'"
         )
