@@ -1,8 +1,11 @@
 """Certificates as the platform sees them: the CA's registry plus the server's view.
 
 Issuing is :mod:`fstore.pki`; this module ties issuance and revocation to the
-running server (catalog record, CRL reload, ending sessions) and provides
-short-lived application identities.
+running server: the catalog's copy of the registry (``fstore.certificates``), and
+:func:`publish`, which makes a revocation bite (CRL re-signed, server reloaded, the
+revoked certificate proven refused, its sessions ended, ``crl_published_at`` set so
+the role name may be given out again). It also provides short-lived application
+identities.
 
 Example::
 
@@ -14,8 +17,11 @@ Example::
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator, Sequence
+import shutil
+import tempfile
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import psycopg
@@ -24,59 +30,110 @@ from fstore import pki, server
 from fstore.connection import connect_operator, material_for
 from fstore.errors import NotFound
 from fstore.home import FstoreHome
+from fstore.registry import CertificateRecord, now, publication_lock
 from fstore.roles import check_app_id, project_user_role
 
 if TYPE_CHECKING:
     from fstore.store import FeatureStore
 
+# The catalog never forgets a revocation (a registry copy without it cannot undo one
+# made by SQL), and crl_published_at only moves forward.
 _UPSERT = (
-    "insert into fstore.certificates (serial, role_name, kind, app_id, not_before, not_after, revoked_at) "
-    "values (%s, %s, %s, %s, %s, %s, %s) "
-    "on conflict (serial) do update set revoked_at = excluded.revoked_at"
+    "insert into fstore.certificates as c "
+    "(serial, role_name, kind, app_id, not_before, not_after, revoked_at, crl_published_at) "
+    "values (%s, %s, %s, %s, %s, %s, %s, %s) "
+    "on conflict (serial) do update set "
+    "revoked_at = coalesce(c.revoked_at, excluded.revoked_at), "
+    "crl_published_at = coalesce(excluded.crl_published_at, c.crl_published_at)"
 )
 
+Probes = Mapping[str, tuple[Path, Path]]
 
-def _has_catalog(conn: psycopg.Connection[Any]) -> bool:
+
+def has_catalog(conn: psycopg.Connection[Any]) -> bool:
+    """True when the database has ``fstore.certificates`` (migrations applied)."""
     return conn.execute("select to_regclass('fstore.certificates') is not null").fetchone()[0]
 
 
-def _upsert(conn: psycopg.Connection[Any], records: Sequence[pki.CertificateRecord]) -> None:
+def upsert(
+    conn: psycopg.Connection[Any], records: Sequence[CertificateRecord], *, published: bool = False
+) -> None:
+    """Copy records into ``fstore.certificates``; ``published`` marks the revoked ones as
+    being in the CRL the server has loaded."""
+    at = now() if published else None
     with conn.cursor() as cur:
         cur.executemany(_UPSERT, [
-            (r.serial, r.role, r.kind, r.app_id, r.not_before, r.not_after, r.revoked_at) for r in records
+            (r.serial, r.role, r.kind, r.app_id, r.not_before, r.not_after, r.revoked_at,
+             at if r.revoked_at else None)
+            for r in records
         ])
 
 
-def record_in_catalog(home: FstoreHome, record: pki.CertificateRecord) -> None:
+def record_in_catalog(home: FstoreHome, record: CertificateRecord) -> None:
     """Record an issued certificate in ``fstore.certificates`` (if the server is up)."""
-    if not server.is_running(home):
+    if not server.operator_reachable(home):
         return
     with connect_operator(home, autocommit=True) as conn:
-        if _has_catalog(conn):
-            _upsert(conn, [record])
+        if has_catalog(conn):
+            upsert(conn, [record])
 
 
-def sync_catalog(home: FstoreHome, conn: psycopg.Connection[Any]) -> int:
-    """Copy the whole CA registry into the catalog (run at server start)."""
+def sync_catalog(home: FstoreHome, conn: psycopg.Connection[Any], *, published: bool = False) -> int:
+    """Copy the whole CA registry into the catalog (server start, CRL keeper start).
+
+    Revocations already in the catalog stay. ``published`` says the server has just
+    loaded a CRL that lists every revocation of the registry.
+    """
     records = pki.list_certificates(home)
-    if records and _has_catalog(conn):
-        _upsert(conn, records)
+    if records and has_catalog(conn):
+        upsert(conn, records, published=published)
     return len(records)
+
+
+def publish(home: FstoreHome, revoked: Sequence[CertificateRecord], *, probes: Probes | None = None) -> int:
+    """Make revocations already in the registry bite; returns the sessions terminated.
+
+    Re-signs both CRLs; when the server is reachable, reloads it, proves each revoked
+    certificate is refused (with ``probes``, copies of replaced files, or the files
+    in the home; a revoked-from-birth canary when none of them can be tried), ends
+    their sessions and sets ``revoked_at``/``crl_published_at`` in the catalog.
+    """
+    probes = dict(probes or {})
+    with publication_lock(home):
+        reachable = server.operator_reachable(home)
+        batch = list(revoked)
+        directory = None
+        try:
+            if reachable and batch and not any(server.can_probe(home, r, probes) for r in batch):
+                directory = Path(tempfile.mkdtemp(prefix="fstore-canary-"))
+                canary, cert_path, key_path = pki.issue_canary(home, directory)
+                probes[canary.serial] = (cert_path, key_path)
+                batch.append(canary)
+            pki.resign_crls(home)
+            if not reachable:
+                return 0
+            terminated = server.apply_revocation(home, batch, probes=probes)
+            with connect_operator(home, autocommit=True) as conn:
+                if has_catalog(conn):
+                    upsert(conn, batch, published=True)
+            return terminated
+        finally:
+            if directory is not None:
+                shutil.rmtree(directory, ignore_errors=True)
 
 
 def revoke(
     home: FstoreHome, *, role: str | None = None, serial: str | None = None
-) -> tuple[list[pki.CertificateRecord], int]:
-    """Revoke, re-sign the CRLs, reload and verify, end open sessions.
+) -> tuple[list[CertificateRecord], int]:
+    """Revoke, re-sign the CRLs, reload and verify, end open sessions, record in the catalog.
 
-    Returns the revoked records and the number of sessions terminated.
+    Returns the revoked records and the number of sessions terminated; raises
+    :class:`NotFound` when nothing unrevoked matches (the CRL in force then already
+    lists everything revoked: revocations are serialised).
     """
-    revoked = pki.revoke_certificates(home, role=role, serial=serial)
-    terminated = server.apply_revocation(home, revoked)
-    if server.is_running(home):
-        with connect_operator(home, autocommit=True) as conn:
-            if _has_catalog(conn):
-                _upsert(conn, revoked)
+    with publication_lock(home):
+        revoked = pki.revoke_certificates(home, role=role, serial=serial, resign=False)
+        terminated = publish(home, revoked)
     return revoked, terminated
 
 
@@ -109,3 +166,6 @@ def application(
             revoke(fhome, serial=record.serial)
         except NotFound:
             pass  # already revoked (e.g. the member was removed inside the block)
+
+
+__all__ = ["application", "has_catalog", "publish", "record_in_catalog", "revoke", "sync_catalog", "upsert"]

@@ -42,6 +42,11 @@ class ConnectionMaterial:
     app_id: str | None = None
     dsn: str | None = None  # a user-given libpq string; takes precedence when set
 
+    @property
+    def service_name(self) -> str:
+        """``ROLE`` for a user certificate, ``ROLE@APP`` for an application certificate."""
+        return f"{self.role}@{self.app_id}" if self.app_id else self.role
+
     def params(self) -> dict[str, Any]:
         """libpq keyword parameters (``sslmode=verify-full``)."""
         params: dict[str, Any] = {
@@ -78,7 +83,7 @@ class ConnectionMaterial:
 
     def service_entry(self, name: str | None = None) -> str:
         """A ``pg_service.conf`` section so that ``psql "service=ROLE"`` connects."""
-        lines = [f"[{name or self.role}]"]
+        lines = [f"[{name or self.service_name}]"]
         lines += [f"{k}={v}" for k, v in self.params().items()]
         return "\n".join(lines) + "\n"
 
@@ -125,8 +130,27 @@ def material_for(home: FstoreHome, role: str, app_id: str | None = None) -> Conn
 def connect(
     home: FstoreHome, role: str, *, app_id: str | None = None, **kwargs: Any
 ) -> psycopg.Connection[Any]:
-    """Open a psycopg connection as ``role`` with its certificate, over verified TLS."""
-    return psycopg.connect(material_for(home, role, app_id).conninfo(), **kwargs)
+    """Open a psycopg connection as ``role`` with its certificate, over verified TLS.
+
+    A handshake refused because the home's CRL expired says so (and how to fix it).
+    """
+    try:
+        return psycopg.connect(material_for(home, role, app_id).conninfo(), **kwargs)
+    except psycopg.OperationalError as exc:
+        hint = expired_crl_hint(home, str(exc))
+        if hint is None:
+            raise
+        raise psycopg.OperationalError(f"{str(exc).strip()}\nHINT: {hint}") from exc
+
+
+def expired_crl_hint(home: FstoreHome, message: str) -> str | None:
+    """Why a TLS login failed when the cause is the home's expired (or missing) CRL."""
+    if "certificate" not in message or not ("expired" in message or "verify failed" in message):
+        return None
+    from fstore.crl import crl_health
+
+    state, text = crl_health(home)
+    return text if state == "error" else None
 
 
 def connect_adbc(home: FstoreHome, role: str, *, app_id: str | None = None) -> Any:
@@ -137,10 +161,13 @@ def connect_adbc(home: FstoreHome, role: str, *, app_id: str | None = None) -> A
 
 
 def connect_operator(home: FstoreHome, dbname: str = DATABASE, **kwargs: Any) -> psycopg.Connection[Any]:
-    """Open a superuser connection over the server's local socket (the operator's path)."""
-    return psycopg.connect(
-        host=str(home.socket_dir), port=home.port, user=SUPERUSER_ROLE, dbname=dbname, **kwargs
-    )
+    """Open a superuser connection over the server's local socket (the operator's path).
+
+    ``$FSTORE_SOCKET_DIR`` names another socket directory (the CRL keeper's container
+    in Docker shares the database container's).
+    """
+    socket_dir = os.environ.get("FSTORE_SOCKET_DIR") or str(home.socket_dir)
+    return psycopg.connect(host=socket_dir, port=home.port, user=SUPERUSER_ROLE, dbname=dbname, **kwargs)
 
 
 def service_file() -> Path:
@@ -149,10 +176,11 @@ def service_file() -> Path:
 
 
 def write_service_entry(material: ConnectionMaterial, path: Path | None = None) -> Path:
-    """Add or replace the role's section in the service file; other sections are kept."""
+    """Add or replace the material's section (``[ROLE]``, or ``[ROLE@APP]`` for an
+    application certificate) in the service file; other sections are kept."""
     path = path or service_file()
     text = path.read_text() if path.exists() else ""
-    section = re.compile(rf"^\[{re.escape(material.role)}\]\n(?:(?!\[).*\n?)*", re.MULTILINE)
+    section = re.compile(rf"^\[{re.escape(material.service_name)}\]\n(?:(?!\[).*\n?)*", re.MULTILINE)
     entry = material.service_entry()
     if section.search(text):
         text = section.sub(lambda _: entry, text, count=1)

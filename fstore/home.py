@@ -23,7 +23,11 @@ class FstoreHome:
 
     ``ca/``      root and intermediate CA (keys 0600), CRLs, the issued-certificate registry
     ``certs/``   client certificates and keys, one pair per role (and per application)
-    ``server/``  owned by the server's OS user: data directory, TLS files, socket, log
+    ``server/``  owned by the server's OS user: data directory, TLS files, socket, log;
+                 the CRL keeper's pid, lock and log files
+
+    ``$FSTORE_SERVER_PORT`` overrides the port for a process that sees the server
+    elsewhere (the CRL keeper's container in Docker).
     """
 
     root: Path
@@ -102,6 +106,20 @@ class FstoreHome:
     def server_tls_dir(self) -> Path:
         return self.server_dir / "tls"
 
+    # --- the CRL keeper ----------------------------------------------------------
+    @property
+    def keeper_pid_file(self) -> Path:
+        return self.server_dir / "crlkeeper.pid"
+
+    @property
+    def keeper_lock_file(self) -> Path:
+        """Held (flock) by the running keeper for its whole life: one keeper per home."""
+        return self.server_dir / "crlkeeper.lock"
+
+    @property
+    def keeper_log_file(self) -> Path:
+        return self.server_dir / "crlkeeper.log"
+
     @property
     def settings_file(self) -> Path:
         return self.root / "settings.json"
@@ -121,7 +139,9 @@ class FstoreHome:
 
     @property
     def port(self) -> int:
-        return int(self.settings().get("port", DEFAULT_PORT))
+        """The server's TCP port: ``$FSTORE_SERVER_PORT``, else the one ``server start`` saved."""
+        override = os.environ.get("FSTORE_SERVER_PORT")
+        return int(override) if override else int(self.settings().get("port", DEFAULT_PORT))
 
     def exists(self) -> bool:
         return self.root_ca_cert.exists() and self.intermediate_ca_cert.exists()

@@ -5,6 +5,9 @@ refuses root); otherwise as the current user. The operator reaches it only
 over the local socket (peer authentication mapped to the superuser); every
 TCP login is TLS with a client certificate whose CN is the role name.
 
+``start`` also starts the home's CRL keeper (:mod:`fstore.crlkeeper`), which
+publishes revocations made in SQL and renews the CRL; ``stop`` stops it.
+
 Example::
 
     home = FstoreHome.resolve()
@@ -22,18 +25,21 @@ import pwd
 import shutil
 import subprocess
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import psycopg
+from cryptography import x509
 from psycopg import sql
 
-from fstore.connection import DATABASE, connect, connect_operator
+from fstore.cakeys import ca_passphrase, is_encrypted, load_intermediate, passphrase_env
+from fstore.connection import DATABASE, ConnectionMaterial, connect_operator
+from fstore.crl import crl_expiry, crl_health, crl_is_current, resign_crls
 from fstore.errors import InvalidInput, ServerError
 from fstore.home import DEFAULT_PORT, FstoreHome
-from fstore.pki import CertificateRecord, crl_expiry, resign_crls
+from fstore.registry import CertificateRecord, publication_lock
 from fstore.roles import ADMIN_ROLE, SUPERUSER_ROLE
 
 PG_MAJOR = 15
@@ -182,6 +188,15 @@ def is_running(home: FstoreHome) -> bool:
     return _run([str(pg_bin() / "pg_ctl"), "status", "-D", str(home.data_dir)], check=False).returncode == 0
 
 
+def operator_reachable(home: FstoreHome, timeout: int = 3) -> bool:
+    """True when the operator's socket of this home accepts a connection."""
+    try:
+        with connect_operator(home, connect_timeout=timeout):
+            return True
+    except psycopg.OperationalError:
+        return False
+
+
 @dataclass
 class StartResult:
     """What :func:`start` did."""
@@ -189,20 +204,38 @@ class StartResult:
     already_running: bool
     port: int
     initialised: bool
+    keeper_pid: int | None = None
+
+
+def _check_ca_passphrase(home: FstoreHome) -> None:
+    """The CRL keeper signs with the CA keys: refuse to start without their passphrase."""
+    if is_encrypted(home.intermediate_ca_key) and ca_passphrase(home) is None:
+        raise ServerError(
+            f"the CA keys are encrypted and ${passphrase_env(home)} is not set: the CRL keeper needs "
+            "them to publish revocations and renew the CRL (it expires after 7 days, and then every "
+            f"TLS login fails); set ${passphrase_env(home)} and run `fstore server start` again"
+        )
+    load_intermediate(home)  # a wrong passphrase is named here, not in the keeper's log
 
 
 def start(home: FstoreHome, port: int | None = None, listen: str = "localhost") -> StartResult:
-    """Initialise (once) and start the server, then bring the database up to date.
+    """Initialise (once) and start the server and its CRL keeper, then bring the database
+    up to date.
 
-    Idempotent: on a running server it changes nothing and says so.
+    Idempotent: on a running server it changes nothing (but starts the keeper if it
+    is not running) and says so.
     """
+    from fstore import crlkeeper
+
     if not home.exists():
         raise ServerError(f"no fstore home at {home.root}: run `fstore init` first")
+    _check_ca_passphrase(home)
     configured = int(home.settings().get("port", DEFAULT_PORT))
     if is_running(home):
         if port is not None and port != configured:
             raise ServerError(f"already running on port {configured}; stop it to change the port")
-        return StartResult(already_running=True, port=configured, initialised=False)
+        keeper = crlkeeper.start_keeper(home)
+        return StartResult(already_running=True, port=configured, initialised=False, keeper_pid=keeper)
     port = port or configured
     home.save_settings(port=port)
     if not (pg_bin() / "postgres").exists():
@@ -212,19 +245,24 @@ def start(home: FstoreHome, port: int | None = None, listen: str = "localhost") 
     if initialised:
         _initdb(home)
     _write_config(home, port, listen)
-    expiry = crl_expiry(home)
-    if expiry is None or expiry - dt.datetime.now(dt.timezone.utc) < CRL_REFRESH_MARGIN:
-        resign_crls(home)
-    _run([
-        str(pg_bin() / "pg_ctl"), "start", "-D", str(home.data_dir), "-l", str(home.log_file),
-        "-w", "-t", "60",
-    ])
-    bootstrap(home)
-    return StartResult(already_running=False, port=port, initialised=initialised)
+    with publication_lock(home):  # the CRL loaded at start lists every revocation synced below
+        if not crl_is_current(home, CRL_REFRESH_MARGIN):
+            resign_crls(home)
+        _run([
+            str(pg_bin() / "pg_ctl"), "start", "-D", str(home.data_dir), "-l", str(home.log_file),
+            "-w", "-t", "60",
+        ])
+        bootstrap(home)
+    keeper = crlkeeper.start_keeper(home)
+    return StartResult(already_running=False, port=port, initialised=initialised, keeper_pid=keeper)
 
 
 def stop(home: FstoreHome) -> bool:
-    """Stop the server (fast shutdown). Returns False when it was not running."""
+    """Stop the CRL keeper and the server (fast shutdown). Returns False when the server
+    was not running."""
+    from fstore import crlkeeper
+
+    crlkeeper.stop_keeper(home)
     if not is_running(home):
         return False
     _run([str(pg_bin() / "pg_ctl"), "stop", "-D", str(home.data_dir), "-m", "fast", "-w", "-t", "60"])
@@ -256,11 +294,14 @@ def bootstrap(home: FstoreHome) -> None:
         apply_migrations(conn)
         from fstore.certificates import sync_catalog
 
-        sync_catalog(home, conn)
+        sync_catalog(home, conn, published=True)
 
 
 def status(home: FstoreHome) -> dict[str, Any]:
-    """Running?, port, version, extensions and data directory."""
+    """Running?, port, version, extensions, data directory, the CRL's next update and the
+    CRL keeper; ``warnings`` and ``errors`` say what needs the operator."""
+    from fstore import crlkeeper
+
     info: dict[str, Any] = {
         "running": is_running(home),
         "port": home.port,
@@ -280,6 +321,17 @@ def status(home: FstoreHome) -> dict[str, Any]:
             info["ssl"] = conn.execute("show ssl").fetchone()[0]
     expiry = crl_expiry(home)
     info["crl_next_update"] = expiry.isoformat() if expiry else None
+    state, message = crl_health(home)
+    info["crl_state"] = state
+    info["keeper"] = crlkeeper.keeper_status(home)
+    info["warnings"], info["errors"] = [], []
+    if message:
+        info["errors" if state == "error" else "warnings"].append(message)
+    if info["running"] and not info["keeper"]["running"]:
+        info["warnings"].append(
+            "the CRL keeper is not running: revocations made in SQL (remove_member, delete_project, "
+            "block_user) are not published and the CRL is not renewed; `fstore server start` starts it"
+        )
     return info
 
 
@@ -336,31 +388,75 @@ def terminate_sessions(home: FstoreHome, serials: Iterable[str], timeout: float 
     return len(pids)
 
 
-def apply_revocation(home: FstoreHome, revoked: Sequence[CertificateRecord]) -> int:
+def apply_revocation(
+    home: FstoreHome, revoked: Sequence[CertificateRecord],
+    probes: Mapping[str, tuple[Path, Path]] | None = None,
+) -> int:
     """Make revocations bite: reload the CRL, prove it is in force, end open sessions.
 
-    Returns how many sessions were terminated.
+    Each revoked certificate whose files are at hand (``probes``: serial -> (cert,
+    key), else the files in the home if they still hold that serial) must now fail
+    the TLS handshake with "certificate revoked" (or "expired"). Returns how many
+    sessions were terminated.
     """
-    if not is_running(home):
+    if not operator_reachable(home):
         return 0
     reload(home)
     for record in revoked:
-        if record.kind == "service" or not record.cert_file or not Path(record.cert_file).exists():
-            continue
-        try:
-            _probe_login(home, record)
-        except psycopg.OperationalError:
-            continue
-        raise ServerError(f"certificate {record.serial} still logs in after the CRL reload")
+        _probe_login(home, record, probes or {})
     return terminate_sessions(home, [r.serial for r in revoked])
 
 
-def _probe_login(home: FstoreHome, record: CertificateRecord) -> None:
-    app = record.app_id if record.kind == "application" else None
-    if app is None and Path(record.cert_file or "") != home.client_cert(record.role):
-        return  # an older user certificate whose files were replaced; nothing to probe with
-    with connect(home, record.role, app_id=app, connect_timeout=5):
-        pass
+def _probe_material(
+    home: FstoreHome, record: CertificateRecord, probes: Mapping[str, tuple[Path, Path]]
+) -> tuple[Path, Path] | None:
+    if record.kind == "service":
+        return None
+    if record.serial in probes:
+        return probes[record.serial]
+    if not record.cert_file or not record.key_file:
+        return None
+    cert, key = Path(record.cert_file), Path(record.key_file)
+    if not cert.exists() or not key.exists():
+        return None
+    try:
+        if str(x509.load_pem_x509_certificate(cert.read_bytes()).serial_number) != record.serial:
+            return None  # the file now holds a newer certificate
+    except ValueError:
+        return None
+    return cert, key
+
+
+def can_probe(
+    home: FstoreHome, record: CertificateRecord, probes: Mapping[str, tuple[Path, Path]] | None = None
+) -> bool:
+    """True when the certificate's files are at hand to prove it refused."""
+    return _probe_material(home, record, probes or {}) is not None
+
+
+def _probe_login(
+    home: FstoreHome, record: CertificateRecord, probes: Mapping[str, tuple[Path, Path]]
+) -> bool:
+    """Try to log in with a revoked certificate; the TLS handshake must refuse it."""
+    material = _probe_material(home, record, probes)
+    if material is None:
+        return False
+    cert, key = material
+    login = ConnectionMaterial(
+        role=record.role, port=home.port, sslcert=cert, sslkey=key, sslrootcert=home.root_ca_cert,
+        app_id=record.app_id if record.kind == "application" else None,
+    )
+    try:
+        with psycopg.connect(login.conninfo(), connect_timeout=5):
+            pass
+    except psycopg.OperationalError as exc:
+        if "certificate revoked" in str(exc) or "certificate expired" in str(exc):
+            return True
+        raise ServerError(
+            f"certificate {record.serial} of {record.role} passed the TLS handshake after the CRL "
+            f"reload (the server has not loaded the new CRL): {str(exc).strip()}"
+        ) from exc
+    raise ServerError(f"certificate {record.serial} of {record.role} still logs in after the CRL reload")
 
 
 def remove(home: FstoreHome) -> None:

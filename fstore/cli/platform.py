@@ -6,13 +6,15 @@ import datetime as dt
 import json
 import os
 import shutil
+from pathlib import Path
 
 import click
 import yaml
 from rich.table import Table
 
 from fstore import pki, server
-from fstore.cli import console, home_of, main
+from fstore.cakeys import DEFAULT_PASSPHRASE_ENV
+from fstore.cli import console, err_console, home_of, main
 from fstore.connection import connect_operator, material_for, write_service_entry
 from fstore.errors import InvalidInput
 from fstore.home import DEFAULT_PORT
@@ -20,14 +22,20 @@ from fstore.home import DEFAULT_PORT
 
 @main.command()
 @click.option("--hostname", "hostnames", multiple=True, help="Extra SAN for the server certificate.")
+@click.option("--ca-passphrase-env", "passphrase_env", default=None, metavar="VAR",
+              help=f"Encrypt the CA keys with the passphrase in $VAR (default: ${DEFAULT_PASSPHRASE_ENV} if set).")
 @click.pass_context
-def init(ctx: click.Context, hostnames: tuple[str, ...]) -> None:
+def init(ctx: click.Context, hostnames: tuple[str, ...], passphrase_env: str | None) -> None:
     """Create the fstore home: root and intermediate CA, CRLs, server and admin certificates."""
     home = home_of(ctx)
     names = pki.default_hostnames() + [h for h in hostnames if h not in pki.default_hostnames()]
-    if pki.init_ca(home, names):
+    if passphrase_env is None and os.environ.get(DEFAULT_PASSPHRASE_ENV):
+        passphrase_env = DEFAULT_PASSPHRASE_ENV
+    if pki.init_ca(home, names, passphrase_env=passphrase_env):
         pki.issue_certificate(home, "fstore_admin")
         console.print(f"initialised fstore home at [bold]{home.root}[/]")
+        if passphrase_env:
+            console.print(f"CA keys encrypted: every command that signs reads the passphrase from ${passphrase_env}")
     else:
         console.print(f"fstore home at [bold]{home.root}[/] already initialised; nothing changed")
 
@@ -53,6 +61,7 @@ def server_start(ctx: click.Context, port: int | None, listen: str) -> None:
     else:
         note = " (new data directory)" if result.initialised else ""
         console.print(f"server started on port {result.port}{note}")
+    console.print(f"CRL keeper running (pid {result.keeper_pid}, log {home.keeper_log_file})")
 
 
 @server_group.command("stop")
@@ -66,19 +75,31 @@ def server_stop(ctx: click.Context) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @click.pass_context
 def server_status(ctx: click.Context, as_json: bool) -> None:
-    """Running?, port, version, extensions, data directory."""
+    """Running?, port, version, extensions, data directory, CRL expiry and the CRL keeper.
+
+    Exits 3 when the server is not running, 1 when the CRL has expired (every TLS
+    login then fails).
+    """
     info = server.status(home_of(ctx))
     if as_json:
         click.echo(json.dumps(info, indent=2))
-        return
-    table = Table(show_header=False, box=None)
-    for key, value in info.items():
-        if isinstance(value, dict):
-            value = ", ".join(f"{k} {v}" for k, v in value.items())
-        table.add_row(f"[bold]{key}[/]", str(value))
-    console.print(table)
+    else:
+        table = Table(show_header=False, box=None)
+        for key, value in info.items():
+            if key in ("warnings", "errors"):
+                continue
+            if isinstance(value, dict):
+                value = ", ".join(f"{k} {v}" for k, v in value.items())
+            table.add_row(f"[bold]{key}[/]", str(value))
+        console.print(table)
+        for message in info["warnings"]:
+            err_console.print(f"[bold yellow]warning:[/] {message}", highlight=False)
+        for message in info["errors"]:
+            err_console.print(f"[bold red]error:[/] {message}", highlight=False)
     if not info["running"]:
         ctx.exit(3)
+    if info["errors"]:
+        ctx.exit(1)
 
 
 @server_group.command("logs")
@@ -106,7 +127,7 @@ def migrate(ctx: click.Context) -> None:
 
 @main.group("cert")
 def cert_group() -> None:
-    """Issue, list and revoke certificates; re-sign CRLs."""
+    """Issue, request, sign, list and revoke certificates; re-sign CRLs."""
 
 
 @cert_group.command("issue")
@@ -129,6 +150,48 @@ def _register_in_catalog(ctx: click.Context, record: pki.CertificateRecord) -> N
     record_in_catalog(home_of(ctx), record)
 
 
+@cert_group.command("request")
+@click.argument("role")
+@click.option("--out", "out_dir", default=".", show_default=True, type=click.Path(file_okay=False),
+              help="Where to write ROLE.key (0600) and ROLE.csr.")
+def cert_request(role: str, out_dir: str) -> None:
+    """Make your own key and a signing request for ROLE; the key never leaves you.
+
+    Run by the member, where they are (no fstore home needed). Send ROLE.csr to the
+    operator, who runs `fstore cert sign ROLE.csr` and sends back ROLE.crt.
+    """
+    from fstore.csr import make_request
+
+    key_path, csr_path = make_request(role, Path(out_dir).expanduser())
+    console.print(f"key     {key_path} (0600: keep it, never send it)\nrequest {csr_path}")
+    console.print(f"send {csr_path.name} to your fstore operator: fstore cert sign {csr_path.name}")
+
+
+@cert_group.command("sign")
+@click.argument("csr_file", type=click.Path(exists=True, dir_okay=False))
+@click.option("--app", "app_id", default=None, help="Sign an application certificate for APP.")
+@click.option("--ttl", default=None, help="Lifetime, e.g. 1h, 30d (default: 365d; 1h with --app).")
+@click.option("--out", "out_dir", default=None, type=click.Path(file_okay=False),
+              help="Where to write ROLE.crt (default: next to CSR_FILE).")
+@click.pass_context
+def cert_sign(ctx: click.Context, csr_file: str, app_id: str | None, ttl: str | None, out_dir: str | None) -> None:
+    """Sign a member's request (its CN must be a login role); record it; write ROLE.crt.
+
+    fstore sets the subject and the usage (client authentication only) and ignores
+    every extension the request asks for. A user certificate retires the role's
+    earlier user certificates.
+    """
+    from fstore.csr import sign_request
+
+    home = home_of(ctx)
+    path = Path(csr_file)
+    record = sign_request(home, path.read_bytes(), out_dir=Path(out_dir) if out_dir else path.parent,
+                          app_id=app_id, ttl=pki.parse_duration(ttl) if ttl else None)
+    _register_in_catalog(ctx, record)
+    console.print(f"signed serial {record.serial} for {record.role} ({record.kind}), expires {record.not_after}")
+    console.print(f"  certificate {record.cert_file} (leaf + intermediate)\n"
+                  f"  give it and {home.root_ca_cert} (sslrootcert) to the member")
+
 
 @cert_group.command("revoke")
 @click.argument("role", required=False)
@@ -147,14 +210,14 @@ def cert_revoke(ctx: click.Context, role: str | None, serial: str | None) -> Non
 
 
 @cert_group.command("list")
-@click.option("--all", "show_all", is_flag=True, help="Include the server certificate.")
+@click.option("--all", "show_all", is_flag=True, help="Include the server certificate and CRL probes.")
 @click.pass_context
 def cert_list(ctx: click.Context, show_all: bool) -> None:
     """Serial, subject, kind, app id, expiry and revocation of every issued certificate."""
     table = Table("serial", "subject", "kind", "app id", "expires", "revoked")
     now = dt.datetime.now(dt.timezone.utc)
     for r in pki.list_certificates(home_of(ctx)):
-        if r.kind == "service" and not show_all:
+        if (r.kind == "service" or r.app_id == pki.CANARY_APP) and not show_all:
             continue
         expired = " (expired)" if r.expires < now else ""
         table.add_row(r.serial, r.subject, r.kind, r.app_id or "", r.not_after[:19] + expired, r.revoked_at[:19] if r.revoked_at else "")
@@ -166,9 +229,10 @@ def cert_list(ctx: click.Context, show_all: bool) -> None:
 def cert_crl(ctx: click.Context) -> None:
     """Re-sign the CRLs of both CAs and reload the server."""
     home = home_of(ctx)
-    next_update = pki.resign_crls(home)
-    if server.is_running(home):
-        server.reload(home)
+    with pki.publication_lock(home):
+        next_update = pki.resign_crls(home)
+        if server.operator_reachable(home):
+            server.reload(home)
     console.print(f"CRLs re-signed; next update {next_update.isoformat()}")
 
 
@@ -180,10 +244,11 @@ def cert_crl(ctx: click.Context) -> None:
 @click.option("--app", "app_id", default=None, help="Use ROLE's application certificate.")
 @click.pass_context
 def env_command(ctx: click.Context, role: str, app_id: str | None) -> None:
-    """Write ROLE's pg_service.conf entry; print it, the SQLAlchemy URL and a dbt profile."""
+    """Write ROLE's pg_service.conf entry ([ROLE@APP] with --app); print it, the SQLAlchemy URL
+    and a dbt profile."""
     material = material_for(home_of(ctx), role, app_id)
     path = write_service_entry(material)
-    click.echo(f"# pg_service entry written to {path}: psql \"service={role}\"")
+    click.echo(f"# pg_service entry written to {path}: psql \"service={material.service_name}\"")
     click.echo(material.service_entry())
     click.echo(f"# SQLAlchemy URL\n{material.sqlalchemy_url()}\n")
     click.echo("# dbt profile (profiles.yml)")
