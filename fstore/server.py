@@ -211,9 +211,9 @@ def _check_ca_passphrase(home: FstoreHome) -> None:
     """The CRL keeper signs with the CA keys: refuse to start without their passphrase."""
     if is_encrypted(home.intermediate_ca_key) and ca_passphrase(home) is None:
         raise ServerError(
-            f"the CA keys are encrypted and ${passphrase_env(home)} is not set: the CRL keeper needs "
-            "them to publish revocations and renew the CRL (it expires after 7 days, and then every "
-            f"TLS login fails); set ${passphrase_env(home)} and run `fstore server start` again"
+            f"the CA keys are encrypted: set ${passphrase_env(home)} to their passphrase and run "
+            "`fstore server start` again (the CRL keeper signs with them: it publishes revocations "
+            "and renews the CRL, which expires after 7 days, and then every TLS login fails)"
         )
     load_intermediate(home)  # a wrong passphrase is named here, not in the keeper's log
 
