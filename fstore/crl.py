@@ -61,7 +61,7 @@ def resign_crls(home: FstoreHome, validity: dt.timedelta = CRL_VALIDITY) -> dt.d
     return next_update
 
 
-def export_dir() -> Path | None:
+def export_target() -> Path | None:
     """``$FSTORE_CRL_EXPORT_DIR``: where a server that cannot see the CA directory reads
     the CRL and the CA bundle (the database container in Docker)."""
     value = os.environ.get("FSTORE_CRL_EXPORT_DIR")
@@ -69,9 +69,9 @@ def export_dir() -> Path | None:
 
 
 def export_crl(home: FstoreHome) -> bool:
-    """Copy ``crl.pem`` and ``ca-bundle.crt`` to :func:`export_dir` when they differ
+    """Copy ``crl.pem`` and ``ca-bundle.crt`` to :func:`export_target` when they differ
     there; returns whether anything was copied (the server must then reload)."""
-    target = export_dir()
+    target = export_target()
     if target is None:
         return False
     copied = False
@@ -134,4 +134,4 @@ def crl_health(home: FstoreHome, warn_within: dt.timedelta = dt.timedelta(days=2
     return "ok", None
 
 
-__all__ = ["CRL_VALIDITY", "crl_expiry", "export_crl", "export_dir", "crl_health", "crl_is_current", "crl_serials", "resign_crls"]
+__all__ = ["CRL_VALIDITY", "crl_expiry", "export_crl", "export_target", "crl_health", "crl_is_current", "crl_serials", "resign_crls"]

@@ -73,6 +73,12 @@ class FstoreHome:
     def registry_file(self) -> Path:
         return self.ca_dir / "issued.json"
 
+    @property
+    def export_dir(self) -> Path:
+        """Copies of ``ca-bundle.crt`` and ``crl.pem`` for a server that must not see ``ca/``
+        (the database container in Docker), kept current by the CRL keeper."""
+        return self.root / "export"
+
     # --- client material -------------------------------------------------------
     @property
     def certs_dir(self) -> Path:

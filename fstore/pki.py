@@ -126,6 +126,7 @@ def init_ca(
     os.chmod(home.ca_dir, 0o755)
     home.certs_dir.mkdir(exist_ok=True)
     os.chmod(home.certs_dir, 0o700)
+    home.export_dir.mkdir(exist_ok=True)  # for Docker: what the database container may mount
 
     root_key = _new_key()
     root_name = _name("fstore root CA")
