@@ -147,6 +147,8 @@ def expired_crl_hint(home: FstoreHome, message: str) -> str | None:
     """Why a TLS login failed when the cause is the home's expired (or missing) CRL."""
     if "certificate" not in message or not ("expired" in message or "verify failed" in message):
         return None
+    if not home.crl_file.exists():
+        return None  # a client's home: the server's CRL is not here to judge
     from fstore.crl import crl_health
 
     state, text = crl_health(home)

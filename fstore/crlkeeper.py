@@ -229,7 +229,9 @@ def keeper_status(home: FstoreHome) -> dict[str, Any]:
         pid = int(text) if text.isdigit() else None
     last = None
     if home.keeper_log_file.exists():
-        lines = home.keeper_log_file.read_text(errors="replace").splitlines()
+        with home.keeper_log_file.open("rb") as fh:
+            fh.seek(max(0, fh.seek(0, os.SEEK_END) - 4096))
+            lines = fh.read().decode(errors="replace").splitlines()
         last = lines[-1] if lines else None
     return {"running": running, "pid": pid, "log_file": str(home.keeper_log_file), "last_log": last}
 
