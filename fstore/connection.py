@@ -22,7 +22,7 @@ from psycopg.conninfo import make_conninfo
 
 from fstore.errors import NotFound
 from fstore.home import FstoreHome
-from fstore.roles import SUPERUSER_ROLE, check_login_role
+from fstore.roles import SUPERUSER_ROLE, check_app_id, check_login_role
 
 DATABASE = "fstore"
 HOST = "localhost"
@@ -116,6 +116,8 @@ class ConnectionMaterial:
 def material_for(home: FstoreHome, role: str, app_id: str | None = None) -> ConnectionMaterial:
     """Connection material for ``role`` (or its application certificate ``role@app_id``)."""
     check_login_role(role)
+    if app_id is not None:
+        check_app_id(app_id)  # it names a file
     name = f"{role}@{app_id}" if app_id else role
     cert, key = home.client_cert(name), home.client_key(name)
     if not cert.exists() or not key.exists():

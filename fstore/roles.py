@@ -30,6 +30,7 @@ RESERVED_USER_NAMES = frozenset({"owner", "data_owner", "data_scientist"})
 ADMIN_ROLE = "fstore_admin"
 SUPERUSER_ROLE = "postgres"
 MAX_ROLE_LENGTH = 63
+MAX_USER_NAME_LENGTH = 60  # as fstore.check_user_name in SQL
 
 
 class ProjectRole(str, Enum):
@@ -65,10 +66,11 @@ def check_user_name(name: str) -> str:
         or not USER_NAME.fullmatch(name)
         or SEPARATOR in name
         or name in RESERVED_USER_NAMES
+        or len(name.encode()) > MAX_USER_NAME_LENGTH
     ):
         raise InvalidInput(
             f"invalid user name {name!r}: use a-z, 0-9 and _, starting with a letter, "
-            "without '__', and not owner, data_owner or data_scientist"
+            f"without '__', at most {MAX_USER_NAME_LENGTH} characters, and not owner, data_owner or data_scientist"
         )
     return name
 

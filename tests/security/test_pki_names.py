@@ -30,6 +30,12 @@ def test_a_trailing_newline_is_not_part_of_a_name(check, good: str) -> None:
             check(bad)
 
 
+def test_user_names_have_the_databases_length_limit() -> None:
+    assert check_user_name("u" * 60) == "u" * 60
+    with pytest.raises(InvalidInput, match="at most 60"):
+        check_user_name("u" * 61)
+
+
 def test_reserved_project_names_are_refused_in_python() -> None:
     for name in RESERVED:
         with pytest.raises(InvalidInput, match="reserved|invalid project name"):
@@ -49,8 +55,9 @@ def test_the_database_refuses_the_same_names(home, admin: psycopg.Connection, ta
         with pytest.raises(psycopg.errors.InvalidParameterValue, match="invalid project name"):
             admin.execute("select fstore.create_project(%s, 'alice')", (name,))
         tally.deny(f"create_project_named_{name.strip()[:12]}")
-    with pytest.raises(psycopg.errors.InvalidParameterValue, match="invalid user name"):
-        admin.execute("select fstore.create_project(%s, %s)", (unique("ok"), "alice\n"))
+    for owner in ("alice\n", "u" * 61):
+        with pytest.raises(psycopg.errors.InvalidParameterValue, match="invalid user name"):
+            admin.execute("select fstore.create_project(%s, %s)", (unique("ok"), owner))
     allowed = unique("pgok")  # a name that only contains pg
     try:
         projects.create_project(home, admin, allowed, "alice")
