@@ -115,15 +115,13 @@ def _measure(home: FstoreHome, project: str, args: argparse.Namespace) -> dict[s
     with fstore.connect(project, "alice", home=home) as fs:
         conn = fs.conn
         load_s, _ = timed(lambda: _load_source(conn, owner, source, args))
-        fg = fs.create_feature_group("bench", 1, keys=["account_id"], features=FEATURES, online=True,
-                                     description="commit benchmark",
-                                     options={"offline_index": args.offline_index})
+        fg = _bench_group(fs, args)
         conn.execute(sql.SQL("select count(*) from {}").format(source))  # same cache state for both
 
         runs = []
         for run_number in range(args.repeat):
             if run_number:
-                _reset(conn, owner, copy, fg)
+                fg = _reset(fs, owner, copy, fg, args)
             if args.existing_rows:
                 _prefill(conn, owner, source, fg, project, args.existing_rows)
             checkpoint(home)
@@ -253,12 +251,22 @@ def _prefill(conn: Any, owner: sql.Identifier, source: sql.Identifier, fg: Any, 
                  (fg.id, f"{project}.prefill"))
 
 
-def _reset(conn: Any, owner: sql.Identifier, copy: sql.Identifier, fg: Any) -> None:
-    """Back to the starting state for another run: no CTAS copy, empty offline and online tables."""
+def _bench_group(fs: fstore.FeatureStore, args: argparse.Namespace) -> Any:
+    """The benchmark's feature group, new and empty."""
+    return fs.create_feature_group("bench", 1, keys=["account_id"], features=FEATURES, online=True,
+                                   description="commit benchmark", options={"offline_index": args.offline_index})
+
+
+def _reset(fs: fstore.FeatureStore, owner: sql.Identifier, copy: sql.Identifier, fg: Any,
+           args: argparse.Namespace) -> Any:
+    """Back to the starting state for another run: no CTAS copy, the feature group new and empty
+    (history is append-only: the group is dropped, with fstore.drop_feature_group, and made again)."""
+    conn = fs.conn
     with conn.transaction():
         conn.execute(sql.SQL("set local role {}").format(owner))
         conn.execute(sql.SQL("drop table {}").format(copy))
-        conn.execute(sql.SQL("truncate {}, {}").format(fg.offline_relation(), fg.online_relation()))
+    conn.execute("select fstore.drop_feature_group(%s)", (fg.id,))
+    return _bench_group(fs, args)
 
 
 def _python_insert(fs: fstore.FeatureStore, source: sql.Identifier, args: argparse.Namespace) -> dict[str, Any]:

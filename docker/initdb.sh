@@ -9,6 +9,7 @@ psql=(psql -v ON_ERROR_STOP=1 --username "$POSTGRES_USER" --no-psqlrc)
 "${psql[@]}" -d fstore <<'SQL'
 create extension if not exists vector;
 create extension if not exists pgaudit;
+create extension if not exists sslinfo;
 create role fstore_admin login nosuperuser nocreaterole nocreatedb noreplication;
 revoke all on database fstore from public;
 grant connect on database fstore to fstore_admin;

@@ -43,7 +43,7 @@ from fstore.registry import CertificateRecord, publication_lock
 from fstore.roles import ADMIN_ROLE, SUPERUSER_ROLE
 
 PG_MAJOR = 15
-EXTENSIONS = ("vector", "pgaudit")
+EXTENSIONS = ("vector", "pgaudit", "sslinfo")  # sslinfo: a session's own certificate serial, for any role
 CRL_REFRESH_MARGIN = dt.timedelta(days=1)
 
 

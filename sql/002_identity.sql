@@ -58,10 +58,12 @@ begin
     coalesce(quote_literal(left(p_role, 80)), 'NULL') using errcode = '22023';
 end $$;
 
--- The certificate serial of this session, as the server verified it.
+-- The certificate serial of this session, as the server verified it (sslinfo reads the
+-- session's own connection whoever is current_user: pg_stat_ssl would show a definer
+-- function the caller's row only with pg_read_all_stats).
 create function fstore.session_serial() returns numeric
-language sql stable security definer set search_path = pg_catalog, pg_temp as $$
-  select client_serial from pg_catalog.pg_stat_ssl where pid = pg_catalog.pg_backend_pid()
+language sql stable set search_path = pg_catalog, pg_temp as $$
+  select public.ssl_client_serial()
 $$;
 
 -- The application id recorded with this session's certificate (NULL for user certificates).

@@ -407,7 +407,13 @@ begin
     elsif v_cmd.object_type = 'index' then
       select i.indrelid into v_relid from pg_catalog.pg_index i where i.indexrelid = v_cmd.objid;
       perform fstore.check_relation(v_relid);
-    elsif v_cmd.object_type in ('sequence', 'table column', 'statistics object', 'index column', 'table constraint') then
+    elsif v_cmd.object_type = 'table column' then  -- e.g. RENAME COLUMN: objid is the table
+      perform fstore.check_relation(v_cmd.objid);
+      perform fstore.secure_table(v_cmd.objid::regclass);
+    elsif v_cmd.object_type = 'table constraint' then
+      select k.conrelid into v_relid from pg_catalog.pg_constraint k where k.oid = v_cmd.objid;
+      perform fstore.check_relation(v_relid);
+    elsif v_cmd.object_type in ('sequence', 'statistics object', 'index column') then
       null;
     else
       raise exception '% is not allowed in project %: % are created only by fstore', v_cmd.command_tag, v_schema,
@@ -448,7 +454,7 @@ begin
       raise exception 'table % belongs to a feature group or training dataset: drop it with fstore.drop_feature_group or fstore.drop_training_dataset',
         v_obj.object_identity using errcode = '42501';
     end if;
-    if v_obj.object_type in ('policy', 'trigger') and v_obj.object_name like 'fstore\_%'
+    if v_obj.object_type in ('policy', 'trigger') and split_part(v_obj.object_identity, ' on ', 1) like 'fstore\_%'
        and not (substring(v_obj.object_identity from ' on (.*)$') = any(v_tables)) then
       raise exception '% % is fstore''s and goes only with its table', v_obj.object_type, v_obj.object_identity
         using errcode = '42501';

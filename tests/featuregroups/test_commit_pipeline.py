@@ -31,7 +31,6 @@ from tests.featuregroups.test_crash import _counts, _kill_server, crash_home  # 
 
 COLUMNS = ["account_id", "amount", "tx_count", "channel", "flagged", "event_time"]
 ROOT = Path(__file__).resolve().parents[2]
-LOCK_NAMESPACE = 1718837249  # fstore.commit_feature_rows: pg_advisory_xact_lock(namespace, feature group id)
 
 
 @pytest.fixture
@@ -186,11 +185,13 @@ def test_a_writer_who_may_not_own_the_table_appends_row_by_row(fraud, make_proje
     assert [c.session_role for c in activity.commits()] == [retail.role("carol")]
 
 
-def advisory_waits(conn: psycopg.Connection, pid: int, fg: Any) -> int:
-    """How many commit locks of ``fg`` the backend ``pid`` is waiting for."""
+def commit_lock_waits(conn: psycopg.Connection, pid: int, fg: Any) -> int:
+    """1 when the backend ``pid`` waits for the commit lock of ``fg`` (its row in
+    fstore.feature_group_locks, held by another transaction), else 0."""
     return conn.execute(
-        "select count(*) from pg_locks where pid = %s and locktype = 'advisory' and not granted"
-        " and classid = %s and objid = %s and objsubid = 2", (pid, LOCK_NAMESPACE, fg.id)).fetchone()[0]
+        "select count(*) from pg_locks w where w.pid = %s and w.locktype = 'transactionid' and not w.granted"
+        " and exists (select 1 from pg_locks t where t.pid = w.pid and t.locktype = 'tuple'"
+        "             and t.relation = 'fstore.feature_group_locks'::regclass)", (pid,)).fetchone()[0]
 
 
 def test_concurrent_merge_commits_of_the_same_rows_take_turns(fraud, alice, activity) -> None:
@@ -220,10 +221,10 @@ def test_concurrent_merge_commits_of_the_same_rows_take_turns(fraud, alice, acti
         worker.start()
         try:
             for _ in range(1200):  # the second commit queues behind the first's lock
-                if advisory_waits(alice.conn, second_pid, activity) or not worker.is_alive():
+                if commit_lock_waits(alice.conn, second_pid, activity) or not worker.is_alive():
                     break
                 threading.Event().wait(0.05)
-            assert advisory_waits(alice.conn, second_pid, activity) == 1, outcome
+            assert commit_lock_waits(alice.conn, second_pid, activity) == 1, outcome
         finally:
             first.commit()
             worker.join(timeout=120)

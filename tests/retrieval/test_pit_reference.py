@@ -282,7 +282,9 @@ def test_query_spines_are_one_select_run_read_only(pit: PitData, home: Any) -> N
         fs.get_historical_features("delete from x returning *", ["activity:n"])
     with pytest.raises(InvalidInput, match="INTO"):
         fs.get_historical_features("select 1 as customer into t", ["activity:n"])
+    dataset = fs.create_training_dataset("read_only_check", query, ["activity:n"])
     with pytest.raises(fstore.FstoreError, match="read-only transaction"):  # no writes, even inside functions
         fs.get_historical_features("select customer, merchant, event_time from "
                                    f"{pit.project}.activity__v1 where "
-                                   "fstore.record_training_export(0, 'a', 'b', 0)::text is not null", ["activity:n"])
+                                   f"fstore.record_training_export({dataset.id}, 'csv', '/x', 0)::text is not null",
+                                   ["activity:n"])

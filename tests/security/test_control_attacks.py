@@ -41,7 +41,7 @@ WITHOUT_THE_RIGHT: list[Case] = [
     no_right("admin_unshare", "admin", "unshare_project", "{a}", "{b}"),
     no_right("admin_record_policies", "admin", "set_row_policies", "{a}", "[]"),
     no_right("admin_grants_role", "admin", "roles_grant", "{a}__owner", "fstore_admin", True),
-    no_right("admin_creates_role", "admin", "roles_create", "{a}__mallory", True, True),
+    no_right("admin_creates_project_role", "admin", "roles_create", "{a}__mallory", True, True),
     no_right("admin_grant_reads", "admin", "grant_project_reads", "{a}", "{d}", True),
     no_right("admin_revoke_reads", "admin", "revoke_project_reads", "{a}", "{b}"),
     no_right("admin_create_member_role", "admin", "create_member_role", "{a}", "mallory", "data_owner"),

@@ -144,6 +144,7 @@ def test_commit_and_sessions_of_others(home: FstoreHome, make_project, tally) ->
             "select fstore.create_feature_group(%s, 'fg', 1, array['id'], 'event_time', "
             "'[{\"name\": \"id\", \"type\": \"bigint\"}]'::jsonb)", (a.name,)).fetchone()[0]
         alice.execute("reset role")
+        alice.execute("begin")  # a commit is open in the transaction that began it, for its session only
         commit = alice.execute("select fstore.begin_commit(%s, 'test')", (fg,)).fetchone()[0]
         with pytest.raises(psycopg.errors.InsufficientPrivilege, match="is not open in this session"):
             bob.execute("select fstore.finish_commit(%s, 1000000, 0, null, null, null, null)", (commit,))
@@ -157,6 +158,7 @@ def test_commit_and_sessions_of_others(home: FstoreHome, make_project, tally) ->
         ssl = hank.execute("select count(*) from pg_stat_ssl where pid = %s", (alice_pid,)).fetchone()[0]
         assert ssl == 0  # another session's certificate (DN, serial) is not shown
         alice.execute("select fstore.finish_commit(%s, 0, 0, null, null, null, null)", (commit,))
+        alice.execute("commit")
     tally.deny("finish_commit_of_another_session", "terminate_other_project_session",
                "cancel_colleague_query", "read_other_session_query", "read_other_session_certificate")
     tally.allow("owner_begins_and_finishes_commit")

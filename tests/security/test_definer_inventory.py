@@ -1,0 +1,95 @@
+"""The inventory of code that runs with more rights than its caller: every SECURITY
+DEFINER function in the database, with its owner and settings, and the roles that
+own them. A definer function must pin ``search_path`` with ``pg_temp`` written last
+(left out, PostgreSQL searches the caller's temporary schema first), and its owner
+must hold neither superuser nor CREATEROLE (on PostgreSQL 15, CREATEROLE can grant
+itself any role, ``pg_execute_server_program`` included) -- except the few role
+management functions, owned by ``fstore_roles``, which exist to create roles and
+touch no tenant object. (pgaudit's event-trigger functions are a superuser's and
+can run only as event triggers; they pin their search_path too. A member's own
+functions in their temporary schema run only in their own session, as themselves.)
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import psycopg
+
+ROLE_MANAGEMENT = frozenset({
+    "fstore.roles_create(text,boolean,boolean)", "fstore.roles_grant(text,text,boolean)",
+    "fstore.roles_set_login(text,boolean)", "fstore.roles_drop(text)",
+})
+
+
+def _definers(conn: psycopg.Connection[Any]) -> list[dict[str, Any]]:
+    rows = conn.execute(
+        "select p.oid::regprocedure::text, r.rolname, r.rolsuper, r.rolcreaterole, coalesce(p.proconfig, '{}'),"
+        "       p.prorettype = 'event_trigger'::regtype and exists (select 1 from pg_depend d"
+        "         where d.classid = 'pg_proc'::regclass and d.objid = p.oid and d.deptype = 'e'),"
+        "       array(select g.grantee::regrole::text from aclexplode(coalesce(p.proacl, acldefault('f', p.proowner))) g"
+        "              where g.privilege_type = 'EXECUTE' and g.grantee <> p.proowner and g.grantee <> 0)"
+        "         || case when has_function_privilege('public', p.oid, 'execute') then array['PUBLIC'] else '{}' end"
+        "  from pg_proc p join pg_roles r on r.oid = p.proowner join pg_namespace n on n.oid = p.pronamespace"
+        " where p.prosecdef and n.nspname !~ '^pg_temp_' order by 1").fetchall()
+    return [dict(zip(("function", "owner", "owner_super", "owner_createrole", "config", "extension_event_trigger",
+                      "execute"), row))
+            for row in rows]
+
+
+def _search_path(config: list[str]) -> list[str] | None:
+    for setting in config:
+        name, _, value = setting.partition("=")
+        if name == "search_path":
+            return [part.strip().strip('"') for part in value.split(",")]
+    return None
+
+
+def test_every_security_definer_function_pins_pg_temp_last_and_has_a_harmless_owner(
+        operator: psycopg.Connection[Any], tally: Any, capsys: Any) -> None:
+    definers = _definers(operator)
+    with capsys.disabled():
+        print(f"\n{len(definers)} SECURITY DEFINER functions:")
+        for d in definers:
+            print(f"  {d['function']:<75} owner={d['owner']:<15} {','.join(d['config'])}  execute: "
+                  f"{','.join(d['execute']) or '-'}")
+    assert len(definers) > 40, "the inventory must see fstore's control plane"
+    problems = []
+    for d in definers:
+        path = _search_path(d["config"])
+        if path is None:
+            problems.append(f"{d['function']}: no search_path (pg_temp is searched first)")
+        elif path[-1] != "pg_temp":
+            problems.append(f"{d['function']}: search_path {path} does not end with pg_temp")
+        if d["owner_super"] and not d["extension_event_trigger"]:
+            # an extension's event-trigger functions (pgaudit's) run only as event triggers
+            problems.append(f"{d['function']}: owned by superuser {d['owner']}")
+        if d["owner_createrole"] and d["function"] not in ROLE_MANAGEMENT and not d["extension_event_trigger"]:
+            problems.append(f"{d['function']}: owned by {d['owner']}, which holds CREATEROLE")
+        if d["function"] in ROLE_MANAGEMENT and d["execute"] != ["fstore_control"]:
+            problems.append(f"{d['function']}: executable by {d['execute']}, not only by fstore_control")
+    assert problems == []
+    tally.deny("definer_inventory_pg_temp_last", "definer_inventory_no_superuser_owner",
+               "definer_inventory_no_createrole_owner", "role_management_only_for_control")
+
+
+def test_the_control_plane_roles_hold_only_what_they_need(operator: psycopg.Connection[Any], tally: Any) -> None:
+    attributes = dict(operator.execute(
+        "select rolname, row(rolsuper, rolcreaterole, rolcreatedb, rolreplication, rolbypassrls, rolcanlogin)::text"
+        "  from pg_roles where rolname in ('fstore_control', 'fstore_roles', 'fstore_builder', 'fstore_auditor',"
+        "                                  'fstore_admin')").fetchall())
+    assert attributes == {
+        "fstore_control": "(f,f,f,f,f,f)", "fstore_roles": "(f,t,f,f,f,f)", "fstore_builder": "(f,f,f,f,f,f)",
+        "fstore_auditor": "(f,f,f,f,f,f)", "fstore_admin": "(f,f,f,f,f,t)"}
+    memberships = operator.execute(
+        "select m.member::regrole::text, m.roleid::regrole::text from pg_auth_members m"
+        " where m.member::regrole::text in ('fstore_control', 'fstore_roles', 'fstore_builder', 'fstore_admin')"
+        "   and m.roleid::regrole::text not like '%\\_\\_owner' order by 1, 2").fetchall()
+    assert memberships == [("fstore_control", "pg_signal_backend")]
+    # nothing but fstore's own definers is owned by the roles that run them
+    owned = operator.execute(
+        "select r.rolname, count(*) from pg_proc p join pg_roles r on r.oid = p.proowner"
+        " where r.rolname in ('fstore_roles', 'fstore_builder') group by 1 order by 1").fetchall()
+    assert owned == [("fstore_builder", 1), ("fstore_roles", 5)]
+    tally.deny("control_without_createrole", "builder_without_createrole", "control_only_signal_backend")
+    tally.allow("role_management_holds_createrole")
