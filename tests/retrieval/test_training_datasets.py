@@ -199,11 +199,14 @@ def test_provenance_ownership_and_audit(fraud: Any, groups: Any, home: Any) -> N
                 carol.execute(statement.format(table))
         with pytest.raises(psycopg.errors.InsufficientPrivilege, match="Data Owner"):
             carol.execute("select fstore.drop_training_dataset('fraud_train', 1)")
-        # the SECURITY DEFINER store step copies only this session's temporary tables
+        # only fstore's builder stores a version, and it reads a spine only from this session's temporary tables
         carol.execute("create temp view v as select * from " + sql.Identifier(fraud.name, "account__v1").as_string(carol))
         for source in (f"{fraud.name}.account__v1", "v"):
-            with pytest.raises(psycopg.errors.InsufficientPrivilege, match="temporary table of this session"):
+            with pytest.raises(psycopg.errors.InsufficientPrivilege, match="function store_training_table"):
                 carol.execute("select fstore.store_training_table('stolen', %s::regclass, '{}')", (source,))
+            with pytest.raises(psycopg.errors.InsufficientPrivilege, match="temporary table of this session"):
+                carol.execute("select fstore.build_training_table('stolen', %s::regclass, array['account:balance'],"
+                              " 'event_time', null, false, null, '{}', null, 0, '')", (source,))
     fs.conn.execute("select fstore.drop_training_dataset('fraud_train', 1)")  # its creator may
     with pytest.raises(NotFound):
         fs.get_training_dataset("fraud_train")
@@ -237,18 +240,25 @@ def test_connect_by_dsn_reads_the_same(fraud: Any, groups: Any, home: Any) -> No
     assert by_dsn.get_historical_features(spine, FEATURES).equals(by_cert.get_historical_features(spine, FEATURES))
 
 
-def test_store_step_runs_nothing_of_the_callers(fraud: Any, groups: Any, home: Any) -> None:
-    """The SECURITY DEFINER step refuses sources that could run the caller's code with its rights."""
+def test_the_builder_runs_nothing_of_the_callers(fraud: Any, groups: Any, home: Any) -> None:
+    """fstore's builder (SECURITY DEFINER) refuses spines that could run the caller's code with its rights;
+    create_training_table copies any other spine first, in the caller's own rights."""
     with fraud.connect("bob") as bob:
         bob.execute("create function pg_temp.probe(v bigint) returns boolean language sql as 'select true'")
         bob.execute("create domain pg_temp.checked as bigint check (pg_temp.probe(value))")
-        bob.execute("create temp table by_domain (_row bigint, x pg_temp.checked)")
-        bob.execute("create temp table with_policy (_row bigint, x bigint)")
+        bob.execute("create temp table by_domain (account_id pg_temp.checked, event_time timestamptz)")
+        bob.execute("create temp table with_policy (account_id bigint, event_time timestamptz)")
         bob.execute("alter table with_policy enable row level security")
-        bob.execute("create policy p on with_policy using (pg_temp.probe(x))")
-        bob.execute("create temp table no_row (x bigint)")
-        for source, message in (("by_domain", "user-defined type"), ("with_policy", "row-level security"),
-                                ("no_row", "bigint column _row")):
-            bob.execute(sql.SQL("grant select on {} to fstore_control").format(sql.Identifier(source)))
+        bob.execute("create policy p on with_policy using (pg_temp.probe(account_id))")
+        bob.execute("create temp table with_child (account_id bigint, event_time timestamptz)")
+        bob.execute("create temp table child () inherits (with_child)")
+        for source, message in (("by_domain", "type of its own"), ("with_policy", "ordinary temporary table"),
+                                ("with_child", "ordinary temporary table")):
+            bob.execute(sql.SQL("grant select on {} to fstore_builder").format(sql.Identifier(source)))
             with pytest.raises(psycopg.errors.InsufficientPrivilege, match=message):
-                bob.execute("select fstore.store_training_table('evil', %s::regclass, '{}')", (source,))
+                bob.execute("select fstore.build_training_table('evil', %s::regclass, array['account:balance'],"
+                            " 'event_time', null, false, null, '{}', null, 0, '')", (source,))
+        bob.execute("insert into with_policy values (1, now())")
+        copied = bob.execute("select rows from fstore.create_training_table('copied', 'with_policy'::regclass,"
+                             " array['account:balance'])").fetchone()[0]
+        assert copied == 1  # the caller's policy ran as the caller, while copying
