@@ -232,6 +232,45 @@ def show_drift(home: FstoreHome) -> None:
     console.print(result)
 
 
+def hidden_rows_seen(home: FstoreHome, user: str) -> dict[str, int]:
+    """Rows of politically exposed persons' accounts (hidden by the entity policy
+    `hide_pep_accounts`) that ``user`` sees, per relation: every feature group's offline
+    and online table, every training dataset, online lookups and statistics."""
+    from psycopg import sql
+
+    with fstore.connect(PROJECT, "alice", home=home) as alice:  # who they are, as the Data Owner knows
+        peps = [a for (a,) in alice.conn.execute("select account_id from fraud.accounts where is_pep")]
+        commit, total, of_peps = alice.conn.execute(
+            "select c.id, count(*), count(*) filter (where p.account_id = any(%s)) from fstore.commits c"
+            "  join fstore.feature_groups g on g.id = c.feature_group_id"
+            "  join fraud.account_profile__v1 p on p._commit_id = c.id"
+            " where g.project = %s and g.name = 'account_profile' group by c.id order by c.id desc limit 1",
+            (peps, PROJECT)).fetchone()
+    with fstore.connect(PROJECT, user, home=home) as fs:
+        conn = fs.conn
+        relations = [name for (name,) in conn.execute(
+            "select offline_table from fstore.feature_groups where project = %s union all "
+            "select online_table from fstore.feature_groups where project = %s and online union all "
+            "select table_name from fstore.training_datasets where project = %s order by 1",
+            (PROJECT, PROJECT, PROJECT))]
+        seen = {name: conn.execute(sql.SQL("select count(*) from {} where account_id = any(%s)").format(
+            sql.Identifier(PROJECT, name)), (peps,)).fetchone()[0] for name in relations}
+        lookup = fs.get_online_features([f"{g}:*" for g in FEATURE_GROUPS], [{"account_id": a} for a in peps])
+        seen["online lookups"] = sum(sum(1 for found in lookup.column(f"{g}__found").to_pylist() if found)
+                                     for g in FEATURE_GROUPS)
+        # the rows the statistics of account_profile's last commit describe, beyond the non-hidden ones
+        stats = fs.get_feature_group("account_profile").statistics(commit)["account_id"]
+        seen["account_profile statistics"] = stats["rows"] - (total - of_peps)
+    return seen
+
+
+def show_row_policy(home: FstoreHome) -> None:
+    """The entity policy holds everywhere: bob sees none of the hidden accounts' rows."""
+    seen = hidden_rows_seen(home, "bob")
+    console.print(f"hide_pep_accounts: rows of hidden accounts fraud__bob sees in {len(seen)} places "
+                  f"(feature groups, online tables, training datasets, lookups, statistics): {sum(seen.values())}")
+
+
 def run_demo(home: FstoreHome, port: int | None = None, transactions: int = 1_000_000) -> None:
     """Run every demo step against the embedded server of ``home``."""
     out = home.root / "demo"
@@ -248,5 +287,7 @@ def run_demo(home: FstoreHome, port: int | None = None, transactions: int = 1_00
         train_and_score(home, out, dataset, table)
     with step("6. drift: the last week against the weeks before (fstore drift, as fraud__bob)"):
         show_drift(home)
+    with step("7. the row policy holds everywhere (hidden accounts, as fraud__bob)"):
+        show_row_policy(home)
     console.rule("[bold green]done")
     console.print(f"server: `fstore server status`; psql: `psql \"service=fraud__alice\"`; files in {out}")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import fstore
-from fstore.demo import FEATURE_GROUPS, run_demo
+from fstore.demo import FEATURE_GROUPS, hidden_rows_seen, run_demo
 from fstore.home import FstoreHome
 
 
@@ -26,3 +26,12 @@ def test_demo_runs_end_to_end_and_reruns_cleanly(home: FstoreHome) -> None:
             "select count(*) from fstore.training_datasets where name = 'fraud_detection'"
         ).fetchone()[0]
         assert versions == 2
+    # the demo's entity policy holds in every feature group, online table, training dataset,
+    # online lookup and statistic: bob sees no row of a hidden account; alice sees them. At
+    # this scale few accounts are PEPs: make two busy accounts PEPs, which hides them at once
+    with fstore.connect("fraud", "alice", home=home) as alice:
+        alice.conn.execute("update fraud.accounts set is_pep = true where account_id in "
+                           "(select account_id from fraud.labels group by 1 order by count(*) desc limit 2)")
+    seen = hidden_rows_seen(home, "bob")
+    assert len(seen) >= 2 * len(FEATURE_GROUPS) and set(seen.values()) == {0}, seen
+    assert sum(hidden_rows_seen(home, "alice").values()) > 0
