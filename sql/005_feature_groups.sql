@@ -488,7 +488,7 @@ declare
 begin
   v_fg := fstore.feature_group_by_id(p_feature_group_id);
   perform fstore.require_data_owner(v_fg.project, 'drop feature groups');
-  perform 1 from fstore.feature_group_locks where feature_group_id = p_feature_group_id for update;
+  perform fstore.lock_feature_group(p_feature_group_id);
   select count(*), coalesce(sum(rows), 0) into v_commits, v_rows from fstore.commits
    where feature_group_id = p_feature_group_id;
   if v_fg.online then
