@@ -194,6 +194,24 @@ begin
   return v_count;
 end $$;
 
+-- The operator's CA registry into the catalog (server start, issue, revocation, the CRL
+-- keeper): [{serial, role, kind, app_id, not_before, not_after, revoked_at,
+-- crl_published_at}]. A revocation, once recorded, stays. The superuser's only.
+create function fstore.record_certificates(p_records jsonb) returns integer
+language sql volatile set search_path = pg_catalog, fstore, pg_temp as $$
+  with upserted as (
+    insert into fstore.certificates as c (serial, role_name, kind, app_id, not_before, not_after, revoked_at,
+                                          crl_published_at)
+    select (r->>'serial')::numeric, r->>'role', r->>'kind', r->>'app_id', (r->>'not_before')::timestamptz,
+           (r->>'not_after')::timestamptz, (r->>'revoked_at')::timestamptz, (r->>'crl_published_at')::timestamptz
+      from jsonb_array_elements(p_records) r
+    on conflict (serial) do update
+      set revoked_at = coalesce(c.revoked_at, excluded.revoked_at),
+          crl_published_at = coalesce(excluded.crl_published_at, c.crl_published_at)
+    returning 1)
+  select count(*)::integer from upserted
+$$;
+
 -- A role name may be given (again) to a person only when none of its earlier
 -- certificates can still log in: each is expired, or revoked and in the published CRL.
 create function fstore.require_retired_certificates(p_role text) returns void

@@ -140,6 +140,24 @@ begin
   return v_fg;
 end $$;
 
+-- A feature group the caller can see, as JSON: the catalog row with its features (name,
+-- type as recorded, PostgreSQL's type of the offline column, description, position, key).
+-- The one description of a feature group for Python, dbt and online serving.
+create function fstore.feature_group_json(p_id bigint) returns jsonb
+language sql stable set search_path = pg_catalog, fstore, pg_temp as $$
+  select to_jsonb(g) || jsonb_build_object('features', coalesce((
+           select jsonb_agg(jsonb_build_object(
+                    'name', f.name, 'data_type', f.data_type, 'description', f.description,
+                    'position', f.position, 'is_key', f.is_key,
+                    'pg_type', coalesce(format_type(a.atttypid, a.atttypmod), f.data_type)) order by f.position)
+             from fstore.features f
+             left join pg_catalog.pg_namespace n on n.nspname = g.project
+             left join pg_catalog.pg_class c on c.relnamespace = n.oid and c.relname = g.offline_table
+             left join pg_catalog.pg_attribute a on a.attrelid = c.oid and a.attname = f.name and not a.attisdropped
+            where f.feature_group_id = g.id), '[]'))
+    from fstore.feature_group_by_id(p_id) g
+$$;
+
 -- Record a feature group whose tables the caller (as p__owner) has just created.
 create function fstore.register_feature_group(
   p_project text, p_name text, p_version integer, p_keys text[], p_event_time text,
@@ -503,7 +521,7 @@ end $$;
 
 grant execute on function fstore.check_feature_group_name(text), fstore.check_column_name(text),
   fstore.find_feature_group(text, text, integer), fstore.visible_feature_group(bigint),
-  fstore.feature_group_by_id(bigint),
+  fstore.feature_group_by_id(bigint), fstore.feature_group_json(bigint),
   fstore.check_column_type(text, text), fstore.add_features(bigint, jsonb),
   fstore.create_feature_group(text, text, integer, text[], text, jsonb, boolean, interval, text, text[],
                               boolean, jsonb, jsonb)

@@ -1,6 +1,7 @@
 """The attack suite's world: four projects with real members logging in with their
 own certificates, a table under a restrictive row policy, a feature group, and
-project A shared read-only with B, read-write with C and not at all with D.
+project A shared read-only with B, read-write with C and not at all with D; A has a
+stored training dataset ``{td}`` (one row).
 
 | actor   | role        | who                                        |
 |---------|-------------|--------------------------------------------|
@@ -140,8 +141,15 @@ def _build(home: FstoreHome) -> World:
         alice.execute("reset role")
         projects.share_project(alice, a, b)
         projects.share_project(alice, a, c, read_write=True)
+        # a stored training dataset of A (built by fstore's builder from a one-row spine)
+        with alice.transaction():
+            alice.execute("create temp table world_spine (id bigint, event_time timestamptz)")
+            alice.execute("insert into world_spine values (1, now())")
+            td_table = alice.execute("select table_name from fstore.create_training_table("
+                                     "'world_td', 'pg_temp.world_spine'::regclass, array['fg:amount'])").fetchone()[0]
+            alice.execute("drop table world_spine")
     world.names = {
-        "a": a, "b": b, "c": c, "d": d, "fg": fg, "rows": ROWS, "consented": CONSENTED,
+        "a": a, "b": b, "c": c, "d": d, "fg": fg, "td": td_table, "rows": ROWS, "consented": CONSENTED,
         **{actor: world.role(actor) for actor in ACTORS},
     }
     return world
