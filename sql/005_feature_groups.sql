@@ -158,6 +158,24 @@ language sql stable set search_path = pg_catalog, fstore, pg_temp as $$
     from fstore.feature_group_by_id(p_id) g
 $$;
 
+-- A version number for a new feature-group version, under the project's lock (held until
+-- the transaction ends): the given one if it is free, else an error; without one, the next.
+create function fstore.claim_feature_group_version(p_project text, p_name text, p_version integer) returns integer
+language plpgsql volatile security definer set search_path = pg_catalog, fstore, pg_temp as $$
+declare
+  v_next integer;
+begin
+  perform fstore.require_data_owner(p_project, 'create feature groups');
+  perform fstore.lock_project(p_project);
+  select coalesce(max(version), 0) + 1 into v_next from fstore.feature_groups where project = p_project and name = p_name;
+  if p_version is not null and exists (select 1 from fstore.feature_groups
+                                        where project = p_project and name = p_name and version = p_version) then
+    raise exception 'feature group %.% version % already exists', p_project, p_name, p_version using errcode = '42710',
+      hint = format('the next free version is %s', v_next);
+  end if;
+  return coalesce(p_version, v_next);
+end $$;
+
 -- Record a feature group whose tables the caller (as p__owner) has just created.
 create function fstore.register_feature_group(
   p_project text, p_name text, p_version integer, p_keys text[], p_event_time text,
@@ -247,8 +265,9 @@ create function fstore.create_feature_group(
   p_options jsonb default '{}', p_upstream jsonb default '[]'
 ) returns bigint language plpgsql volatile set search_path = pg_catalog, public, fstore, pg_temp as $$
 declare
-  v_offline text := fstore.check_feature_group_name(p_name) || '__v' || p_version;
-  v_online text := p_name || '__v' || p_version || '__online';
+  v_version integer := p_version;
+  v_offline text;
+  v_online text;
   v_col jsonb;
   v_type text;
   v_defs text[] := '{}';
@@ -259,20 +278,22 @@ declare
   v_hnsw record;
 begin
   perform fstore.check_project_name(p_project);
-  if current_user::text <> p_project || '__owner' then
+  perform fstore.check_feature_group_name(p_name);
+  if current_user::text <> fstore.owner_role(p_project) then
     raise exception 'create feature groups as the project owner role: SET ROLE %__owner first', p_project
       using errcode = '42501';
   end if;
-  if p_version is null or p_version < 1 then
+  if v_version is not null and v_version < 1 then
     raise exception 'feature group version must be a positive integer' using errcode = '22023';
   end if;
+  -- the next version (when none is given) is allocated here, under the project's lock
+  v_version := fstore.claim_feature_group_version(p_project, p_name, v_version);
+  v_offline := p_name || '__v' || v_version;
+  v_online := p_name || '__v' || v_version || '__online';
   if coalesce(array_length(p_keys, 1), 0) = 0 then
     raise exception 'feature group % needs at least one entity key column', p_name using errcode = '22023';
   end if;
   perform fstore.check_column_name(p_event_time);
-  if exists (select 1 from fstore.feature_groups where project = p_project and name = p_name and version = p_version) then
-    raise exception 'feature group %.% version % already exists', p_project, p_name, p_version using errcode = '42710';
-  end if;
   foreach v_key in array p_keys loop
     perform fstore.check_column_name(v_key);
     if not exists (select 1 from jsonb_array_elements(p_columns) c where c->>'name' = v_key) then
@@ -343,7 +364,7 @@ begin
       execute format('create index on %I.%I using hnsw (%I %I)', p_project, v_online, v_hnsw.col, v_hnsw.ops);
     end loop;
   end if;
-  return fstore.register_feature_group(p_project, p_name, p_version, p_keys, p_event_time, v_features,
+  return fstore.register_feature_group(p_project, p_name, v_version, p_keys, p_event_time, v_features,
     p_online, p_ttl, p_description, p_tags, p_statistics, p_options, p_upstream);
 end $$;
 
@@ -472,6 +493,18 @@ language sql stable security definer set search_path = pg_catalog, fstore, pg_te
      and c.backend_pid = pg_catalog.pg_backend_pid() and c.xact = pg_catalog.pg_current_xact_id()
 $$;
 
+-- Forget the open commit of this session that wrote no rows: no empty commit is recorded.
+create function fstore.abandon_commit(p_commit_id bigint) returns void
+language plpgsql volatile security definer set search_path = pg_catalog, fstore, pg_temp as $$
+begin
+  delete from fstore.commits
+   where id = p_commit_id and state = 'open' and session_role = session_user::text
+     and backend_pid = pg_catalog.pg_backend_pid() and xact = pg_catalog.pg_current_xact_id();
+  if not found then
+    raise exception 'commit % is not open in this session', p_commit_id using errcode = '42501';
+  end if;
+end $$;
+
 -- Close an open commit with its totals and statistics; a finished commit never changes.
 create function fstore.finish_commit(p_commit_id bigint, p_rows bigint, p_online_rows bigint,
   p_min timestamptz, p_max timestamptz, p_validation jsonb, p_stats jsonb) returns void
@@ -531,11 +564,13 @@ reset role;
 
 set role fstore_control;
 grant execute on function
+  fstore.claim_feature_group_version(text, text, integer),
   fstore.register_feature_group(text, text, integer, text[], text, jsonb, boolean, interval, text, text[],
                                 boolean, jsonb, jsonb),
   fstore.describe_feature_group(bigint, text, text[], jsonb, jsonb),
   fstore.register_added_features(bigint, jsonb),
   fstore.begin_commit(bigint, text), fstore.open_commit(bigint), fstore.lock_feature_group(bigint),
+  fstore.abandon_commit(bigint),
   fstore.finish_commit(bigint, bigint, bigint, timestamptz, timestamptz, jsonb, jsonb),
   fstore.drop_feature_group(bigint)
   to public;  -- each checks the caller's rights itself

@@ -280,7 +280,9 @@ begin
   return clock_timestamp();
 end $$;
 
--- Commit the rows staged in p_staging to a feature group; returns the commit id.
+-- Commit the rows staged in p_staging to a feature group; returns the commit id. A commit
+-- that writes no rows is recorded (with its validation) unless p_record_empty is false:
+-- then nothing is recorded and it returns NULL (dbt's no-op runs leave no trace).
 --
 -- Steps, all in the caller's transaction (readers see all of a commit or none of it):
 --  1. one commit at a time per feature group: the group's row lock (fstore.lock_feature_group,
@@ -315,7 +317,7 @@ end $$;
 -- With client_min_messages = debug1 each step reports its duration (RAISE DEBUG).
 create function fstore.commit_feature_rows(
   p_feature_group_id bigint, p_staging regclass, p_mode text default 'append',
-  p_source text default 'python', p_validation jsonb default '{}'
+  p_source text default 'python', p_validation jsonb default '{}', p_record_empty boolean default true
 ) returns bigint language plpgsql volatile
 set search_path = pg_catalog, fstore, pg_temp
 set work_mem = '64MB'
@@ -466,6 +468,13 @@ begin
     v_step := fstore.commit_step_done(v_commit, 'offline_append', v_step, v_detail);
   end if;
 
+  if v_rows = 0 and not coalesce(p_record_empty, true) then
+    -- nothing new (a re-run, a merge of stored rows, an incremental run past nothing): no empty commit
+    perform fstore.abandon_commit(v_commit);
+    v_step := fstore.commit_step_done(v_commit, 'nothing to commit', v_step);
+    return null;
+  end if;
+
   if v_fg.online and v_rows > 0 then
     select string_agg(format('%1$I = excluded.%1$I', name), ', ') into v_updates
       from fstore.features where feature_group_id = p_feature_group_id and not is_key;
@@ -531,6 +540,6 @@ grant execute on function fstore.statistics_kind(regtype), fstore.batch_statisti
   fstore.has_validation_rules(jsonb), fstore.validate_commit(bigint, regclass, regclass),
   fstore.raise_validation_failure(fstore.feature_groups, jsonb),
   fstore.commit_step_done(bigint, text, timestamptz, text),
-  fstore.commit_feature_rows(bigint, regclass, text, text, jsonb) to public;
+  fstore.commit_feature_rows(bigint, regclass, text, text, jsonb, boolean) to public;
 
 reset role;

@@ -206,6 +206,10 @@
 
 {#- One log line per commit (rows offline and online), and one per validation warning. -#}
 {% macro fstore_log_commit(spec, commit_id) %}
+  {%- if commit_id is none -%}
+    {{ log(fstore_name(spec) ~ ': nothing new to commit (no commit recorded)', info=True) }}
+    {{ return(none) }}
+  {%- endif -%}
   {% set query -%}
     select jsonb_build_object('rows', rows, 'online_rows', online_rows, 'validation', validation)::text
       from fstore.commits where id = {{ commit_id | int }}

@@ -206,8 +206,9 @@ def test_keeper_renews_the_crl_about_daily(own_home: FstoreHome) -> None:
     with connect_operator(own_home, autocommit=True) as op:
         op.execute("notify fstore_certificates, 'renew?'")
     deadline = time.monotonic() + WAIT
-    while (left := pki.crl_expiry(own_home) - dt.datetime.now(dt.timezone.utc)) < crlkeeper.RENEW_WHEN_LEFT \
-            and time.monotonic() < deadline:
+    # the keeper writes the CRL file, then its log line: wait for both
+    while ((left := pki.crl_expiry(own_home) - dt.datetime.now(dt.timezone.utc)) < crlkeeper.RENEW_WHEN_LEFT
+           or "renewed the CRLs" not in own_home.keeper_log_file.read_text()) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert left > pki.CRL_VALIDITY - dt.timedelta(minutes=1)
     assert "renewed the CRLs" in own_home.keeper_log_file.read_text()
