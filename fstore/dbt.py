@@ -2,10 +2,12 @@
 
 ``dbt run`` connects with the person's own certificate. A Data Owner's profile
 sets ``role: PROJECT__owner`` (dbt runs ``set role`` at connect) so ordinary dbt
-models create tables the project owns; the ``feature_group`` materialization
-(``dbt_project/macros``) then acts as the person for reads and commits and as the
-owner only to create a new version's tables. A Data Scientist's profile has no
-owner role, and the database refuses their commit.
+models create tables and views the project owns; the ``feature_group``
+materialization of fstore's dbt package (``dbt_package/``, installed by a project's
+``packages.yml``) then acts as the person for reads and commits and as the owner
+only to create a new version's tables. A Data Scientist's profile has no owner
+role, and the database refuses their commit. The demo's project (``dbt_project/``)
+installs the package like any other.
 
 Example::
 
@@ -13,10 +15,12 @@ Example::
     write_profile(home, "fraud", "alice")                  # ~/.fstore/dbt/fraud__alice/profiles.yml
     run = run_dbt(home, "fraud", "alice", ["run"])          # the demo project's feature groups
     run.raise_for_failure()
+    run_dbt(home, "fraud", "alice", ["build"], "~/analytics")  # your own project, with the package
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import threading
@@ -33,10 +37,12 @@ from fstore.errors import FstoreError, InvalidInput, NotFound, PermissionDenied,
 from fstore.home import FstoreHome
 from fstore.roles import group_role, project_user_role
 
-DEMO_PROJECT_DIR = Path(__file__).resolve().parent.parent / "dbt_project"
+PACKAGE_DIR = Path(__file__).resolve().parent.parent / "dbt_package"  # the dbt package `fstore`
+DEMO_PROJECT_DIR = Path(__file__).resolve().parent.parent / "dbt_project"  # the demo, which installs it
 PROFILE_NAME = "fstore"
 _DBT_LOCK = threading.Lock()  # dbtRunner is not safe to run twice at once in one process
 _NO_TARGET_FLAGS = frozenset({"debug", "deps", "clean", "init"})
+_PACKAGE_FILES = ("packages.yml", "dependencies.yml")
 
 
 def dbt_dir(home: FstoreHome, role: str) -> Path:
@@ -105,6 +111,7 @@ class DbtRun:
     exception: BaseException | None = None
     failures: list[NodeFailure] = field(default_factory=list)
     lineage: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    logs: list[str] = field(default_factory=list)  # what the models' macros logged (fstore's lines)
 
     def raise_for_failure(self) -> None:
         """Raise :class:`PermissionDenied` (a refusal) or :class:`FstoreError` if the run failed."""
@@ -133,39 +140,84 @@ def run_dbt(
 
     ``args`` is a dbt command line without ``dbt`` (``["run", "--select", "fraud"]``).
     The profile is (re)written first unless ``write_profile_first`` is false; target
-    and logs go to :func:`dbt_dir`. After a run, the upstream tables parsed from each
-    committed feature_group model's compiled SQL are added to its lineage.
+    and logs go to :func:`dbt_dir`. A project whose ``packages.yml`` packages are not
+    installed yet gets ``dbt deps`` first (:func:`install_packages`). After a run or
+    build, the upstream tables parsed from each committed feature_group model's
+    compiled SQL are added to its lineage.
 
     Example: ``run_dbt(home, "fraud", "alice", ["run"]).raise_for_failure()``
     """
-    from dbt.cli.main import dbtRunner
-
     if not args:
         raise InvalidInput("give a dbt command, e.g. ['run']")
     role = project_user_role(project, user)
     workdir = dbt_dir(home, role)
+    directory = Path(project_dir).expanduser().absolute()
     profiles = Path(profiles_dir) if profiles_dir is not None else workdir
     if write_profile_first:
         write_profile(home, project, user, profiles)
     elif not (profiles / "profiles.yml").exists():
         raise NotFound(f"no dbt profile in {profiles}: run `fstore dbt-profile {project} {user}`")
+    if args[0] not in _NO_TARGET_FLAGS:
+        install_packages(directory, profiles, workdir / "logs")
     target_path = workdir / "target"
-    argv = list(args) + ["--project-dir", str(Path(project_dir).absolute()), "--profiles-dir", str(profiles)]
+    argv = list(args) + ["--project-dir", str(directory), "--profiles-dir", str(profiles)]
     if args[0] not in _NO_TARGET_FLAGS:
         argv += ["--target-path", str(target_path), "--log-path", str(workdir / "logs")]
-    argv.append("--no-send-anonymous-usage-stats")
-    if not _DBT_LOCK.acquire(timeout=3600):
-        raise FstoreError("another dbt run in this process did not finish within an hour")
-    try:
-        outcome = dbtRunner().invoke(argv)
-    finally:
-        _DBT_LOCK.release()
+    outcome, logs = _invoke(argv)
     run = DbtRun(success=bool(outcome.success), args=list(args), target_path=target_path,
                  result=outcome.result, exception=outcome.exception,
-                 failures=_failures(outcome.result))
+                 failures=_failures(outcome.result), logs=logs)
     if lineage and args[0] in ("run", "build") and (target_path / "run_results.json").exists():
         run.lineage = record_lineage(home, role, target_path)
     return run
+
+
+def install_packages(project_dir: str | Path, profiles_dir: str | Path, log_dir: str | Path | None = None) -> bool:
+    """``dbt deps`` for a project whose declared packages are not installed; True if it ran.
+
+    "Not installed" is its ``packages-install-path`` (``dbt_packages``) missing. Other
+    processes running dbt on the same project (the demo's, in one checkout) wait on a
+    lock of the project directory rather than install it twice at once.
+
+    Example: ``install_packages(DEMO_PROJECT_DIR, dbt_dir(home, "fraud__alice"))``
+    """
+    directory = Path(project_dir)
+    if not any((directory / name).exists() for name in _PACKAGE_FILES):
+        return False
+    config = yaml.safe_load((directory / "dbt_project.yml").read_text()) or {}
+    installed = directory / config.get("packages-install-path", "dbt_packages")
+    if installed.exists():
+        return False
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        if installed.exists():
+            return False
+        argv = ["deps", "--project-dir", str(directory), "--profiles-dir", str(profiles_dir)]
+        outcome, _ = _invoke(argv + (["--log-path", str(log_dir)] if log_dir is not None else []))
+    finally:
+        os.close(fd)  # releases the lock
+    if not outcome.success:
+        raise FstoreError(f"dbt deps failed in {directory}: {outcome.exception or 'see the log above'}")
+    return True
+
+
+def _invoke(argv: list[str]) -> tuple[Any, list[str]]:
+    """dbt in-process, one invocation at a time: its result and the lines macros logged."""
+    from dbt.cli.main import dbtRunner
+
+    logs: list[str] = []
+
+    def collect(event: Any) -> None:
+        if event.info.name == "JinjaLogInfo":
+            logs.append(event.data.msg)
+
+    if not _DBT_LOCK.acquire(timeout=3600):
+        raise FstoreError("another dbt run in this process did not finish within an hour")
+    try:
+        return dbtRunner(callbacks=[collect]).invoke([*argv, "--no-send-anonymous-usage-stats"]), logs
+    finally:
+        _DBT_LOCK.release()
 
 
 def _failures(result: Any) -> list[NodeFailure]:

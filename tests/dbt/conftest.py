@@ -1,5 +1,6 @@
 """Fixtures for the dbt tests: a project with a Data Owner (alice) and a Data Scientist
-(bob), and a small dbt project of its own that uses fstore's feature_group macros.
+(bob), and a small dbt project of its own that installs fstore's dbt package as a user's
+project does (packages.yml with the package's path, the dispatch entry, ``dbt deps``).
 
 dbt runs for real, in-process (``fstore.dbt.run_dbt``), with each user's own
 certificate; one project per test module keeps the number of dbt invocations down.
@@ -7,7 +8,6 @@ certificate; one project per test module keeps the number of dbt invocations dow
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,9 +19,22 @@ from psycopg import sql
 
 from fstore import projects
 from fstore.connection import connect
-from fstore.dbt import DEMO_PROJECT_DIR, DbtRun, run_dbt
+from fstore.dbt import PACKAGE_DIR, DbtRun, run_dbt
 from fstore.home import FstoreHome
 from tests.conftest import unique
+
+
+def write_user_project(directory: Path, name: str, package: dict[str, Any] | None = None) -> None:
+    """A dbt project as an analytics engineer sets one up to use fstore: ``dbt_project.yml``
+    with the dispatch entry, ``packages.yml`` with the package (default: its local path)."""
+    (directory / "models").mkdir(parents=True, exist_ok=True)
+    (directory / "dbt_project.yml").write_text(yaml.safe_dump({
+        "name": name, "version": "1.0.0", "config-version": 2, "profile": "fstore",
+        "model-paths": ["models"],
+        "dispatch": [{"macro_namespace": "dbt", "search_order": [name, "fstore", "dbt"]}],
+    }, sort_keys=False))
+    (directory / "packages.yml").write_text(yaml.safe_dump(
+        {"packages": [package or {"local": str(PACKAGE_DIR)}]}, sort_keys=False))
 
 
 class DbtProject:
@@ -33,12 +46,8 @@ class DbtProject:
         self.dir = directory
         self.sources: list[str] = []
         self.alice = connect(home, f"{name}__alice", autocommit=True)
-        (directory / "models").mkdir(parents=True)
-        shutil.copytree(DEMO_PROJECT_DIR / "macros", directory / "macros")
-        (directory / "dbt_project.yml").write_text(yaml.safe_dump({
-            "name": "fstore_tests", "version": "1.0.0", "config-version": 2, "profile": "fstore",
-            "model-paths": ["models"], "macro-paths": ["macros"],
-        }))
+        write_user_project(directory, "fstore_tests")
+        run_dbt(home, name, "alice", ["deps"], directory).raise_for_failure()
         self._write_sources()
 
     # --- the analyst's side: raw tables, models, dbt runs ----------------------------
@@ -76,9 +85,13 @@ class DbtProject:
             (self.dir / "models" / f"{name}.yml").write_text(
                 yaml.safe_dump({"version": 2, "models": [entry]}, sort_keys=False))
 
-    def run(self, model: str, user: str = "alice") -> DbtRun:
-        """``dbt run --select MODEL`` as ``project__user``."""
-        return run_dbt(self.home, self.name, user, ["run", "--select", model], self.dir)
+    def run(self, model: str, user: str = "alice", *flags: str) -> DbtRun:
+        """``dbt run --select MODEL [FLAGS]`` as ``project__user``."""
+        return run_dbt(self.home, self.name, user, ["run", "--select", model, *flags], self.dir)
+
+    def dbt(self, *args: str, user: str = "alice") -> DbtRun:
+        """Any dbt command in this project as ``project__user`` (``p.dbt("build")``)."""
+        return run_dbt(self.home, self.name, user, list(args), self.dir)
 
     def _write_sources(self) -> None:
         (self.dir / "models" / "sources.yml").write_text(yaml.safe_dump({

@@ -10,7 +10,9 @@ from __future__ import annotations
 import datetime as dt
 from decimal import Decimal
 
-from fstore.dbt import run_dbt
+import pytest
+from psycopg import sql
+
 from tests.dbt.conftest import DbtProject
 
 UTC = dt.timezone.utc
@@ -113,15 +115,15 @@ def test_incremental_reruns_add_nothing_and_new_data_only_the_new_rows(dbt_proje
     oid = p.query("select %s::regclass::oid", (f"{p.name}.inc_features__v1",))[0][0]
     assert p.count("inc_features__v1") == 3
 
-    p.run("inc_features").raise_for_failure()  # unchanged data
+    p.run("inc_features").raise_for_failure()  # unchanged data: no rows, and no empty commit
     assert p.count("inc_features__v1") == 3
-    assert [c["rows"] for c in p.commits(fg["id"])] == [3, 0]
+    assert [c["rows"] for c in p.commits(fg["id"])] == [3]
 
     # two new rows after the watermark, and one late row at or before it
     p.insert("inc_events", [(2, at(4), 4.0), (3, at(5), 5.0), (3, at(2), 9.0)])
     p.run("inc_features").raise_for_failure()
     commits = p.commits(fg["id"])
-    assert [c["rows"] for c in commits] == [3, 0, 2]
+    assert [c["rows"] for c in commits] == [3, 2]
     assert (commits[-1]["min_event_time"], commits[-1]["max_event_time"]) == (at(4), at(5))
     assert p.rows("inc_features__v1", "account_id,event_time") == [
         (1, 1.0, 2.0, at(1)), (1, 3.0, 6.0, at(3)), (2, 2.0, 4.0, at(2)), (2, 4.0, 8.0, at(4)),
@@ -148,16 +150,16 @@ def test_merge_reruns_are_idempotent_and_late_rows_land_offline_only(dbt_project
         (1, 10.0, 20.0, at(10)), (2, 20.0, 40.0, at(10)), (3, 30.0, 60.0, at(12)),
     ]
 
-    p.run("merge_features").raise_for_failure()  # same data again: nothing added anywhere
+    p.run("merge_features").raise_for_failure()  # same data again: nothing added anywhere, no commit
     assert p.count("merge_features__v1") == 4
-    assert [c["rows"] for c in p.commits(fg["id"])] == [4, 0]
+    assert [c["rows"] for c in p.commits(fg["id"])] == [4]
 
     # late arrivals: account 1 gets an OLDER row (offline only, online keeps 10:00);
     # account 2 a newer one (online moves on); account 4 is new
     p.insert("merge_events", [(1, at(9), 11.0), (2, at(11), 21.0), (4, at(1), 40.0)])
     p.run("merge_features").raise_for_failure()
     commits = p.commits(fg["id"])
-    assert [c["rows"] for c in commits] == [4, 0, 3]
+    assert [c["rows"] for c in commits] == [4, 3]
     assert p.rows("merge_features__v1", "account_id,event_time") == [
         (1, 11.0, 22.0, at(9)), (1, 10.0, 20.0, at(10)), (2, 20.0, 40.0, at(10)), (2, 21.0, 42.0, at(11)),
         (3, 31.0, 62.0, at(8)), (3, 30.0, 60.0, at(12)), (4, 40.0, 80.0, at(1)),
@@ -170,7 +172,7 @@ def test_merge_reruns_are_idempotent_and_late_rows_land_offline_only(dbt_project
 
     p.run("merge_features").raise_for_failure()  # and again: still idempotent
     assert p.count("merge_features__v1") == 7
-    assert p.commits(fg["id"])[-1]["rows"] == 0
+    assert p.commits(fg["id"]) == commits
 
 
 WATERMARK_MODEL = """
@@ -178,7 +180,7 @@ WATERMARK_MODEL = """
           commit_mode='merge') }}
 with recent as (
     select * from {{ source('raw', 'wm_events') }}
-     where event_time > {{ fstore_watermark(lookback='2 hours') }}
+     where event_time > {{ fstore.watermark(lookback='2 hours') }}
 ),
 windowed as (
     select account_id, event_time,
@@ -186,7 +188,7 @@ windowed as (
                              range between interval '2 hours' preceding and current row) as amount_2h
       from recent
 )
-select * from windowed where event_time > {{ fstore_watermark() }}
+select * from windowed where event_time > {{ fstore.watermark() }}
 """
 
 
@@ -210,15 +212,57 @@ def test_fstore_watermark_computes_only_new_rows_and_full_refresh_recomputes(dbt
     ]
     assert p.rows("wm_features__v1__online", "account_id") == [(1, 7.0, at(3)), (2, 6.0, at(4))]
 
-    p.run("wm_features").raise_for_failure()  # unchanged: nothing new
-    assert p.commits(fg["id"])[-1]["rows"] == 0
+    p.run("wm_features").raise_for_failure()  # unchanged: nothing new, no commit
+    assert [c["rows"] for c in p.commits(fg["id"])] == [3, 2]
 
     # --full-refresh: the watermark is -infinity, the model computes everything, merge adds
     # only the row not stored yet (the late one)
-    run_dbt(p.home, p.name, "alice", ["run", "--select", "wm_features", "--full-refresh"], p.dir).raise_for_failure()
-    assert p.commits(fg["id"])[-1]["rows"] == 1
+    p.run("wm_features", "alice", "--full-refresh").raise_for_failure()
+    last = p.commits(fg["id"])[-1]
+    assert (last["rows"], last["source"]) == (1, "dbt --full-refresh")
     assert (2, 100.0, at(1)) in p.rows("wm_features__v1", "account_id,event_time")
     assert p.count("wm_features__v1") == 6
+
+
+@pytest.mark.parametrize("mode", ["incremental", "append"])
+def test_full_refresh_recomputes_and_commits_with_merge_whatever_the_mode(dbt_project: DbtProject, mode: str) -> None:
+    p = dbt_project
+    name, source = f"fr_{mode}", f"fr_{mode}_events"
+    table = f"{name}__v1"
+    p.raw_table(source, "account_id bigint, event_time timestamptz, amount double precision",
+                [(1, at(1), 1.0), (2, at(2), 2.0)])
+    p.write_model(name, feature_model(source, mode=mode))
+    p.run(name).raise_for_failure()
+    fg = p.feature_group(name)
+    oid = p.query("select %s::regclass::oid", (f"{p.name}.{table}",))[0][0]
+
+    # a late row (before the last commit's max event time) and a changed value of a stored row
+    p.insert(source, [(1, at(0), 9.0)])
+    p.query(sql.SQL("update {} set amount = 5.0 where account_id = 2 returning 1").format(
+        sql.Identifier(p.name, source)))
+    p.run(name).raise_for_failure()
+    if mode == "incremental":  # misses the late row
+        assert [c["rows"] for c in p.commits(fg["id"])] == [2]
+    else:  # commits every row again, the changed one beside the stored one
+        assert [c["rows"] for c in p.commits(fg["id"])] == [2, 3]
+    before = p.rows(table, "account_id,event_time")
+
+    # --full-refresh: the whole model, committed with merge whatever commit_mode says: what
+    # is not stored yet is added, stored (keys, event_time) keep their rows, same tables
+    run = p.run(name, "alice", "--full-refresh")
+    run.raise_for_failure()
+    assert any("--full-refresh: the model is recomputed from scratch and committed with commit_mode 'merge'"
+               in line for line in run.logs), run.logs
+    after = p.rows(table, "account_id,event_time")
+    if mode == "incremental":
+        last = p.commits(fg["id"])[-1]
+        assert (last["rows"], last["source"]) == (1, "dbt --full-refresh")
+        assert after == [(1, 9.0, 18.0, at(0)), (1, 1.0, 2.0, at(1)), (2, 2.0, 4.0, at(2))]
+    else:  # every (keys, event_time) is stored already: nothing to add, no commit
+        assert [c["rows"] for c in p.commits(fg["id"])] == [2, 3]
+        assert after == before
+        assert any("nothing new to commit (no commit recorded)" in line for line in run.logs)
+    assert p.query("select %s::regclass::oid", (f"{p.name}.{table}",))[0][0] == oid
 
 
 def test_ref_to_a_feature_group_reads_its_offline_table(dbt_project: DbtProject) -> None:

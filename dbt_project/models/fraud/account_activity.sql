@@ -24,7 +24,7 @@
 with recent as (
     select account_id, event_time, amount
       from {{ ref('stg_transactions') }}
-     where event_time > {{ fstore_watermark(lookback='7 days') }}
+     where event_time > {{ fstore.watermark(lookback='7 days') }}
 ),
 velocity as (
     select account_id,
@@ -45,4 +45,4 @@ velocity as (
 )
 select *
   from velocity
- where event_time > {{ fstore_watermark() }}
+ where event_time > {{ fstore.watermark() }}

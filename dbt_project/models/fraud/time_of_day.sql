@@ -25,7 +25,7 @@ with daily as (
            count(*) filter (where extract(isodow from event_time) >= 6)::float8 as weekend_count,
            sum(extract(hour from event_time) + extract(minute from event_time) / 60.0)::float8 as hour_sum
       from {{ ref('stg_transactions') }}
-     where event_time > {{ fstore_watermark(lookback='8 days') }}  -- the trailing week's inputs
+     where event_time > {{ fstore.watermark(lookback='8 days') }}  -- the trailing week's inputs
      group by account_id, event_day
 )
 select account_id,

@@ -5,7 +5,7 @@
      'dbt_node': unique_id, 'found_by': ['dbt']}
   fstore.dbt adds the tables found by parsing the compiled SQL (found_by 'sql').
 -#}
-{% macro fstore_dbt_upstream(node_ids) %}
+{% macro dbt_upstream(node_ids) %}
   {%- set found = [] -%}
   {%- if not execute -%}{{ return(found) }}{%- endif -%}
   {%- for uid in node_ids -%}
@@ -16,7 +16,7 @@
     {%- elif uid in graph.nodes -%}
       {%- set node = graph.nodes[uid] -%}
       {%- if node.config.materialized == 'ephemeral' -%}
-        {%- do found.extend(fstore_dbt_upstream(node.depends_on.nodes)) -%}
+        {%- do found.extend(fstore.dbt_upstream(node.depends_on.nodes)) -%}
       {%- else -%}
         {%- do found.append({'relation': node.schema ~ '.' ~ node.alias, 'kind': node.resource_type,
                              'dbt_node': uid, 'found_by': ['dbt']}) -%}

@@ -7,7 +7,7 @@
   is recorded under that identity. Only table creation is done as the owner role.
   SET LOCAL: dbt's transaction ends with the profile's role back in place.
 -#}
-{% macro fstore_act_as_session_user() %}
+{% macro act_as_session_user() %}
   {% call statement('fstore_session') -%}
     set local role none;
     set local time zone 'UTC';
@@ -16,7 +16,7 @@
 {% endmacro %}
 
 {#- The model's rows, in a temporary table dropped at commit. -#}
-{% macro fstore_stage_rows(staging, sql) %}
+{% macro stage_rows(staging, sql) %}
   {% call statement('fstore_stage') -%}
     create temporary table {{ adapter.quote(staging.identifier) }} on commit drop as (
       {{ sql }}
@@ -25,7 +25,7 @@
 {% endmacro %}
 
 {#- One JSON value from a query that selects a single text column. -#}
-{% macro fstore_query_json(query) %}
+{% macro query_json(query) %}
   {%- set result = run_query(query) -%}
   {%- if result.rows | length == 0 or result.rows[0][0] is none -%}
     {{ return(none) }}
@@ -34,52 +34,67 @@
 {% endmacro %}
 
 {#- [{'name', 'type'}] of the staged rows, in column order, types as PostgreSQL spells them. -#}
-{% macro fstore_staged_columns(staging) %}
+{% macro staged_columns(staging) %}
   {% set query -%}
     select coalesce(jsonb_agg(jsonb_build_object('name', a.attname, 'type', format_type(a.atttypid, a.atttypmod))
                               order by a.attnum), '[]')::text
       from pg_attribute a
-     where a.attrelid = {{ fstore_regclass(staging) }} and a.attnum > 0 and not a.attisdropped
+     where a.attrelid = {{ fstore.regclass(staging) }} and a.attnum > 0 and not a.attisdropped
   {%- endset %}
-  {{ return(fstore_query_json(query)) }}
+  {{ return(fstore.query_json(query)) }}
 {% endmacro %}
 
-{#- The catalog entry of this version ({'id', 'keys', 'event_time', 'online', 'features': [...]}), or none. -#}
-{% macro fstore_find_feature_group(spec) %}
+{#-
+  The catalog entry of this version, or none: fstore.feature_group_json (the catalog row
+  and its features [{'name', 'data_type', 'pg_type', 'description', 'position', 'is_key'}]),
+  plus 'config_ttl', the model's ttl as PostgreSQL spells an interval.
+-#}
+{% macro find_feature_group(spec) %}
   {% set query -%}
-    select jsonb_build_object(
-             'id', g.id, 'keys', to_jsonb(g.entity_keys), 'event_time', g.event_time, 'online', g.online,
-             'ttl', g.ttl::text, 'config_ttl', (p.s->>'ttl')::interval::text,
-             'statistics', g.statistics_enabled, 'options', g.options,
-             'features', coalesce((select jsonb_agg(jsonb_build_object('name', f.name, 'type', f.data_type)
-                                                    order by f.position)
-                                     from fstore.features f where f.feature_group_id = g.id), '[]'))::text
-      from fstore.feature_groups g, (select {{ fstore_jsonb(spec) }} as s) p
+    select (fstore.feature_group_json(g.id) || jsonb_build_object('config_ttl', (p.s->>'ttl')::interval::text))::text
+      from fstore.feature_groups g, (select {{ fstore.jsonb(spec) }} as s) p
      where g.project = p.s->>'project' and g.name = p.s->>'name' and g.version = (p.s->>'version')::int
   {%- endset %}
-  {{ return(fstore_query_json(query)) }}
+  {{ return(fstore.query_json(query)) }}
+{% endmacro %}
+
+{#-
+  Act as the project's owner role (fstore.owner_role) for DDL, and back as the person.
+  SET LOCAL: both end with dbt's transaction.
+-#}
+{% macro become_owner(spec) %}
+  {% call statement('fstore_owner') -%}
+    select set_config('role', fstore.owner_role(p.s->>'project'), true)
+      from (select {{ fstore.jsonb({'project': spec['project']}) }} as s) p
+  {%- endcall %}
+{% endmacro %}
+
+{% macro become_person() %}
+  {% call statement('fstore_person') -%}
+    set local role none
+  {%- endcall %}
 {% endmacro %}
 
 {#- Check the staged columns against the config: keys and event_time present, event_time a timestamp. -#}
-{% macro fstore_check_columns(spec, columns) %}
+{% macro check_columns(spec, columns) %}
   {%- set types = {} -%}
   {%- for column in columns -%}{%- do types.update({column['name']: column['type']}) -%}{%- endfor -%}
   {%- for key in spec['keys'] + [spec['event_time']] -%}
     {%- if key not in types -%}
-      {{ exceptions.raise_compiler_error(fstore_name(spec) ~ ': the model has no column ' ~ key ~ ' (named in `'
+      {{ exceptions.raise_compiler_error(fstore.display_name(spec) ~ ': the model has no column ' ~ key ~ ' (named in `'
           ~ ('event_time' if key == spec['event_time'] else 'keys') ~ '`); its columns are '
           ~ (types.keys() | list | join(', '))) }}
     {%- endif -%}
   {%- endfor -%}
   {%- if types[spec['event_time']] not in ['timestamp with time zone', 'timestamp without time zone', 'date'] -%}
-    {{ exceptions.raise_compiler_error(fstore_name(spec) ~ ': event_time column ' ~ spec['event_time'] ~ ' is '
+    {{ exceptions.raise_compiler_error(fstore.display_name(spec) ~ ': event_time column ' ~ spec['event_time'] ~ ' is '
         ~ types[spec['event_time']] ~ '; it must be a timestamptz (a timestamp or date is read as UTC)') }}
   {%- endif -%}
 {% endmacro %}
 
 {#- First run of a version: create its tables as the project owner and register it. Returns its id. -#}
-{% macro fstore_create_feature_group(spec, columns) %}
-  {% do fstore_check_columns(spec, columns) %}
+{% macro create_feature_group(spec, columns) %}
+  {% do fstore.check_columns(spec, columns) %}
   {%- set described = [] -%}
   {%- for column in columns -%}
     {%- do described.append({'name': column['name'], 'type': column['type'],
@@ -89,9 +104,7 @@
                      'commit_mode': spec['commit_mode'], 'dbt_node': spec['dbt_node']} -%}
   {%- if spec['hnsw'] -%}{%- do options.update({'hnsw': spec['hnsw']}) -%}{%- endif -%}
   {%- set args = {'spec': spec, 'columns': described, 'options': options} -%}
-  {% call statement('fstore_owner') -%}
-    set local role {{ adapter.quote(spec['project'] ~ '__owner') }}
-  {%- endcall %}
+  {% do fstore.become_owner(spec) %}
   {% set query -%}
     select fstore.create_feature_group(
              p.a->'spec'->>'project', p.a->'spec'->>'name', (p.a->'spec'->>'version')::integer,
@@ -99,14 +112,30 @@
              p.a->'columns', (p.a->'spec'->>'online')::boolean, (p.a->'spec'->>'ttl')::interval,
              p.a->'spec'->>'description', array(select jsonb_array_elements_text(p.a->'spec'->'tags')),
              (p.a->'spec'->>'statistics')::boolean, p.a->'options', p.a->'spec'->'upstream')::text
-      from (select {{ fstore_jsonb(args) }} as a) p
+      from (select {{ fstore.jsonb(args) }} as a) p
   {%- endset %}
-  {%- set fg_id = fstore_query_json(query) -%}
-  {% call statement('fstore_person') -%}
-    set local role none
-  {%- endcall %}
-  {{ log(fstore_name(spec) ~ ': created (feature group ' ~ fg_id ~ ')', info=True) }}
+  {%- set fg_id = fstore.query_json(query) -%}
+  {% do fstore.document_commit_column(spec) %}
+  {% do fstore.become_person() %}
+  {{ log(fstore.display_name(spec) ~ ': created (feature group ' ~ fg_id ~ ')', info=True) }}
   {{ return(fg_id) }}
+{% endmacro %}
+
+{#-
+  The column _commit_id of a version's tables is fstore's, not a feature: say so in the
+  database, where `dbt docs generate` reads it (a column's comment is its description in
+  dbt's docs) and `\d+` in psql shows it. As the owner role, right after creation.
+-#}
+{% macro document_commit_column(spec) %}
+  {%- set offline = fstore.feature_group_table(spec['name'], spec['version']) -%}
+  {% call statement('fstore_commit_column') -%}
+    comment on column {{ adapter.quote(spec['project']) }}.{{ adapter.quote(offline) }}._commit_id is
+      'fstore commit that wrote the row (fstore.commits.id); not a feature. Rows with the same keys and event time are told apart by it: the latest commit wins.'
+    {%- if spec['online'] %};
+    comment on column {{ adapter.quote(spec['project']) }}.{{ adapter.quote(offline ~ '__online') }}._commit_id is
+      'fstore commit that wrote the row''s values (fstore.commits.id); not a feature.'
+    {%- endif %}
+  {%- endcall %}
 {% endmacro %}
 
 {#-
@@ -115,11 +144,11 @@
   too with on_schema_change='fail', and none is stored with 'ignore'). Returns the
   columns to add as features [{'name', 'type', 'description'}] (append_new_columns).
 -#}
-{% macro fstore_check_schema(spec, existing, columns) %}
-  {% do fstore_check_columns(spec, columns) %}
+{% macro check_schema(spec, existing, columns) %}
+  {% do fstore.check_columns(spec, columns) %}
   {%- set changes = [] -%}
-  {%- if existing['keys'] != spec['keys'] -%}
-    {%- do changes.append('keys changed from ' ~ (existing['keys'] | join(', ')) ~ ' to ' ~ (spec['keys'] | join(', '))) -%}
+  {%- if existing['entity_keys'] != spec['keys'] -%}
+    {%- do changes.append('keys changed from ' ~ (existing['entity_keys'] | join(', ')) ~ ' to ' ~ (spec['keys'] | join(', '))) -%}
   {%- endif -%}
   {%- if existing['event_time'] != spec['event_time'] -%}
     {%- do changes.append('event_time changed from ' ~ existing['event_time'] ~ ' to ' ~ spec['event_time']) -%}
@@ -135,9 +164,9 @@
   {%- for feature in existing['features'] -%}
     {%- do known.append(feature['name']) -%}
     {%- if feature['name'] not in staged -%}
-      {%- do changes.append('column ' ~ feature['name'] ~ ' (' ~ feature['type'] ~ ') was dropped') -%}
-    {%- elif staged[feature['name']] != feature['type'] -%}
-      {%- do changes.append('column ' ~ feature['name'] ~ ' changed type from ' ~ feature['type'] ~ ' to '
+      {%- do changes.append('column ' ~ feature['name'] ~ ' (' ~ feature['pg_type'] ~ ') was dropped') -%}
+    {%- elif staged[feature['name']] != feature['pg_type'] -%}
+      {%- do changes.append('column ' ~ feature['name'] ~ ' changed type from ' ~ feature['pg_type'] ~ ' to '
                             ~ staged[feature['name']]) -%}
     {%- endif -%}
   {%- endfor -%}
@@ -146,7 +175,7 @@
     {%- if spec['on_schema_change'] == 'fail' -%}
       {%- do changes.append('column ' ~ name ~ ' (' ~ type ~ ') was added (on_schema_change is fail)') -%}
     {%- elif spec['on_schema_change'] == 'ignore' -%}
-      {{ log(fstore_name(spec) ~ ': column ' ~ name ~ ' is not stored: on_schema_change is ignore (dbt\'s default);'
+      {{ log(fstore.display_name(spec) ~ ': column ' ~ name ~ ' is not stored: on_schema_change is ignore (dbt\'s default);'
              ~ " set on_schema_change='append_new_columns' to add it as a feature", info=True) }}
     {%- else -%}
       {%- do added.append({'name': name, 'type': type,
@@ -155,35 +184,35 @@
   {%- endfor -%}
   {%- if changes -%}
     {{ exceptions.raise_compiler_error(
-         'feature group ' ~ fstore_name(spec) ~ ' cannot take this model\'s rows: ' ~ (changes | join('; '))
+         'feature group ' ~ fstore.display_name(spec) ~ ' cannot take this model\'s rows: ' ~ (changes | join('; '))
          ~ '. Its tables are never altered or rebuilt: bump `version` in the model\'s config (to version='
          ~ (spec['version'] + 1) ~ ') to create a new version with new tables; version ' ~ spec['version']
          ~ ' and its data stay readable.') }}
   {%- endif -%}
-  {%- if existing['ttl'] != existing['config_ttl'] or existing['statistics'] != spec['statistics'] -%}
-    {{ log(fstore_name(spec) ~ ': ttl and statistics are fixed when a version is created; '
+  {%- if existing['ttl'] != existing['config_ttl'] or existing['statistics_enabled'] != spec['statistics'] -%}
+    {{ log(fstore.display_name(spec) ~ ': ttl and statistics are fixed when a version is created; '
            ~ 'the changed config applies to the next version', info=True) }}
   {%- endif -%}
   {{ return(added) }}
 {% endmacro %}
 
 {#- Columns new in the model become features of this version (fstore.add_features, as the owner role). -#}
-{% macro fstore_add_features(fg_id, spec, added) %}
+{% macro add_features(fg_id, spec, added) %}
+  {% do fstore.become_owner(spec) %}
   {% call statement('fstore_add_features') -%}
-    set local role {{ adapter.quote(spec['project'] ~ '__owner') }};
-    select fstore.add_features({{ fg_id | int }}, {{ fstore_jsonb(added) }});
-    set local role none
+    select fstore.add_features({{ fg_id | int }}, {{ fstore.jsonb(added) }})
   {%- endcall %}
-  {{ log(fstore_name(spec) ~ ': features added: ' ~ (added | map(attribute='name') | join(', '))
+  {% do fstore.become_person() %}
+  {{ log(fstore.display_name(spec) ~ ': features added: ' ~ (added | map(attribute='name') | join(', '))
          ~ ' (earlier rows read NULL for them)', info=True) }}
 {% endmacro %}
 
 {#- Refresh the description, tags, feature descriptions and dbt lineage of an existing version. -#}
-{% macro fstore_describe_feature_group(fg_id, spec) %}
+{% macro describe_feature_group(fg_id, spec) %}
   {% call statement('fstore_describe') -%}
     select fstore.describe_feature_group({{ fg_id }}, p.s->>'description',
              array(select jsonb_array_elements_text(p.s->'tags')), p.s->'feature_descriptions', p.s->'upstream')
-      from (select {{ fstore_jsonb(spec) }} as s) p
+      from (select {{ fstore.jsonb(spec) }} as s) p
   {%- endcall %}
 {% endmacro %}
 
@@ -192,33 +221,33 @@
   catalog holds for this version, record the new ones (fstore.set_validation_rules);
   fstore.commit_feature_rows then applies them.
 -#}
-{% macro fstore_sync_validation_rules(fg_id, spec, existing) %}
+{% macro sync_validation_rules(fg_id, spec, existing) %}
   {%- set options = existing['options'] -%}
   {%- if (options.get('validation') or []) != spec['validation']
          or (options.get('validation_policy') or 'strict') != spec['validation_policy'] -%}
     {% call statement('fstore_validation_rules') -%}
       select fstore.set_validation_rules({{ fg_id }}, p.s->'validation', p.s->>'validation_policy')
-        from (select {{ fstore_jsonb(spec) }} as s) p
+        from (select {{ fstore.jsonb(spec) }} as s) p
     {%- endcall %}
-    {{ log(fstore_name(spec) ~ ': validation rules updated', info=True) }}
+    {{ log(fstore.display_name(spec) ~ ': validation rules updated', info=True) }}
   {%- endif -%}
 {% endmacro %}
 
 {#- One log line per commit (rows offline and online), and one per validation warning. -#}
-{% macro fstore_log_commit(spec, commit_id) %}
+{% macro log_commit(spec, commit_id) %}
   {%- if commit_id is none -%}
-    {{ log(fstore_name(spec) ~ ': nothing new to commit (no commit recorded)', info=True) }}
+    {{ log(fstore.display_name(spec) ~ ': nothing new to commit (no commit recorded)', info=True) }}
     {{ return(none) }}
   {%- endif -%}
   {% set query -%}
     select jsonb_build_object('rows', rows, 'online_rows', online_rows, 'validation', validation)::text
       from fstore.commits where id = {{ commit_id | int }}
   {%- endset %}
-  {%- set commit = fstore_query_json(query) -%}
-  {{ log(fstore_name(spec) ~ ': commit ' ~ commit_id ~ ', ' ~ commit['rows'] ~ ' rows offline, '
+  {%- set commit = fstore.query_json(query) -%}
+  {{ log(fstore.display_name(spec) ~ ': commit ' ~ commit_id ~ ', ' ~ commit['rows'] ~ ' rows offline, '
          ~ commit['online_rows'] ~ ' online', info=True) }}
   {%- for failure in (commit['validation'] or {}).get('failures') or [] -%}
-    {{ log(fstore_name(spec) ~ ': validation warning: column ' ~ failure['column'] ~ ', rule ' ~ failure['rule']
+    {{ log(fstore.display_name(spec) ~ ': validation warning: column ' ~ failure['column'] ~ ', rule ' ~ failure['rule']
            ~ ': ' ~ failure['failing_rows'] ~ ' failing rows (recorded with the commit)', info=True) }}
   {%- endfor -%}
 {% endmacro %}

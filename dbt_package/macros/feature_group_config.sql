@@ -22,13 +22,19 @@
   Column descriptions come from the model's YAML (`columns:`).
 -#}
 
-{% macro fstore_feature_group_spec(model) %}
-  {%- set name = model.alias.rsplit('__v', 1)[0] if model.alias else model.name -%}
+{% macro feature_group_spec(model) %}
   {%- set version = config.get('version') or 1 -%}
   {%- if not modules.re.match('^[1-9][0-9]{0,8}$', version | string) -%}
-    {{ exceptions.raise_compiler_error('feature group ' ~ name ~ ': `version` must be a positive integer, not '
+    {{ exceptions.raise_compiler_error('feature group ' ~ model.name ~ ': `version` must be a positive integer, not '
                                        ~ (version | string)) }}
   {%- endif -%}
+  {#- the relation is <name>__v<version> (fstore's generate_alias_name, through the dispatch config) -#}
+  {%- set suffix = '__v' ~ (version | string) -%}
+  {%- if not (model.alias or '').endswith(suffix) or model.alias | length <= suffix | length -%}
+    {{ exceptions.raise_compiler_error('feature group ' ~ model.name ~ ': its relation is ' ~ model.alias ~ ', not '
+        ~ model.name ~ suffix ~ ': ' ~ fstore.dispatch_hint()) }}
+  {%- endif -%}
+  {%- set name = model.alias[:-(suffix | length)] -%}
 
   {%- set keys = config.get('keys') -%}
   {%- if keys is string -%}{%- set keys = [keys] -%}{%- endif -%}
@@ -105,31 +111,31 @@
       'hnsw': config.get('hnsw'),
       'on_schema_change': on_schema_change,
       'feature_descriptions': feature_descriptions,
-      'upstream': fstore_dbt_upstream(model.depends_on.nodes),
+      'upstream': fstore.dbt_upstream(model.depends_on.nodes),
       'dbt_node': model.unique_id,
   }) }}
 {% endmacro %}
 
-{#- "project.name v3", for messages. -#}
-{% macro fstore_name(spec) -%}
+{#- "project.name version 3", for messages. -#}
+{% macro display_name(spec) -%}
   {{ return(spec['project'] ~ '.' ~ spec['name'] ~ ' version ' ~ spec['version']) }}
 {%- endmacro %}
 
 {#- The offline table of a version: <name>__v<version> (dbt's relation for the model). -#}
-{% macro fstore_feature_group_table(name, version) -%}
+{% macro feature_group_table(name, version) -%}
   {{ return(name ~ '__v' ~ (version | string)) }}
 {%- endmacro %}
 
 {#-
   A value as a jsonb literal: the one way values from the model's config reach SQL.
-  Quotes are doubled; fstore_act_as_session_user pins standard_conforming_strings on,
+  Quotes are doubled; fstore.act_as_session_user pins standard_conforming_strings on,
   so backslashes are plain characters.
 -#}
-{% macro fstore_jsonb(value) -%}
+{% macro jsonb(value) -%}
   {{ return("'" ~ (tojson(value) | replace("'", "''")) ~ "'::jsonb") }}
 {%- endmacro %}
 
 {#- A temporary relation as a regclass expression. -#}
-{% macro fstore_regclass(relation) -%}
+{% macro regclass(relation) -%}
   {{ return("'pg_temp." ~ adapter.quote(relation.identifier) ~ "'::regclass") }}
 {%- endmacro %}

@@ -1,0 +1,27 @@
+{#-
+  fstore's versions of dbt's macros (generate_alias_name, create_view_as,
+  get_replace_view_sql) serve your models only through the dispatch config of your
+  project. Without it, dbt names a feature group's relation after the model (ref() then
+  misses its table) and creates views the database refuses. check_dispatch runs before
+  every `dbt run` and `dbt build` (the package's on-run-start hook) and names the fix.
+-#}
+{% macro dispatch_hint() -%}
+  {{ return("fstore's dbt macros are not dispatched for project " ~ project_name ~ '. Add to its dbt_project.yml:'
+            ~ "\n\n  dispatch:\n    - macro_namespace: dbt\n      search_order: ['" ~ project_name ~ "', 'fstore', 'dbt']\n") }}
+{%- endmacro %}
+
+{% macro check_dispatch() -%}
+  {%- if execute -%}
+    {#- adapter.dispatch takes string literals only: one call per macro -#}
+    {%- set resolved = {'generate_alias_name': adapter.dispatch('generate_alias_name', 'dbt'),
+                        'create_view_as': adapter.dispatch('create_view_as', 'dbt'),
+                        'get_replace_view_sql': adapter.dispatch('get_replace_view_sql', 'dbt')} -%}
+    {%- for name, macro in resolved.items() -%}
+      {%- if macro.macro.package_name in ['dbt', 'dbt_postgres'] -%}
+        {{ exceptions.raise_compiler_error(fstore.dispatch_hint()
+             ~ "(dbt's own " ~ name ~ ' would serve your models: views without security_invoker, which the '
+             ~ 'database refuses, and feature groups named without their version)') }}
+      {%- endif -%}
+    {%- endfor -%}
+  {%- endif -%}
+{%- endmacro %}
