@@ -51,12 +51,17 @@ def test_the_keeper_container_holds_the_ca_and_exports_for_the_database() -> Non
     assert env["FSTORE_CRL_EXPORT_DIR"] == "/fstore-home/export"  # = ${FSTORE_HOME}/export, the db's /fstore-pki
     assert env["FSTORE_SOCKET_DIR"] == "/fstore-run" and env["FSTORE_SERVER_PORT"] == "5432"
     dockerfile = (ROOT / keeper["build"]["dockerfile"]).read_text()
-    assert '"-m", "fstore.crlkeeper", "--home", "/fstore-home"' in dockerfile
+    assert 'ENTRYPOINT ["keeper-entrypoint.sh"]' in dockerfile and "ENV FSTORE_SQL_DIR=/etc/fstore/sql" in dockerfile
+    entrypoint = (ROOT / "docker" / "keeper-entrypoint.sh").read_text()
+    # on every start: fstore migrate (the stack upgrades with its image), then the keeper in the foreground
+    assert "apply_migrations(conn)" in entrypoint
+    assert entrypoint.rstrip().endswith("exec python -m fstore.crlkeeper --home /fstore-home")
 
 
 def test_the_keeper_imports_only_what_its_image_installs() -> None:
     shown = subprocess.run(
-        [sys.executable, "-c", "import sys, fstore.crlkeeper; print(' '.join(sorted({m.split('.')[0] "
+        [sys.executable, "-c", "import sys, fstore.crlkeeper, fstore.migrations, fstore.connection; "
+         "print(' '.join(sorted({m.split('.')[0] "
          "for m in sys.modules if m.split('.')[0] not in sys.stdlib_module_names and not m.startswith('_')})))"],
         capture_output=True, text=True, cwd=ROOT)
     assert shown.returncode == 0, shown.stderr

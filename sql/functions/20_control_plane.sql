@@ -2,12 +2,11 @@
 -- pinned (pg_temp last), EXECUTE revoked from PUBLIC: the admin may create/delete
 -- projects and block users; a project's Data Owners manage its members and shares.
 -- Every identifier goes through format('%I'); every name is validated first. Roles
--- are created, granted and dropped by the fstore_roles functions (sql/002).
+-- are created, granted and dropped by the fstore_roles functions (11_roles.sql).
 
 set role fstore_control;
 
--- Privileges a project's groups hold on its schema (also for future tables).
-create function fstore.grant_project_reads(p_project text, p_reader_project text, p_write boolean)
+create or replace function fstore.grant_project_reads(p_project text, p_reader_project text, p_write boolean)
 returns void language plpgsql volatile security definer set search_path = pg_catalog, fstore, pg_temp as $$
 declare
   v_owner text := fstore.owner_role(p_project);
@@ -27,8 +26,10 @@ begin
                    v_owner, p_project, v_do);
   end if;
 end $$;
+comment on function fstore.grant_project_reads(text,text,boolean) is
+  'Privileges a project''s groups hold on its schema (also for future tables).';
 
-create function fstore.revoke_project_reads(p_project text, p_reader_project text)
+create or replace function fstore.revoke_project_reads(p_project text, p_reader_project text)
 returns void language plpgsql volatile security definer set search_path = pg_catalog, fstore, pg_temp as $$
 declare
   v_owner text := fstore.owner_role(p_project);
@@ -43,8 +44,10 @@ begin
   execute format('alter default privileges for role %I in schema %I revoke all on sequences from %I, %I',
                  v_owner, p_project, v_do, v_ds);
 end $$;
+comment on function fstore.revoke_project_reads(text,text) is
+  'Revoke every privilege a reader project''s groups hold on a project''s schema and tables (and future tables).';
 
-create function fstore.create_member_role(p_project text, p_user text, p_kind text) returns text
+create or replace function fstore.create_member_role(p_project text, p_user text, p_kind text) returns text
 language plpgsql volatile security definer set search_path = pg_catalog, fstore, pg_temp as $$
 declare
   v_role text := fstore.project_user_role(p_project, p_user);
@@ -66,8 +69,10 @@ begin
   perform fstore.roles_grant(p_project || '__' || p_kind, v_role, true);
   return v_role;
 end $$;
+comment on function fstore.create_member_role(text,text,text) is
+  'Create a person''s login role in a project (refused while earlier certificates of that role are not in the published CRL) and record the membership.';
 
-create function fstore.create_project(p_name text, p_owner_user text) returns text
+create or replace function fstore.create_project(p_name text, p_owner_user text) returns text
 language plpgsql volatile security definer set search_path = pg_catalog, fstore, pg_temp as $$
 declare
   v_owner text;
@@ -127,8 +132,10 @@ begin
   perform fstore.audit(p_name, 'create_project', jsonb_build_object('owner', v_role));
   return v_role;
 end $$;
+comment on function fstore.create_project(text,text) is
+  'Create a project: its schema, group roles, default privileges and its first Data Owner (the platform admin only). Returns the owner''s login role.';
 
-create function fstore.delete_project(p_name text) returns text[]
+create or replace function fstore.delete_project(p_name text) returns text[]
 language plpgsql volatile security definer set search_path = pg_catalog, fstore, pg_temp as $$
 declare
   v_members text[];
@@ -163,8 +170,10 @@ begin
   perform fstore.audit(p_name, 'delete_project', jsonb_build_object('dropped_roles', v_members));
   return v_members;
 end $$;
+comment on function fstore.delete_project(text) is
+  'Delete a project: its members'' sessions end and their certificates are retired, copies of its data in projects it was shared with are dropped, and its schema and roles go (the platform admin only). Returns the login roles dropped.';
 
-create function fstore.add_member(p_project text, p_user text, p_role text) returns text
+create or replace function fstore.add_member(p_project text, p_user text, p_role text) returns text
 language plpgsql volatile security definer set search_path = pg_catalog, fstore, pg_temp as $$
 declare
   v_kind text := fstore.project_role_kind(p_role);
@@ -177,8 +186,10 @@ begin
   perform fstore.audit(p_project, 'add_member', jsonb_build_object('role', v_role, 'project_role', v_kind));
   return v_role;
 end $$;
+comment on function fstore.add_member(text,text,text) is
+  'Add a person to a project as data-owner or data-scientist (its Data Owners only). Returns the new login role; its certificate is the operator''s to issue.';
 
-create function fstore.require_another_data_owner(p_project text, p_user text) returns void
+create or replace function fstore.require_another_data_owner(p_project text, p_user text) returns void
 language plpgsql stable security definer set search_path = pg_catalog, fstore, pg_temp as $$
 begin
   if not exists (select 1 from fstore.members where project = p_project
@@ -187,8 +198,10 @@ begin
       p_user, p_project using errcode = '55000';
   end if;
 end $$;
+comment on function fstore.require_another_data_owner(text,text) is
+  'Raise an error when this user is the project''s last Data Owner.';
 
-create function fstore.require_member(p_project text, p_user text) returns fstore.members
+create or replace function fstore.require_member(p_project text, p_user text) returns fstore.members
 language plpgsql stable security definer set search_path = pg_catalog, fstore, pg_temp as $$
 declare
   v_member fstore.members;
@@ -200,8 +213,10 @@ begin
   end if;
   return v_member;
 end $$;
+comment on function fstore.require_member(text,text) is
+  'The membership of a user in a project, or an error naming them.';
 
-create function fstore.set_member_role(p_project text, p_user text, p_role text) returns text
+create or replace function fstore.set_member_role(p_project text, p_user text, p_role text) returns text
 language plpgsql volatile security definer set search_path = pg_catalog, fstore, pg_temp as $$
 declare
   v_kind text := fstore.project_role_kind(p_role);
@@ -225,8 +240,10 @@ begin
                        jsonb_build_object('role', v_member.role_name, 'from', v_member.project_role, 'to', v_kind));
   return v_member.role_name;
 end $$;
+comment on function fstore.set_member_role(text,text,text) is
+  'Make a member a data-owner or data-scientist (the project''s Data Owners only; the last Data Owner cannot step down); their open sessions end.';
 
-create function fstore.remove_member(p_project text, p_user text) returns text
+create or replace function fstore.remove_member(p_project text, p_user text) returns text
 language plpgsql volatile security definer set search_path = pg_catalog, fstore, pg_temp as $$
 declare
   v_member fstore.members;
@@ -249,8 +266,10 @@ begin
   perform fstore.audit(p_project, 'remove_member', jsonb_build_object('role', v_member.role_name));
   return v_member.role_name;
 end $$;
+comment on function fstore.remove_member(text,text) is
+  'Remove a member (the project''s Data Owners only): no more logins, sessions ended, certificates retired, login role dropped.';
 
-create function fstore.share_project(p_project text, p_with text, p_read_only boolean default true)
+create or replace function fstore.share_project(p_project text, p_with text, p_read_only boolean default true)
 returns void language plpgsql volatile security definer set search_path = pg_catalog, fstore, pg_temp as $$
 begin
   perform fstore.require_project(p_project);
@@ -269,10 +288,10 @@ begin
   perform fstore.audit(p_project, 'share_project',
                        jsonb_build_object('with', p_with, 'read_only', coalesce(p_read_only, true)));
 end $$;
+comment on function fstore.share_project(text,text,boolean) is
+  'Share a project''s feature store with another project, read-only by default (its Data Owners only); nothing is copied.';
 
--- Stop sharing: the other project's members lose access at once, and the training
--- datasets it built from this project's data are dropped (and recorded in both projects).
-create function fstore.unshare_project(p_project text, p_with text) returns void
+create or replace function fstore.unshare_project(p_project text, p_with text) returns void
 language plpgsql volatile security definer set search_path = pg_catalog, fstore, pg_temp as $$
 declare
   v_dropped jsonb;
@@ -289,10 +308,10 @@ begin
   v_dropped := fstore.drop_derived_training_datasets(p_project, p_with);
   perform fstore.audit(p_project, 'unshare_project', jsonb_build_object('with', p_with, 'dropped', v_dropped));
 end $$;
+comment on function fstore.unshare_project(text,text) is
+  'Stop sharing: the other project''s members lose access at once, and the training datasets it built from this project''s data are dropped (and recorded in both projects).';
 
--- Block a person everywhere: every project-user role of theirs stops logging in now,
--- and their certificates are revoked.
-create function fstore.block_user(p_user text) returns text[]
+create or replace function fstore.block_user(p_user text) returns text[]
 language plpgsql volatile security definer set search_path = pg_catalog, fstore, pg_temp as $$
 declare
   v_roles text[];
@@ -311,8 +330,10 @@ begin
   perform fstore.audit(null, 'block_user', jsonb_build_object('user', p_user, 'roles', v_roles));
   return v_roles;
 end $$;
+comment on function fstore.block_user(text) is
+  'Block a person everywhere: every project-user role of theirs stops logging in now, and their certificates are revoked.';
 
-create function fstore.unblock_user(p_user text) returns text[]
+create or replace function fstore.unblock_user(p_user text) returns text[]
 language plpgsql volatile security definer set search_path = pg_catalog, fstore, pg_temp as $$
 declare
   v_roles text[];
@@ -329,14 +350,13 @@ begin
   perform fstore.audit(null, 'unblock_user', jsonb_build_object('user', p_user, 'roles', v_roles));
   return v_roles;
 end $$;
+comment on function fstore.unblock_user(text) is
+  'Let a blocked person log in again in every project (the platform admin only); their certificates must be issued anew.';
 
-revoke execute on all functions in schema fstore from public;
 grant execute on function
-  fstore.check_project_name(text), fstore.check_user_name(text), fstore.project_user_role(text, text),
-  fstore.owner_role(text), fstore.project_role_kind(text), fstore.session_serial(), fstore.session_app_id(),
-  fstore.session_project(), fstore.session_is_admin(), fstore.visible_projects(), fstore.session_sees_project(text)
-  to public;
-grant execute on function fstore.create_project(text, text), fstore.delete_project(text),
-  fstore.block_user(text), fstore.unblock_user(text) to fstore_admin;
-
+  fstore.create_project(text,text),
+  fstore.delete_project(text),
+  fstore.block_user(text),
+  fstore.unblock_user(text)
+  to fstore_admin;
 reset role;

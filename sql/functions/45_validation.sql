@@ -20,15 +20,41 @@
 
 set role fstore_control;
 
--- The column type of a batch column (NULL when the column does not exist).
-create function fstore.batch_column_type(p_batch regclass, p_column text) returns text
+create or replace function fstore.has_validation_rules(p_options jsonb) returns boolean
+language sql immutable set search_path = pg_catalog, pg_temp as $$
+  select coalesce(jsonb_typeof(p_options->'validation') in ('array', 'object')
+                  and p_options->'validation' not in ('[]'::jsonb, '{}'::jsonb), false)
+$$;
+comment on function fstore.has_validation_rules(jsonb) is
+  'True when a feature group declares validation rules (options.validation).';
+
+create or replace function fstore.raise_validation_failure(p_fg fstore.feature_groups, p_failures jsonb) returns void
+language plpgsql volatile set search_path = pg_catalog, pg_temp as $$
+declare
+  v_message text;
+begin
+  select string_agg(case when f->>'rule' = 'row_count_min'
+                         then format('rule row_count_min: %s rows, at least %s required', f->>'actual', f->>'expected')
+                         else format('column %s, rule %s: %s failing rows', f->>'column', f->>'rule', f->>'failing_rows')
+                    end, '; ')
+    into v_message from jsonb_array_elements(p_failures) f;
+  raise exception 'validation failed for feature group %.% version %: %', p_fg.project, p_fg.name, p_fg.version,
+    v_message using errcode = '23514',
+    detail = p_failures::text,
+    hint = 'fix the data, or set validation_policy to warn to commit and record the failures';
+end $$;
+comment on function fstore.raise_validation_failure(fstore.feature_groups,jsonb) is
+  'A strict validation failure: SQLSTATE 23514 naming every failing rule and column (the failures as JSON in the detail). validate_batch and validate_commit raise it.';
+
+create or replace function fstore.batch_column_type(p_batch regclass, p_column text) returns text
 language sql stable set search_path = pg_catalog, pg_temp as $$
   select format_type(a.atttypid, a.atttypmod) from pg_attribute a
    where a.attrelid = p_batch and a.attname = p_column and a.attnum > 0 and not a.attisdropped
 $$;
+comment on function fstore.batch_column_type(regclass,text) is
+  'The column type of a batch column (NULL when the column does not exist).';
 
--- Check one rule's shape and values; returns its column's type (NULL for row_count_min).
-create function fstore.check_validation_rule(p_batch regclass, p_rule jsonb) returns text
+create or replace function fstore.check_validation_rule(p_batch regclass, p_rule jsonb) returns text
 language plpgsql stable set search_path = pg_catalog, fstore, pg_temp as $$
 declare
   v_rule text := p_rule->>'rule';
@@ -107,8 +133,10 @@ begin
   end if;
   return v_type;
 end $$;
+comment on function fstore.check_validation_rule(regclass,jsonb) is
+  'Check one rule''s shape and values; returns its column''s type (NULL for row_count_min).';
 
-create function fstore.validate_batch(p_feature_group_id bigint, p_batch regclass, p_rules jsonb,
+create or replace function fstore.validate_batch(p_feature_group_id bigint, p_batch regclass, p_rules jsonb,
   p_policy text default 'strict') returns jsonb
 language plpgsql volatile set search_path = pg_catalog, fstore, pg_temp as $$
 declare
@@ -198,13 +226,62 @@ begin
   return jsonb_build_object('passed', jsonb_array_length(v_failures) = 0, 'policy', v_policy,
                             'rows', v_rows, 'rules', jsonb_array_length(v_rules), 'failures', v_failures);
 end $$;
+comment on function fstore.validate_batch(bigint,regclass,jsonb,text) is
+  'Check a batch of rows against validation rules (not_null, unique, min, max, accepted_values, regex, row_count_min) with the caller''s rights; strict raises SQLSTATE 23514 naming every failing rule and column, warn returns the failures.';
 
--- Change the validation rules and policy of an existing feature group version (a Data
--- Owner's decision; no schema change). SECURITY INVOKER: each rule is checked against the
--- offline table with the caller's own rights (a rule value is cast to the column's type
--- here, never in definer code); fstore.store_validation_rules records the plain values.
--- Returns the new options.
-create function fstore.set_validation_rules(p_feature_group_id bigint, p_rules jsonb, p_policy text)
+-- Rules about the batch as a whole (row_count_min, unique) judge the staged rows, before
+-- merge or incremental filtering: a re-run of the same data is judged as its first run
+-- was (a re-run with nothing new does not fail row_count_min). Rules about single rows
+-- (not_null, min, max, accepted_values, regex) judge the rows this commit writes (p_batch,
+-- after filtering): rows already stored are not judged again, so a tightened rule
+-- applies to new rows. Without filtering (p_batch = p_staging) it is one validate_batch
+-- call. Returns {"passed", "policy", "rows" (rows written and checked by the row rules),
+-- "staged_rows" (when filtered and batch rules exist), "rules", "failures"}; in strict
+-- mode a failure raises SQLSTATE 23514 naming every failing rule and column.
+create or replace function fstore.validate_commit(p_feature_group_id bigint, p_staging regclass, p_batch regclass)
+returns jsonb language plpgsql volatile set search_path = pg_catalog, fstore, pg_temp as $$
+declare
+  c_batch_rules constant text[] := '{row_count_min,unique}';
+  v_fg fstore.feature_groups;
+  v_rules jsonb;
+  v_policy text;
+  v_staged jsonb;
+  v_written jsonb;
+  v_failures jsonb;
+begin
+  select * into v_fg from fstore.feature_groups where id = p_feature_group_id;
+  if not fstore.has_validation_rules(v_fg.options) then
+    return '{}';
+  end if;
+  v_rules := v_fg.options->'validation';
+  v_policy := coalesce(nullif(btrim(v_fg.options->>'validation_policy'), ''), 'strict');
+  if p_batch = p_staging or jsonb_typeof(v_rules) <> 'array' then
+    -- one relation (or rules validate_batch refuses with its own message)
+    return fstore.validate_batch(p_feature_group_id, p_staging, v_rules, v_policy);
+  end if;
+
+  -- two parts judged with policy warn, then one verdict over both
+  if exists (select 1 from jsonb_array_elements(v_rules) r where r->>'rule' = any(c_batch_rules)) then
+    v_staged := fstore.validate_batch(p_feature_group_id, p_staging,
+      (select jsonb_agg(r order by i) from jsonb_array_elements(v_rules) with ordinality e(r, i)
+        where r->>'rule' = any(c_batch_rules)), 'warn');
+  end if;
+  v_written := fstore.validate_batch(p_feature_group_id, p_batch,
+    coalesce((select jsonb_agg(r order by i) from jsonb_array_elements(v_rules) with ordinality e(r, i)
+               where not coalesce(r->>'rule' = any(c_batch_rules), false)), '[]'), 'warn');
+  v_failures := coalesce(v_staged->'failures', '[]') || (v_written->'failures');
+
+  if jsonb_array_length(v_failures) > 0 and v_policy = 'strict' then
+    perform fstore.raise_validation_failure(v_fg, v_failures);
+  end if;
+  return jsonb_build_object('passed', jsonb_array_length(v_failures) = 0, 'policy', v_policy,
+                            'rows', v_written->'rows', 'rules', jsonb_array_length(v_rules), 'failures', v_failures)
+         || case when v_staged is not null then jsonb_build_object('staged_rows', v_staged->'rows') else '{}' end;
+end $$;
+comment on function fstore.validate_commit(bigint,regclass,regclass) is
+  'Validation of one commit against the feature group''s rules (options.validation) and policy (options.validation_policy, default strict), by fstore.validate_batch.';
+
+create or replace function fstore.set_validation_rules(p_feature_group_id bigint, p_rules jsonb, p_policy text)
 returns jsonb language plpgsql volatile set search_path = pg_catalog, fstore, pg_temp as $$
 declare
   v_fg fstore.feature_groups;
@@ -220,10 +297,10 @@ begin
   end if;
   return fstore.store_validation_rules(p_feature_group_id, v_rules, p_policy);
 end $$;
+comment on function fstore.set_validation_rules(bigint,jsonb,text) is
+  'Change the validation rules and policy of an existing feature group version (a Data Owner''s decision; no schema change). SECURITY INVOKER: each rule is checked against the offline table with the caller''s own rights (a rule value is cast to the column''s type here, never in definer code); fstore.store_validation_rules records the plain values. Returns the new options.';
 
--- Record validation rules: checked here for their shape only (known rules, columns of the
--- feature group, JSON values), without evaluating anything of the tenant's.
-create function fstore.store_validation_rules(p_feature_group_id bigint, p_rules jsonb, p_policy text)
+create or replace function fstore.store_validation_rules(p_feature_group_id bigint, p_rules jsonb, p_policy text)
 returns jsonb language plpgsql volatile security definer set search_path = pg_catalog, fstore, pg_temp as $$
 declare
   v_fg fstore.feature_groups;
@@ -271,10 +348,17 @@ begin
     jsonb_build_object('name', v_fg.name, 'version', v_fg.version, 'rules', v_rules, 'policy', v_policy));
   return v_options;
 end $$;
+comment on function fstore.store_validation_rules(bigint,jsonb,text) is
+  'Record validation rules: checked here for their shape only (known rules, columns of the feature group, JSON values), without evaluating anything of the tenant''s.';
 
-grant execute on function fstore.batch_column_type(regclass, text), fstore.check_validation_rule(regclass, jsonb),
-  fstore.validate_batch(bigint, regclass, jsonb, text), fstore.set_validation_rules(bigint, jsonb, text),
-  fstore.store_validation_rules(bigint, jsonb, text), fstore.require_data_owner(text, text)
-  to public;  -- both check that the caller is a Data Owner of the project
-
+grant execute on function
+  fstore.has_validation_rules(jsonb),
+  fstore.raise_validation_failure(fstore.feature_groups,jsonb),
+  fstore.batch_column_type(regclass,text),
+  fstore.check_validation_rule(regclass,jsonb),
+  fstore.validate_batch(bigint,regclass,jsonb,text),
+  fstore.validate_commit(bigint,regclass,regclass),
+  fstore.set_validation_rules(bigint,jsonb,text),
+  fstore.store_validation_rules(bigint,jsonb,text)
+  to public;
 reset role;

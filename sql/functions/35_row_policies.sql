@@ -18,28 +18,10 @@
 -- Who a policy binds, by session_user (the certificate's identity, so it holds in fstore's
 -- SECURITY DEFINER builder too): `data_scientist` binds every reader who is not a Data Owner
 -- of the project (its Data Scientists and the members of projects it is shared with);
--- `data_owner` binds its Data Owners; `everyone` binds all.
 
 set role fstore_control;
 
--- A predicate tree as SQL. Nodes (exactly one kind key each):
---   {"column": c}  {"string": s}  {"number": "1.5"}  {"boolean": b}  {"null": true}
---   {"cast": e, "type": t}                  t in int2 int4 int8 float4 float8 numeric text varchar
---                                           bool date timestamp timestamptz interval
---   {"op": o, "args": [a, b]}               o in = <> < > <= >= + - * / %  ({"op": "-", "args": [a]})
---   {"and": [e...]}  {"or": [e...]}  {"not": e}
---   {"in": e, "list": [e...], "negated": b}
---   {"between": e, "low": a, "high": b, "negated": b}
---   {"like": e, "pattern": p, "insensitive": b, "negated": b}
---   {"is_null": e, "negated": b}
---   {"is": e, "test": "true"|"false"|"unknown", "negated": b}
---   {"distinct_from": [a, b], "negated": b}
---   {"function": f, "args": [e...]}         f in lower upper coalesce abs length date_trunc now
---                                           greatest least round floor ceil nullif
---   {"special": "session_user"|"current_user"|"current_date"|"current_timestamp"}
--- p_columns, when given, maps column names to the names to render (unmapped: SQLSTATE
--- FS001, which the caller turns into "false").
-create function fstore.predicate_sql(p_tree jsonb, p_columns jsonb default null, p_depth integer default 0)
+create or replace function fstore.predicate_sql(p_tree jsonb, p_columns jsonb default null, p_depth integer default 0)
 returns text language plpgsql immutable set search_path = pg_catalog, fstore, pg_temp as $$
 declare
   c_kinds constant text[] := '{column,string,number,boolean,null,cast,op,and,or,not,in,between,like,is_null,is,distinct_from,function,special}';
@@ -165,10 +147,10 @@ begin
     return p_tree->>'special';
   end case;
 end $$;
+comment on function fstore.predicate_sql(jsonb,jsonb,integer) is
+  'A predicate tree as SQL. Nodes (exactly one kind key each): {"column": c} {"string": s} {"number": "1.5"} {"boolean": b} {"null": true} {"cast": e, "type": t} t in int2 int4 int8 float4 float8 numeric text varchar bool date timestamp timestamptz interval {"op": o, "args": [a, b]} o in = <> < > <= >= + - * / % ({"op": "-", "args": [a]}) {"and": [e...]} {"or": [e...]} {"not": e} {"in": e, "list": [e...], "negated": b} {"between": e, "low": a, "high": b, "negated": b} {"like": e, "pattern": p, "insensitive": b, "negated": b} {"is_null": e, "negated": b} {"is": e, "test": "true"|"false"|"unknown", "negated": b} {"distinct_from": [a, b], "negated": b} {"function": f, "args": [e...]} f in lower upper coalesce abs length date_trunc now greatest least round floor ceil nullif {"special": "session_user"|"current_user"|"current_date"|"current_timestamp"} p_columns, when given, maps column names to the names to render (unmapped: SQLSTATE FS001, which the caller turns into "false").';
 
--- The policies of a project as given (JSON list), checked: names, tables and roles from
--- fixed alphabets, a predicate tree the renderer accepts. Returns them with "sql".
-create function fstore.check_row_policies(p_policies jsonb) returns jsonb
+create or replace function fstore.check_row_policies(p_policies jsonb) returns jsonb
 language plpgsql immutable set search_path = pg_catalog, fstore, pg_temp as $$
 declare
   v_policy jsonb;
@@ -218,9 +200,10 @@ begin
   end if;
   return v_checked;
 end $$;
+comment on function fstore.check_row_policies(jsonb) is
+  'The policies of a project as given (JSON list), checked: names, tables and roles from fixed alphabets, a predicate tree the renderer accepts. Returns them with "sql".';
 
--- The guard that exempts readers a policy does not bind (see the header), as SQL ending in "or ".
-create function fstore.policy_guard(p_project text, p_roles text[]) returns text
+create or replace function fstore.policy_guard(p_project text, p_roles text[]) returns text
 language sql immutable set search_path = pg_catalog, fstore, pg_temp as $$
   select case
     when 'everyone' = any(p_roles) or ('data_owner' = any(p_roles) and 'data_scientist' = any(p_roles)) then ''
@@ -229,10 +212,10 @@ language sql immutable set search_path = pg_catalog, fstore, pg_temp as $$
     else format('(select not pg_catalog.pg_has_role(session_user, %L, ''MEMBER'')) or ', p_project || '__data_owner')
   end
 $$;
+comment on function fstore.policy_guard(text,text[]) is
+  'The guard that exempts readers a policy does not bind (see the header), as SQL ending in "or ".';
 
--- True when session_user is bound by a row policy that covers this relation of project
--- p_project (its statistics would show what the policy hides from them).
-create function fstore.session_bound_by_policies(p_project text, p_relid oid) returns boolean
+create or replace function fstore.session_bound_by_policies(p_project text, p_relid oid) returns boolean
 language sql stable security definer set search_path = pg_catalog, fstore, pg_temp as $$
   select exists (
     select 1 from fstore.row_policies r
@@ -243,9 +226,10 @@ language sql stable security definer set search_path = pg_catalog, fstore, pg_te
             or ('data_scientist' = any(r.roles) and not pg_catalog.pg_has_role(session_user, fstore.owner_role(p_project), 'MEMBER'))
             or ('data_owner' = any(r.roles) and pg_catalog.pg_has_role(session_user, p_project || '__data_owner', 'MEMBER'))))
 $$;
+comment on function fstore.session_bound_by_policies(text,oid) is
+  'True when session_user is bound by a row policy that covers this relation of project p_project (its statistics would show what the policy hides from them).';
 
--- Raised by the append-only triggers of feature-group and training-dataset tables.
-create function fstore.refuse_history_change() returns trigger
+create or replace function fstore.refuse_history_change() returns trigger
 language plpgsql set search_path = pg_catalog, pg_temp as $$
 begin
   raise exception '% on %.% is not allowed: %', tg_op, tg_table_schema, tg_table_name,
@@ -255,10 +239,10 @@ begin
       else 'a training dataset is stored once and never changed; build a new version'
     end using errcode = '42501';
 end $$;
+comment on function fstore.refuse_history_change() is
+  'Raised by the append-only triggers of feature-group and training-dataset tables.';
 
--- Give one table of a project what it must carry (see the header): for the DDL guard,
--- on behalf of a member of the table's owner role (a Data Owner creating or altering it).
-create function fstore.secure_table(p_table regclass) returns void
+create or replace function fstore.secure_table(p_table regclass) returns void
 language plpgsql volatile security definer set search_path = pg_catalog, fstore, pg_temp as $$
 begin
   if not exists (select 1 from pg_catalog.pg_class c where c.oid = p_table
@@ -267,11 +251,10 @@ begin
   end if;
   perform fstore.apply_table_rules(p_table);
 end $$;
+comment on function fstore.secure_table(regclass) is
+  'Give one table of a project what it must carry (see the header): for the DDL guard, on behalf of a member of the table''s owner role (a Data Owner creating or altering it).';
 
--- The same, for fstore's own functions (SECURITY DEFINER, not granted to anyone): the
--- control plane owns the policies and triggers; it writes them from the catalog and from
--- predicates it renders itself.
-create function fstore.apply_table_rules(p_table regclass) returns void
+create or replace function fstore.apply_table_rules(p_table regclass) returns void
 language plpgsql volatile security definer set search_path = pg_catalog, fstore, pg_temp as $$
 declare
   v_rel record;
@@ -387,9 +370,10 @@ begin
     perform fstore.secure_entity_tables(v_rel.nspname, v_rel.relname);
   end if;
 end $$;
+comment on function fstore.apply_table_rules(regclass) is
+  'The same, for fstore''s own functions (SECURITY DEFINER, not granted to anyone): the control plane owns the policies and triggers; it writes them from the catalog and from predicates it renders itself.';
 
--- Re-secure the tables an entity policy of p_project on p_entity_table governs.
-create function fstore.secure_entity_tables(p_project text, p_entity_table text) returns void
+create or replace function fstore.secure_entity_tables(p_project text, p_entity_table text) returns void
 language plpgsql volatile security definer set search_path = pg_catalog, fstore, pg_temp as $$
 declare
   v_relid oid;
@@ -404,10 +388,10 @@ begin
     perform fstore.apply_table_rules(v_relid::regclass);
   end loop;
 end $$;
+comment on function fstore.secure_entity_tables(text,text) is
+  'Re-secure the tables an entity policy of p_project on p_entity_table governs.';
 
--- Set a project's row policies (all of them, replacing the earlier ones) and apply them
--- to every table of the project, in the caller's transaction. Data Owners only.
-create function fstore.set_row_policies(p_project text, p_policies jsonb) returns integer
+create or replace function fstore.set_row_policies(p_project text, p_policies jsonb) returns integer
 language plpgsql volatile security definer set search_path = pg_catalog, fstore, pg_temp as $$
 declare
   v_checked jsonb;
@@ -434,23 +418,15 @@ begin
                                      from jsonb_array_elements(v_checked) p)));
   return v_count;
 end $$;
+comment on function fstore.set_row_policies(text,jsonb) is
+  'Set a project''s row policies (all of them, replacing the earlier ones) and apply them to every table of the project, in the caller''s transaction. Data Owners only.';
 
--- Statistics of a commit show what its rows hold: a reader bound by a row policy on the
--- group sees none (fg.statistics() computes theirs over the rows they may read).
-create function fstore.statistics_visible(p_feature_group_id bigint) returns boolean
-language sql stable security definer set search_path = pg_catalog, fstore, pg_temp as $$
-  select fstore.visible_feature_group(p_feature_group_id)
-     and not coalesce((select fstore.session_bound_by_policies(g.project, c.oid)
-                         from fstore.feature_groups g
-                         join pg_catalog.pg_namespace n on n.nspname = g.project
-                         join pg_catalog.pg_class c on c.relnamespace = n.oid and c.relname = g.offline_table
-                        where g.id = p_feature_group_id), false)
-$$;
-create policy visible on fstore.commit_statistics for select
-  using (exists (select 1 from fstore.commits c where c.id = commit_id
-                  and fstore.statistics_visible(c.feature_group_id)));
-grant execute on function fstore.statistics_visible(bigint), fstore.predicate_sql(jsonb, jsonb, integer), fstore.check_row_policies(jsonb),
-  fstore.policy_guard(text, text[]), fstore.session_bound_by_policies(text, oid), fstore.refuse_history_change(),
-  fstore.secure_table(regclass) to public;
-
+grant execute on function
+  fstore.predicate_sql(jsonb,jsonb,integer),
+  fstore.check_row_policies(jsonb),
+  fstore.policy_guard(text,text[]),
+  fstore.session_bound_by_policies(text,oid),
+  fstore.refuse_history_change(),
+  fstore.secure_table(regclass)
+  to public;
 reset role;

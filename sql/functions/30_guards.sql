@@ -9,72 +9,47 @@
 --    CREATE TRIGGER, CREATE RULE, functions, procedures, aggregates, operators, types
 --    and domains are refused there, and fstore's own policies and triggers cannot be
 --    dropped or disabled;
---  * column types must be the platform's (built-in or an extension's, owned by a
---    superuser), never a tenant's type or domain (a domain check runs as its reader);
---  * every expression a tenant attaches to a table or view (defaults, generated
---    columns, checks, index expressions and predicates, view queries) may call only
---    trusted built-in functions: owned by a superuser, not SECURITY DEFINER, not
---    volatile (defaults may also call nextval of a constant sequence, gen_random_uuid,
---    random and clock_timestamp) and none that runs a query or reads session settings
---    (query_to_xml and its kin, current_setting, pg_stat_get_*...); views may not lock
---    rows (FOR UPDATE/SHARE);
---  * every table gets row-level security enabled and forced, the base access policy,
---    the project's declared row policies and, for fstore's own tables (feature-group
---    history, online tables, training datasets), the append-only rules; RLS cannot be
---    switched off; feature-group and training-dataset tables are not rewritten,
---    dropped, renamed or altered except by adding nullable columns (fstore.add_features);
---  * views must be security_invoker; no materialized views;
---  * privileges go only to the project's own roles, fstore's auditor and builder (which
---    must keep their SELECT) and the groups of projects it is shared with; ALTER DEFAULT
---    PRIVILEGES is fstore's alone.
 
 set role fstore_control;
 
-create function fstore.is_project_schema(p_schema text) returns boolean
+create or replace function fstore.is_project_schema(p_schema text) returns boolean
 language sql stable security definer set search_path = pg_catalog, fstore, pg_temp as $$
   select exists (select 1 from fstore.projects where name = p_schema)
 $$;
+comment on function fstore.is_project_schema(text) is
+  'True when the schema is a project''s.';
 
--- fstore's own tables in project schemas, with the shape they must keep.
-create table fstore.managed_tables (
-  relid                oid primary key,
-  project              text not null references fstore.projects (name) on delete cascade,
-  relname              text not null,
-  kind                 text not null check (kind in ('offline', 'online', 'training')),
-  feature_group_id     bigint,
-  training_dataset_id  bigint,
-  columns              jsonb not null   -- [{"name", "type" (oid), "not_null"}] at the last check
-);
-alter table fstore.managed_tables enable row level security;
-create policy visible on fstore.managed_tables for select using (project in (select unnest(fstore.visible_projects())));
-grant select on fstore.managed_tables to public;
-
-create function fstore.managed_table(p_relid oid) returns fstore.managed_tables
+create or replace function fstore.managed_table(p_relid oid) returns fstore.managed_tables
 language sql stable security definer set search_path = pg_catalog, fstore, pg_temp as $$
   select * from fstore.managed_tables where relid = p_relid
 $$;
+comment on function fstore.managed_table(oid) is
+  'The record of one of fstore''s own tables in a project schema (feature-group offline or online table, training dataset), or NULLs.';
 
-create function fstore.is_managed_table(p_relid oid) returns boolean
+create or replace function fstore.is_managed_table(p_relid oid) returns boolean
 language sql stable security definer set search_path = pg_catalog, fstore, pg_temp as $$
   select exists (select 1 from fstore.managed_tables where relid = p_relid)
 $$;
+comment on function fstore.is_managed_table(oid) is
+  'True when the table is one of fstore''s own in a project schema (feature-group history, online table, training dataset).';
 
-create function fstore.is_control() returns boolean
+create or replace function fstore.is_control() returns boolean
 language sql stable set search_path = pg_catalog, pg_temp as $$
   select current_user::text = 'fstore_control'
       or coalesce((select rolsuper from pg_catalog.pg_roles where rolname = current_user), false)
 $$;
+comment on function fstore.is_control() is
+  'True when fstore''s control plane (fstore_control) or a superuser is running the command.';
 
--- A type the platform made: built-in or an extension's (owned by a superuser). Array
--- types share their element's owner and domains are owned by whoever made them.
-create function fstore.trusted_type(p_type oid) returns boolean
+create or replace function fstore.trusted_type(p_type oid) returns boolean
 language sql stable set search_path = pg_catalog, pg_temp as $$
   select coalesce((select r.rolsuper from pg_catalog.pg_type t join pg_catalog.pg_roles r on r.oid = t.typowner
                     where t.oid = p_type), false)
 $$;
+comment on function fstore.trusted_type(oid) is
+  'A type the platform made: built-in or an extension''s (owned by a superuser). Array types share their element''s owner and domains are owned by whoever made them.';
 
--- A function a tenant's expression may call (see the header).
-create function fstore.trusted_function(p_function oid, p_in_default boolean) returns boolean
+create or replace function fstore.trusted_function(p_function oid, p_in_default boolean) returns boolean
 language sql stable set search_path = pg_catalog, pg_temp as $$
   select exists (
     select 1 from pg_catalog.pg_proc p
@@ -90,12 +65,10 @@ language sql stable set search_path = pg_catalog, pg_temp as $$
                              'pg_settings_get_flags', 'pg_cursor', 'pg_prepared_statement',
                              'pg_listening_channels', 'pg_backend_pid', 'pg_conf_load_time'))
 $$;
+comment on function fstore.trusted_function(oid,boolean) is
+  'A function a tenant''s expression may call (see the header).';
 
--- What, if anything, an expression tree (pg_node_tree text) holds that a tenant may not
--- use: NULL when it is clean, else a description. The tree's function, operator and
--- type references are read from its text form (":funcid 870", ":opno 96",
--- ":consttype 25", ":coltypes (o 23 25)", ...).
-create function fstore.expression_problem(p_tree text, p_in_default boolean) returns text
+create or replace function fstore.expression_problem(p_tree text, p_in_default boolean) returns text
 language plpgsql stable set search_path = pg_catalog, pg_temp as $$
 declare
   v_key text;
@@ -150,10 +123,10 @@ begin
   end if;
   return null;
 end $$;
+comment on function fstore.expression_problem(text,boolean) is
+  'What, if anything, an expression tree (pg_node_tree text) holds that a tenant may not use: NULL when it is clean, else a description. The tree''s function, operator and type references are read from its text form (":funcid 870", ":opno 96", ":consttype 25", ":coltypes (o 23 25)", ...).';
 
--- Refuse what a table (or the table of an index) carries that a tenant may not attach
--- (see the header). Run after every DDL command on it by anyone but fstore itself.
-create function fstore.check_relation(p_relid oid) returns void
+create or replace function fstore.check_relation(p_relid oid) returns void
 language plpgsql stable set search_path = pg_catalog, fstore, pg_temp as $$
 declare
   v_rel record;
@@ -296,10 +269,10 @@ begin
       using errcode = '42501';
   end if;
 end $$;
+comment on function fstore.check_relation(oid) is
+  'Refuse what a table (or the table of an index) carries that a tenant may not attach (see the header). Run after every DDL command on it by anyone but fstore itself.';
 
--- Privileges in the caller's project after a GRANT or REVOKE by one of its roles (see
--- the header). SECURITY INVOKER: fstore.shares' RLS shows a member its project's shares.
-create function fstore.check_project_grants() returns void
+create or replace function fstore.check_project_grants() returns void
 language plpgsql stable set search_path = pg_catalog, fstore, pg_temp as $$
 declare
   v_project text;
@@ -358,11 +331,23 @@ begin
     end if;
   end loop;
 end $$;
+comment on function fstore.check_project_grants() is
+  'Privileges in the caller''s project after a GRANT or REVOKE by one of its roles (see the header). SECURITY INVOKER: fstore.shares'' RLS shows a member its project''s shares.';
 
+grant execute on function
+  fstore.is_project_schema(text),
+  fstore.managed_table(oid),
+  fstore.is_managed_table(oid),
+  fstore.is_control(),
+  fstore.trusted_type(oid),
+  fstore.trusted_function(oid,boolean),
+  fstore.expression_problem(text,boolean),
+  fstore.check_relation(oid),
+  fstore.check_project_grants()
+  to public;
 reset role;
 
--- ddl_command_end: every command in a project schema by anyone but fstore itself.
-create function fstore.guard_project_ddl() returns event_trigger
+create or replace function fstore.guard_project_ddl() returns event_trigger
 language plpgsql set search_path = pg_catalog, fstore, pg_temp as $$
 declare
   v_cmd record;
@@ -428,12 +413,15 @@ begin
     perform fstore.check_project_grants();
   end if;
 end $$;
+comment on function fstore.guard_project_ddl() is
+  'ddl_command_end: every command in a project schema by anyone but fstore itself.';
+
 alter function fstore.guard_project_ddl() owner to fstore_control;
+
+drop event trigger if exists fstore_guard_project_ddl;
 create event trigger fstore_guard_project_ddl on ddl_command_end execute function fstore.guard_project_ddl();
 
--- sql_drop: fstore's policies and triggers go only with their table, fstore's tables
--- and the project schema only through fstore (which audits the drop).
-create function fstore.guard_project_drop() returns event_trigger
+create or replace function fstore.guard_project_drop() returns event_trigger
 language plpgsql set search_path = pg_catalog, fstore, pg_temp as $$
 declare
   v_obj record;
@@ -461,12 +449,15 @@ begin
     end if;
   end loop;
 end $$;
+comment on function fstore.guard_project_drop() is
+  'sql_drop: fstore''s policies and triggers go only with their table, fstore''s tables and the project schema only through fstore (which audits the drop).';
+
 alter function fstore.guard_project_drop() owner to fstore_control;
+
+drop event trigger if exists fstore_guard_project_drop;
 create event trigger fstore_guard_project_drop on sql_drop execute function fstore.guard_project_drop();
 
--- table_rewrite: feature-group history and training datasets are never rewritten
--- (ALTER COLUMN ... TYPE ... USING, a volatile default...).
-create function fstore.guard_managed_rewrite() returns event_trigger
+create or replace function fstore.guard_managed_rewrite() returns event_trigger
 language plpgsql set search_path = pg_catalog, fstore, pg_temp as $$
 begin
   if not fstore.is_control() and fstore.is_managed_table(pg_event_trigger_table_rewrite_oid()) then
@@ -475,13 +466,19 @@ begin
       hint = 'history is append-only: commit new rows, or bump the feature group''s version';
   end if;
 end $$;
+comment on function fstore.guard_managed_rewrite() is
+  'table_rewrite: feature-group history and training datasets are never rewritten (ALTER COLUMN ... TYPE ... USING, a volatile default...).';
+
 alter function fstore.guard_managed_rewrite() owner to fstore_control;
+
+drop event trigger if exists fstore_guard_managed_rewrite;
 create event trigger fstore_guard_managed_rewrite on table_rewrite execute function fstore.guard_managed_rewrite();
 
 set role fstore_control;
-grant execute on function fstore.is_project_schema(text), fstore.managed_table(oid), fstore.is_managed_table(oid),
-  fstore.is_control(),
-  fstore.trusted_type(oid), fstore.trusted_function(oid, boolean), fstore.expression_problem(text, boolean),
-  fstore.check_relation(oid), fstore.check_project_grants(), fstore.guard_project_ddl(),
-  fstore.guard_project_drop(), fstore.guard_managed_rewrite() to public;
+
+grant execute on function
+  fstore.guard_project_ddl(),
+  fstore.guard_project_drop(),
+  fstore.guard_managed_rewrite()
+  to public;
 reset role;

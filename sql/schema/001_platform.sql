@@ -1,5 +1,6 @@
--- The catalog schema `fstore` and the roles that run the control plane.
--- Applied by the superuser (fstore migrate / fstore server start), once.
+-- Versioned schema migration (applied once, in order, guarded by the ledger; see sql/README.md):
+-- the catalog schema `fstore`, the roles that run the control plane and the platform's
+-- catalog tables (projects, members, shares, certificates, audit log, row policies).
 --
 -- Roles (all NOLOGIN but the admin; nobody can SET ROLE to them):
 --   fstore_control  owns the catalog and the control-plane functions (SECURITY DEFINER).
@@ -8,7 +9,7 @@
 --                   project's owner role, so it can create and secure the project's
 --                   objects; it never evaluates anything a tenant wrote.
 --   fstore_roles    CREATEROLE, and nothing else: owns the few small functions that
---                   create, grant and drop project roles (sql/002_identity.sql). Only
+--                   create, grant and drop project roles (sql/functions/11_roles.sql). Only
 --                   fstore_control may call them; they touch no tenant object.
 --   fstore_builder  reads the feature tables of every project (SELECT granted by each
 --                   project's default privileges) and owns the point-in-time builder
@@ -39,18 +40,22 @@ begin
 end $$;
 
 grant pg_signal_backend to fstore_control;
+
 do $$
 begin
   execute format('grant connect, temporary, create on database %I to fstore_control with grant option',
                  current_database());
   execute format('grant connect, temporary on database %I to fstore_builder', current_database());
+  execute format('grant connect on database %I to fstore_admin', current_database());
 end $$;
 
 -- functions fstore_control creates are executable only by those they are granted to
 alter default privileges for role fstore_control revoke execute on functions from public;
 
 create schema fstore authorization fstore_control;
+
 revoke all on schema fstore from public;
+
 grant usage on schema fstore to public;
 
 set role fstore_control;
@@ -102,6 +107,7 @@ create table fstore.certificates (
   revoked_at        timestamptz,
   crl_published_at  timestamptz
 );
+
 create index on fstore.certificates (role_name);
 
 create table fstore.audit_log (
@@ -114,6 +120,7 @@ create table fstore.audit_log (
   client_serial  numeric,
   app_id         text
 );
+
 create index on fstore.audit_log (project, at);
 
 -- Declarative row policies (from policies/), applied by fstore to every table they cover.
@@ -145,3 +152,25 @@ reset role;
 -- files are superuser-only already.)
 revoke execute on function pg_catalog.lo_creat(integer), pg_catalog.lo_create(oid),
   pg_catalog.lo_from_bytea(oid, bytea) from public;
+
+set role fstore_control;
+
+-- The catalog is under RLS: a project-user sees its project and what is shared with it.
+alter table fstore.projects enable row level security;
+
+alter table fstore.members enable row level security;
+
+alter table fstore.shares enable row level security;
+
+alter table fstore.blocked_users enable row level security;
+
+alter table fstore.certificates enable row level security;
+
+alter table fstore.audit_log enable row level security;
+
+alter table fstore.row_policies enable row level security;
+
+grant select on fstore.projects, fstore.members, fstore.shares, fstore.blocked_users,
+  fstore.certificates, fstore.audit_log, fstore.row_policies to public;
+
+reset role;

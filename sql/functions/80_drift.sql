@@ -5,14 +5,7 @@
 
 set role fstore_control;
 
--- A window of offline rows, as JSON: any of
---   {"commit": 12}            rows of that commit
---   {"commits": [12, 14]}     rows of those commits
---   {"up_to_commit": 12}      rows of commits <= 12 (what a training set saw)
---   {"after_commit": 12}      rows of commits > 12
---   {"from": ts, "to": ts}    event_time in [from, to) (either bound alone too)
--- combined with AND. Checked here: an error names the window (p_label) and the key.
-create function fstore.check_drift_window(p_window jsonb, p_label text) returns jsonb
+create or replace function fstore.check_drift_window(p_window jsonb, p_label text) returns jsonb
 language plpgsql immutable set search_path = pg_catalog, pg_temp as $$
 declare
   c_keys constant text[] := '{commit,commits,up_to_commit,after_commit,from,to}';
@@ -40,12 +33,10 @@ begin
   end;
   return p_window;
 end $$;
+comment on function fstore.check_drift_window(jsonb,text) is
+  'A window of offline rows, as JSON: any of {"commit": 12} rows of that commit {"commits": [12, 14]} rows of those commits {"up_to_commit": 12} rows of commits <= 12 (what a training set saw) {"after_commit": 12} rows of commits > 12 {"from": ts, "to": ts} event_time in [from, to) (either bound alone too) combined with AND. Checked here: an error names the window (p_label) and the key.';
 
--- The WHERE condition of a window (see above) over the offline table, as SQL text whose
--- values are the parameters $n .. $n+5 of the query it goes into, in the order of
--- fstore.drift_window_values: commit, commits, up_to_commit, after_commit, from, to.
--- Only the keys the window has become conditions (so the planner sees plain comparisons).
-create function fstore.drift_window_sql(p_window jsonb, p_first integer, p_event_time text) returns text
+create or replace function fstore.drift_window_sql(p_window jsonb, p_first integer, p_event_time text) returns text
 language sql immutable set search_path = pg_catalog, pg_temp as $$
   select coalesce(string_agg(c.condition, ' and ' order by c.i), 'true')
     from (values (0, 'commit', format('_commit_id = $%s', p_first)),
@@ -56,24 +47,10 @@ language sql immutable set search_path = pg_catalog, pg_temp as $$
                  (5, 'to', format('%I < $%s', p_event_time, p_first + 5))) c(i, key, condition)
    where p_window ? c.key
 $$;
+comment on function fstore.drift_window_sql(jsonb,integer,text) is
+  'The WHERE condition of a window (see above) over the offline table, as SQL text whose values are the parameters $n .. $n+5 of the query it goes into, in the order of fstore.drift_window_values: commit, commits, up_to_commit, after_commit, from, to. Only the keys the window has become conditions (so the planner sees plain comparisons).';
 
--- Drift of each feature between a baseline and a current window of a feature group's
--- offline rows. One row per feature (p_features: these only, in this order; default all):
---   rows in each window, null rate and mean in each (numeric), and
---   psi          population stability index over bins, sum (c - b) * ln(c / b) with each
---                share floored at 0.0001. Numeric: p_bins bins at the baseline's
---                quantiles (percentile_cont; equal edges merged). Categorical (text,
---                boolean, ...): one bin per value, the 50 most frequent over both
---                windows, the rest in one bin.
---   js_distance  Jensen-Shannon distance (base 2, in [0, 1]) over the same bins
---   ks           two-sample Kolmogorov-Smirnov statistic, exact (numeric only)
---   new_values   distinct current values the baseline never had (categorical only)
---   drifted      psi >= p_threshold (0.2: the usual "significant shift")
--- Vector features are measured by their L2 norm; temporal ones get counts and null
--- rates only (time moves between windows by design). NULLs are not binned; they show
--- in the null rates, and a window without values of a feature gives it no measures
--- (NULL). Each feature reads the offline table twice (once per window).
-create function fstore.feature_drift(
+create or replace function fstore.feature_drift(
   p_feature_group_id bigint, p_baseline jsonb, p_current jsonb, p_features text[] default null,
   p_bins integer default 10, p_threshold float8 default 0.2
 ) returns table (
@@ -226,9 +203,12 @@ begin
     return next;
   end loop;
 end $$;
+comment on function fstore.feature_drift(bigint,jsonb,jsonb,text[],integer,double precision) is
+  'Drift of each feature between a baseline and a current window of a feature group''s offline rows. One row per feature (p_features: these only, in this order; default all): rows in each window, null rate and mean in each (numeric), and psi population stability index over bins, sum (c - b) * ln(c / b) with each share floored at 0.0001. Numeric: p_bins bins at the baseline''s quantiles (percentile_cont; equal edges merged). Categorical (text, boolean, ...): one bin per value, the 50 most frequent over both windows, the rest in one bin. js_distance Jensen-Shannon distance (base 2, in [0, 1]) over the same bins ks two-sample Kolmogorov-Smirnov statistic, exact (numeric only) new_values distinct current values the baseline never had (categorical only) drifted psi >= p_threshold (0.2: the usual "significant shift") Vector features are measured by their L2 norm; temporal ones get counts and null rates only (time moves between windows by design). NULLs are not binned; they show in the null rates, and a window without values of a feature gives it no measures (NULL). Each feature reads the offline table twice (once per window).';
 
-grant execute on function fstore.check_drift_window(jsonb, text),
-  fstore.drift_window_sql(jsonb, integer, text),
-  fstore.feature_drift(bigint, jsonb, jsonb, text[], integer, float8) to public;
-
+grant execute on function
+  fstore.check_drift_window(jsonb,text),
+  fstore.drift_window_sql(jsonb,integer,text),
+  fstore.feature_drift(bigint,jsonb,jsonb,text[],integer,double precision)
+  to public;
 reset role;

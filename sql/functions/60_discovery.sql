@@ -5,7 +5,7 @@
 set role fstore_control;
 
 -- One row per feature-group version the caller can see, with its commit totals.
-create view fstore.feature_group_overview with (security_invoker = true) as
+create or replace view fstore.feature_group_overview with (security_invoker = true) as
   select g.id, g.project, g.name, g.version, g.entity_keys, g.event_time, g.online, g.ttl,
          g.description, g.tags, g.offline_table, g.online_table, g.upstream, g.created_at, g.created_by,
          coalesce(c.commits, 0) as commits, coalesce(c.rows, 0) as rows, c.last_commit_id, c.last_commit_at
@@ -15,11 +15,10 @@ create view fstore.feature_group_overview with (security_invoker = true) as
              max(x.committed_at) as last_commit_at
         from fstore.commits x where x.feature_group_id = g.id
     ) c on true;
+
 grant select on fstore.feature_group_overview to public;
 
--- The text a feature group is found by, weighted: name (A), tags and feature names (B),
--- description (C), feature descriptions (D). Underscores split words (txn_count -> txn count).
-create function fstore.feature_group_document(p_id bigint) returns tsvector
+create or replace function fstore.feature_group_document(p_id bigint) returns tsvector
 language sql stable set search_path = pg_catalog, fstore, pg_temp as $$
   select setweight(to_tsvector('english', replace(g.name, '_', ' ')), 'A')
       || setweight(to_tsvector('english', replace(array_to_string(g.tags, ' '), '_', ' ')), 'B')
@@ -30,11 +29,10 @@ language sql stable set search_path = pg_catalog, fstore, pg_temp as $$
                                                       from fstore.features f where f.feature_group_id = g.id), '')), 'D')
     from fstore.feature_groups g where g.id = p_id
 $$;
+comment on function fstore.feature_group_document(bigint) is
+  'The text a feature group is found by, weighted: name (A), tags and feature names (B), description (C), feature descriptions (D). Underscores split words (txn_count -> txn count).';
 
--- Search feature groups by words (web-search syntax: "quoted phrase", or, -not) and by
--- substring of a group, tag or feature name (so partial names like 'txn_cou' match).
--- One row per feature group (its latest matching version), best match first.
-create function fstore.search_feature_groups(p_text text, p_limit integer default 50)
+create or replace function fstore.search_feature_groups(p_text text, p_limit integer default 50)
 returns table (project text, name text, version integer, versions integer[], description text, tags text[],
                online boolean, features text[], matched_features text[], rank real)
 language plpgsql stable set search_path = pg_catalog, fstore, pg_temp as $$
@@ -82,8 +80,11 @@ begin
    order by l.score desc, l.project, l.name
    limit greatest(coalesce(p_limit, 50), 1);
 end $$;
+comment on function fstore.search_feature_groups(text,integer) is
+  'Search feature groups by words (web-search syntax: "quoted phrase", or, -not) and by substring of a group, tag or feature name (so partial names like ''txn_cou'' match). One row per feature group (its latest matching version), best match first.';
 
-grant execute on function fstore.feature_group_document(bigint), fstore.search_feature_groups(text, integer)
+grant execute on function
+  fstore.feature_group_document(bigint),
+  fstore.search_feature_groups(text,integer)
   to public;
-
 reset role;

@@ -1,91 +1,19 @@
--- Feature groups: catalog, offline/online tables, and the one commit pipeline that
--- fills both in the caller's transaction. Tables are created by the caller acting
--- as the project's owner role (SET ROLE p__owner, as dbt does); the catalog is
--- written only through SECURITY DEFINER functions that check the caller's rights.
+-- Feature groups: lookups, the creation of a version's offline and online tables (by
+-- the caller acting as the project's owner role, SET ROLE p__owner, as dbt does) and
+-- their registration, added features, and the commit records with the commit lock. The
+-- catalog is written only through SECURITY DEFINER functions that check the caller.
 
 set role fstore_control;
 
-create table fstore.feature_groups (
-  id                  bigserial primary key,
-  project             text not null references fstore.projects (name) on delete cascade,
-  name                text not null,
-  version             integer not null check (version >= 1),
-  entity_keys         text[] not null,
-  event_time          text not null default 'event_time',
-  online              boolean not null default false,
-  ttl                 interval,
-  description         text not null default '',
-  tags                text[] not null default '{}',
-  offline_table       text not null,
-  online_table        text,
-  statistics_enabled  boolean not null default true,
-  options             jsonb not null default '{}',
-  upstream            jsonb not null default '[]',
-  created_at          timestamptz not null default now(),
-  created_by          text not null default session_user,
-  unique (project, name, version)
-);
-
-create table fstore.features (
-  feature_group_id  bigint not null references fstore.feature_groups (id) on delete cascade,
-  name              text not null,
-  data_type         text not null,
-  description       text not null default '',
-  position          integer not null,
-  is_key            boolean not null default false,
-  primary key (feature_group_id, name)
-);
-
-create table fstore.commits (
-  id                bigserial primary key,
-  feature_group_id  bigint not null references fstore.feature_groups (id) on delete cascade,
-  rows              bigint not null default 0,
-  online_rows       bigint not null default 0,
-  min_event_time    timestamptz,
-  max_event_time    timestamptz,
-  source            text not null default 'python',
-  committed_at      timestamptz not null default now(),
-  session_role      text not null default session_user,
-  client_serial     numeric,
-  app_id            text,
-  validation        jsonb not null default '{}',
-  -- open: begun in transaction `xact` of backend `backend_pid`, the only one whose rows
-  -- the feature group's tables accept (fstore.open_commit); done: finished, immutable
-  state             text not null default 'open' check (state in ('open', 'done')),
-  backend_pid       integer not null default pg_catalog.pg_backend_pid(),
-  xact              xid8 not null default pg_catalog.pg_current_xact_id()
-);
-create index on fstore.commits (feature_group_id, id);
-create index on fstore.commits (feature_group_id) where state = 'open';
-
--- One row per feature group: its commits (and schema changes) take this row's lock, one
--- at a time. A row lock, so that nobody without UPDATE on the table (every tenant) can
--- take it to stall the group's commits, as an advisory lock would let them.
-create table fstore.feature_group_locks (
-  feature_group_id  bigint primary key references fstore.feature_groups (id) on delete cascade
-);
-
-create table fstore.commit_statistics (
-  commit_id  bigint not null references fstore.commits (id) on delete cascade,
-  feature    text not null,
-  stats      jsonb not null,
-  primary key (commit_id, feature)
-);
-
-alter table fstore.feature_groups enable row level security;
-alter table fstore.features enable row level security;
-alter table fstore.commits enable row level security;
-alter table fstore.commit_statistics enable row level security;
-
-create function fstore.visible_feature_group(p_id bigint) returns boolean
+create or replace function fstore.visible_feature_group(p_id bigint) returns boolean
 language sql stable security definer set search_path = pg_catalog, fstore, pg_temp as $$
   select exists (select 1 from fstore.feature_groups g
                   where g.id = p_id and g.project in (select unnest(fstore.visible_projects())))
 $$;
+comment on function fstore.visible_feature_group(bigint) is
+  'True when the session''s person may see the feature group (its project is theirs or shared with theirs).';
 
--- A feature group by id, or P0002 when it does not exist or the session's person may not
--- see it (the same answer whether called with the caller's rights or a definer's).
-create function fstore.feature_group_by_id(p_id bigint) returns fstore.feature_groups
+create or replace function fstore.feature_group_by_id(p_id bigint) returns fstore.feature_groups
 language plpgsql stable set search_path = pg_catalog, fstore, pg_temp as $$
 declare
   v_fg fstore.feature_groups;
@@ -96,15 +24,10 @@ begin
   end if;
   return v_fg;
 end $$;
+comment on function fstore.feature_group_by_id(bigint) is
+  'A feature group by id, or P0002 when it does not exist or the session''s person may not see it (the same answer whether called with the caller''s rights or a definer''s).';
 
-create policy visible on fstore.feature_groups for select
-  using (project in (select unnest(fstore.visible_projects())));
-create policy visible on fstore.features for select using (fstore.visible_feature_group(feature_group_id));
-create policy visible on fstore.commits for select using (fstore.visible_feature_group(feature_group_id));
--- (the policy on fstore.commit_statistics is in sql/010_row_policies.sql: it asks them)
-grant select on fstore.feature_groups, fstore.features, fstore.commits, fstore.commit_statistics to public;
-
-create function fstore.check_feature_group_name(p_name text) returns text
+create or replace function fstore.check_feature_group_name(p_name text) returns text
 language plpgsql immutable set search_path = pg_catalog, pg_temp as $$
 begin
   if p_name is null or p_name !~ '^[a-z][a-z0-9_]{0,40}$' or position('__' in p_name) > 0 then
@@ -113,8 +36,10 @@ begin
   end if;
   return p_name;
 end $$;
+comment on function fstore.check_feature_group_name(text) is
+  'Return the name if it is a valid feature-group (or training-dataset) name; else an error that names it.';
 
-create function fstore.check_column_name(p_name text) returns text
+create or replace function fstore.check_column_name(p_name text) returns text
 language plpgsql immutable set search_path = pg_catalog, pg_temp as $$
 begin
   if p_name is null or p_name !~ '^[a-z_][a-z0-9_]{0,62}$' or p_name like '\_commit%' then
@@ -123,9 +48,10 @@ begin
   end if;
   return p_name;
 end $$;
+comment on function fstore.check_column_name(text) is
+  'Return the name if it is a valid column name (names starting _commit are fstore''s); else an error that names it.';
 
--- The catalog row of a feature group the caller can see: latest version when p_version is null.
-create function fstore.find_feature_group(p_project text, p_name text, p_version integer default null)
+create or replace function fstore.find_feature_group(p_project text, p_name text, p_version integer default null)
 returns fstore.feature_groups language plpgsql stable set search_path = pg_catalog, fstore, pg_temp as $$
 declare
   v_fg fstore.feature_groups;
@@ -139,11 +65,10 @@ begin
   end if;
   return v_fg;
 end $$;
+comment on function fstore.find_feature_group(text,text,integer) is
+  'The catalog row of a feature group the caller can see: latest version when p_version is null.';
 
--- A feature group the caller can see, as JSON: the catalog row with its features (name,
--- type as recorded, PostgreSQL's type of the offline column, description, position, key).
--- The one description of a feature group for Python, dbt and online serving.
-create function fstore.feature_group_json(p_id bigint) returns jsonb
+create or replace function fstore.feature_group_json(p_id bigint) returns jsonb
 language sql stable set search_path = pg_catalog, fstore, pg_temp as $$
   select to_jsonb(g) || jsonb_build_object('features', coalesce((
            select jsonb_agg(jsonb_build_object(
@@ -157,10 +82,10 @@ language sql stable set search_path = pg_catalog, fstore, pg_temp as $$
             where f.feature_group_id = g.id), '[]'))
     from fstore.feature_group_by_id(p_id) g
 $$;
+comment on function fstore.feature_group_json(bigint) is
+  'A feature group the caller can see, as JSON: the catalog row with its features (name, type as recorded, PostgreSQL''s type of the offline column, description, position, key). The one description of a feature group for Python, dbt and online serving.';
 
--- A version number for a new feature-group version, under the project's lock (held until
--- the transaction ends): the given one if it is free, else an error; without one, the next.
-create function fstore.claim_feature_group_version(p_project text, p_name text, p_version integer) returns integer
+create or replace function fstore.claim_feature_group_version(p_project text, p_name text, p_version integer) returns integer
 language plpgsql volatile security definer set search_path = pg_catalog, fstore, pg_temp as $$
 declare
   v_next integer;
@@ -175,9 +100,40 @@ begin
   end if;
   return coalesce(p_version, v_next);
 end $$;
+comment on function fstore.claim_feature_group_version(text,text,integer) is
+  'A version number for a new feature-group version, under the project''s lock (held until the transaction ends): the given one if it is free, else an error; without one, the next.';
 
--- Record a feature group whose tables the caller (as p__owner) has just created.
-create function fstore.register_feature_group(
+create or replace function fstore.comment_feature_group_tables(p_id bigint) returns void
+language plpgsql volatile security definer set search_path = pg_catalog, fstore, pg_temp as $$
+declare
+  v_fg fstore.feature_groups;
+  v_table text;
+  v_feature record;
+begin
+  select * into v_fg from fstore.feature_groups where id = p_id;
+  foreach v_table in array array_remove(array[v_fg.offline_table, v_fg.online_table], null) loop
+    continue when to_regclass(format('%I.%I', v_fg.project, v_table)) is null;
+    execute format('comment on table %I.%I is %L', v_fg.project, v_table,
+      format('%s of feature group %s version %s%s (fstore; keys %s, event time %s)',
+             case when v_table = v_fg.online_table then 'Latest row per entity (online table)'
+                  else 'Offline history' end,
+             v_fg.name, v_fg.version, coalesce(': ' || nullif(v_fg.description, ''), ''),
+             array_to_string(v_fg.entity_keys, ', '), v_fg.event_time));
+    for v_feature in select f.name, f.description, f.is_key from fstore.features f
+                      where f.feature_group_id = p_id order by f.position loop
+      execute format('comment on column %I.%I.%I is %L', v_fg.project, v_table, v_feature.name,
+                     coalesce(nullif(v_feature.description, ''), case when v_feature.is_key then 'entity key' end));
+    end loop;
+    execute format('comment on column %I.%I.%I is %L', v_fg.project, v_table, v_fg.event_time,
+                   'event time: when the features were true');
+    execute format('comment on column %I.%I._commit_id is %L', v_fg.project, v_table,
+                   'the commit that wrote this row (fstore.commits.id): reads as of a commit and ties go by it');
+  end loop;
+end $$;
+comment on function fstore.comment_feature_group_tables(bigint) is
+  'COMMENT ON a feature group''s offline and online tables and their columns, from its catalog description, so that psql''s \d+ explains them.';
+
+create or replace function fstore.register_feature_group(
   p_project text, p_name text, p_version integer, p_keys text[], p_event_time text,
   p_features jsonb, p_online boolean, p_ttl interval, p_description text, p_tags text[],
   p_statistics boolean, p_options jsonb, p_upstream jsonb
@@ -193,7 +149,7 @@ begin
   perform fstore.require_data_owner(p_project, 'create feature groups');
   if not exists (select 1 from pg_class c join pg_namespace n on n.oid = c.relnamespace
                   where n.nspname = p_project and c.relname = v_offline
-                    and c.relowner = (select oid from pg_roles where rolname = p_project || '__owner')) then
+                    and c.relowner = (select oid from pg_roles where rolname = fstore.owner_role(p_project))) then
     raise exception 'offline table %.% must exist and be owned by %__owner', p_project, v_offline, p_project
       using errcode = '42501';
   end if;
@@ -215,13 +171,15 @@ begin
   if p_online then
     perform fstore.apply_table_rules(format('%I.%I', p_project, v_online)::regclass);
   end if;
+  perform fstore.comment_feature_group_tables(v_id);
   perform fstore.audit(p_project, 'create_feature_group',
                        jsonb_build_object('name', p_name, 'version', p_version, 'online', p_online));
   return v_id;
 end $$;
+comment on function fstore.register_feature_group(text,text,integer,text[],text,jsonb,boolean,interval,text,text[],boolean,jsonb,jsonb) is
+  'Record a feature group whose tables the caller (as p__owner) has just created.';
 
--- Update descriptions, tags and upstream lineage of an existing version (no schema change).
-create function fstore.describe_feature_group(p_id bigint, p_description text, p_tags text[],
+create or replace function fstore.describe_feature_group(p_id bigint, p_description text, p_tags text[],
   p_feature_descriptions jsonb, p_upstream jsonb) returns void
 language plpgsql volatile security definer set search_path = pg_catalog, fstore, pg_temp as $$
 declare
@@ -234,11 +192,12 @@ begin
   update fstore.features f set description = d.value
     from jsonb_each_text(coalesce(p_feature_descriptions, '{}')) d
    where f.feature_group_id = p_id and f.name = d.key;
+  perform fstore.comment_feature_group_tables(p_id);
 end $$;
+comment on function fstore.describe_feature_group(bigint,text,text[],jsonb,jsonb) is
+  'Update descriptions, tags and upstream lineage of an existing version (no schema change).';
 
--- A column's type as a feature group takes it: a type name, optionally with a modifier
--- and [] (validated, then used verbatim in DDL); an error names the column otherwise.
-create function fstore.check_column_type(p_column text, p_type text) returns text
+create or replace function fstore.check_column_type(p_column text, p_type text) returns text
 language plpgsql stable set search_path = pg_catalog, public, fstore, pg_temp as $$
 declare
   v_type text := lower(btrim(p_type));
@@ -253,12 +212,10 @@ begin
   end if;
   return v_type;
 end $$;
+comment on function fstore.check_column_type(text,text) is
+  'A column''s type as a feature group takes it: a type name, optionally with a modifier and [] (validated, then used verbatim in DDL); an error names the column otherwise.';
 
--- Create the offline (and online) tables of a new version and register it.
--- SECURITY INVOKER: the caller must be acting as p__owner (SET ROLE), so the
--- tables belong to the project; default privileges and the DDL guard then grant
--- access and apply row-level security and the declared row policies.
-create function fstore.create_feature_group(
+create or replace function fstore.create_feature_group(
   p_project text, p_name text, p_version integer, p_keys text[], p_event_time text,
   p_columns jsonb, p_online boolean default false, p_ttl interval default null,
   p_description text default '', p_tags text[] default '{}', p_statistics boolean default true,
@@ -367,15 +324,10 @@ begin
   return fstore.register_feature_group(p_project, p_name, v_version, p_keys, p_event_time, v_features,
     p_online, p_ttl, p_description, p_tags, p_statistics, p_options, p_upstream);
 end $$;
+comment on function fstore.create_feature_group(text,text,integer,text[],text,jsonb,boolean,interval,text,text[],boolean,jsonb,jsonb) is
+  'Create the offline (and online) tables of a new version and register it. SECURITY INVOKER: the caller must be acting as p__owner (SET ROLE), so the tables belong to the project; default privileges and the DDL guard then grant access and apply row-level security and the declared row policies.';
 
--- Add features to an existing version: the one schema change that needs no new version.
--- p_columns: [{"name", "type", "description"?}]. Each becomes a nullable column of the
--- offline (and online) table (no rewrite: rows committed before read NULL for it) and a
--- feature in the catalog, after the others. It is not in the covering point-in-time
--- index (lookups of it read the heap). Dropping, retyping or renaming a column, and
--- changing keys or event_time, still need a new version. SECURITY INVOKER, as the
--- project owner role (like create_feature_group); waits for a commit in flight.
-create function fstore.add_features(p_feature_group_id bigint, p_columns jsonb) returns integer
+create or replace function fstore.add_features(p_feature_group_id bigint, p_columns jsonb) returns integer
 language plpgsql volatile set search_path = pg_catalog, public, fstore, pg_temp as $$
 declare
   v_fg fstore.feature_groups;
@@ -384,7 +336,7 @@ declare
   v_added jsonb := '[]';
 begin
   v_fg := fstore.feature_group_by_id(p_feature_group_id);
-  if current_user::text <> v_fg.project || '__owner' then
+  if current_user::text <> fstore.owner_role(v_fg.project) then
     raise exception 'add features as the project owner role: SET ROLE %__owner first', v_fg.project
       using errcode = '42501';
   end if;
@@ -410,9 +362,10 @@ begin
   perform fstore.register_added_features(p_feature_group_id, v_added);
   return jsonb_array_length(v_added);
 end $$;
+comment on function fstore.add_features(bigint,jsonb) is
+  'Add features to an existing version: the one schema change that needs no new version. p_columns: [{"name", "type", "description"?}]. Each becomes a nullable column of the offline (and online) table (no rewrite: rows committed before read NULL for it) and a feature in the catalog, after the others. It is not in the covering point-in-time index (lookups of it read the heap). Dropping, retyping or renaming a column, and changing keys or event_time, still need a new version. SECURITY INVOKER, as the project owner role (like create_feature_group); waits for a commit in flight.';
 
--- Record features the caller (as p__owner) has just added to a version's tables.
-create function fstore.register_added_features(p_id bigint, p_features jsonb) returns void
+create or replace function fstore.register_added_features(p_id bigint, p_features jsonb) returns void
 language plpgsql volatile security definer set search_path = pg_catalog, fstore, pg_temp as $$
 declare
   v_fg fstore.feature_groups;
@@ -438,13 +391,15 @@ begin
   if v_fg.online then
     perform fstore.apply_table_rules(format('%I.%I', v_fg.project, v_fg.online_table)::regclass);
   end if;
+  perform fstore.comment_feature_group_tables(p_id);
   perform fstore.audit(v_fg.project, 'add_features', jsonb_build_object(
     'feature_group', v_fg.name, 'version', v_fg.version,
     'features', (select jsonb_agg(f->>'name') from jsonb_array_elements(p_features) f)));
 end $$;
+comment on function fstore.register_added_features(bigint,jsonb) is
+  'Record features the caller (as p__owner) has just added to a version''s tables.';
 
--- May the session's person write this feature group (INSERT on its offline table)?
-create function fstore.require_writer(p_fg fstore.feature_groups) returns void
+create or replace function fstore.require_writer(p_fg fstore.feature_groups) returns void
 language plpgsql stable security definer set search_path = pg_catalog, fstore, pg_temp as $$
 begin
   if not coalesce((select pg_catalog.has_table_privilege(session_user, c.oid, 'INSERT')
@@ -454,18 +409,19 @@ begin
       using errcode = '42501';
   end if;
 end $$;
+comment on function fstore.require_writer(fstore.feature_groups) is
+  'May the session''s person write this feature group (INSERT on its offline table)?';
 
--- Take the feature group's commit lock until the transaction ends (writers only).
-create function fstore.lock_feature_group(p_feature_group_id bigint) returns void
+create or replace function fstore.lock_feature_group(p_feature_group_id bigint) returns void
 language plpgsql volatile security definer set search_path = pg_catalog, fstore, pg_temp as $$
 begin
   perform fstore.require_writer(fstore.feature_group_by_id(p_feature_group_id));
   perform 1 from fstore.feature_group_locks where feature_group_id = p_feature_group_id for update;
 end $$;
+comment on function fstore.lock_feature_group(bigint) is
+  'Take the feature group''s commit lock until the transaction ends (writers only).';
 
--- Open a commit record (who, which certificate and application) for a feature group:
--- the only commit whose rows its tables take, in this transaction of this session.
-create function fstore.begin_commit(p_feature_group_id bigint, p_source text) returns bigint
+create or replace function fstore.begin_commit(p_feature_group_id bigint, p_source text) returns bigint
 language plpgsql volatile security definer set search_path = pg_catalog, fstore, pg_temp as $$
 declare
   v_fg fstore.feature_groups;
@@ -483,18 +439,19 @@ begin
   returning id into v_id;
   return v_id;
 end $$;
+comment on function fstore.begin_commit(bigint,text) is
+  'Open a commit record (who, which certificate and application) for a feature group: the only commit whose rows its tables take, in this transaction of this session.';
 
--- The commit of this feature group open in this transaction of this session, or NULL.
--- The offline and online tables' policies accept only rows carrying it.
-create function fstore.open_commit(p_feature_group_id bigint) returns bigint
+create or replace function fstore.open_commit(p_feature_group_id bigint) returns bigint
 language sql stable security definer set search_path = pg_catalog, fstore, pg_temp as $$
   select c.id from fstore.commits c
    where c.feature_group_id = p_feature_group_id and c.state = 'open' and c.session_role = session_user::text
      and c.backend_pid = pg_catalog.pg_backend_pid() and c.xact = pg_catalog.pg_current_xact_id()
 $$;
+comment on function fstore.open_commit(bigint) is
+  'The commit of this feature group open in this transaction of this session, or NULL. The offline and online tables'' policies accept only rows carrying it.';
 
--- Forget the open commit of this session that wrote no rows: no empty commit is recorded.
-create function fstore.abandon_commit(p_commit_id bigint) returns void
+create or replace function fstore.abandon_commit(p_commit_id bigint) returns void
 language plpgsql volatile security definer set search_path = pg_catalog, fstore, pg_temp as $$
 begin
   delete from fstore.commits
@@ -504,9 +461,10 @@ begin
     raise exception 'commit % is not open in this session', p_commit_id using errcode = '42501';
   end if;
 end $$;
+comment on function fstore.abandon_commit(bigint) is
+  'Forget the open commit of this session that wrote no rows: no empty commit is recorded.';
 
--- Close an open commit with its totals and statistics; a finished commit never changes.
-create function fstore.finish_commit(p_commit_id bigint, p_rows bigint, p_online_rows bigint,
+create or replace function fstore.finish_commit(p_commit_id bigint, p_rows bigint, p_online_rows bigint,
   p_min timestamptz, p_max timestamptz, p_validation jsonb, p_stats jsonb) returns void
 language plpgsql volatile security definer set search_path = pg_catalog, fstore, pg_temp as $$
 declare
@@ -527,10 +485,10 @@ begin
   perform fstore.audit(v_fg.project, 'commit',
     jsonb_build_object('feature_group', v_fg.name, 'version', v_fg.version, 'commit', p_commit_id, 'rows', p_rows));
 end $$;
+comment on function fstore.finish_commit(bigint,bigint,bigint,timestamp with time zone,timestamp with time zone,jsonb,jsonb) is
+  'Close an open commit with its totals and statistics; a finished commit never changes.';
 
--- Drop a feature-group version: its tables, catalog rows, commits and statistics; audited.
--- Data Owners only (the tables of a feature group cannot be dropped directly).
-create function fstore.drop_feature_group(p_feature_group_id bigint) returns void
+create or replace function fstore.drop_feature_group(p_feature_group_id bigint) returns void
 language plpgsql volatile security definer set search_path = pg_catalog, fstore, pg_temp as $$
 declare
   v_fg fstore.feature_groups;
@@ -551,27 +509,31 @@ begin
   perform fstore.audit(v_fg.project, 'drop_feature_group', jsonb_build_object(
     'name', v_fg.name, 'version', v_fg.version, 'commits', v_commits, 'rows', v_rows));
 end $$;
+comment on function fstore.drop_feature_group(bigint) is
+  'Drop a feature-group version: its tables, catalog rows, commits and statistics; audited. Data Owners only (the tables of a feature group cannot be dropped directly).';
 
-grant execute on function fstore.check_feature_group_name(text), fstore.check_column_name(text),
-  fstore.find_feature_group(text, text, integer), fstore.visible_feature_group(bigint),
-  fstore.feature_group_by_id(bigint), fstore.feature_group_json(bigint),
-  fstore.check_column_type(text, text), fstore.add_features(bigint, jsonb),
-  fstore.create_feature_group(text, text, integer, text[], text, jsonb, boolean, interval, text, text[],
-                              boolean, jsonb, jsonb)
-  to public;
-
-reset role;
-
-set role fstore_control;
 grant execute on function
-  fstore.claim_feature_group_version(text, text, integer),
-  fstore.register_feature_group(text, text, integer, text[], text, jsonb, boolean, interval, text, text[],
-                                boolean, jsonb, jsonb),
-  fstore.describe_feature_group(bigint, text, text[], jsonb, jsonb),
-  fstore.register_added_features(bigint, jsonb),
-  fstore.begin_commit(bigint, text), fstore.open_commit(bigint), fstore.lock_feature_group(bigint),
+  fstore.visible_feature_group(bigint),
+  fstore.feature_group_by_id(bigint),
+  fstore.check_feature_group_name(text),
+  fstore.check_column_name(text),
+  fstore.find_feature_group(text,text,integer),
+  fstore.feature_group_json(bigint),
+  fstore.claim_feature_group_version(text,text,integer),
+  fstore.register_feature_group(text,text,integer,text[],text,jsonb,boolean,interval,text,text[],boolean,jsonb,jsonb),
+  fstore.describe_feature_group(bigint,text,text[],jsonb,jsonb),
+  fstore.check_column_type(text,text),
+  fstore.create_feature_group(text,text,integer,text[],text,jsonb,boolean,interval,text,text[],boolean,jsonb,jsonb),
+  fstore.add_features(bigint,jsonb),
+  fstore.register_added_features(bigint,jsonb),
+  fstore.lock_feature_group(bigint),
+  fstore.begin_commit(bigint,text),
+  fstore.open_commit(bigint),
   fstore.abandon_commit(bigint),
-  fstore.finish_commit(bigint, bigint, bigint, timestamptz, timestamptz, jsonb, jsonb),
+  fstore.finish_commit(bigint,bigint,bigint,timestamp with time zone,timestamp with time zone,jsonb,jsonb),
   fstore.drop_feature_group(bigint)
-  to public;  -- each checks the caller's rights itself
+  to public;
+-- feature groups made before their tables were commented (an upgrade) get their comments
+select fstore.comment_feature_group_tables(id) from fstore.feature_groups;
+
 reset role;
