@@ -16,4 +16,4 @@ def demo(ctx: click.Context, port: int | None, transactions: int) -> None:
     """Run the end-to-end demo: server, CA, projects, feature groups, training, serving."""
     from fstore.demo import run_demo
 
-    run_demo(home_of(ctx), port=port, transactions=transactions)
+    run_demo(home_of(ctx, must_exist=False), port=port, transactions=transactions)

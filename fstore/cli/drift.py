@@ -15,7 +15,6 @@ Example::
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from typing import Any
 
@@ -23,8 +22,9 @@ import click
 from rich.table import Table
 
 from fstore import drift as drift_module
-from fstore.cli import console, main
-from fstore.cli.featuregroups import _number, _store, as_role_option
+from fstore.cli import console, main, project_user_option, store_as
+from fstore.cli.featuregroups import _number
+from fstore.cli.output import echo_json, json_option
 
 
 def _window(pairs: tuple[str, ...], label: str) -> dict[str, Any] | None:
@@ -51,8 +51,8 @@ def _window(pairs: tuple[str, ...], label: str) -> dict[str, Any] | None:
 @click.option("--bins", type=int, default=drift_module.DEFAULT_BINS, show_default=True, help="Bins for numeric features.")
 @click.option("--threshold", type=float, default=drift_module.DEFAULT_THRESHOLD, show_default=True,
               help="PSI from which a feature counts as drifted.")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-@as_role_option
+@json_option
+@project_user_option
 @click.pass_context
 def drift_command(ctx: click.Context, name: str, baseline: tuple[str, ...], baseline_dataset: str | None,
                   current: tuple[str, ...], version: int | None, features: tuple[str, ...], bins: int,
@@ -61,7 +61,7 @@ def drift_command(ctx: click.Context, name: str, baseline: tuple[str, ...], base
     distance, Kolmogorov-Smirnov, null rates, means and new categories."""
     if bool(baseline) == bool(baseline_dataset):
         raise click.UsageError("give the baseline: --baseline KEY=VALUE ... or --baseline-dataset NAME")
-    with _store(ctx, as_role) as fs:
+    with store_as(ctx, as_role) as fs:
         if baseline_dataset:
             dataset_name, _, dataset_version = baseline_dataset.partition("@")
             base: Any = fs.training_dataset(dataset_name, int(dataset_version) if dataset_version else None)
@@ -70,7 +70,7 @@ def drift_command(ctx: click.Context, name: str, baseline: tuple[str, ...], base
         report = fs.drift(name, base, _window(current, "current"), version=version,
                           features=list(features) or None, bins=bins, threshold=threshold)
     if as_json:
-        click.echo(json.dumps(dataclasses.asdict(report), indent=2, default=str))
+        echo_json(report)
         return
     table = Table(title=f"{report.feature_group}: {json.dumps(report.baseline)} -> {json.dumps(report.current)}")
     for column in ("feature", "kind", "rows", "nulls", "mean", "psi", "js", "ks", "new", "drifted"):

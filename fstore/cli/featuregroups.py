@@ -21,20 +21,9 @@ from typing import Any
 import click
 from rich.table import Table
 
-import fstore
 from fstore import featuregroups
-from fstore.cli import console, home_of, main
-from fstore.roles import split_project_user
-
-as_role_option = click.option(
-    "--as", "as_role", required=True, envvar="FSTORE_AS", metavar="ROLE",
-    help="Project-user to act as (its certificate), e.g. fraud__alice; default $FSTORE_AS.",
-)
-
-
-def _store(ctx: click.Context, as_role: str) -> fstore.FeatureStore:
-    project, user = split_project_user(as_role)
-    return fstore.connect(project, user, home=home_of(ctx))
+from fstore.cli import console, main, project_user_option, store_as
+from fstore.cli.output import echo_json, json_option, jsonable
 
 
 def _when(value: Any) -> str:
@@ -57,15 +46,15 @@ def fg_group() -> None:
 
 
 @fg_group.command("list")
-@as_role_option
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@project_user_option
+@json_option
 @click.pass_context
 def fg_list(ctx: click.Context, as_role: str, as_json: bool) -> None:
     """Feature groups you can see: yours and those shared with your project."""
-    with _store(ctx, as_role) as fs:
+    with store_as(ctx, as_role) as fs:
         groups = featuregroups.list_feature_groups(fs)
     if as_json:
-        click.echo(json.dumps(groups, default=str, indent=2))
+        echo_json(groups)
         return
     table = Table(title=f"feature groups visible to {as_role}")
     for column in ("project", "name", "version", "online", "rows", "commits", "last commit"):
@@ -93,16 +82,20 @@ def _upstream_lines(upstream: list[Any]) -> list[str]:
 @fg_group.command("show")
 @click.argument("name")
 @click.option("--version", type=int, default=None, help="Version (default: the latest).")
-@as_role_option
+@project_user_option
+@json_option
 @click.pass_context
-def fg_show(ctx: click.Context, name: str, version: int | None, as_role: str) -> None:
+def fg_show(ctx: click.Context, name: str, version: int | None, as_role: str, as_json: bool) -> None:
     """Keys, event time, features, versions, commits and upstream tables of NAME (``project.name`` for a
-    shared project's group)."""
-    with _store(ctx, as_role) as fs:
+    shared project's group). --json: the feature group with its ``versions`` and every commit."""
+    with store_as(ctx, as_role) as fs:
         fg = featuregroups.get_feature_group(fs, name, version)
         commits = fg.commits()
         versions = [g for g in featuregroups.list_feature_groups(fs)
                     if g["project"] == fg.project and g["name"] == fg.name]
+    if as_json:
+        echo_json({**jsonable(fg), "versions": versions, "commits": commits})
+        return
     header = Table(show_header=False, box=None)
     header.add_column(style="bold")
     header.add_column()
@@ -144,18 +137,18 @@ def fg_show(ctx: click.Context, name: str, version: int | None, as_role: str) ->
 @click.argument("name")
 @click.option("--version", type=int, default=None, help="Version (default: the latest).")
 @click.option("--commit", "commit_id", type=int, default=None, help="Commit id (default: the latest).")
-@as_role_option
-@click.option("--json", "as_json", is_flag=True, help="Print the statistics as JSON.")
+@project_user_option
+@json_option
 @click.pass_context
 def fg_stats(ctx: click.Context, name: str, version: int | None, commit_id: int | None, as_role: str,
              as_json: bool) -> None:
     """Statistics of one commit of NAME: counts, completeness, distinct values, moments, percentiles,
     histograms and top values."""
-    with _store(ctx, as_role) as fs:
+    with store_as(ctx, as_role) as fs:
         fg = featuregroups.get_feature_group(fs, name, version)
         stats = fg.statistics(commit_id)
     if as_json:
-        click.echo(json.dumps(stats, indent=2))
+        echo_json(stats)
         return
     first = next(iter(stats.values()), {})
     sampled = f", order statistics from a {first.get('sample_rows'):,}-row sample" if first.get("sampled") else ""
@@ -184,7 +177,7 @@ def fg_stats(ctx: click.Context, name: str, version: int | None, commit_id: int 
 @click.argument("name")
 @click.argument("columns", nargs=-1, required=True, metavar="COLUMN=TYPE...")
 @click.option("--version", type=int, default=None, help="Version (default: the latest).")
-@as_role_option
+@project_user_option
 @click.pass_context
 def fg_add_features(ctx: click.Context, name: str, columns: tuple[str, ...], version: int | None,
                     as_role: str) -> None:
@@ -196,7 +189,7 @@ def fg_add_features(ctx: click.Context, name: str, columns: tuple[str, ...], ver
         if not equals or not column_name or not type_name:
             raise click.BadParameter(f"{column!r}: write COLUMN=TYPE", param_hint="COLUMNS")
         features[column_name] = type_name
-    with _store(ctx, as_role) as fs:
+    with store_as(ctx, as_role) as fs:
         fg = fs.get_feature_group(name, version=version).add_features(features)
     console.print(f"{fg.full_name}: added {', '.join(features)}; features now "
                   f"{', '.join(f.name for f in fg.features if not f.is_key)}")
@@ -204,16 +197,16 @@ def fg_add_features(ctx: click.Context, name: str, columns: tuple[str, ...], ver
 
 @main.command("search")
 @click.argument("text")
-@as_role_option
+@project_user_option
 @click.option("--limit", type=int, default=50, show_default=True, help="At most this many feature groups.")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@json_option
 @click.pass_context
 def search_command(ctx: click.Context, text: str, as_role: str, limit: int, as_json: bool) -> None:
     """Find feature groups by names, descriptions, tags and feature names (yours and shared ones)."""
-    with _store(ctx, as_role) as fs:
+    with store_as(ctx, as_role) as fs:
         hits = featuregroups.search(fs, text, limit)
     if as_json:
-        click.echo(json.dumps(hits, default=str, indent=2))
+        echo_json(hits)
         return
     table = Table(title=f"feature groups matching {text!r}")
     for column in ("project", "name", "version", "online", "matched features", "description", "tags"):

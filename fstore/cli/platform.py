@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import json
 import os
 import shutil
 from pathlib import Path
@@ -15,6 +14,9 @@ from rich.table import Table
 from fstore import pki, server
 from fstore.cakeys import DEFAULT_PASSPHRASE_ENV
 from fstore.cli import console, err_console, home_of, main
+from fstore.cli.homes import require_server
+from fstore.cli.output import echo_json, json_option
+from fstore.cli.report import EXIT_ERROR, EXIT_NOT_RUNNING
 from fstore.connection import connect_operator, material_for, write_service_entry
 from fstore.errors import InvalidInput
 from fstore.home import DEFAULT_PORT
@@ -27,7 +29,7 @@ from fstore.home import DEFAULT_PORT
 @click.pass_context
 def init(ctx: click.Context, hostnames: tuple[str, ...], passphrase_env: str | None) -> None:
     """Create the fstore home: root and intermediate CA, CRLs, server and admin certificates."""
-    home = home_of(ctx)
+    home = home_of(ctx, must_exist=False)
     names = pki.default_hostnames() + [h for h in hostnames if h not in pki.default_hostnames()]
     if passphrase_env is None and os.environ.get(DEFAULT_PASSPHRASE_ENV):
         passphrase_env = DEFAULT_PASSPHRASE_ENV
@@ -72,17 +74,17 @@ def server_stop(ctx: click.Context) -> None:
 
 
 @server_group.command("status")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@json_option
 @click.pass_context
 def server_status(ctx: click.Context, as_json: bool) -> None:
     """Running?, port, version, extensions, data directory, CRL expiry and the CRL keeper.
 
     Exits 3 when the server is not running, 1 when the CRL has expired (every TLS
-    login then fails).
+    login then fails); the same with --json.
     """
     info = server.status(home_of(ctx))
     if as_json:
-        click.echo(json.dumps(info, indent=2))
+        echo_json(info)
     else:
         table = Table(show_header=False, box=None)
         for key, value in info.items():
@@ -97,17 +99,23 @@ def server_status(ctx: click.Context, as_json: bool) -> None:
         for message in info["errors"]:
             err_console.print(f"[bold red]error:[/] {message}", highlight=False)
     if not info["running"]:
-        ctx.exit(3)
+        ctx.exit(EXIT_NOT_RUNNING)
     if info["errors"]:
-        ctx.exit(1)
+        ctx.exit(EXIT_ERROR)
 
 
 @server_group.command("logs")
 @click.option("-n", "--lines", default=50, show_default=True)
+@json_option
 @click.pass_context
-def server_logs(ctx: click.Context, lines: int) -> None:
-    """Show the end of the server log."""
-    for line in server.log_tail(home_of(ctx), lines):
+def server_logs(ctx: click.Context, lines: int, as_json: bool) -> None:
+    """Show the end of the server log (--json: {"log_file": ..., "lines": [...]})."""
+    home = home_of(ctx)
+    tail = server.log_tail(home, lines)
+    if as_json:
+        echo_json({"log_file": home.log_file, "lines": tail})
+        return
+    for line in tail:
         click.echo(line)
 
 
@@ -117,7 +125,7 @@ def migrate(ctx: click.Context) -> None:
     """Apply pending SQL migrations from sql/."""
     from fstore.migrations import apply_migrations
 
-    with connect_operator(home_of(ctx), autocommit=True) as conn:
+    with connect_operator(require_server(home_of(ctx)), autocommit=True) as conn:
         applied = apply_migrations(conn)
     console.print(f"applied {len(applied)} migration(s)" + (": " + ", ".join(applied) if applied else ""))
 
@@ -211,16 +219,24 @@ def cert_revoke(ctx: click.Context, role: str | None, serial: str | None) -> Non
 
 @cert_group.command("list")
 @click.option("--all", "show_all", is_flag=True, help="Include the server certificate and CRL probes.")
+@json_option
 @click.pass_context
-def cert_list(ctx: click.Context, show_all: bool) -> None:
+def cert_list(ctx: click.Context, show_all: bool, as_json: bool) -> None:
     """Serial, subject, kind, app id, expiry and revocation of every issued certificate."""
-    table = Table("serial", "subject", "kind", "app id", "expires", "revoked")
     now = dt.datetime.now(dt.timezone.utc)
-    for r in pki.list_certificates(home_of(ctx)):
-        if (r.kind == "service" or r.app_id == pki.CANARY_APP) and not show_all:
-            continue
+    records = [r for r in pki.list_certificates(home_of(ctx))
+               if show_all or not (r.kind == "service" or r.app_id == pki.CANARY_APP)]
+    if as_json:
+        echo_json([{"serial": r.serial, "subject": r.subject, "role": r.role, "kind": r.kind, "app_id": r.app_id,
+                    "not_before": r.not_before, "not_after": r.not_after, "expired": r.expires < now,
+                    "revoked_at": r.revoked_at, "cert_file": r.cert_file, "key_file": r.key_file}
+                   for r in records])
+        return
+    table = Table("serial", "subject", "kind", "app id", "expires", "revoked")
+    for r in records:
         expired = " (expired)" if r.expires < now else ""
-        table.add_row(r.serial, r.subject, r.kind, r.app_id or "", r.not_after[:19] + expired, r.revoked_at[:19] if r.revoked_at else "")
+        table.add_row(r.serial, r.subject, r.kind, r.app_id or "", r.not_after[:19] + expired,
+                      r.revoked_at[:19] if r.revoked_at else "")
     console.print(table)
 
 
@@ -242,12 +258,17 @@ def cert_crl(ctx: click.Context) -> None:
 @main.command("env")
 @click.argument("role")
 @click.option("--app", "app_id", default=None, help="Use ROLE's application certificate.")
+@json_option
 @click.pass_context
-def env_command(ctx: click.Context, role: str, app_id: str | None) -> None:
+def env_command(ctx: click.Context, role: str, app_id: str | None, as_json: bool) -> None:
     """Write ROLE's pg_service.conf entry ([ROLE@APP] with --app); print it, the SQLAlchemy URL
     and a dbt profile."""
     material = material_for(home_of(ctx), role, app_id)
     path = write_service_entry(material)
+    if as_json:
+        echo_json({"service": material.service_name, "service_file": path, "params": material.params(),
+                   "sqlalchemy_url": material.sqlalchemy_url(), "dbt_profile": material.dbt_profile()})
+        return
     click.echo(f"# pg_service entry written to {path}: psql \"service={material.service_name}\"")
     click.echo(material.service_entry())
     click.echo(f"# SQLAlchemy URL\n{material.sqlalchemy_url()}\n")
@@ -261,6 +282,6 @@ def env_command(ctx: click.Context, role: str, app_id: str | None) -> None:
 @click.pass_context
 def psql_command(ctx: click.Context, role: str, psql_args: tuple[str, ...]) -> None:
     """Open psql as ROLE with its certificate (extra arguments go to psql)."""
-    material = material_for(home_of(ctx), role)
+    material = material_for(require_server(home_of(ctx)), role)
     psql = shutil.which("psql") or "/usr/bin/psql"
     os.execv(psql, [psql, material.conninfo(), *psql_args])

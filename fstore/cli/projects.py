@@ -7,26 +7,27 @@ PostgreSQL, not this program, decides whether it is allowed.
 from __future__ import annotations
 
 import datetime as dt
-import json
 from pathlib import Path
+from typing import Any
 
 import click
 from psycopg.rows import dict_row
-from rich.table import Table
 
 from fstore import policies, projects
-from fstore.cli import as_option, connect_as, console, home_of, main
+from fstore.cli import FstoreGroup, as_option, connect_as, console, home_of, main
+from fstore.cli.output import echo_json, json_option, table
 from fstore.errors import translated
 from fstore.roles import ProjectRole
 
 ROLE_CHOICE = click.Choice([r.value for r in ProjectRole])
 
 
-def _table(rows: list[dict], columns: list[str]) -> Table:
-    table = Table(*columns)
-    for row in rows:
-        table.add_row(*("" if row[c] is None else str(row[c]) for c in columns))
-    return table
+def _listing(rows: list[dict[str, Any]], columns: list[str], as_json: bool) -> None:
+    """Print rows as a JSON array (every column) or as a table of ``columns``."""
+    if as_json:
+        echo_json(rows)
+    else:
+        console.print(table(rows, columns))
 
 
 @main.group("project")
@@ -63,12 +64,13 @@ def project_delete(ctx: click.Context, name: str, yes: bool, as_role: str) -> No
 
 @project_group.command("list")
 @as_option
+@json_option
 @click.pass_context
-def project_list(ctx: click.Context, as_role: str) -> None:
+def project_list(ctx: click.Context, as_role: str, as_json: bool) -> None:
     """Projects visible to the identity."""
     with connect_as(ctx, as_role) as conn:
         rows = projects.list_projects(conn)
-    console.print(_table(rows, ["name", "owner_user", "members", "created_at"]))
+    _listing(rows, ["name", "owner_user", "members", "created_at"], as_json)
 
 
 @main.group("member")
@@ -118,25 +120,57 @@ def member_remove(ctx: click.Context, project: str, user: str, as_role: str) -> 
 @member_group.command("list")
 @click.argument("project")
 @as_option
+@json_option
 @click.pass_context
-def member_list(ctx: click.Context, project: str, as_role: str) -> None:
+def member_list(ctx: click.Context, project: str, as_role: str, as_json: bool) -> None:
     """Members of PROJECT."""
     with connect_as(ctx, as_role) as conn:
         rows = projects.list_members(conn, project)
-    console.print(_table(rows, ["user_name", "role_name", "project_role", "added_at", "added_by"]))
+    _listing(rows, ["user_name", "role_name", "project_role", "added_at", "added_by"], as_json)
 
 
-@main.command("share")
+class ShareGroup(FstoreGroup):
+    """``fstore share list``, ``fstore share add P --with Q``, and ``fstore share P --with Q``
+    (short for ``share add``; a project named ``add`` or ``list`` needs the long form)."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if args and args[0] not in self.commands and args[0] not in ctx.help_option_names:
+            args = ["add", *args]
+        return super().parse_args(ctx, args)
+
+
+@main.group("share", cls=ShareGroup)
+def share_group() -> None:
+    """Share a project's feature store with another project, and list shares.
+
+    `fstore share P --with Q` is short for `fstore share add P --with Q`.
+    """
+
+
+@share_group.command("add")
 @click.argument("project")
 @click.option("--with", "with_project", required=True, help="Project that gets access.")
 @click.option("--read-write", is_flag=True, help="Let the other project's Data Owners write too.")
 @as_option
 @click.pass_context
 def share(ctx: click.Context, project: str, with_project: str, read_write: bool, as_role: str) -> None:
-    """Share PROJECT's feature store with another project (read-only by default)."""
+    """Share PROJECT's feature store with another project (read-only by default; Data Owners of PROJECT)."""
     with connect_as(ctx, as_role) as conn:
         projects.share_project(conn, project, with_project, read_write)
     console.print(f"shared {project} with {with_project} ({'read-write' if read_write else 'read-only'})")
+
+
+@share_group.command("list")
+@click.option("--project", default=None, help="Only shares of this project (given or received).")
+@as_option
+@json_option
+@click.pass_context
+def share_list(ctx: click.Context, project: str | None, as_role: str, as_json: bool) -> None:
+    """Shares the identity may see: its project's, given and received (the admin sees all)."""
+    with connect_as(ctx, as_role) as conn:
+        rows = [r for r in projects.list_shares(conn)
+                if project is None or project in (r["project"], r["with_project"])]
+    _listing(rows, ["project", "with_project", "read_only", "shared_at", "shared_by"], as_json)
 
 
 @main.command("unshare")
@@ -200,7 +234,7 @@ def policy_apply(ctx: click.Context, project: str, path: Path | None, as_role: s
 @click.option("--project", default=None)
 @click.option("--since", default=None, help="ISO time or a duration like 1h, 7d.")
 @click.option("--limit", default=100, show_default=True)
-@click.option("--json", "as_json", is_flag=True)
+@json_option
 @as_option
 @click.pass_context
 def audit(ctx: click.Context, project: str | None, since: str | None, limit: int, as_json: bool,
@@ -221,10 +255,4 @@ def audit(ctx: click.Context, project: str | None, since: str | None, limit: int
             "and (%(s)s::timestamptz is null or at >= %(s)s) order by id desc limit %(l)s",
             {"p": project, "s": since_ts, "l": limit},
         ).fetchall()
-    if as_json:
-        click.echo(json.dumps(rows, default=str, indent=1))
-        return
-    for row in rows:
-        row["details"] = json.dumps(row["details"], separators=(",", ":"))
-        row["at"] = row["at"].isoformat(timespec="seconds")
-    console.print(_table(rows, ["id", "at", "session_role", "app_id", "project", "action", "details"]))
+    _listing(rows, ["id", "at", "session_role", "app_id", "project", "action", "details"], as_json)

@@ -12,25 +12,20 @@ Example::
 
 from __future__ import annotations
 
-import json
+from pathlib import Path
 from typing import Any
 
 import click
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-import fstore
 from fstore import training
-from fstore.cli import as_option, console, home_of, main
+from fstore.cli import console, err_console, main, project_user_option, store_as
+from fstore.cli.paths import check_target, describe_split_target, format_for, parents_option
+from fstore.cli.output import echo_json, json_option
 from fstore.errors import InvalidInput
-from fstore.roles import split_project_user
 
 FORMATS = ["parquet", "csv", "npy", "tfrecord", "arrow"]
-
-
-def _store(ctx: click.Context, as_role: str) -> fstore.FeatureStore:
-    project, user = split_project_user(as_role)
-    return fstore.connect(project, user, home=home_of(ctx))
 
 
 def parse_split(values: tuple[str, ...]) -> dict[str, Any] | None:
@@ -91,17 +86,27 @@ def train_group() -> None:
 @click.option("--key", "keys", multiple=True, metavar="SPINE_COLUMN=GROUP_KEY", help="Map a spine column to a key.")
 @click.option("--full-feature-names", is_flag=True, help="Name features group__feature.")
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default=None, help="Also export to --path.")
-@click.option("--path", type=click.Path(dir_okay=True), default=None, help="Export file (format from --format or suffix).")
+@click.option("--path", type=click.Path(dir_okay=True), default=None,
+              help="Also export to this file (format from --format or the suffix); with --split a directory "
+                   "of that name, one file per split (train.parquet, test.parquet).")
+@parents_option
 @click.option("--description", default="")
-@as_option
+@project_user_option
 @click.pass_context
 def train_create(ctx: click.Context, name: str, spine: str, features: tuple[str, ...], labels: tuple[str, ...],
                  splits: tuple[str, ...], seed: int, event_time_column: str, ttl: str | None,
                  keys: tuple[str, ...], full_feature_names: bool, fmt: str | None, path: str | None,
-                 description: str, as_role: str) -> None:
+                 parents: bool, description: str, as_role: str) -> None:
     """Build training dataset NAME from a spine and features; store it with its provenance."""
-    fs = _store(ctx, as_role)
-    kwargs = dict(label=list(labels) or None, split=parse_split(splits), seed=seed, format=fmt, path=path,
+    split = parse_split(splits)
+    if path is not None:
+        check_target(Path(path), parents)
+        out_format = format_for(Path(path), fmt)
+        if split and out_format:
+            err_console.print(f"note: writing {describe_split_target(Path(path), list(split), out_format)}",
+                              highlight=False)
+    fs = store_as(ctx, as_role)
+    kwargs = dict(label=list(labels) or None, split=split, seed=seed, format=fmt, path=path,
                   event_time_column=event_time_column, ttl=ttl, full_feature_names=full_feature_names,
                   keys=parse_keys(keys), description=description)
     with fs:
@@ -120,20 +125,22 @@ def train_create(ctx: click.Context, name: str, spine: str, features: tuple[str,
     console.print(f"created training dataset {dataset.name} version {dataset.version}: {dataset.rows:,} rows "
                   f"in {dataset.project}.{dataset.table_name} from {groups}", highlight=False)
     for export in dataset.exports:
-        console.print(f"exported {export['rows']:,} rows as {export['format']} to {export['path']}", highlight=False)
+        where = describe_split_target(Path(export["path"]), list(split or ()), export["format"]) if split \
+            else str(export["path"])
+        console.print(f"exported {export['rows']:,} rows as {export['format']} to {where}", highlight=False)
 
 
 @train_group.command("list")
 @click.option("--name", default=None, help="Only this dataset's versions.")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-@as_option
+@json_option
+@project_user_option
 @click.pass_context
 def train_list(ctx: click.Context, name: str | None, as_json: bool, as_role: str) -> None:
     """Training datasets visible to the identity (its project's and shared ones)."""
-    with _store(ctx, as_role) as fs:
+    with store_as(ctx, as_role) as fs:
         datasets = training.list_training_datasets(fs, name)
     if as_json:
-        click.echo(json.dumps([d.__dict__ for d in datasets], indent=2, default=str))
+        echo_json(datasets)
         return
     table = Table("project", "name", "version", "rows", "features", "label", "split", "created_by", "created_at")
     for d in datasets:
@@ -145,10 +152,38 @@ def train_list(ctx: click.Context, name: str | None, as_json: bool, as_role: str
 @train_group.command("show")
 @click.argument("name")
 @click.option("--version", type=int, default=None, help="Default: the latest.")
-@as_option
+@json_option
+@project_user_option
 @click.pass_context
-def train_show(ctx: click.Context, name: str, version: int | None, as_role: str) -> None:
-    """The provenance of training dataset NAME, as JSON."""
-    with _store(ctx, as_role) as fs:
-        dataset = training.training_dataset(fs, name, version)
-    click.echo(json.dumps(dataset.__dict__, indent=2, default=str))
+def train_show(ctx: click.Context, name: str, version: int | None, as_json: bool, as_role: str) -> None:
+    """The provenance of training dataset NAME: its spine, feature groups and the commits they were
+    read up to, label, split, seed and exports (--json: the whole catalog record)."""
+    with store_as(ctx, as_role) as fs:
+        d = training.training_dataset(fs, name, version)
+    if as_json:
+        echo_json(d)
+        return
+    header = Table(show_header=False, box=None)
+    header.add_column(style="bold")
+    header.add_column()
+    for key, value in (
+        ("training dataset", f"{d.project}.{d.name} version {d.version}"),
+        ("description", d.description or "-"), ("table", f"{d.project}.{d.table_name}"),
+        ("rows", f"{d.rows:,}"), ("features", ", ".join(d.features)),
+        ("label", ", ".join(d.label) or "-"), ("split", _split_text(d.split, d.seed)),
+        ("spine", f"{', '.join(d.spine_columns)} (event time {d.event_time_column}, hash {d.spine_hash[:12]})"),
+        ("ttl", d.ttl or "-"),
+        ("feature groups", "\n".join(f"{g['project']}.{g['name']}@{g['version']} (commits <= {g.get('max_commit')})"
+                                     for g in d.feature_groups) or "-"),
+        ("created", f"{d.created_at[:19]} by {d.created_by}" + (f" (app {d.app_id})" if d.app_id else "")),
+        ("exports", "\n".join(f"{e.get('format')} {e.get('path')} ({e.get('rows')} rows)" for e in d.exports) or "-"),
+    ):
+        header.add_row(key, str(value))
+    console.print(header, highlight=False)
+
+
+def _split_text(split: dict[str, Any] | None, seed: int) -> str:
+    if not split:
+        return "-"
+    parts = [f"{k} {'..'.join(x or '' for x in v) if isinstance(v, list) else v}" for k, v in split.items()]
+    return ", ".join(parts) + (f" (seed {seed})" if all(not isinstance(v, list) for v in split.values()) else "")

@@ -40,7 +40,10 @@ def test_train_create_list_show(fraud: Any, home: Any, tmp_path: Any) -> None:
                                   "--split", "test=0.5", "--seed", "3", "--path", str(path), "--as", role])
     assert result.exit_code == 0, result.output
     assert "created training dataset fraud_train version 1: 8 rows" in result.output
-    assert f"exported 8 rows as parquet to {path}" in result.output
+    split_directory = f"directory {path}/ (one file per split: train.parquet, test.parquet)"
+    assert f"note: writing {split_directory}" in result.stderr  # said before the build...
+    assert f"exported 8 rows as parquet to {split_directory}" in result.stdout  # ...and after
+    assert sorted(p.name for p in path.iterdir()) == ["test.parquet", "train.parquet"]
 
     stored = fstore.connect(fraud.name, "bob", home=home).get_training_dataset("fraud_train")
     assert stored.column("n_tx").to_pylist() == [11, 22, 33, 44, 54, None, None, None]
@@ -56,7 +59,11 @@ def test_train_create_list_show(fraud: Any, home: Any, tmp_path: Any) -> None:
 
     shown = runner.invoke(main, ["--home", str(home.root), "train", "show", "fraud_train", "--as", role])
     assert shown.exit_code == 0, shown.output
-    assert json.loads(shown.output)["split"] == {"train": 0.5, "test": 0.5}
+    for text in (f"{fraud.name}.fraud_train version 1", "test 0.5, train 0.5 (seed 3)", f"{fraud.name}.activity@1"):
+        assert text in shown.stdout, text
+    provenance = runner.invoke(main, ["--home", str(home.root), "train", "show", "fraud_train", "--json", "--as", role])
+    assert provenance.exit_code == 0, provenance.output
+    assert json.loads(provenance.stdout)["split"] == {"train": 0.5, "test": 0.5}
 
 
 def test_train_create_errors_are_one_line(fraud: Any, home: Any) -> None:
