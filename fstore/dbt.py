@@ -182,8 +182,8 @@ def install_packages(project_dir: str | Path, profiles_dir: str | Path, log_dir:
     Example: ``install_packages(DEMO_PROJECT_DIR, dbt_dir(home, "fraud__alice"))``
     """
     directory = Path(project_dir)
-    if not any((directory / name).exists() for name in _PACKAGE_FILES):
-        return False
+    if not (directory / "dbt_project.yml").exists() or not any((directory / n).exists() for n in _PACKAGE_FILES):
+        return False  # not a dbt project (dbt says so), or one without packages
     config = yaml.safe_load((directory / "dbt_project.yml").read_text()) or {}
     installed = directory / config.get("packages-install-path", "dbt_packages")
     if installed.exists():

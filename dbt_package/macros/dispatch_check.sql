@@ -3,7 +3,8 @@
   get_replace_view_sql) serve your models only through the dispatch config of your
   project. Without it, dbt names a feature group's relation after the model (ref() then
   misses its table) and creates views the database refuses. check_dispatch runs before
-  every `dbt run` and `dbt build` (the package's on-run-start hook) and names the fix.
+  every `dbt run`, `build`, `test`, `seed` and `snapshot` (the package's on-run-start
+  hook) and names the fix.
 -#}
 {% macro dispatch_hint() -%}
   {{ return("fstore's dbt macros are not dispatched for project " ~ project_name ~ '. Add to its dbt_project.yml:'
@@ -19,8 +20,8 @@
     {%- for name, macro in resolved.items() -%}
       {%- if macro.macro.package_name in ['dbt', 'dbt_postgres'] -%}
         {{ exceptions.raise_compiler_error(fstore.dispatch_hint()
-             ~ "(dbt's own " ~ name ~ ' would serve your models: views without security_invoker, which the '
-             ~ 'database refuses, and feature groups named without their version)') }}
+             ~ "Without it dbt's own " ~ name ~ ' serves your models: feature groups would be named without their '
+             ~ 'version, and views created without security_invoker, which the database refuses.') }}
       {%- endif -%}
     {%- endfor -%}
   {%- endif -%}

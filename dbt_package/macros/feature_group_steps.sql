@@ -115,27 +115,9 @@
       from (select {{ fstore.jsonb(args) }} as a) p
   {%- endset %}
   {%- set fg_id = fstore.query_json(query) -%}
-  {% do fstore.document_commit_column(spec) %}
   {% do fstore.become_person() %}
   {{ log(fstore.display_name(spec) ~ ': created (feature group ' ~ fg_id ~ ')', info=True) }}
   {{ return(fg_id) }}
-{% endmacro %}
-
-{#-
-  The column _commit_id of a version's tables is fstore's, not a feature: say so in the
-  database, where `dbt docs generate` reads it (a column's comment is its description in
-  dbt's docs) and `\d+` in psql shows it. As the owner role, right after creation.
--#}
-{% macro document_commit_column(spec) %}
-  {%- set offline = fstore.feature_group_table(spec['name'], spec['version']) -%}
-  {% call statement('fstore_commit_column') -%}
-    comment on column {{ adapter.quote(spec['project']) }}.{{ adapter.quote(offline) }}._commit_id is
-      'fstore commit that wrote the row (fstore.commits.id); not a feature. Rows with the same keys and event time are told apart by it: the latest commit wins.'
-    {%- if spec['online'] %};
-    comment on column {{ adapter.quote(spec['project']) }}.{{ adapter.quote(offline ~ '__online') }}._commit_id is
-      'fstore commit that wrote the row''s values (fstore.commits.id); not a feature.'
-    {%- endif %}
-  {%- endcall %}
 {% endmacro %}
 
 {#-

@@ -1,9 +1,13 @@
 """dbt commands: ``dbt-profile`` writes a user's profile; ``dbt run`` / ``dbt lineage`` run as that user.
 
+Any dbt project that installs fstore's dbt package (``dbt_package/``) works; the
+default is the demo's (``dbt_project/``).
+
 Example::
 
     fstore dbt-profile fraud alice
     fstore dbt run fraud alice -- --select account_activity
+    fstore dbt run fraud alice --project-dir ~/analytics -- --full-refresh
 """
 
 from __future__ import annotations
@@ -27,8 +31,8 @@ def dbt_profile(ctx: click.Context, project: str, user: str, directory: str | No
     """Write a dbt profile that logs in as PROJECT__USER with that user's certificate."""
     path = fdbt.write_profile(home_of(ctx), project, user, directory)
     console.print(f"wrote {path}")
-    console.print(f"use it with: dbt run --profiles-dir {path.parent} --project-dir {fdbt.DEMO_PROJECT_DIR}",
-                  highlight=False)
+    console.print(f"use it with: dbt run --profiles-dir {path.parent} --project-dir YOUR_PROJECT "
+                  f"(one that installs {fdbt.PACKAGE_DIR}; the demo's: {fdbt.DEMO_PROJECT_DIR})", highlight=False)
 
 
 @main.group("dbt")
@@ -40,12 +44,15 @@ def dbt_group() -> None:
 @click.argument("project")
 @click.argument("user")
 @click.option("--project-dir", type=click.Path(file_okay=False, exists=True), default=None,
-              help="dbt project directory (default: fstore's dbt_project with the demo models).")
+              help="dbt project directory, one that installs fstore's dbt package (default: the demo's).")
 @click.argument("dbt_args", nargs=-1, type=click.UNPROCESSED)
 @click.pass_context
 def dbt_run(ctx: click.Context, project: str, user: str, project_dir: str | None,
             dbt_args: tuple[str, ...]) -> None:
-    """`dbt run` as PROJECT__USER; arguments after `--` go to dbt (e.g. `-- --select x`)."""
+    """`dbt run` as PROJECT__USER; arguments after `--` go to dbt (e.g. `-- --select x`).
+
+    Runs `dbt deps` first when the project's packages are not installed yet.
+    """
     args = list(dbt_args)
     if args[:1] == ["--"]:
         args = args[1:]
