@@ -451,19 +451,6 @@ $$;
 comment on function fstore.open_commit(bigint) is
   'The commit of this feature group open in this transaction of this session, or NULL. The offline and online tables'' policies accept only rows carrying it.';
 
-create or replace function fstore.abandon_commit(p_commit_id bigint) returns void
-language plpgsql volatile security definer set search_path = pg_catalog, fstore, pg_temp as $$
-begin
-  delete from fstore.commits
-   where id = p_commit_id and state = 'open' and session_role = session_user::text
-     and backend_pid = pg_catalog.pg_backend_pid() and xact = pg_catalog.pg_current_xact_id();
-  if not found then
-    raise exception 'commit % is not open in this session', p_commit_id using errcode = '42501';
-  end if;
-end $$;
-comment on function fstore.abandon_commit(bigint) is
-  'Forget the open commit of this session that wrote no rows: no empty commit is recorded.';
-
 create or replace function fstore.finish_commit(p_commit_id bigint, p_rows bigint, p_online_rows bigint,
   p_min timestamptz, p_max timestamptz, p_validation jsonb, p_stats jsonb) returns void
 language plpgsql volatile security definer set search_path = pg_catalog, fstore, pg_temp as $$
@@ -529,7 +516,6 @@ grant execute on function
   fstore.lock_feature_group(bigint),
   fstore.begin_commit(bigint,text),
   fstore.open_commit(bigint),
-  fstore.abandon_commit(bigint),
   fstore.finish_commit(bigint,bigint,bigint,timestamp with time zone,timestamp with time zone,jsonb,jsonb),
   fstore.drop_feature_group(bigint)
   to public;

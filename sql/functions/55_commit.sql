@@ -83,6 +83,9 @@ declare
   v_stats jsonb := '{}';
   v_validation jsonb := coalesce(p_validation, '{}');
   v_step timestamptz;
+  v_early text[] := '{}';  -- the steps before the commit record exists, reported with its id
+  v_message text;
+  v_empty boolean;
 begin
   v_fg := fstore.feature_group_by_id(p_feature_group_id);
   if p_mode is null or p_mode not in ('append', 'merge', 'incremental') then
@@ -92,8 +95,8 @@ begin
   v_step := clock_timestamp();
   -- one commit at a time per feature group (step 1 above), until this transaction ends
   perform fstore.lock_feature_group(p_feature_group_id);
-  v_commit := fstore.begin_commit(p_feature_group_id, p_source);
-  v_step := fstore.commit_step_done(v_commit, 'lock', v_step);
+  v_early := v_early || format('lock %s ms', round(extract(epoch from clock_timestamp() - v_step) * 1000));
+  v_step := clock_timestamp();
 
   select string_agg(format('%I', name), ', ' order by position) into v_cols
     from fstore.features where feature_group_id = p_feature_group_id;
@@ -113,7 +116,7 @@ begin
     v_batch := 'pg_temp._fstore_batch'::regclass;
   elsif p_mode = 'incremental' then
     select max(max_event_time) into v_watermark from fstore.commits
-     where feature_group_id = p_feature_group_id and id <> v_commit;
+     where feature_group_id = p_feature_group_id;
     if v_watermark is not null then
       if to_regclass('pg_temp._fstore_batch') is not null then drop table pg_temp._fstore_batch; end if;
       execute format('create temp table _fstore_batch on commit drop as
@@ -122,13 +125,28 @@ begin
       v_batch := 'pg_temp._fstore_batch'::regclass;
     end if;
   end if;
-  v_step := fstore.commit_step_done(v_commit, 'select', v_step, p_mode);
+  v_early := v_early || format('select %s ms %s', round(extract(epoch from clock_timestamp() - v_step) * 1000), p_mode);
+  v_step := clock_timestamp();
 
   -- validation before anything is written: a strict failure raises (SQLSTATE 23514)
   if fstore.has_validation_rules(v_fg.options) then
     v_validation := fstore.validate_commit(p_feature_group_id, p_staging, v_batch);
   end if;
-  v_step := fstore.commit_step_done(v_commit, 'validation', v_step);
+  v_early := v_early || format('validation %s ms', round(extract(epoch from clock_timestamp() - v_step) * 1000));
+
+  -- nothing new (a re-run, a merge of stored rows, an incremental run past nothing): with
+  -- p_record_empty false no commit is begun at all, so no empty commit is recorded
+  if not coalesce(p_record_empty, true) then
+    execute format('select not exists (select 1 from %s)', v_batch) into v_empty;
+    if v_empty then
+      return null;
+    end if;
+  end if;
+  v_commit := fstore.begin_commit(p_feature_group_id, p_source);
+  foreach v_message in array v_early loop
+    raise debug 'fstore commit %: %', v_commit, v_message;
+  end loop;
+  v_step := clock_timestamp();
 
   -- offline append: the bulk path for a batch as large as the table, else row by row
   v_owner := fstore.owner_role(v_fg.project);
@@ -196,13 +214,6 @@ begin
                    v_offline, v_cols, v_fg.event_time, v_batch, v_keys) using v_commit;
     get diagnostics v_rows = row_count;
     v_step := fstore.commit_step_done(v_commit, 'offline_append', v_step, v_detail);
-  end if;
-
-  if v_rows = 0 and not coalesce(p_record_empty, true) then
-    -- nothing new (a re-run, a merge of stored rows, an incremental run past nothing): no empty commit
-    perform fstore.abandon_commit(v_commit);
-    v_step := fstore.commit_step_done(v_commit, 'nothing to commit', v_step);
-    return null;
   end if;
 
   if v_fg.online and v_rows > 0 then

@@ -83,13 +83,14 @@ def test_a_home_of_the_previous_release_upgrades_with_fstore_migrate(released_ho
     with connect(home, f"{project}__bob", autocommit=True) as bob:
         assert bob.execute("select to_regprocedure('fstore.historical_features(text,regclass,text[],text,"
                            "interval,boolean,jsonb)')").fetchone()[0] is None  # not in the release
+        assert bob.execute("select to_regprocedure('fstore.abandon_commit(bigint)')").fetchone()[0] is not None
 
     env = {**os.environ, "FSTORE_HOME": str(home.root)}
     env.pop("FSTORE_SQL_DIR", None)
     migrate = subprocess.run([sys.executable, "-m", "fstore", "--home", str(home.root), "migrate"],
                              capture_output=True, text=True, env=env, cwd=ROOT)
     assert migrate.returncode == 0, migrate.stderr + migrate.stdout
-    assert "functions/70_point_in_time.sql" in migrate.stdout
+    assert "functions/70_point_in_time.sql" in migrate.stdout and "schema/003_no_abandoned_commits.sql" in migrate.stdout
 
     with connect_operator(home, autocommit=True) as operator:
         assert apply_migrations(operator) == []  # nothing left to do
@@ -114,6 +115,8 @@ def test_a_home_of_the_previous_release_upgrades_with_fstore_migrate(released_ho
                                 (f"{project}.payments__v1",)).fetchone()[0]
         assert described.startswith("Offline history of feature group payments version 1")
     with connect(home, f"{project}__alice", autocommit=True) as alice:
+        # 0.1.0's way to leave rows no commit accounts for is gone (schema/003)
+        assert alice.execute("select to_regprocedure('fstore.abandon_commit(bigint)')").fetchone()[0] is None
         with alice.transaction():  # a commit after the upgrade
             alice.execute("create temp table stage (account_id bigint, amount float8, event_time timestamptz) "
                           "on commit drop")
