@@ -200,14 +200,12 @@ create or replace function fstore.retire_certificates(p_roles text[]) returns in
 language plpgsql volatile security definer set search_path = pg_catalog, fstore, pg_temp as $$
 declare
   v_count integer;
-  v_role text;
 begin
   update fstore.certificates set revoked_at = clock_timestamp()
    where role_name = any(p_roles) and revoked_at is null and kind <> 'service';
   get diagnostics v_count = row_count;
-  foreach v_role in array p_roles loop
-    perform pg_catalog.pg_notify('fstore_certificates', v_role);
-  end loop;
+  -- any role may LISTEN on a channel: the wake-up names nobody
+  perform pg_catalog.pg_notify('fstore_certificates', '');
   return v_count;
 end $$;
 comment on function fstore.retire_certificates(text[]) is
@@ -239,7 +237,7 @@ begin
    where role_name = p_role and kind <> 'service' and not_after > now()
      and (revoked_at is null or crl_published_at is null);
   if v_pending > 0 then
-    perform pg_catalog.pg_notify('fstore_certificates', p_role);
+    perform pg_catalog.pg_notify('fstore_certificates', '');
     raise exception 'earlier certificates of role % are not yet in the server''s CRL (% pending)', p_role, v_pending
       using errcode = '55000',
             hint = 'the CRL keeper publishes revocations within seconds; otherwise run `fstore cert crl`';
