@@ -1,7 +1,6 @@
 {#-
-  fstore's versions of dbt's macros (generate_alias_name, create_view_as,
-  get_replace_view_sql) serve your models only through the dispatch config of your
-  project. Without it, dbt names a feature group's relation after the model (ref() then
+  fstore's versions of dbt's macros (generate_alias_name, create_view_as) serve your
+  models only through the dispatch config of your project. Without it, dbt names a feature group's relation after the model (ref() then
   misses its table) and creates views the database refuses. check_dispatch runs before
   every `dbt run`, `build`, `test`, `seed` and `snapshot` (the package's on-run-start
   hook) and names the fix.
@@ -15,8 +14,7 @@
   {%- if execute -%}
     {#- adapter.dispatch takes string literals only: one call per macro -#}
     {%- set resolved = {'generate_alias_name': adapter.dispatch('generate_alias_name', 'dbt'),
-                        'create_view_as': adapter.dispatch('create_view_as', 'dbt'),
-                        'get_replace_view_sql': adapter.dispatch('get_replace_view_sql', 'dbt')} -%}
+                        'create_view_as': adapter.dispatch('create_view_as', 'dbt')} -%}
     {%- for name, macro in resolved.items() -%}
       {%- if macro.macro.package_name in ['dbt', 'dbt_postgres'] -%}
         {{ exceptions.raise_compiler_error(fstore.dispatch_hint()
