@@ -2,31 +2,19 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 from typing import Any
 
 from click.testing import CliRunner
-from psycopg import sql
 
 import fstore
 from fstore.cli import main
-from tests.retrieval.conftest import commit_rows, create_group
-
-T0 = dt.datetime(2024, 6, 1, tzinfo=dt.timezone.utc)
+from tests.cli.conftest import make_activity
 
 
 def _setup(fraud: Any) -> str:
     """A feature group and a labels table in the project; returns the labels table's name."""
-    with fraud.connect("alice") as alice:
-        group = create_group(alice, fraud.name, "activity", {"account_id": "bigint", "event_time": "timestamptz",
-                                                             "n_tx": "integer"}, ["account_id"])
-        commit_rows(alice, group, [(a, T0 + dt.timedelta(days=d), a * 10 + d) for a in range(1, 6) for d in range(5)])
-        with alice.transaction():
-            alice.execute(sql.SQL("set local role {}").format(sql.Identifier(f"{fraud.name}__owner")))
-            alice.execute(sql.SQL("create table {} as select a as account_id, {} + a * interval '1 day' as event_time,"
-                                  " a % 2 as is_fraud from generate_series(1, 8) a")
-                          .format(sql.Identifier(fraud.name, "labels"), sql.Literal(T0)))
+    make_activity(fraud)
     return f"{fraud.name}.labels"
 
 
