@@ -61,9 +61,12 @@ def drift_command(ctx: click.Context, name: str, baseline: tuple[str, ...], base
     distance, Kolmogorov-Smirnov, null rates, means and new categories."""
     if bool(baseline) == bool(baseline_dataset):
         raise click.UsageError("give the baseline: --baseline KEY=VALUE ... or --baseline-dataset NAME")
+    dataset_name, _, dataset_version = (baseline_dataset or "").partition("@")
+    if dataset_version and not dataset_version.isdigit():
+        raise click.BadParameter(f"{baseline_dataset!r}: write NAME or NAME@VERSION (a number)",
+                                 param_hint="--baseline-dataset")
     with store_as(ctx, as_role) as fs:
         if baseline_dataset:
-            dataset_name, _, dataset_version = baseline_dataset.partition("@")
             base: Any = fs.training_dataset(dataset_name, int(dataset_version) if dataset_version else None)
         else:
             base = _window(baseline, "baseline")

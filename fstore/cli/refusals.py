@@ -72,7 +72,7 @@ def explain(exc: FstoreError, params: Mapping[str, Any]) -> FstoreError:
     """
     if exc.sqlstate != INSUFFICIENT_PRIVILEGE:
         return exc
-    original = exc.args[0] if exc.args else ""
+    original = getattr(exc, "primary", None) or (exc.args[0] if exc.args else "")  # the server's own words
     match = _FUNCTION_REFUSED.fullmatch(str(original).strip())
     if match is None or match.group(1) not in REFUSALS:
         return exc

@@ -171,3 +171,18 @@ def test_jsonable_conventions() -> None:
     assert jsonable(Thing(at, dt.timedelta(hours=1), decimal.Decimal("2.5"))) == {
         "at": "2024-06-01T12:00:00+00:00", "ttl": 3600, "amount": 2.5}
     assert jsonable({"ttl": "2 days", "rows": (1, 2)}) == {"ttl": 172800, "rows": [1, 2]}
+
+
+def test_drift_in_json_and_its_usage_errors(cli: Cli, fraud: Any, activity: Any) -> None:
+    commit = str(activity_commit(fraud))
+    args = ["drift", "activity", "--baseline", f"commit={commit}", "--current", f"commit={commit}",
+            "--as", fraud.role("bob")]
+    report = cli.json(*args)
+    assert [(f["feature"], f["drifted"]) for f in report["features"]] == [("n_tx", False)]
+    bad = ["drift", "activity", "--baseline-dataset", "fraud_train@two", "--as", fraud.role("bob")]
+    plain = cli.run(*bad, code=2)
+    as_json = cli.run(*bad, "--json", code=2)
+    assert "'fraud_train@two': write NAME or NAME@VERSION (a number)" in plain.stderr
+    assert json.loads(as_json.stdout)["error"] == {
+        "kind": "usage", "sqlstate": None, "exit_code": 2,
+        "message": "Invalid value for --baseline-dataset: 'fraud_train@two': write NAME or NAME@VERSION (a number)"}
