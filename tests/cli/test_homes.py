@@ -99,3 +99,14 @@ def test_readme_documents_home_as_a_global_option() -> None:
     text = README.read_text()
     assert "Every command takes `--home DIR`" not in text
     assert "`--home DIR` is a global option" in text
+
+
+@pytest.mark.parametrize("command", [["train", "list"], ["fg", "list"], ["export", "x", "--out", "x.csv"]])
+def test_project_user_commands_need_a_project_user(cli: Cli, monkeypatch: pytest.MonkeyPatch,
+                                                   command: list[str]) -> None:
+    """No silent default identity: --as (or $FSTORE_AS) names the project-user."""
+    monkeypatch.delenv("FSTORE_AS", raising=False)
+    assert "Missing option '--as'" in cli.run(*command, code=2).stderr
+    monkeypatch.setenv("FSTORE_AS", "fstore_admin")
+    line = one_error_line(cli.run(*command, code=1).stderr)
+    assert "fstore_admin" in line and "Traceback" not in line
