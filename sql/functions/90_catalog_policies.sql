@@ -63,4 +63,18 @@ create policy visible on fstore.commit_statistics for select
   using (exists (select 1 from fstore.commits c where c.id = commit_id
                   and fstore.statistics_visible(c.feature_group_id)));
 
+drop policy if exists visible on fstore.feature_views;
+create policy visible on fstore.feature_views for select
+  using (project in (select unnest(fstore.visible_projects())));
+drop policy if exists visible on fstore.feature_view_fits;
+create policy visible on fstore.feature_view_fits for select
+  using (exists (select 1 from fstore.feature_views v where v.id = feature_view_id));
+drop policy if exists fitted_by_the_builder on fstore.feature_view_fits;
+create policy fitted_by_the_builder on fstore.feature_view_fits for insert to fstore_builder with check (true);
+-- served vectors hold feature values of entities: the view's project's Data Owners read them
+drop policy if exists data_owners on fstore.served_vectors;
+create policy data_owners on fstore.served_vectors for select
+  using (exists (select 1 from fstore.feature_views v join fstore.members m on m.project = v.project
+                  where v.id = feature_view_id and m.role_name = session_user::text and m.project_role = 'data_owner'));
+
 reset role;

@@ -19,6 +19,9 @@ comment on table fstore.feature_group_locks is 'One row per feature group: its c
 comment on table fstore.managed_tables is 'fstore''s own tables in project schemas (feature-group history, online tables, training datasets) and the shape they keep';
 comment on table fstore.training_datasets is 'Training-dataset versions: the stored point-in-time join <name>__td<version>, with its provenance (feature groups, commits seen, spine hash, label, split)';
 comment on table fstore.training_dataset_exports is 'Files training datasets were written to, each recorded by the session that wrote it';
+comment on table fstore.feature_views is 'Feature views: what a model consumes (pinned feature references, label, serving keys, passed request-time features, transformations), for training and serving alike';
+comment on table fstore.feature_view_fits is 'Transformation parameters of a feature view fitted by fstore on one of its training datasets'' training split';
+comment on table fstore.served_vectors is 'Vectors served from feature views that log (keys, passed features, vector, who, when): read by the view''s project''s Data Owners';
 comment on view fstore.feature_group_overview is 'One row per feature-group version you can see, with its commit count, rows and last commit';
 
 comment on column fstore.commits.state is 'open: begun in transaction xact of backend backend_pid, the only one whose rows the group''s tables take; done: finished, immutable';

@@ -90,6 +90,6 @@ def test_the_control_plane_roles_hold_only_what_they_need(operator: psycopg.Conn
     owned = operator.execute(
         "select r.rolname, count(*) from pg_proc p join pg_roles r on r.oid = p.proowner"
         " where r.rolname in ('fstore_roles', 'fstore_builder') group by 1 order by 1").fetchall()
-    assert owned == [("fstore_builder", 1), ("fstore_roles", 5)]
+    assert owned == [("fstore_builder", 2), ("fstore_roles", 5)]  # build_training_table, fit_feature_view
     tally.deny("control_without_createrole", "builder_without_createrole", "control_only_signal_backend")
     tally.allow("role_management_holds_createrole")
