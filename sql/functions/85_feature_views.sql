@@ -603,6 +603,10 @@ begin
   if not found or not fstore.session_sees_project(v_view.project) then
     raise exception 'feature view % does not exist or is not visible to %', p_view_id, session_user using errcode = 'P0002';
   end if;
+  if v_view.project is distinct from fstore.session_project() then
+    raise exception 'permission denied: only members of project % log the vectors its views serve', v_view.project
+      using errcode = '42501';
+  end if;
   insert into fstore.served_vectors (feature_view_id, training_dataset_id, keys, passed, vector, found, client_serial, app_id)
   select p_view_id, p_training_dataset_id, s->'keys', coalesce(s->'passed', '{}'),
          array(select jsonb_array_elements_text(s->'vector'))::float8[], coalesce((s->>'found')::boolean, false),
