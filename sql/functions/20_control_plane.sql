@@ -109,6 +109,9 @@ begin
   -- the control plane creates and secures the project's objects as its owner
   perform fstore.roles_grant(v_owner, 'fstore_control', true);
   execute format('grant connect, temporary on database %I to %I, %I', current_database(), v_do, v_ds);
+  -- dbt stages incremental models and snapshots in temporary tables as the owner role; what
+  -- a session makes in pg_temp is seen by it alone, and the guard keeps it out of project tables
+  execute format('grant temporary on database %I to %I', current_database(), v_owner);
 
   execute format('create schema %I authorization %I', p_name, v_owner);
   execute format('revoke all on schema %I from public', p_name);

@@ -252,3 +252,23 @@ def test_installed_from_git_and_without_the_dispatch_entry_the_run_says_what_to_
            "model with materialized='feature_group'" in failed["wrong_watermark"]
     assert "materialized views are not allowed in project" in failed["matview"]
     assert not p.exists("wrong_watermark") and not p.exists("matview")
+
+
+def test_incremental_models_run_as_a_data_owner(payments: DbtProject, tmp_path: Path) -> None:
+    """dbt's own incremental materialization stages its later runs in a temporary table as
+    the project's owner role: that role may create temporary tables (and nothing it makes
+    there reaches a project table)."""
+    p = payments
+    project = tmp_path / "increments"
+    write_user_project(project, "increments")
+    (project / "models" / "amounts_so_far.sql").write_text("""
+{{ config(materialized='incremental', unique_key='account_id') }}
+select account_id, sum(amount) as amount from {{ source('raw', 'pkg_payments') }} group by 1
+""")
+    (project / "models" / "schema.yml").write_text(yaml.safe_dump(
+        {"version": 2, "sources": [{"name": "raw", "schema": "{{ target.schema }}", "tables": [{"name": "pkg_payments"}]}]}))
+    for _ in range(2):  # the second run is the incremental one
+        run = run_dbt(p.home, p.name, "alice", ["run"], project)
+        run.raise_for_failure()
+    assert p.query(f"select account_id, amount from {p.name}.amounts_so_far order by 1") == [
+        (1, Decimal("25.00")), (2, Decimal("7.50"))]
