@@ -22,8 +22,8 @@ from fstore.cli.report import err_console, reported
 from fstore.home import FstoreHome
 from fstore.roles import split_project_user
 
-__all__ = ["as_option", "connect_as", "console", "err_console", "home_of", "main", "project_user_option",
-           "store_as"]
+__all__ = ["FstoreCommand", "FstoreGroup", "as_option", "connect_as", "console", "err_console", "home_of", "main",
+           "project_user_option", "store_as"]
 
 console = Console(width=None if sys.stdout.isatty() else 200)
 
