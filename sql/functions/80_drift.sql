@@ -50,6 +50,52 @@ $$;
 comment on function fstore.drift_window_sql(jsonb,integer,text) is
   'The WHERE condition of a window (see above) over the offline table, as SQL text whose values are the parameters $n .. $n+5 of the query it goes into, in the order of fstore.drift_window_values: commit, commits, up_to_commit, after_commit, from, to. Only the keys the window has become conditions (so the planner sees plain comparisons).';
 
+-- The PSI and Jensen-Shannon distance of the bin shares (b, c) of a query's "shares" CTE,
+-- as two select-list expressions; $p_floor is the floor of a share in the PSI.
+create or replace function fstore.drift_divergences_sql(p_floor integer) returns text
+language sql immutable set search_path = pg_catalog, pg_temp as $$
+  select format('(select sum((greatest(c, $%1$s) - greatest(b, $%1$s)) * ln(greatest(c, $%1$s) / greatest(b, $%1$s)))
+                  from shares where b is not null and c is not null),
+               (select sqrt(greatest(j, 0) / ln(2))
+                  from (select 0.5 * sum(case when b > 0 then b * ln(2 * b / (b + c)) else 0 end)
+                               + 0.5 * sum(case when c > 0 then c * ln(2 * c / (b + c)) else 0 end) as j
+                          from shares where b is not null and c is not null) divergence
+                 where j is not null)', p_floor)
+$$;
+comment on function fstore.drift_divergences_sql(integer) is
+  'PSI (each share floored at the parameter $p_floor) and Jensen-Shannon distance (base 2) over a "shares" CTE of bin shares (b, c), as two select-list expressions.';
+
+-- The measures of one numeric column between two windows, as the rest of a query that
+-- begins "with base as (... v ...), cur as (... v ...),": null rates, means, PSI and JS
+-- over bins at the baseline's quantiles ($p_fractions: the quantile fractions), and the
+-- exact two-sample KS statistic.
+create or replace function fstore.numeric_drift_sql(p_fractions integer, p_floor integer) returns text
+language sql immutable set search_path = pg_catalog, fstore, pg_temp as $$
+  select format('
+        edges as (select array(select distinct q from unnest(percentile_cont($%1$s) within group (order by v)) q
+                                where q is not null order by q) as e
+                    from base where v is not null),
+        hb as (select case when cardinality(e) > 0 then width_bucket(v, e) else 0 end as bin, count(*) as k
+                 from base, edges where v is not null group by 1),
+        hc as (select case when cardinality(e) > 0 then width_bucket(v, e) else 0 end as bin, count(*) as k
+                 from cur, edges where v is not null group by 1),
+        shares as (select coalesce(hb.k, 0)::float8 / nullif(sum(coalesce(hb.k, 0)) over (), 0) as b,
+                          coalesce(hc.k, 0)::float8 / nullif(sum(coalesce(hc.k, 0)) over (), 0) as c
+                     from hb full join hc using (bin)),
+        cdf as (select sum(step) over (order by v) as gap
+                  from (select v, 1.0::float8 / (select count(v) from base) as step from base where v is not null
+                        union all
+                        select v, -1.0::float8 / (select count(v) from cur) from cur where v is not null) u)
+        select (select count(*) filter (where v is null)::float8 / nullif(count(*), 0) from base),
+               (select count(*) filter (where v is null)::float8 / nullif(count(*), 0) from cur),
+               (select avg(v) from base), (select avg(v) from cur), %2$s,
+               (select max(abs(gap)) from cdf
+                 where (select count(v) from base) > 0 and (select count(v) from cur) > 0)',
+                p_fractions, fstore.drift_divergences_sql(p_floor))
+$$;
+comment on function fstore.numeric_drift_sql(integer,integer) is
+  'The rest of a drift query for one numeric column after "with base as (...), cur as (...),": null rates, means, PSI and Jensen-Shannon distance over bins at the baseline''s quantiles (the fractions are parameter $p_fractions; the PSI floor $p_floor) and the exact two-sample Kolmogorov-Smirnov statistic. The bins: how many edges are <= a value (0 without edges); KS: one running sum over both windows in one sort, ties together.';
+
 create or replace function fstore.feature_drift(
   p_feature_group_id bigint, p_baseline jsonb, p_current jsonb, p_features text[] default null,
   p_bins integer default 10, p_threshold float8 default 0.2
@@ -76,15 +122,7 @@ declare
   v_unknown text;
   v_null_rates constant text := '(select count(*) filter (where v is null)::float8 / nullif(count(*), 0) from base),
     (select count(*) filter (where v is null)::float8 / nullif(count(*), 0) from cur)';
-  -- PSI and Jensen-Shannon distance of the bin shares (b, c) of a query's "shares" CTE;
-  -- $14 is the floor of a share in the PSI
-  v_divergences constant text := '(select sum((greatest(c, $14) - greatest(b, $14)) * ln(greatest(c, $14) / greatest(b, $14)))
-                  from shares where b is not null and c is not null),
-               (select sqrt(greatest(j, 0) / ln(2))
-                  from (select 0.5 * sum(case when b > 0 then b * ln(2 * b / (b + c)) else 0 end)
-                               + 0.5 * sum(case when c > 0 then c * ln(2 * c / (b + c)) else 0 end) as j
-                          from shares where b is not null and c is not null) divergence
-                 where j is not null)';
+  v_divergences constant text := fstore.drift_divergences_sql(14);
   -- the windows' values, passed as parameters $1-$6 (baseline) and $7-$12 (current)
   b_commit bigint;
   b_commits bigint[];
@@ -156,29 +194,7 @@ begin
         into baseline_null_rate, current_null_rate
         using b_commit, b_commits, b_up_to, b_after, b_from, b_to, c_commit, c_commits, c_up_to, c_after, c_from, c_to;
     elsif v_kind in ('numeric', 'vector') then
-      execute format('with ' || v_windows || ',
-        edges as (select array(select distinct q from unnest(percentile_cont($13) within group (order by v)) q
-                                where q is not null order by q) as e
-                    from base where v is not null),
-        -- the bin of a value: how many edges are <= it; 0 without edges (an all-NULL baseline)
-        hb as (select case when cardinality(e) > 0 then width_bucket(v, e) else 0 end as bin, count(*) as k
-                 from base, edges where v is not null group by 1),
-        hc as (select case when cardinality(e) > 0 then width_bucket(v, e) else 0 end as bin, count(*) as k
-                 from cur, edges where v is not null group by 1),
-        shares as (select coalesce(hb.k, 0)::float8 / nullif(sum(coalesce(hb.k, 0)) over (), 0) as b,
-                          coalesce(hc.k, 0)::float8 / nullif(sum(coalesce(hc.k, 0)) over (), 0) as c
-                     from hb full join hc using (bin)),
-        -- the gap between the two empirical CDFs, as one running sum over the values of
-        -- both windows in one sort (+1/n per baseline value, -1/n per current value; the
-        -- default RANGE frame takes ties together)
-        cdf as (select sum(step) over (order by v) as gap
-                  from (select v, 1.0::float8 / (select count(v) from base) as step from base where v is not null
-                        union all
-                        select v, -1.0::float8 / (select count(v) from cur) from cur where v is not null) u)
-        select ' || v_null_rates || ', (select avg(v) from base), (select avg(v) from cur),
-               ' || v_divergences || ',
-               (select max(abs(gap)) from cdf
-                 where (select count(v) from base) > 0 and (select count(v) from cur) > 0)', v_value)
+      execute format('with ' || v_windows || ',' || fstore.numeric_drift_sql(13, 14), v_value)
         into baseline_null_rate, current_null_rate, baseline_mean, current_mean, psi, js_distance, ks
         using b_commit, b_commits, b_up_to, b_after, b_from, b_to, c_commit, c_commits, c_up_to, c_after, c_from, c_to,
               v_fractions, c_floor;
@@ -207,6 +223,7 @@ comment on function fstore.feature_drift(bigint,jsonb,jsonb,text[],integer,doubl
   'Drift of each feature between a baseline and a current window of a feature group''s offline rows. One row per feature (p_features: these only, in this order; default all): rows in each window, null rate and mean in each (numeric), and psi population stability index over bins, sum (c - b) * ln(c / b) with each share floored at 0.0001. Numeric: p_bins bins at the baseline''s quantiles (percentile_cont; equal edges merged). Categorical (text, boolean, ...): one bin per value, the 50 most frequent over both windows, the rest in one bin. js_distance Jensen-Shannon distance (base 2, in [0, 1]) over the same bins ks two-sample Kolmogorov-Smirnov statistic, exact (numeric only) new_values distinct current values the baseline never had (categorical only) drifted psi >= p_threshold (0.2: the usual "significant shift") Vector features are measured by their L2 norm; temporal ones get counts and null rates only (time moves between windows by design). NULLs are not binned; they show in the null rates, and a window without values of a feature gives it no measures (NULL). Each feature reads the offline table twice (once per window).';
 
 grant execute on function
+  fstore.drift_divergences_sql(integer), fstore.numeric_drift_sql(integer,integer),
   fstore.check_drift_window(jsonb,text),
   fstore.drift_window_sql(jsonb,integer,text),
   fstore.feature_drift(bigint,jsonb,jsonb,text[],integer,double precision)

@@ -683,7 +683,64 @@ $$;
 comment on function fstore.feature_usage(text) is
   'Per feature of the caller''s project (one group, or all): the feature views and training datasets of the project that use it, the projects using it through shares with their training datasets'' names (no data), and when a view over it last served.';
 
+-- Training/serving skew: per model-ready column of a view, the distribution of its
+-- training split (transformed with the fitted parameters) against the vectors the view
+-- served (fstore.served_vectors, from p_from to p_to). Readable by those who read the log
+-- (the view's project's Data Owners).
+create or replace function fstore.feature_view_drift(
+  p_view text, p_version integer default null, p_training_dataset_version integer default null,
+  p_from timestamptz default null, p_to timestamptz default null, p_bins integer default 10,
+  p_threshold float8 default 0.2
+) returns table (
+  "column" text, baseline_rows bigint, current_rows bigint, baseline_null_rate float8, current_null_rate float8,
+  baseline_mean float8, current_mean float8, psi float8, js_distance float8, ks float8, drifted boolean
+) language plpgsql stable set search_path = pg_catalog, fstore, pg_temp set work_mem = '256MB' set jit = off as $$
+declare
+  v_view fstore.feature_views := fstore.find_feature_view(p_view, p_version);
+  v_fit fstore.feature_view_fits := fstore.feature_view_fit(v_view, p_training_dataset_version);
+  v_td fstore.training_datasets;
+  v_training text;
+  v_columns text[];
+  v_fractions float8[];
+  v_windows text;
+  v_i integer;
+begin
+  if p_bins is null or p_bins < 2 or p_bins > 1000 then
+    raise exception 'bins must be between 2 and 1000, not %', coalesce(p_bins::text, 'NULL') using errcode = '22023';
+  end if;
+  select * into v_td from fstore.training_datasets t where t.id = v_fit.training_dataset_id;
+  select array_agg(i::float8 / p_bins order by i) into v_fractions from generate_series(1, p_bins - 1) i;
+  v_training := fstore.feature_view_training_sql(v_view.name, v_view.version, v_td.version);
+  v_columns := fstore.feature_view_columns(v_view, v_fit.params);
+  for v_i in 1 .. cardinality(v_columns) loop
+    "column" := v_columns[v_i];
+    v_windows := format(
+      'base as (select t.%1$I as v from (%2$s) t%3$s),
+       cur as (select s.vector[%4$s] as v from fstore.served_vectors s
+                where s.feature_view_id = %5$s and s.training_dataset_id = %6$s
+                  and ($3::timestamptz is null or s.served_at >= $3) and ($4::timestamptz is null or s.served_at < $4))',
+      v_columns[v_i], v_training, case when v_td.split is not null then ' where t.split = ''train''' else '' end,
+      v_i, v_view.id, v_td.id);
+    execute 'with ' || v_windows || ' select (select count(*) from base), (select count(*) from cur) where $1 is not null and $2 is not null'
+      into baseline_rows, current_rows using v_fractions, 0.0001::float8, p_from, p_to;
+    if current_rows = 0 then
+      raise exception 'feature view % has served no logged vectors with training dataset version % in that window%',
+        v_view.name, v_td.version,
+        case when coalesce((v_view.options->>'log_rate')::float8, 0) = 0
+             then ' (it does not log: give it options {"log_rate": ...})' else '' end using errcode = '22023';
+    end if;
+    execute 'with ' || v_windows || ',' || fstore.numeric_drift_sql(1, 2)
+      into baseline_null_rate, current_null_rate, baseline_mean, current_mean, psi, js_distance, ks
+      using v_fractions, 0.0001::float8, p_from, p_to;
+    drifted := psi >= p_threshold;
+    return next;
+  end loop;
+end $$;
+comment on function fstore.feature_view_drift(text,integer,integer,timestamp with time zone,timestamp with time zone,integer,double precision) is
+  'Training/serving skew of a feature view: per model-ready column, its training split (transformed with the fitted parameters) against the vectors the view served and logged (from p_from to p_to): rows, null rates, means, PSI, Jensen-Shannon distance and KS, the same measures as fstore.feature_drift; drifted when psi >= p_threshold. The view''s project''s Data Owners read the log.';
+
 grant execute on function
+  fstore.feature_view_drift(text,integer,integer,timestamp with time zone,timestamp with time zone,integer,double precision),
   fstore.check_transformation(text,jsonb,text), fstore.transformed_names(text,jsonb,jsonb), fstore.float8_sql(jsonb),
   fstore.transformed_sql(text,text,jsonb,jsonb), fstore.view_column_kind(text),
   fstore.create_feature_view(text,text[],text[],text[],jsonb,jsonb,text,text[],jsonb,integer),

@@ -206,3 +206,36 @@ def test_bad_views_are_refused_with_the_reason(bank: Any) -> None:
             with pytest.raises(psycopg.Error, match=message):
                 bob.execute("select fstore.create_feature_view('bad', %s, p_passed_features => %s::jsonb, "
                             "p_transformations => %s::jsonb)", (features, json.dumps(passed), json.dumps(transforms)))
+
+
+def test_served_vectors_are_logged_and_measured_against_training(bank: Any) -> None:
+    with bank.connect("alice") as alice:
+        _create_view(alice, "logged", log_rate=1.0)
+        _spine(alice, list(range(1, 41)), NOW)
+        alice.execute("select fstore.create_feature_view_training_table('logged', 'pg_temp.spine'::regclass)")
+        for account in range(1, 21):
+            alice.execute("select fstore.feature_vector('logged', %s::jsonb, '{\"amount\": 50}')",
+                          (json.dumps({"account_id": account}),))
+        logged = alice.execute("select count(*), bool_and(found), min(session_role) from fstore.served_vectors"
+                               ).fetchone()
+        assert logged == (20, True, bank.role("alice"))
+        drift = {r[0]: r for r in alice.execute(
+            'select "column", baseline_rows, current_rows, psi, ks, drifted from fstore.feature_view_drift(\'logged\')')}
+        assert drift["tx_count"][1:3] == (40, 20) and drift["tx_count"][3] is not None
+        assert drift["amount"][5] is True  # every request passed 50: far from the training amounts
+    with bank.connect("bob") as bob:  # the log holds entities' feature values: Data Owners read it
+        assert bob.execute("select count(*) from fstore.served_vectors").fetchone()[0] == 0
+        with pytest.raises(psycopg.errors.InvalidParameterValue, match="has served no logged vectors"):
+            bob.execute("select * from fstore.feature_view_drift('logged')")
+
+
+def test_a_share_partner_cannot_write_into_a_views_log(bank: Any, make_project: Any) -> None:
+    partner = make_project(owner="pia", scientists=["sam"], prefix="partner")
+    with bank.connect("alice") as alice:
+        view = _create_view(alice, "logged", log_rate=1.0)
+        projects.share_project(alice, bank.name, partner.name)
+    with partner.connect("sam") as sam:
+        assert sam.execute("select count(*) from fstore.feature_views where id = %s", (view["id"],)).fetchone()[0] == 1
+        with pytest.raises(psycopg.errors.InsufficientPrivilege, match=f"only members of project {bank.name} log"):
+            sam.execute("select fstore.log_served_vectors(%s, null, '[{\"keys\": {}, \"vector\": [1]}]')",
+                        (view["id"],))
