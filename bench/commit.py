@@ -49,6 +49,7 @@ from psycopg import sql
 
 import fstore
 from fstore import projects, sandbox
+from fstore.connection import adbc_session
 from fstore.connection import connect, connect_operator
 from fstore.home import FstoreHome
 
@@ -271,13 +272,9 @@ def _reset(fs: fstore.FeatureStore, owner: sql.Identifier, copy: sql.Identifier,
 
 def _python_insert(fs: fstore.FeatureStore, source: sql.Identifier, args: argparse.Namespace) -> dict[str, Any]:
     """fg.insert of the same rows (read into Arrow first, not timed) into a second version."""
-    adbc = fs.adbc()
-    try:
-        with adbc.cursor() as cur:
-            cur.execute(sql.SQL("select * from {}").format(source).as_string(None))
-            table = cur.fetch_arrow_table()
-    finally:
-        adbc.close()
+    with adbc_session(fs.material) as (_, cur):
+        cur.execute(sql.SQL("select * from {}").format(source).as_string(None))
+        table = cur.fetch_arrow_table()
     fg = fs.create_feature_group("bench", 2, keys=["account_id"], features=FEATURES, online=True,
                                  options={"offline_index": args.offline_index})
     seconds, commit = timed(lambda: fg.insert(table))

@@ -37,6 +37,7 @@ from psycopg import sql
 
 import fstore
 from fstore import projects
+from fstore.connection import adbc_session
 from fstore.connection import connect
 from fstore.sandbox import create_project, print_report, start_home
 
@@ -124,16 +125,12 @@ def load(fs: fstore.FeatureStore, project: str, rows: int) -> list[int]:
 
 def fetch_window(fs: fstore.FeatureStore, project: str, commit: int) -> Any:
     """One window's features as an Arrow table, over ADBC."""
-    conn = fs.adbc()
-    try:
-        with conn.cursor() as cursor:
-            query = sql.SQL("select {} from {} where _commit_id = {}").format(
-                sql.SQL(", ").join(map(sql.Identifier, [*NUMERIC, CATEGORICAL])),
-                sql.Identifier(project, "drifting__v1"), sql.Literal(commit))
-            cursor.execute(query.as_string(None))
-            return cursor.fetch_arrow_table()
-    finally:
-        conn.close()
+    with adbc_session(fs.material) as (_, cursor):
+        query = sql.SQL("select {} from {} where _commit_id = {}").format(
+            sql.SQL(", ").join(map(sql.Identifier, [*NUMERIC, CATEGORICAL])),
+            sql.Identifier(project, "drifting__v1"), sql.Literal(commit))
+        cursor.execute(query.as_string(None))
+        return cursor.fetch_arrow_table()
 
 
 def with_numpy(fs: fstore.FeatureStore, project: str, commits: list[int]) -> dict[str, dict[str, float]]:

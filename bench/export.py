@@ -9,7 +9,12 @@ Scientist over TLS with a client certificate:
 
 * ``bare``: ADBC ``fetch_record_batch()``, every batch read and dropped;
 * ``parquet``, ``tfrecord`` (and any of ``arrow``, ``csv``, ``npy`` with --formats):
-  ``fstore.export.export_query`` to a file in a temporary directory.
+  ``fstore.export.export_query`` to a file in a temporary directory;
+* ``tf_example`` (with ``tfrecord``): what ``fstore.tfrecord`` replaced, the usual way of
+  writing TFRecord: one ``tf.train.Example`` per row through ``tf.io.TFRecordWriter``.
+  The report gives ``tfrecord_speedup_vs_tf_example`` (measured 8.6x at 10M rows) and
+  checks that both files hold the same records (``tfrecord_records_identical``): the
+  reason ``fstore/tfrecord.py`` encodes the protobuf wire format itself, with numpy.
 
 It starts its own server in a temporary home (CA, admin certificate, free port)
 unless ``--home`` names a running one; either way it works in a new project that it
@@ -51,6 +56,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--entities", type=int, default=100_000)
     p.add_argument("--formats", default="parquet,tfrecord", help="comma-separated export formats")
     p.add_argument("--repeat", type=int, default=1, help="rounds of (bare, formats...), interleaved")
+    p.add_argument("--check-rows", type=int, default=100_000,
+                   help="records compared between the tfrecord and tf_example files")
     p.add_argument("--home", default=None, help="use this running fstore home instead of a temporary one")
     p.add_argument("--output", default=None, help="write the JSON here too")
     # one measurement in a child process (internal)
@@ -64,9 +71,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def measure(args: argparse.Namespace) -> dict[str, Any]:
     """Run one contender in this process and report its time and peak memory."""
     import fstore
+    from fstore.connection import adbc_session
     from fstore.export import export_query, relation_query
     from fstore.home import FstoreHome
-    from fstore.pointintime import adbc_translated
 
     peak_arrow = 0
 
@@ -81,18 +88,14 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         started = time.perf_counter()
         if args.measure == "bare":
             rows = 0
-            with adbc_translated():
-                conn = fs.adbc()
-                try:
-                    cursor = conn.cursor()
-                    cursor.execute(text)
-                    for batch in cursor.fetch_record_batch():
-                        rows += batch.num_rows
-                        sample()
-                    cursor.close()
-                finally:
-                    conn.close()
+            with adbc_session(fs.material) as (_, cursor):
+                cursor.execute(text)
+                for batch in cursor.fetch_record_batch():
+                    rows += batch.num_rows
+                    sample()
             size = 0
+        elif args.measure == "tf_example":
+            rows, size = tf_example_export(fs, text, Path(args.out), sample)
         else:
             result = export_query(fs, query, args.out, args.measure, progress=sample,
                                   features=["amount", "ratio", "n_tx", "category"] if args.measure == "npy" else None)
@@ -102,6 +105,46 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
             "rows_per_s": round(rows / seconds) if seconds else None, "bytes": size,
             "peak_rss_mb": round(_maxrss_mb(), 1), "rss_before_mb": round(baseline_rss, 1),
             "peak_arrow_allocated_mb": round(peak_arrow / 2**20, 1)}
+
+
+def tf_example_export(fs: Any, text: str, out: Path, sample: Any) -> tuple[int, int]:
+    """The contender: one ``tf.train.Example`` per row, written with ``tf.io.TFRecordWriter``,
+    with the features fstore writes (floats as float32, integers and times as int64)."""
+    import tensorflow as tf
+
+    from fstore.arrays import column_kind, to_numpy
+    from fstore.connection import adbc_session
+    from fstore.pgarrow import normalised
+
+    rows = 0
+    with adbc_session(fs.material) as (_, cursor), tf.io.TFRecordWriter(str(out)) as writer:
+        cursor.execute(text)
+        for batch in normalised(cursor.fetch_record_batch()):
+            columns = []
+            for field in batch.schema:
+                kind, _ = column_kind(field)
+                columns.append((field.name, kind, to_numpy(batch.column(field.name), kind).tolist()))
+            for i in range(batch.num_rows):
+                feature = {name: tf.train.Feature(float_list=tf.train.FloatList(value=[values[i]])) if kind == "float"
+                           else tf.train.Feature(int64_list=tf.train.Int64List(value=[values[i]]))
+                           for name, kind, values in columns}
+                writer.write(tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString())
+            rows += batch.num_rows
+            sample()
+    return rows, out.stat().st_size
+
+
+def same_records(ours: Path, theirs: Path, limit: int) -> dict[str, Any]:
+    """Compare the first ``limit`` records of two TFRecord files as parsed ``tf.train.Example``s."""
+    import tensorflow as tf
+
+    compared, equal = 0, True
+    pairs = zip(tf.data.TFRecordDataset(str(ours)).take(limit).as_numpy_iterator(),
+                tf.data.TFRecordDataset(str(theirs)).take(limit).as_numpy_iterator())
+    for a, b in pairs:
+        compared += 1
+        equal = equal and tf.train.Example.FromString(a) == tf.train.Example.FromString(b)
+    return {"records_compared": compared, "identical": bool(equal and compared)}
 
 
 def _maxrss_mb() -> float:
@@ -158,11 +201,17 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         project = create_project(home)
         setup_s = load(home, project, args.rows, args.entities)
         load_before = os.getloadavg()
-        runs: dict[str, list[dict[str, Any]]] = {c: [] for c in ["bare", *formats]}
-        for _ in range(args.repeat):
+        contenders = ["bare", *formats, *(["tf_example"] if "tfrecord" in formats else [])]
+        runs: dict[str, list[dict[str, Any]]] = {c: [] for c in contenders}
+        identical = None
+        for round_ in range(args.repeat):
             for contender in runs:
                 out = work / f"events.{contender}"
                 runs[contender].append(run_child(args, home.root, project, contender, out))
+            if round_ == 0 and "tf_example" in runs:
+                identical = same_records(work / "events.tfrecord", work / "events.tf_example", args.check_rows)
+            for contender in runs:
+                out = work / f"events.{contender}"
                 if out.is_dir():
                     shutil.rmtree(out)
                 else:
@@ -174,13 +223,17 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             if m["rows"] != args.rows:
                 raise RuntimeError(f"{c} read {m['rows']} rows, not {args.rows}")
         ratios = {f"{c}_vs_bare": round(best[c]["seconds"] / best["bare"]["seconds"], 3) for c in formats}
+        if identical is not None:
+            ratios["tfrecord_speedup_vs_tf_example"] = round(best["tf_example"]["seconds"]
+                                                             / best["tfrecord"]["seconds"], 2)
         peak = max(m["peak_rss_mb"] for r in runs.values() for m in r)
         met = {"peak_memory_under_1GB": peak < TARGETS["peak_memory_mb_max"]}
         if "parquet" in formats:
             met["parquet_within_1.3x_bare"] = ratios["parquet_vs_bare"] <= TARGETS["parquet_vs_bare_max"]
         return {
             "benchmark": "export", "rows": args.rows, "columns": COLUMNS, "setup_s": round(setup_s, 1),
-            "best": best, "runs": runs, "ratios": ratios, "peak_rss_mb": peak, "targets": TARGETS,
+            "best": best, "runs": runs, "ratios": ratios, "tfrecord_records_identical": identical,
+            "peak_rss_mb": peak, "targets": TARGETS,
             "targets_met": met,
             "environment": {"python": platform.python_version(), "pyarrow": pa.__version__, "cpus": os.cpu_count(),
                             "load_average_before": [round(x, 2) for x in load_before],

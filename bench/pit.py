@@ -39,6 +39,7 @@ from psycopg import sql
 
 import fstore
 from fstore import pointintime, projects, sandbox
+from fstore.connection import adbc_session
 from fstore.connection import connect, connect_operator
 from fstore.home import FstoreHome
 from fstore.sandbox import create_project, print_report
@@ -123,9 +124,7 @@ def load_group(home: FstoreHome, project: str, name: str, table: pa.Table, commi
             " false, null, '', '{}', false)", (project, name, json.dumps(columns))).fetchone()[0]
         alice.execute("reset role")
     fs = fstore.connect(project, "alice", home=home)
-    conn = fs.adbc()
-    try:
-        cursor = conn.cursor()
+    with adbc_session(fs.material) as (conn, cursor):
         for offset in range(0, table.num_rows, commit_rows):
             cursor.execute("drop table if exists pg_temp._bench_stage")
             cursor.adbc_ingest("_bench_stage", table.slice(offset, commit_rows), mode="create", temporary=True)
@@ -133,9 +132,6 @@ def load_group(home: FstoreHome, project: str, name: str, table: pa.Table, commi
                            " 'append', 'bench', '{}')", parameters=(str(fg_id),))
             cursor.fetchall()
             conn.commit()
-        cursor.close()
-    finally:
-        conn.close()
     loaded = time.perf_counter() - started
     with connect_operator(home, autocommit=True) as op:
         op.execute(sql.SQL("vacuum (analyze) {}").format(sql.Identifier(project, f"{name}__v1")))
@@ -187,27 +183,19 @@ def range_join_query(spine: str, project: str, groups: list[str]) -> str:
 
 def run_range_join(fs: fstore.FeatureStore, spine: pd.DataFrame, project: str, groups: list[str]) -> pa.Table:
     """(b): the spine loaded and the result fetched as fstore's one-connection path does; only the SQL differs."""
-    conn = fs.adbc()
-    try:
-        cursor = conn.cursor()
+    with adbc_session(fs.material) as (conn, cursor):
         relation = pointintime.load_spine(conn, cursor, spine)
         pointintime.session_settings(cursor)
         cursor.execute(range_join_query(relation, project, groups))
-        table = cursor.fetch_arrow_table()
-        conn.rollback()
-        return table
-    finally:
-        conn.close()
+        return cursor.fetch_arrow_table()
 
 
 def sql_path_breakdown(fs: fstore.FeatureStore, spine: pd.DataFrame, refs: list[str]) -> dict[str, float]:
     """The one-connection path a SQL client takes (ordered by the database): connect, spine
     load, query build, query + Arrow fetch."""
     marks = [time.perf_counter()]
-    conn = fs.adbc()
-    marks.append(time.perf_counter())
-    try:
-        cursor = conn.cursor()
+    with adbc_session(fs.material) as (conn, cursor):
+        marks.append(time.perf_counter())
         relation = pointintime.load_spine(conn, cursor, spine)
         marks.append(time.perf_counter())
         query = pointintime.point_in_time_query(
@@ -217,9 +205,6 @@ def sql_path_breakdown(fs: fstore.FeatureStore, spine: pd.DataFrame, refs: list[
         cursor.execute(query)
         cursor.fetch_arrow_table()
         marks.append(time.perf_counter())
-        conn.rollback()
-    finally:
-        conn.close()
     names = ["connect_s", "spine_load_s", "build_s", "query_and_fetch_s"]
     return {n: round(b - a, 3) for n, a, b in zip(names, marks, marks[1:])}
 

@@ -4,20 +4,14 @@ Example::
 
     import fstore
     fs = fstore.connect("fraud", "alice")
+    with fstore.application("fraud", "alice", "nightly", ttl="1h") as job:
+        job.get_feature_group("activity").insert(df)
 """
 
-from fstore.errors import Conflict, FstoreError, InvalidInput, NotFound, PermissionDenied
-from fstore.store import FeatureStore, connect
+from fstore.errors import Conflict, FstoreError, InvalidInput, NotFound, PermissionDenied, ServerError
+from fstore.store import FeatureStore, application, connect
 
 __all__ = [
-    "Conflict", "FeatureStore", "FstoreError", "InvalidInput", "NotFound", "PermissionDenied",
+    "Conflict", "FeatureStore", "FstoreError", "InvalidInput", "NotFound", "PermissionDenied", "ServerError",
     "application", "connect",
 ]
-
-
-def __getattr__(name: str):  # lazy: fstore.application pulls in the CA and server modules
-    if name == "application":
-        from fstore.certificates import application
-
-        return application
-    raise AttributeError(name)

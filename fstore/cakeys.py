@@ -21,6 +21,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from fstore.errors import InvalidInput, NotFound, PermissionDenied
+from fstore.files import PRIVATE, PUBLIC, write_atomic
 from fstore.home import FstoreHome
 
 DEFAULT_PASSPHRASE_ENV = "FSTORE_CA_PASSPHRASE"
@@ -28,23 +29,13 @@ MIN_PASSPHRASE_LENGTH = 8
 
 
 def write_private(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` with mode 0600, atomically (a temp file renamed over it)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(data)
-    os.chmod(tmp, 0o600)
-    tmp.replace(path)
+    """Write ``data`` to ``path`` with mode 0600, atomically."""
+    write_atomic(path, data, PRIVATE)
 
 
 def write_public(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` with mode 0644, atomically."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(data)
-    os.chmod(tmp, 0o644)
-    tmp.replace(path)
+    write_atomic(path, data, PUBLIC)
 
 
 def key_pem(key: ec.EllipticCurvePrivateKey, passphrase: bytes | None = None) -> bytes:

@@ -1,5 +1,11 @@
-"""The one connection factory: every psycopg, ADBC, SQLAlchemy, psql and dbt
-connection is built here from the same certificate material.
+"""The one connection factory: every psycopg, ADBC, pooled, SQLAlchemy, psql and dbt
+connection is built here from the same certificate material, and this is the only
+module that calls ``psycopg.connect``, ``adbc_driver_postgresql.dbapi.connect`` or
+``psycopg_pool.ConnectionPool``.
+
+The port always comes from the home: a home whose server is stopped refuses to
+connect ("the server of X is not running: fstore server start") rather than reach
+whatever listens on that port.
 
 Example::
 
@@ -12,7 +18,9 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass
+from collections.abc import Iterator
+from contextlib import closing, contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlencode
@@ -20,7 +28,8 @@ from urllib.parse import quote, urlencode
 import psycopg
 from psycopg.conninfo import make_conninfo
 
-from fstore.errors import NotFound
+from fstore.errors import InvalidInput, NotFound, ServerError, translated
+from fstore.files import PRIVATE, write_atomic
 from fstore.home import FstoreHome
 from fstore.roles import SUPERUSER_ROLE, check_app_id, check_login_role
 
@@ -41,6 +50,7 @@ class ConnectionMaterial:
     dbname: str = DATABASE
     app_id: str | None = None
     dsn: str | None = None  # a user-given libpq string; takes precedence when set
+    home: FstoreHome | None = field(default=None, compare=False, repr=False)  # whose server this is
 
     @property
     def service_name(self) -> str:
@@ -125,8 +135,97 @@ def material_for(home: FstoreHome, role: str, app_id: str | None = None) -> Conn
         raise NotFound(f"no certificate for {name} in {home.certs_dir}: run `{hint}`")
     return ConnectionMaterial(
         role=role, port=home.port, sslcert=cert, sslkey=key,
-        sslrootcert=home.root_ca_cert, app_id=app_id,
+        sslrootcert=home.root_ca_cert, app_id=app_id, home=home,
     )
+
+
+def server_port(home: FstoreHome) -> int:
+    """The port of the home's server, never another server's.
+
+    ``$FSTORE_SERVER_PORT`` names a server elsewhere (Docker). A home with its own
+    server must have it running; a home without one must have recorded a port.
+
+    Raises :class:`ServerError` saying what to run otherwise.
+    """
+    if os.environ.get("FSTORE_SERVER_PORT"):
+        return home.port
+    try:
+        own_server = (home.data_dir / "PG_VERSION").exists()
+        running = (home.data_dir / "postmaster.pid").exists()
+    except OSError:  # a data directory we may not look into is not this process's server
+        own_server = running = False
+    if own_server and not running:
+        raise ServerError(f"the server of {home.root} is not running: fstore server start")
+    if not own_server and "port" not in home.settings():
+        raise ServerError(f"the server of {home.root} has never been started: fstore server start "
+                          "(for a server elsewhere, such as Docker, set $FSTORE_SERVER_PORT)")
+    return home.port
+
+
+def open_psycopg(material: ConnectionMaterial, **kwargs: Any) -> psycopg.Connection[Any]:
+    """Open a psycopg connection with ``material`` (the one place fstore calls ``psycopg.connect``).
+
+    With the material's home known, its server must be running (:func:`server_port`),
+    and a TLS handshake refused because the home's CRL expired says so and how to fix it.
+    """
+    home = material.home
+    if home is not None and material.dsn is None:
+        server_port(home)
+    try:
+        return psycopg.connect(material.conninfo(), **kwargs)
+    except psycopg.OperationalError as exc:
+        hint = expired_crl_hint(home, str(exc)) if home is not None else None
+        if hint is None:
+            raise
+        raise psycopg.OperationalError(f"{str(exc).strip()}\nHINT: {hint}") from exc
+
+
+def open_adbc(material: ConnectionMaterial) -> Any:
+    """Open an ADBC (Arrow-native) connection with ``material`` (not autocommit: commit or roll back)."""
+    import adbc_driver_postgresql.dbapi as adbc
+
+    if material.home is not None and material.dsn is None:
+        server_port(material.home)
+    with translated():
+        return adbc.connect(material.uri())
+
+
+@contextmanager
+def adbc_session(material: ConnectionMaterial) -> Iterator[tuple[Any, Any]]:
+    """An ADBC connection and a cursor for one piece of work: database errors inside are
+    translated (:func:`fstore.errors.translated`); what was not committed is rolled back;
+    both are closed at the end.
+
+    Example::
+
+        with adbc_session(fs.material) as (conn, cursor):
+            cursor.execute("select * from fraud.account_activity__v1")
+            table = cursor.fetch_arrow_table()
+    """
+    conn = open_adbc(material)
+    try:
+        with translated(), closing(conn.cursor()) as cursor:
+            yield conn, cursor
+    finally:
+        try:
+            conn.rollback()
+        except Exception:  # noqa: BLE001 -- the connection may be gone; the server rolls back anyway
+            pass
+        conn.close()
+
+
+def open_pool(material: ConnectionMaterial, min_size: int = 1, max_size: int = 4, **kwargs: Any) -> Any:
+    """A ``psycopg_pool.ConnectionPool`` of autocommit connections with ``material``'s identity
+    (opened now; the caller closes it)."""
+    from psycopg_pool import ConnectionPool
+
+    if min_size < 0 or max_size < max(1, min_size):
+        raise InvalidInput("pool sizes must satisfy 0 <= min_size <= max_size and max_size >= 1")
+    if material.home is not None and material.dsn is None:
+        server_port(material.home)
+    kwargs.setdefault("name", f"fstore-{material.service_name}")
+    return ConnectionPool(material.conninfo(), min_size=min_size, max_size=max_size,
+                          kwargs={"autocommit": True}, open=True, **kwargs)
 
 
 def connect(
@@ -136,13 +235,7 @@ def connect(
 
     A handshake refused because the home's CRL expired says so (and how to fix it).
     """
-    try:
-        return psycopg.connect(material_for(home, role, app_id).conninfo(), **kwargs)
-    except psycopg.OperationalError as exc:
-        hint = expired_crl_hint(home, str(exc))
-        if hint is None:
-            raise
-        raise psycopg.OperationalError(f"{str(exc).strip()}\nHINT: {hint}") from exc
+    return open_psycopg(material_for(home, role, app_id), **kwargs)
 
 
 def expired_crl_hint(home: FstoreHome, message: str) -> str | None:
@@ -159,9 +252,7 @@ def expired_crl_hint(home: FstoreHome, message: str) -> str | None:
 
 def connect_adbc(home: FstoreHome, role: str, *, app_id: str | None = None) -> Any:
     """Open an ADBC (Arrow-native) connection as ``role``; used for bulk reads."""
-    import adbc_driver_postgresql.dbapi as adbc
-
-    return adbc.connect(material_for(home, role, app_id).uri())
+    return open_adbc(material_for(home, role, app_id))
 
 
 def connect_operator(home: FstoreHome, dbname: str = DATABASE, **kwargs: Any) -> psycopg.Connection[Any]:
@@ -190,9 +281,4 @@ def write_service_entry(material: ConnectionMaterial, path: Path | None = None) 
         text = section.sub(lambda _: entry, text, count=1)
     else:
         text = (text.rstrip("\n") + "\n\n" if text.strip() else "") + entry
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as fh:
-        fh.write(text)
-    tmp.replace(path)
-    return path
+    return write_atomic(path, text, PRIVATE)

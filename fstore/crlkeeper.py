@@ -20,6 +20,8 @@ that channel and, on each notification and at least every minute, in one
 ``.log``); ``fstore server stop`` stops it. In Docker it runs in the foreground in its
 own container (``python -m fstore.crlkeeper --home /fstore-home``).
 
+Running it as a process (detached, its lock and pid files) is :mod:`fstore.keeper_process`.
+
 Example::
 
     pid = start_keeper(home)
@@ -31,24 +33,22 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import fcntl
 import os
 import signal
-import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import psycopg
 
-from fstore import certificates, pki, server
+from fstore import certificates, server
 from fstore.connection import connect_operator
-from fstore.crl import crl_expiry, export_crl, resign_crls
-from fstore.errors import FstoreError, ServerError
+from fstore.crl import CLOCK_SKEW, crl_expiry, export_crl, resign_crls
+from fstore.errors import FstoreError
 from fstore.home import FstoreHome
-from fstore.registry import CertificateRecord, now, publication_lock, registry
+from fstore.keeper_process import daemonize, keeper_status, start_keeper, stop_keeper, try_lock, write_pid
+from fstore.registry import CertificateRecord, now, publication_lock, registry, sync_catalog
 from fstore.roles import ADMIN_ROLE
 
 CHANNEL = "fstore_certificates"
@@ -98,7 +98,7 @@ def _from_catalog(records: list[CertificateRecord], rows: list[tuple[Any, ...]])
 def _issued_at(record: CertificateRecord) -> dt.datetime:
     if record.issued_at:
         return dt.datetime.fromisoformat(record.issued_at)
-    return dt.datetime.fromisoformat(record.not_before) + pki.CLOCK_SKEW
+    return dt.datetime.fromisoformat(record.not_before) + CLOCK_SKEW
 
 
 def _orphans(records: list[CertificateRecord], members: set[str], grace: dt.timedelta) -> list[str]:
@@ -119,24 +119,23 @@ def run_cycle(home: FstoreHome, conn: psycopg.Connection[Any], grace: dt.timedel
     """One pass: catalog revocations and orphans into the registry, publish, renew."""
     result = CycleResult()
     with publication_lock(home):
-        if certificates.has_catalog(conn):
-            rows = conn.execute(_PENDING).fetchall()
-            with registry(home, write=True) as records:  # registry first, then members:
-                result.from_catalog = _from_catalog(records, rows)  # a certificate issued
-                members = {m for (m,) in conn.execute("select role_name from fstore.members")}
-                result.orphans = _orphans(records, members, grace)  # before now has its member
-                at = now()
-                candidates = [r for r in records if r.revoked_at and r.kind != "service" and r.expires > at]
-            published = {s for (s,) in conn.execute(
-                "select serial::text from fstore.certificates where serial = any(%s::numeric[]) "
-                "and crl_published_at is not null", ([int(r.serial) for r in candidates],))}
-            batch = [r for r in candidates if r.serial not in published]
-            if batch:
-                result.terminated = certificates.publish(home, batch)
-                result.published = [r.serial for r in batch]
-                log(f"published {len(batch)} revocation(s) in the CRL ({len(result.from_catalog)} from SQL, "
-                    f"{len(result.orphans)} orphan(s)), proven refused, {result.terminated} session(s) ended: "
-                    + ", ".join(f"{r.role}#{r.serial}" for r in batch[:20]))
+        rows = conn.execute(_PENDING).fetchall()
+        with registry(home, write=True) as records:  # registry first, then members:
+            result.from_catalog = _from_catalog(records, rows)  # a certificate issued
+            members = {m for (m,) in conn.execute("select role_name from fstore.members")}
+            result.orphans = _orphans(records, members, grace)  # before now has its member
+            at = now()
+            candidates = [r for r in records if r.revoked_at and r.kind != "service" and r.expires > at]
+        published = {s for (s,) in conn.execute(
+            "select serial::text from fstore.certificates where serial = any(%s::numeric[]) "
+            "and crl_published_at is not null", ([int(r.serial) for r in candidates],))}
+        batch = [r for r in candidates if r.serial not in published]
+        if batch:
+            result.terminated = certificates.publish(home, batch)
+            result.published = [r.serial for r in batch]
+            log(f"published {len(batch)} revocation(s) in the CRL ({len(result.from_catalog)} from SQL, "
+                f"{len(result.orphans)} orphan(s)), proven refused, {result.terminated} session(s) ended: "
+                + ", ".join(f"{r.role}#{r.serial}" for r in batch[:20]))
         result.renewed = renew_if_due(home, reachable=True)
     return result
 
@@ -180,7 +179,7 @@ def serve(home: FstoreHome, grace: dt.timedelta = ORPHAN_GRACE, tick: dt.timedel
             with connect_operator(home, autocommit=True, connect_timeout=5) as conn:
                 woken: list[bool] = []  # notifications that come during a cycle wait in psycopg's backlog
                 conn.execute(f"listen {CHANNEL}")
-                certificates.sync_catalog(home, conn)
+                sync_catalog(home, conn)
                 log(f"listening on {CHANNEL}")
                 last_error, due = "", 0.0
                 while not stopping and _still_ours(home):
@@ -202,145 +201,6 @@ def serve(home: FstoreHome, grace: dt.timedelta = ORPHAN_GRACE, tick: dt.timedel
     log(f"CRL keeper {os.getpid()} stopped")
 
 
-# --- the detached process -----------------------------------------------------------
-
-
-def _try_lock(path: Path) -> IO[str] | None:
-    handle = open(path, "a+")
-    try:
-        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        handle.close()
-        return None
-    return handle
-
-
-def keeper_status(home: FstoreHome) -> dict[str, Any]:
-    """Is a keeper running for this home (it holds the lock file), its pid and last log line."""
-    running = False
-    if home.keeper_lock_file.exists():
-        handle = _try_lock(home.keeper_lock_file)
-        running = handle is None
-        if handle is not None:
-            handle.close()
-    pid = None
-    if running and home.keeper_pid_file.exists():
-        text = home.keeper_pid_file.read_text().strip()
-        pid = int(text) if text.isdigit() else None
-    last = None
-    if home.keeper_log_file.exists():
-        with home.keeper_log_file.open("rb") as fh:
-            fh.seek(max(0, fh.seek(0, os.SEEK_END) - 4096))
-            lines = fh.read().decode(errors="replace").splitlines()
-        last = lines[-1] if lines else None
-    return {"running": running, "pid": pid, "log_file": str(home.keeper_log_file), "last_log": last}
-
-
-def _command(home: FstoreHome) -> list[str]:
-    return [sys.executable, "-m", "fstore.crlkeeper", "--home", str(home.root)]
-
-
-def start_keeper(home: FstoreHome, timeout: float = 60.0) -> int:
-    """Start the home's keeper detached, unless one runs; returns its pid."""
-    state = keeper_status(home)
-    if state["running"] and state["pid"]:
-        return state["pid"]
-    env = os.environ.copy()
-    package_root = str(Path(__file__).resolve().parent.parent)  # the keeper runs this very code
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH")) if p)
-    grace = env.get("FSTORE_CRL_KEEPER_ORPHAN_GRACE")
-    args = [*_command(home), "--daemon"] + (["--orphan-grace", grace] if grace else [])
-    result = subprocess.run(args, capture_output=True, text=True, timeout=timeout, env=env, cwd="/")
-    if result.returncode != 0:
-        raise ServerError(
-            f"the CRL keeper did not start: {(result.stderr or result.stdout).strip()} "
-            f"(log: {home.keeper_log_file})"
-        )
-    words = result.stdout.split()
-    if words and words[-1].isdigit():
-        return int(words[-1])
-    return keeper_status(home)["pid"] or 0
-
-
-def stop_keeper(home: FstoreHome, timeout: float = 15.0) -> bool:
-    """Stop the home's keeper (SIGTERM, then SIGKILL); returns False when none ran."""
-    state = keeper_status(home)
-    if not state["running"]:
-        home.keeper_pid_file.unlink(missing_ok=True)
-        return False
-    pid = state["pid"]
-    if pid is None or not _is_keeper_process(pid, home):
-        raise ServerError(
-            f"a CRL keeper holds {home.keeper_lock_file} but {home.keeper_pid_file} does not name it "
-            "(another host or container?): stop it there"
-        )
-    os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and keeper_status(home)["running"]:
-        time.sleep(0.05)
-    if keeper_status(home)["running"]:
-        os.kill(pid, signal.SIGKILL)
-        while keeper_status(home)["running"]:
-            time.sleep(0.05)
-    home.keeper_pid_file.unlink(missing_ok=True)
-    return True
-
-
-def _is_keeper_process(pid: int, home: FstoreHome) -> bool:
-    try:
-        args = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-    except OSError:
-        return False
-    return b"fstore.crlkeeper" in args and str(home.root).encode() in args
-
-
-def _daemonize(home: FstoreHome) -> IO[str] | None:
-    """Fork into the background; the first process reports the keeper's pid and exits.
-
-    Returns the lock handle in the keeper (None when another keeper holds it).
-    """
-    read_end, write_end = os.pipe()
-    if os.fork() > 0:
-        os.close(write_end)
-        with os.fdopen(read_end) as pipe:
-            message = pipe.read().strip()
-        ok = message.startswith(("running", "already"))
-        print(message, file=sys.stdout if ok else sys.stderr)
-        os._exit(0 if ok else 1)
-    os.close(read_end)
-    os.setsid()
-    if os.fork() > 0:
-        os._exit(0)
-    report = os.fdopen(write_end, "w")
-    try:
-        home.server_dir.mkdir(parents=True, exist_ok=True)
-        lock = _try_lock(home.keeper_lock_file)
-        if lock is None:
-            report.write(f"already {keeper_status(home)['pid']}\n")
-            return None
-        fd = os.open(home.keeper_log_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-        devnull = os.open(os.devnull, os.O_RDONLY)
-        os.dup2(devnull, 0)
-        os.dup2(fd, 1)
-        os.dup2(fd, 2)
-        os.close(fd)
-        os.close(devnull)
-        _write_pid(home)
-        report.write(f"running {os.getpid()}\n")
-        return lock
-    except Exception as exc:  # noqa: BLE001 -- the starter prints it
-        report.write(f"error: {exc}\n")
-        raise SystemExit(1) from exc
-    finally:
-        report.close()
-
-
-def _write_pid(home: FstoreHome) -> None:
-    tmp = home.keeper_pid_file.with_name(home.keeper_pid_file.name + ".tmp")
-    tmp.write_text(f"{os.getpid()}\n")
-    tmp.replace(home.keeper_pid_file)
-
-
 def main(argv: list[str] | None = None) -> int:
     """``python -m fstore.crlkeeper --home DIR [--daemon]``."""
     parser = argparse.ArgumentParser(prog="fstore.crlkeeper", description=__doc__.split("\n")[0])
@@ -352,16 +212,16 @@ def main(argv: list[str] | None = None) -> int:
     home = FstoreHome.resolve(args.home)
     grace = dt.timedelta(seconds=args.orphan_grace)
     if args.daemon:
-        lock = _daemonize(home)
+        lock = daemonize(home)
         if lock is None:
             return 0
     else:
         home.server_dir.mkdir(parents=True, exist_ok=True)
-        lock = _try_lock(home.keeper_lock_file)
+        lock = try_lock(home.keeper_lock_file)
         if lock is None:
             print(f"a CRL keeper already runs for {home.root}", file=sys.stderr)
             return 1
-        _write_pid(home)
+        write_pid(home)
     try:
         serve(home, grace)
     finally:
@@ -369,6 +229,10 @@ def main(argv: list[str] | None = None) -> int:
             home.keeper_pid_file.unlink(missing_ok=True)
         lock.close()
     return 0
+
+
+__all__ = ["CycleResult", "keeper_status", "main", "renew_if_due", "run_cycle", "serve", "start_keeper",
+           "stop_keeper"]
 
 
 if __name__ == "__main__":

@@ -143,6 +143,7 @@ def build_training_data(home: FstoreHome, out: Path) -> Any:
         dataset = bob.create_training_dataset(
             "fraud_detection", spine, features, label="is_fraud",
             split={"train": 0.8, "test": 0.2}, seed=7, format="tfrecord", path=out / "fraud_detection.tfrecord",
+            new_version=True,  # every run of the demo builds the next version
         )
         table = bob.get_training_dataset("fraud_detection", dataset.version)
         from fstore.export import write_batches

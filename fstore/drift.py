@@ -27,14 +27,13 @@ from typing import TYPE_CHECKING, Any
 
 from psycopg.rows import dict_row
 
+from fstore.datasets import TrainingDataset
 from fstore.errors import InvalidInput, translated
+from fstore.featuregroups import FeatureGroup, get_feature_group
+from fstore.session import Session
 
 if TYPE_CHECKING:
     import pandas as pd
-
-    from fstore.featuregroups import FeatureGroup
-    from fstore.store import FeatureStore
-    from fstore.training import TrainingDataset
 
 WINDOW_KEYS = ("commit", "commits", "up_to_commit", "after_commit", "from", "to")
 DEFAULT_BINS = 10
@@ -69,6 +68,7 @@ class DriftReport:
     current: dict[str, Any]
     threshold: float
     features: list[FeatureDrift] = field(default_factory=list)
+    note: str | None = None         # why there are no measures (nothing committed since the baseline)
 
     @property
     def drifted(self) -> list[str]:
@@ -82,16 +82,14 @@ class DriftReport:
         return pd.DataFrame([asdict(f) for f in self.features])
 
 
-def window(spec: Any, group: "FeatureGroup | None" = None, *, label: str = "window") -> dict[str, Any]:
+def window(spec: Any, group: FeatureGroup | None = None, *, label: str = "window") -> dict[str, Any]:
     """A window as ``fstore.feature_drift`` takes it.
 
     ``spec`` is a dict with any of ``commit``, ``commits``, ``up_to_commit``,
     ``after_commit``, ``from``, ``to`` (datetimes or ISO strings; event time in
     [from, to)); an int (one commit); a ``(from, to)`` pair (either may be None);
-    or a :class:`~fstore.training.TrainingDataset` (the commits of ``group`` it saw).
+    or a :class:`~fstore.datasets.TrainingDataset` (the commits of ``group`` it saw).
     """
-    from fstore.training import TrainingDataset
-
     if isinstance(spec, bool):
         raise InvalidInput(f"{label}: give a commit id, a dict, a (from, to) pair or a training dataset")
     if isinstance(spec, int):
@@ -123,7 +121,7 @@ def _timestamp(value: Any, label: str) -> str:
     raise InvalidInput(f"{label}: from/to must be datetimes or ISO strings, not {type(value).__name__}")
 
 
-def _commit_seen(dataset: "TrainingDataset", group: "FeatureGroup | None") -> int:
+def _commit_seen(dataset: TrainingDataset, group: FeatureGroup | None) -> int:
     if group is None:
         raise InvalidInput("a training dataset window needs the feature group it is compared on")
     for seen in dataset.feature_groups:
@@ -137,7 +135,7 @@ def _commit_seen(dataset: "TrainingDataset", group: "FeatureGroup | None") -> in
 
 
 def drift(
-    fs: "FeatureStore",
+    fs: Session,
     name: str,
     baseline: Any,
     current: Any = None,
@@ -151,21 +149,28 @@ def drift(
 
     ``current`` defaults to the rows after the baseline's last commit when the
     baseline is a training dataset or ``{"up_to_commit": N}``; otherwise it is
-    required. See :func:`window` for the forms a window takes.
+    required. See :func:`window` for the forms a window takes. When nothing was
+    committed after such a baseline, the report has no measures and says so in ``note``.
 
     Example::
 
         report = fs.drift("account_activity", baseline=("2024-01-01", "2024-02-01"),
                           current=("2024-02-01", None), features=["tx_amount_7d"])
     """
-    group = fs.get_feature_group(name, version=version)
+    group = get_feature_group(fs, name, version=version)
+    label = f"{group.project}.{group.name}@{group.version}"
     base = window(baseline, group, label="baseline")
     if current is None:
         if set(base) != {"up_to_commit"}:
             raise InvalidInput("give the current window too (only a training dataset or up_to_commit baseline "
                                "implies it: the rows committed after)")
-        current = {"after_commit": base["up_to_commit"]}
-    cur = window(current, group, label="current")
+        cur = {"after_commit": base["up_to_commit"]}
+        if not _committed_after(fs, group, base["up_to_commit"]):
+            return DriftReport(feature_group=label, baseline=base, current=cur, threshold=threshold,
+                               note=f"nothing was committed to {label} after commit {base['up_to_commit']} "
+                                    f"(the baseline's last): no drift to measure yet")
+    else:
+        cur = window(current, group, label="current")
     if isinstance(features, str):
         features = [features]
     with translated(), fs.conn.cursor(row_factory=dict_row) as cursor:
@@ -173,5 +178,12 @@ def drift(
             "select * from fstore.feature_drift(%s, %s::jsonb, %s::jsonb, %s, %s, %s)",
             (group.id, json.dumps(base), json.dumps(cur), list(features) if features is not None else None,
              bins, threshold)).fetchall()
-    return DriftReport(feature_group=f"{group.project}.{group.name}@{group.version}", baseline=base, current=cur,
-                       threshold=threshold, features=[FeatureDrift(**row) for row in rows])
+    return DriftReport(feature_group=label, baseline=base, current=cur, threshold=threshold,
+                       features=[FeatureDrift(**row) for row in rows])
+
+
+def _committed_after(fs: Session, group: FeatureGroup, commit: int) -> bool:
+    """True when a commit with rows came to ``group`` after ``commit``."""
+    with translated():
+        return fs.conn.execute("select exists (select 1 from fstore.commits where feature_group_id = %s "
+                               "and id > %s and rows > 0)", (group.id, commit)).fetchone()[0]

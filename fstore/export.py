@@ -17,10 +17,15 @@ Layout on disk:
   given), per split in ``<split>/`` subdirectories, and ``meta.json`` naming the
   feature columns in order.
 
+A training dataset is exported by name (:func:`export`): its label and split come
+from its record, its rows come in spine order, and the internal ``_row`` column is
+never written.
+
 Example::
 
-    result = export_query(fs, "fraud_train__td1", "train.tfrecord", "tfrecord", label="is_fraud")
-    ds = tf_dataset(fs, "train.tfrecord", label="is_fraud", batch_size=256)
+    result = export(fs, "fraud_train", "train.tfrecord")           # the latest version, labelled
+    export_query(fs, "account_activity__v1", "activity.parquet", "parquet")
+    ds = tf_dataset(fs, "train.tfrecord", batch_size=256)
 """
 
 from __future__ import annotations
@@ -31,7 +36,7 @@ import re
 import shutil
 import uuid
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import closing, contextmanager
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -41,16 +46,21 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from psycopg import sql
 
-from fstore.errors import Conflict, InvalidInput, from_database
+from fstore.connection import adbc_session
+from fstore.datasets import TrainingDataset, dataset_of_table, find_training_dataset, parse_name, record_export, \
+    rows_query
+from fstore.errors import Conflict, InvalidInput, NotFound
 from fstore.npy import NpySink
-from fstore.pgarrow import normalise_batch, normalised
-from fstore.pointintime import adbc_translated
+from fstore.pgarrow import is_list, normalise_batch, normalised
 from fstore.prefetch import ReadAhead
+from fstore.session import Session
 from fstore.tfrecord import DIR_SPEC_NAME, SPEC_SUFFIX, SPEC_VERSION, TFRecordSink, \
     check_tfrecord_schema, merge_column_specs
 
 FORMATS: dict[str, str] = {"parquet": ".parquet", "csv": ".csv", "arrow": ".arrow",
                            "tfrecord": ".tfrecord", "npy": ""}
+SUFFIXES: dict[str, str] = {".parquet": "parquet", ".csv": "csv", ".npy": "npy", ".npz": "npy", ".tfrecord": "tfrecord",
+                            ".tfrecords": "tfrecord", ".arrow": "arrow", ".feather": "arrow"}
 READ_AHEAD = 2  # batches read from the database while one is written
 SPLIT_VALUE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 Progress = Callable[[int], None]
@@ -128,7 +138,7 @@ class _ArrowFileSink:
         import pyarrow.parquet as pq
 
         self.fmt = fmt
-        self.lists = [f.name for f in schema if fmt == "csv" and _is_list(f.type)]
+        self.lists = [f.name for f in schema if fmt == "csv" and is_list(f.type)]
         if fmt == "parquet":
             self.writer: Any = pq.ParquetWriter(path, schema)
         elif fmt == "arrow":
@@ -163,13 +173,28 @@ class _ArrowFileSink:
             pass
 
 
-def _is_list(arrow_type: pa.DataType) -> bool:
-    return pa.types.is_list(arrow_type) or pa.types.is_large_list(arrow_type) \
-        or pa.types.is_fixed_size_list(arrow_type)
-
-
-def _labels(label: str | Sequence[str] | None) -> list[str]:
+def labels_of(label: str | Sequence[str] | None) -> list[str]:
+    """Label column(s) as a list: ``"y"`` -> ``["y"]``, None -> ``[]``."""
     return [label] if isinstance(label, str) else list(label or [])
+
+
+def format_of(format: str | None, path: str | Path | None) -> str | None:
+    """The export format: ``format`` if given, else from ``path``'s suffix (None without a path).
+
+    >>> format_of(None, "out/train.tfrecord")
+    'tfrecord'
+    """
+    if path is None:
+        if format is not None:
+            raise InvalidInput(f"format {format!r} needs a path to write to")
+        return None
+    if format is not None:
+        return _check_format(format)
+    suffix = Path(path).suffix.lower()
+    if suffix not in SUFFIXES:
+        raise InvalidInput(f"cannot tell the format of {str(path)!r}: give format= "
+                           f"({', '.join(sorted(FORMATS))})")
+    return SUFFIXES[suffix]
 
 
 class _Writer:
@@ -256,7 +281,7 @@ def write_batches(reader: pa.RecordBatchReader | pa.Table, path: str | Path, for
     """
     fmt = _check_format(format)
     final = Path(path)
-    labels = _labels(label)
+    labels = labels_of(label)
     batches = normalised(reader)
     first = next(batches, None)
     schema = first.schema if first is not None else _empty_schema(reader)
@@ -325,7 +350,7 @@ def relation_query(relation: str, project: str, *, exclude: Sequence[str] = (),
     return query
 
 
-def export_query(fs: Any, query: sql.Composable | str, path: str | Path, format: str, *,
+def export_query(fs: Session, query: sql.Composable | str, path: str | Path, format: str, *,
                  label: str | Sequence[str] | None = None, split_column: str | None = None,
                  features: Sequence[str] | None = None, dtype: Any = np.float64,
                  progress: Progress | None = None, overwrite: bool = True) -> ExportResult:
@@ -342,7 +367,7 @@ def export_query(fs: Any, query: sql.Composable | str, path: str | Path, format:
     if isinstance(query, str):
         query = relation_query(query, fs.project)
     text = query.as_string(fs.conn)
-    with adbc_translated(), closing(fs.adbc()) as conn, closing(conn.cursor()) as cursor:
+    with adbc_session(fs.material) as (_, cursor):
         cursor.execute(text)
         with ReadAhead(cursor.fetch_record_batch(), depth=READ_AHEAD) as reader:
             return write_batches(reader, path, format, label=label, split_column=split_column,
@@ -351,51 +376,61 @@ def export_query(fs: Any, query: sql.Composable | str, path: str | Path, format:
 
 @dataclass
 class ExportSource:
-    """What to export for a name on the command line: a query, and the label and split
-    of a training dataset (empty for a plain table)."""
+    """What to export for a name: a query, and the label, split and record of a training
+    dataset (empty, and None, for a plain table)."""
 
     query: sql.Composed
     label: list[str]
     split_column: str | None
     description: str
+    dataset: TrainingDataset | None = None
 
 
-def resolve_source(fs: Any, name: str) -> ExportSource:
-    """A training dataset (``name`` or ``name@version``) if one is visible, else a table or
-    view (``table`` in the project's schema, or ``schema.table``)."""
-    base, _, version = name.partition("@")
-    if version and not version.isdigit():
-        raise InvalidInput(f"invalid version in {name!r}: use name@<number>")
-    record = _training_dataset(fs, base, int(version) if version else None)
-    if record is not None:
-        project, table, labels, split = record
-        columns = [r[0] for r in fs.conn.execute(
-            "select a.attname from pg_attribute a join pg_class c on c.oid = a.attrelid "
-            "join pg_namespace n on n.oid = c.relnamespace where n.nspname = %s and c.relname = %s "
-            "and a.attnum > 0 and not a.attisdropped order by a.attnum", (project, table)).fetchall()]
-        order = "_row" if "_row" in columns else None
-        query = relation_query(f"{project}.{table}", project, columns=columns, exclude=["_row"], order_by=order)
-        return ExportSource(query, labels, "split" if split is not None and "split" in columns else None,
-                            f"training dataset {project}.{base} ({table})")
-    if version:
-        raise InvalidInput(f"no training dataset {name!r} is visible to {fs.role}")
-    return ExportSource(relation_query(name, fs.project), [], None, f"table {name}")
-
-
-def _training_dataset(fs: Any, name: str, version: int | None) -> tuple[str, str, list[str], Any] | None:
-    import psycopg
-
-    if fs.conn.execute("select to_regprocedure('fstore.find_training_dataset(text, integer, text)')"
-                       ).fetchone()[0] is None:
-        return None
+def resolve_source(fs: Session, name: str) -> ExportSource:
+    """A training dataset (``name`` or ``name@version``; also its stored table's name) if one is
+    visible, else a table or view (``table`` in the project's schema, or ``schema.table``)."""
+    base, version = parse_name(name)
     try:
-        row = fs.conn.execute("select project, table_name, label, split from fstore.find_training_dataset(%s, %s)",
-                              (name, version)).fetchone()
-    except psycopg.errors.NoDataFound:
-        return None
-    except psycopg.Error as exc:
-        raise from_database(exc) from exc
-    return row[0], row[1], list(row[2] or []), row[3]
+        dataset: TrainingDataset | None = find_training_dataset(fs, base, version)
+    except NotFound:
+        if version is not None:
+            raise
+        dataset = dataset_of_table(fs, base)  # a training dataset's own table: still without _row
+    if dataset is None:
+        return ExportSource(relation_query(name, fs.project), [], None, f"table {name}")
+    return ExportSource(rows_query(dataset), list(dataset.label), dataset.split_column,
+                        f"training dataset {dataset.project}.{dataset.name} ({dataset.table_name})", dataset)
+
+
+def export(fs: Session, source: str | TrainingDataset | sql.Composable, path: str | Path,
+           format: str | None = None, *, label: str | Sequence[str] | None = None, split: bool = True,
+           split_column: str | None = None, features: Sequence[str] | None = None, dtype: Any = np.float64,
+           progress: Progress | None = None, overwrite: bool = True) -> ExportResult:
+    """Export a training dataset (by name, ``name@version`` or record), a table or a query.
+
+    A training dataset brings its label and, unless ``split=False``, its split (one file
+    per split value in a directory at ``path``); its rows come in spine order without
+    the internal ``_row`` column, and the export is recorded in the catalog. ``format``
+    defaults to the suffix of ``path``. See :func:`write_batches` for the layouts.
+
+    Example::
+
+        export(fs, "fraud_train", "out/fraud_train.parquet")        # out/fraud_train.parquet/train.parquet, ...
+        export(fs, "fraud_train@1", "out/all.tfrecord", split=False)
+    """
+    fmt = format_of(format, path)
+    if isinstance(source, TrainingDataset):
+        found = ExportSource(rows_query(source), list(source.label), source.split_column, "", source)
+    elif isinstance(source, str):
+        found = resolve_source(fs, source)
+    else:
+        found = ExportSource(source, [], None, "query")  # type: ignore[arg-type]
+    result = export_query(fs, found.query, path, fmt or "", label=label or found.label or None,
+                          split_column=split_column or (found.split_column if split else None),
+                          features=features, dtype=dtype, progress=progress, overwrite=overwrite)
+    if found.dataset is not None:
+        record_export(fs, found.dataset, result.format, result.path, result.rows)
+    return result
 
 
 # --- reading an export back -------------------------------------------------------------------

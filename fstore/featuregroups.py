@@ -29,13 +29,16 @@ import psycopg
 from psycopg import sql
 from psycopg.rows import dict_row
 
+from fstore import ingest
+from fstore.connection import adbc_session
 from fstore.errors import InvalidInput, NotFound, PermissionDenied, translated
+from fstore.ingest import Commit
+from fstore.pgarrow import base_type
 from fstore.roles import group_role
+from fstore.session import Session
 
 if TYPE_CHECKING:
     import pyarrow as pa
-
-    from fstore.store import FeatureStore
 
 VALIDATION_POLICIES = ("strict", "warn")
 
@@ -50,39 +53,6 @@ class Feature:
     position: int
     is_key: bool
     pg_type: str       # as PostgreSQL prints the stored column's type (format_type)
-
-
-@dataclass(frozen=True)
-class Commit:
-    """One commit of rows to a feature group: who, when, how many rows offline and online."""
-
-    id: int
-    feature_group_id: int
-    rows: int
-    online_rows: int
-    min_event_time: dt.datetime | None = None
-    max_event_time: dt.datetime | None = None
-    source: str = "python"
-    committed_at: dt.datetime | None = None
-    session_role: str | None = None
-    app_id: str | None = None
-    validation: dict[str, Any] = field(default_factory=dict)
-
-    @classmethod
-    def from_row(cls, row: Any) -> "Commit":
-        """Build from a row ``(id, feature_group_id, rows, online_rows, min, max, source,
-        committed_at, session_role, app_id, validation)`` or a dict with those keys."""
-        if isinstance(row, Mapping):
-            values = dict(row)
-        else:
-            names = ("id", "feature_group_id", "rows", "online_rows", "min_event_time", "max_event_time",
-                     "source", "committed_at", "session_role", "app_id", "validation")
-            values = dict(zip(names, row))
-        validation = values.get("validation") or {}
-        if isinstance(validation, str):
-            validation = json.loads(validation)
-        values["validation"] = validation
-        return cls(**{k: values.get(k) for k in cls.__dataclass_fields__ if k in values})
 
 
 @dataclass
@@ -107,7 +77,7 @@ class FeatureGroup:
     upstream: list[Any]
     created_at: dt.datetime | None
     created_by: str | None
-    store: "FeatureStore" = field(repr=False, compare=False)
+    store: Session = field(repr=False, compare=False)
 
     @property
     def full_name(self) -> str:
@@ -143,19 +113,16 @@ class FeatureGroup:
             commit = fg.insert(df, mode="merge")
             print(commit.id, commit.rows, commit.online_rows)
         """
-        from fstore import ingest
-
         return ingest.insert(self, data, mode, assume_utc=assume_utc,
                              batch_rows=batch_rows or ingest.DEFAULT_BATCH_ROWS)
 
     # --- reading ------------------------------------------------------------------
     def commits(self) -> list[Commit]:
         """Every commit of this version, newest first."""
-        with translated(), self.store.conn.cursor(row_factory=dict_row) as cur:
-            rows = cur.execute(
-                "select id, feature_group_id, rows, online_rows, min_event_time, max_event_time, source, "
-                "committed_at, session_role, app_id, validation from fstore.commits "
-                "where feature_group_id = %s order by id desc", (self.id,)).fetchall()
+        query = sql.SQL("select {} from fstore.commits where feature_group_id = %s order by id desc").format(
+            sql.SQL(", ").join(map(sql.Identifier, Commit.COLUMNS)))
+        with translated():
+            rows = self.store.conn.execute(query, (self.id,)).fetchall()
         return [Commit.from_row(r) for r in rows]
 
     def statistics(self, commit: int | None = None) -> dict[str, dict[str, Any]]:
@@ -215,19 +182,15 @@ class FeatureGroup:
         """
         relation = self.online_relation() if online else self.offline_relation()
         columns = [
-            sql.SQL("{0}::real[] as {0}").format(sql.Identifier(f.name)) if f.pg_type.startswith("vector")
+            sql.SQL("{0}::real[] as {0}").format(sql.Identifier(f.name)) if base_type(f.pg_type) == "vector"
             else sql.Identifier(f.name) for f in self.features
         ] + [sql.Identifier(self.event_time), sql.Identifier("_commit_id")]
         query = sql.SQL("select {} from {} order by {}").format(
             sql.SQL(", ").join(columns), relation,
             sql.SQL(", ").join(sql.Identifier(k) for k in [*self.keys, self.event_time, "_commit_id"]))
-        conn = self.store.adbc()
-        try:
-            with translated(), conn.cursor() as cur:
-                cur.execute(query.as_string(None))
-                return cur.fetch_arrow_table()
-        finally:
-            conn.close()
+        with adbc_session(self.store.material) as (_, cursor):
+            cursor.execute(query.as_string(None))
+            return cursor.fetch_arrow_table()
 
     def add_features(self, features: Mapping[str, Any]) -> "FeatureGroup":
         """Add features to this version without a new version (a Data Owner's change).
@@ -254,35 +217,19 @@ class FeatureGroup:
 
 # --- functions behind the FeatureStore handle ----------------------------------------------
 
-_GROUP_QUERY = """
-select g.id, g.project, g.name, g.version, g.entity_keys, g.event_time, g.online, g.ttl, g.description,
-       g.tags, g.offline_table, g.online_table, g.statistics_enabled, g.options, g.upstream,
-       g.created_at, g.created_by
-  from fstore.find_feature_group(%s, %s, %s) g
-"""
-
-# catalog joins by name: no privilege is needed to read a column's type
-_FEATURES_QUERY = """
-select f.name, f.data_type, f.description, f.position, f.is_key,
-       coalesce(format_type(a.atttypid, a.atttypmod), f.data_type) as pg_type
-  from fstore.features f
-  join fstore.feature_groups g on g.id = f.feature_group_id
-  left join pg_namespace n on n.nspname = g.project
-  left join pg_class c on c.relnamespace = n.oid and c.relname = g.offline_table
-  left join pg_attribute a on a.attrelid = c.oid and a.attname = f.name and not a.attisdropped
- where f.feature_group_id = %s
- order by f.position
-"""
+# the catalog row's ttl (typed) and the one JSON description of the group, with its features' stored types
+_BY_NAME = "select g.ttl, fstore.feature_group_json(g.id) from fstore.find_feature_group(%s, %s, %s) g"
+_BY_ID = "select g.ttl, fstore.feature_group_json(g.id) from fstore.feature_group_by_id(%s) g"
 
 
-def _split_name(fs: "FeatureStore", name: str) -> tuple[str, str]:
+def _split_name(fs: Session, name: str) -> tuple[str, str]:
     if not isinstance(name, str) or not name:
         raise InvalidInput("give a feature group name")
     project, dot, short = name.partition(".")
     return (project, short) if dot else (fs.project, name)
 
 
-def get_feature_group(fs: "FeatureStore", name: str, version: int | None = None) -> FeatureGroup:
+def get_feature_group(fs: Session, name: str, version: int | None = None) -> FeatureGroup:
     """A feature group by name (``project.name`` for a shared project's), latest version by default.
 
     Example::
@@ -290,27 +237,28 @@ def get_feature_group(fs: "FeatureStore", name: str, version: int | None = None)
         fg = fs.get_feature_group("account_activity", version=2)
         fg = fs.get_feature_group("payments.card_profile")   # shared with this project
     """
-    project, short = _split_name(fs, name)
-    with translated(), fs.conn.cursor(row_factory=dict_row) as cur:
-        row = cur.execute(_GROUP_QUERY, (project, short, version)).fetchone()
-        features = cur.execute(_FEATURES_QUERY, (row["id"],)).fetchall()
+    return _load(fs, _BY_NAME, _split_name(fs, name) + (version,))
+
+
+def _load(fs: Session, query: str, params: tuple[Any, ...]) -> FeatureGroup:
+    with translated():
+        ttl, row = fs.conn.execute(query, params).fetchone()
     return FeatureGroup(
         id=row["id"], project=row["project"], name=row["name"], version=row["version"],
         keys=list(row["entity_keys"]), event_time=row["event_time"],
         features=[Feature(f["name"], f["data_type"], f["description"], f["position"], f["is_key"],
-                          f["pg_type"]) for f in features],
-        online=row["online"], ttl=row["ttl"], description=row["description"], tags=list(row["tags"]),
+                          f["pg_type"]) for f in row["features"]],
+        online=row["online"], ttl=ttl, description=row["description"], tags=list(row["tags"]),
         offline_table=row["offline_table"], online_table=row["online_table"],
         statistics_enabled=row["statistics_enabled"], options=row["options"] or {},
-        upstream=row["upstream"] or [], created_at=row["created_at"], created_by=row["created_by"], store=fs,
+        upstream=row["upstream"] or [], created_by=row["created_by"], store=fs,
+        created_at=dt.datetime.fromisoformat(row["created_at"]) if row.get("created_at") else None,
     )
 
 
 def _columns(features: Any, keys: list[str]) -> list[dict[str, str]]:
     """The ``[{"name", "type", "description"}]`` list create_feature_group and add_features take
     (the SQL side skips the event-time column on create and refuses it on add)."""
-    from fstore import ingest
-
     if features is None:
         raise InvalidInput("give features: a dict of column name -> type, or a DataFrame or Arrow "
                            "table/schema to infer the types from")
@@ -333,7 +281,7 @@ def _columns(features: Any, keys: list[str]) -> list[dict[str, str]]:
 
 
 def create_feature_group(
-    fs: "FeatureStore",
+    fs: Session,
     name: str,
     version: int | None = None,
     keys: Iterable[str] = (),
@@ -382,41 +330,34 @@ def create_feature_group(
         ttl_param: Any = ttl
     else:
         ttl_param = str(ttl)
-    conn = fs.conn
-    with translated():
-        if version is None:
-            version = conn.execute(
-                "select coalesce(max(version), 0) + 1 from fstore.feature_groups where project = %s and name = %s",
-                (fs.project, name)).fetchone()[0]
-        with as_project_owner(fs, "create feature groups in"):
-            conn.execute(
-                "select fstore.create_feature_group(%s, %s, %s, %s, %s, %s::jsonb, %s, %s::interval, %s, "
-                "%s, %s, %s::jsonb)",
-                (fs.project, name, version, keys, event_time, json.dumps(columns), online, ttl_param,
-                 description, list(tags), statistics, json.dumps(opts)))
-    return get_feature_group(fs, f"{fs.project}.{name}", version)
+    with translated(), as_project_owner(fs, "create feature groups in"):  # no version: the next, under a lock
+        group_id = fs.conn.execute(
+            "select fstore.create_feature_group(%s, %s, %s, %s, %s, %s::jsonb, %s, %s::interval, %s, "
+            "%s, %s, %s::jsonb)",
+            (fs.project, name, version, keys, event_time, json.dumps(columns), online, ttl_param,
+             description, list(tags), statistics, json.dumps(opts))).fetchone()[0]
+    return _load(fs, _BY_ID, (group_id,))
 
 
 @contextmanager
-def as_project_owner(fs: "FeatureStore", action: str) -> Iterator[None]:
+def as_project_owner(fs: Session, action: str) -> Iterator[None]:
     """One transaction acting as the project's owner role (SET LOCAL ROLE), as table DDL needs.
 
-    Only Data Owners may: anyone else gets :class:`PermissionDenied` saying so. The role
-    reverts when the transaction ends, error or not.
+    Only Data Owners may: anyone else gets :class:`PermissionDenied` saying so (a refused
+    SET ROLE can mean nothing else). The role reverts when the transaction ends, error or not.
     """
-    try:
-        with fs.conn.transaction():
+    with fs.conn.transaction():
+        try:
             fs.conn.execute(sql.SQL("set local role {}").format(sql.Identifier(group_role(fs.project, "owner"))))
-            yield
-    except psycopg.errors.InsufficientPrivilege as exc:
-        if "set role" in str(exc).lower():
+        except psycopg.errors.InsufficientPrivilege as exc:
             raise PermissionDenied(
                 f"{fs.role} may not {action} project {fs.project}: only its Data Owners "
-                "can (they act as the project's owner role)", sqlstate=exc.sqlstate) from exc
-        raise
+                "can (they act as the project's owner role)", sqlstate=exc.sqlstate,
+                primary=exc.diag.message_primary) from exc
+        yield
 
 
-def list_feature_groups(fs: "FeatureStore") -> list[dict[str, Any]]:
+def list_feature_groups(fs: Session) -> list[dict[str, Any]]:
     """Every feature-group version the caller can see (own and shared projects), with commit totals.
 
     Example::
@@ -431,7 +372,7 @@ def list_feature_groups(fs: "FeatureStore") -> list[dict[str, Any]]:
         ).fetchall()
 
 
-def search(fs: "FeatureStore", text: str, limit: int = 50) -> list[dict[str, Any]]:
+def search(fs: Session, text: str, limit: int = 50) -> list[dict[str, Any]]:
     """Feature groups matching ``text`` in names, descriptions, tags or feature names, best first.
 
     Searches the caller's project and the projects shared with it (the catalog's

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from fstore.files import write_atomic
+
 DEFAULT_PORT = 55433
 
 
@@ -137,11 +139,7 @@ class FstoreHome:
         return {}
 
     def save_settings(self, **values: Any) -> None:
-        data = self.settings() | values
-        self.root.mkdir(parents=True, exist_ok=True)
-        tmp = self.settings_file.with_suffix(".tmp")
-        tmp.write_text(json.dumps(data, indent=2, sort_keys=True))
-        tmp.replace(self.settings_file)
+        write_atomic(self.settings_file, json.dumps(self.settings() | values, indent=2, sort_keys=True))
 
     @property
     def port(self) -> int:

@@ -45,81 +45,80 @@ Example::
 
 from __future__ import annotations
 
-import re
-from collections.abc import Iterator
+import datetime as dt
+import json
+from collections.abc import Iterator, Mapping, Sequence
+import dataclasses
 from dataclasses import dataclass
-from types import SimpleNamespace
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+from psycopg import sql
 
-from fstore.errors import FstoreError, InvalidInput, from_database
-
-if TYPE_CHECKING:
-    from fstore.featuregroups import Commit, FeatureGroup
+from fstore.connection import adbc_session
+from fstore.errors import FstoreError, InvalidInput, from_database, is_database_error
+from fstore.pgarrow import ARROW_TYPES, INT_BOUNDS, base_type, dimension, is_array, is_number, pg_type_for, type_sql
+from fstore.session import Session
 
 STAGE_TABLE = "_fstore_stage"
 DEFAULT_BATCH_ROWS = 65_536
 MODES = ("append", "merge", "incremental")
-_SAFE_TYPE = re.compile(r'^[a-z_][a-z0-9_ ."]*(\(\d+(,\s*\d+)?\))?(\[\])?$')
-_INT_BOUNDS = {"smallint": (-(2**15), 2**15 - 1), "integer": (-(2**31), 2**31 - 1),
-               "bigint": (-(2**63), 2**63 - 1)}
-_KINDS = {
-    "smallint": "int", "integer": "int", "bigint": "int", "real": "float", "double precision": "float",
-    "numeric": "numeric", "boolean": "bool", "text": "string", "character varying": "string",
-    "character": "string", "bytea": "binary", "date": "date",
-    "timestamp with time zone": "timestamptz", "timestamp without time zone": "timestamp",
-}
-_DIRECT = {
-    "smallint": pa.int16(), "integer": pa.int32(), "bigint": pa.int64(),
-    "real": pa.float32(), "double precision": pa.float64(), "boolean": pa.bool_(),
-    "text": pa.string(), "bytea": pa.binary(), "date": pa.date32(),
-    "timestamp with time zone": pa.timestamp("us", "UTC"),
-    "timestamp without time zone": pa.timestamp("us"),
-}
+# the kind of input a stored type takes, by the Arrow type of its values (see the table above)
+_KIND_OF_ARROW = [(pa.types.is_integer, "int"), (pa.types.is_floating, "float"), (pa.types.is_boolean, "bool"),
+                  (pa.types.is_string, "string"), (pa.types.is_binary, "binary"), (pa.types.is_date, "date")]
 
 
-# --- inferring PostgreSQL types from Arrow ----------------------------------------------
+class StoredColumn(Protocol):
+    """A stored column as ingestion needs it (a :class:`fstore.featuregroups.Feature`)."""
 
-def pg_type_for(field: pa.Field) -> str:
-    """The PostgreSQL column type a feature of this Arrow type is stored as.
+    name: str
+    pg_type: str
+    is_key: bool
 
-    >>> pg_type_for(pa.field("amount", pa.float64()))
-    'double precision'
-    """
-    t = field.type
-    if pa.types.is_dictionary(t):
-        t = t.value_type
-    if pa.types.is_int64(t) or pa.types.is_uint32(t) or pa.types.is_uint64(t):
-        return "bigint"
-    if pa.types.is_int32(t) or pa.types.is_uint16(t):
-        return "integer"
-    if pa.types.is_int16(t) or pa.types.is_int8(t) or pa.types.is_uint8(t):
-        return "smallint"
-    if pa.types.is_float64(t):
-        return "double precision"
-    if pa.types.is_float32(t) or pa.types.is_float16(t):
-        return "real"
-    if pa.types.is_boolean(t):
-        return "boolean"
-    if pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_string_view(t):
-        return "text"
-    if pa.types.is_binary(t) or pa.types.is_large_binary(t):
-        return "bytea"
-    if pa.types.is_timestamp(t):
-        return "timestamptz"  # naive timestamps are UTC (DESIGN: one definition everywhere)
-    if pa.types.is_date(t):
-        return "date"
-    if pa.types.is_decimal(t):
-        return f"numeric({t.precision},{t.scale})"
-    if pa.types.is_fixed_size_list(t) and _is_number(t.value_type):
-        return f"vector({t.list_size})"
-    if (pa.types.is_list(t) or pa.types.is_large_list(t)) and _is_number(t.value_type):
-        return "vector"  # dimension fixed from the data by infer_columns
-    raise InvalidInput(f"column {field.name!r} has Arrow type {t}, which fstore cannot store; "
-                       "convert it to a number, string, boolean, timestamp, date or list of floats")
+
+class Destination(Protocol):
+    """What ingestion needs of a feature group (a :class:`fstore.featuregroups.FeatureGroup`)."""
+
+    id: int
+    event_time: str
+    store: Session
+
+    @property
+    def features(self) -> Sequence[StoredColumn]: ...
+
+    @property
+    def full_name(self) -> str: ...
+
+
+@dataclass(frozen=True)
+class Commit:
+    """One commit of rows to a feature group: who, when, how many rows offline and online."""
+
+    id: int
+    feature_group_id: int
+    rows: int
+    online_rows: int
+    min_event_time: dt.datetime | None = None
+    max_event_time: dt.datetime | None = None
+    source: str = "python"
+    committed_at: dt.datetime | None = None
+    session_role: str | None = None
+    app_id: str | None = None
+    validation: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    #: the columns of ``fstore.commits`` a Commit is built from, in this order
+    COLUMNS = ("id", "feature_group_id", "rows", "online_rows", "min_event_time", "max_event_time", "source",
+               "committed_at", "session_role", "app_id", "validation")
+
+    @classmethod
+    def from_row(cls, row: Any) -> "Commit":
+        """Build from a row of :data:`COLUMNS` (a tuple) or a dict with those keys."""
+        values = dict(row) if isinstance(row, Mapping) else dict(zip(cls.COLUMNS, row))
+        validation = values.get("validation") or {}
+        values["validation"] = json.loads(validation) if isinstance(validation, str) else validation
+        return cls(**{k: values.get(k) for k in cls.__dataclass_fields__ if k in values})
 
 
 def infer_columns(data: Any, descriptions: dict[str, str] | None = None) -> list[dict[str, str]]:
@@ -177,10 +176,6 @@ def as_arrow(data: Any) -> pa.Table | pa.RecordBatchReader:
                        "Table, RecordBatch or RecordBatchReader")
 
 
-def _is_number(t: pa.DataType) -> bool:
-    return pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_decimal(t)
-
-
 def _rows(mask: Any, offset: int) -> tuple[int, int]:
     """(how many, first row) where a boolean mask is true."""
     flags = np.asarray(pc.fill_null(mask, False).to_numpy(zero_copy_only=False), dtype=bool)
@@ -204,11 +199,16 @@ class ColumnPlan:
     @classmethod
     def of(cls, name: str, pg_type: str, role: str) -> "ColumnPlan":
         """The plan for a column stored as ``pg_type`` (as format_type prints it)."""
-        base = pg_type.split("(")[0].strip()
-        vector = re.fullmatch(r"(?:public\.)?vector(?:\((\d+)\))?", pg_type)
-        if vector:
-            return cls(name, pg_type, role, "vector", int(vector.group(1)) if vector.group(1) else None)
-        kind = _KINDS.get(base, "text_input")
+        type_sql(pg_type)  # the catalog's type, checked before it is used in DDL
+        base = base_type(pg_type)
+        if base == "vector" and not is_array(pg_type):
+            return cls(name, pg_type, role, "vector", dimension(pg_type))
+        if base == "numeric" and not is_array(pg_type):
+            return cls(name, pg_type, role, "numeric")
+        stored = ARROW_TYPES.get(base) if not is_array(pg_type) else None
+        if stored is not None and pa.types.is_timestamp(stored):
+            return cls(name, pg_type, role, "timestamptz" if stored.tz else "timestamp")
+        kind = next((k for test, k in _KIND_OF_ARROW if stored is not None and test(stored)), "text_input")
         return cls(name, pg_type, role, kind)
 
     @property
@@ -218,7 +218,7 @@ class ColumnPlan:
             return pa.list_(pa.float32())
         if self.kind in ("numeric", "text_input", "string"):
             return pa.string()
-        return _DIRECT[self.pg_type]
+        return ARROW_TYPES[base_type(self.pg_type)]
 
     @property
     def staging_type(self) -> str:
@@ -241,8 +241,8 @@ class ColumnPlan:
             t = t.value_type
         ok = {
             "int": pa.types.is_integer(t) or pa.types.is_floating(t),
-            "float": _is_number(t),
-            "numeric": _is_number(t),
+            "float": is_number(t),
+            "numeric": is_number(t),
             "bool": pa.types.is_boolean(t),
             "string": pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_string_view(t),
             "binary": pa.types.is_binary(t) or pa.types.is_large_binary(t),
@@ -250,7 +250,7 @@ class ColumnPlan:
             "timestamptz": pa.types.is_timestamp(t),
             "timestamp": pa.types.is_timestamp(t),
             "vector": (pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_fixed_size_list(t))
-                      and _is_number(t.value_type),
+                      and is_number(t.value_type),
             "text_input": pa.types.is_string(t) or pa.types.is_large_string(t),
         }[self.kind]
         if not ok:
@@ -273,7 +273,7 @@ class ColumnPlan:
         if pa.types.is_null(t) or pa.types.is_dictionary(t):
             return
         if self.kind == "int":
-            low, high = _INT_BOUNDS[self.pg_type]
+            low, high = INT_BOUNDS[base_type(self.pg_type)]
             if pa.types.is_floating(t):
                 bad = pc.or_(pc.invert(pc.is_finite(column)), pc.not_equal(column, pc.floor(column)))
                 count, first = _rows(bad, offset)
@@ -336,14 +336,11 @@ def _out_of_range(column: pa.ChunkedArray, low: int, high: int) -> Any:
 class InsertPlan:
     """The columns of a feature group in storage order, and how input maps onto them."""
 
-    def __init__(self, fg: "FeatureGroup", assume_utc: bool = False) -> None:
+    def __init__(self, fg: Destination, assume_utc: bool = False) -> None:
         self.fg = fg
         self.assume_utc = assume_utc
         self.columns = [ColumnPlan.of(f.name, f.pg_type, "key" if f.is_key else "feature") for f in fg.features]
         self.columns.append(ColumnPlan.of(fg.event_time, "timestamp with time zone", "event_time"))
-        for column in self.columns:
-            if not _SAFE_TYPE.match(column.pg_type):
-                raise FstoreError(f"unexpected stored type {column.pg_type!r} of column {column.name!r}")
 
     @property
     def staging_schema(self) -> pa.Schema:
@@ -389,16 +386,12 @@ class InsertPlan:
 
 # --- the database side ---------------------------------------------------------------------
 
-def _adbc_error(exc: Exception) -> FstoreError:
-    """An ADBC (libpq) error as the fstore error a user understands."""
-    text = str(exc)
-    match = re.search(r"ERROR:\s+(.*?)(?:\n|$)", text)
-    diag = SimpleNamespace(message_primary=(match.group(1) if match else text).strip(), message_hint=None)
-    return from_database(SimpleNamespace(sqlstate=getattr(exc, "sqlstate", None), diag=diag))  # type: ignore[arg-type]
+COMMIT_QUERY = "select fstore.commit_feature_rows($1, $2::regclass, $3, $4)"
+COMMIT_ROW = f"select {', '.join(Commit.COLUMNS[:-1])}, validation::text from fstore.commits where id = $1"
 
 
-def insert(fg: "FeatureGroup", data: Any, mode: str = "append", *, assume_utc: bool = False,
-           batch_rows: int = DEFAULT_BATCH_ROWS, source: str = "python") -> "Commit":
+def insert(fg: Destination, data: Any, mode: str = "append", *, assume_utc: bool = False,
+           batch_rows: int = DEFAULT_BATCH_ROWS, source: str = "python") -> Commit:
     """Check ``data``, stream it into a temporary table and commit it to ``fg`` in one transaction.
 
     ``mode``: ``append`` (every row), ``merge`` (skip rows whose keys and event
@@ -410,8 +403,6 @@ def insert(fg: "FeatureGroup", data: Any, mode: str = "append", *, assume_utc: b
         commit = insert(fg, df, mode="merge")
         commit.rows, commit.online_rows
     """
-    from fstore.featuregroups import Commit
-
     if mode not in MODES:
         raise InvalidInput(f"invalid mode {mode!r}: use append, merge or incremental")
     if batch_rows < 1:
@@ -436,9 +427,8 @@ def insert(fg: "FeatureGroup", data: Any, mode: str = "append", *, assume_utc: b
             raise
 
     reader = pa.RecordBatchReader.from_batches(plan.staging_schema, stream())
-    conn = fg.store.adbc()
     try:
-        with conn.cursor() as cur:
+        with adbc_session(fg.store.material) as (conn, cur):
             cur.execute(_stage_ddl(plan))
             cur.adbc_ingest(STAGE_TABLE, reader, mode="append", temporary=True)
             retype = _retype_sql(plan)
@@ -446,54 +436,34 @@ def insert(fg: "FeatureGroup", data: Any, mode: str = "append", *, assume_utc: b
                 try:
                     cur.execute(retype)
                 except Exception as exc:
+                    if not is_database_error(exc):
+                        raise
                     names = ", ".join(repr(c.name) for c in plan.columns if c.needs_retype)
-                    raise InvalidInput(f"converting column(s) {names}: {_adbc_error(exc)}") from exc
-            cur.execute("select fstore.commit_feature_rows($1, $2::regclass, $3, $4)",
-                        (fg.id, f"pg_temp.{STAGE_TABLE}", mode, source))
+                    raise InvalidInput(f"converting column(s) {names}: {from_database(exc)}") from exc
+            cur.execute(COMMIT_QUERY, (fg.id, f"pg_temp.{STAGE_TABLE}", mode, source))
             commit_id = cur.fetchone()[0]
-            cur.execute("select id, feature_group_id, rows, online_rows, min_event_time, max_event_time, "
-                        "source, committed_at, session_role, app_id, validation::text "
-                        "from fstore.commits where id = $1", (commit_id,))
+            cur.execute(COMMIT_ROW, (commit_id,))
             row = cur.fetchone()
-        conn.commit()
-    except FstoreError:
-        _rollback(conn)
-        raise
+            conn.commit()
     except Exception as exc:
-        _rollback(conn)
-        if failures:
+        if failures:  # the stream failed: its own error says what is wrong with the data
             cause = failures[0]
             raise cause if isinstance(cause, FstoreError) else InvalidInput(str(cause)) from exc
-        if hasattr(exc, "sqlstate"):
-            raise _adbc_error(exc) from exc
         raise
-    finally:
-        conn.close()
     return Commit.from_row(row)
 
 
-def _rollback(conn: Any) -> None:
-    try:
-        conn.rollback()
-    except Exception:  # the connection may be gone; the server rolls back anyway
-        pass
-
-
 def _stage_ddl(plan: InsertPlan) -> str:
-    from psycopg import sql
-
     columns = sql.SQL(", ").join(
-        sql.SQL("{} {}").format(sql.Identifier(c.name), sql.SQL(c.staging_type)) for c in plan.columns
+        sql.SQL("{} {}").format(sql.Identifier(c.name), type_sql(c.staging_type)) for c in plan.columns
     )
     query = sql.SQL("create temp table {} ({}) on commit drop").format(sql.Identifier(STAGE_TABLE), columns)
     return query.as_string(None)
 
 
 def _retype_sql(plan: InsertPlan) -> str | None:
-    from psycopg import sql
-
     changes = [
-        sql.SQL("alter column {0} type {1} using {0}::{1}").format(sql.Identifier(c.name), sql.SQL(c.pg_type))
+        sql.SQL("alter column {0} type {1} using {0}::{1}").format(sql.Identifier(c.name), type_sql(c.pg_type))
         for c in plan.columns if c.needs_retype
     ]
     if not changes:

@@ -1,9 +1,10 @@
 """NPY exports: features and labels as ``.npy`` arrays, written block by block.
 
-An ``.npy`` file is a fixed header followed by the raw C-order rows, so it can be
-written as a stream: a header with room to spare goes first, rows are appended as
-batches arrive, and the real shape is patched into the header at the end. Memory
-stays at one batch whatever the row count.
+An ``.npy`` file is a header followed by the raw C-order rows, so it can be written
+as a stream: the header (``numpy.lib.format``, which leaves room for the first
+dimension to grow, so its length does not change) goes first with 0 rows, rows are
+appended as batches arrive, and the header is written again with the real shape at
+the end. Memory stays at one batch whatever the row count.
 
 Example::
 
@@ -15,7 +16,7 @@ Example::
 
 from __future__ import annotations
 
-import struct
+import io
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -25,8 +26,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from fstore.errors import InvalidInput
+from fstore.pgarrow import is_list
 
-HEADER_BYTES = 256  # magic, version, header length, and a dict padded with spaces (multiple of 64)
 
 
 class NpyAppender:
@@ -38,13 +39,15 @@ class NpyAppender:
         self.trailing = trailing
         self.rows = 0
         self._file: BinaryIO = open(path, "wb")
+        self._header_bytes = len(self._header(0))
         self._file.write(self._header(0))
 
     def _header(self, rows: int) -> bytes:
-        text = repr({"descr": np.lib.format.dtype_to_descr(self.dtype), "fortran_order": False,
-                     "shape": (rows, *self.trailing)})
-        body = text + " " * (HEADER_BYTES - 10 - len(text) - 1) + "\n"
-        return b"\x93NUMPY\x01\x00" + struct.pack("<H", len(body)) + body.encode("latin1")
+        """The ``.npy`` header for ``rows`` rows, written by numpy (format 1.0)."""
+        out = io.BytesIO()
+        np.lib.format.write_array_header_1_0(out, {"descr": np.lib.format.dtype_to_descr(self.dtype),
+                                                   "fortran_order": False, "shape": (rows, *self.trailing)})
+        return out.getvalue()
 
     def append(self, block: np.ndarray) -> None:
         """Append rows (shape ``(k, *trailing)``)."""
@@ -53,8 +56,12 @@ class NpyAppender:
 
     def close(self) -> None:
         """Write the final shape into the header and close the file."""
+        header = self._header(self.rows)
+        if len(header) != self._header_bytes:  # numpy keeps room for the first dimension to grow
+            self._file.close()
+            raise InvalidInput(f"the .npy header of {self.path} would change length at {self.rows} rows")
         self._file.seek(0)
-        self._file.write(self._header(self.rows))
+        self._file.write(header)
         self._file.close()
 
     def abort(self) -> None:
@@ -65,8 +72,7 @@ class NpyAppender:
 def _value_type(arrow_type: pa.DataType) -> pa.DataType:
     if pa.types.is_dictionary(arrow_type):
         arrow_type = arrow_type.value_type
-    if pa.types.is_list(arrow_type) or pa.types.is_large_list(arrow_type) \
-            or pa.types.is_fixed_size_list(arrow_type):
+    if is_list(arrow_type):
         return arrow_type.value_type
     return arrow_type
 
@@ -75,11 +81,6 @@ def _is_numeric(arrow_type: pa.DataType) -> bool:
     v = _value_type(arrow_type)
     return pa.types.is_integer(v) or pa.types.is_floating(v) or pa.types.is_boolean(v) \
         or pa.types.is_decimal(v)
-
-
-def _is_list(arrow_type: pa.DataType) -> bool:
-    return pa.types.is_list(arrow_type) or pa.types.is_large_list(arrow_type) \
-        or pa.types.is_fixed_size_list(arrow_type)
 
 
 def _label_dtype(fields: Sequence[pa.Field]) -> np.dtype:
@@ -101,7 +102,7 @@ def _block(column: pa.Array, name: str, dtype: np.dtype, width: int | None) -> n
         column = column.dictionary_decode()
     n = len(column)
     floating = np.issubdtype(dtype, np.floating)
-    if _is_list(column.type):
+    if is_list(column.type):
         if pa.types.is_fixed_size_list(column.type):
             size = column.type.list_size
             flat = column.values.slice(column.offset * size, n * size)
@@ -163,7 +164,7 @@ class NpySink:
         self.directory = directory
         self.widths: dict[str, int | None] = {
             n: (schema.field(n).type.list_size if pa.types.is_fixed_size_list(schema.field(n).type)
-                else None if _is_list(schema.field(n).type) else 1)
+                else None if is_list(schema.field(n).type) else 1)
             for n in [*self.names, *self.labels]}
         self.features: NpyAppender | None = None
         self.label_file: NpyAppender | None = None

@@ -20,19 +20,17 @@ import datetime as dt
 import json
 import re
 import threading
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
-from types import SimpleNamespace
-from typing import TYPE_CHECKING, Any, Union
+from collections.abc import Mapping, Sequence
+from contextlib import ExitStack
+from typing import Any, Union
 
 import numpy as np
 import pyarrow as pa
 from psycopg import sql
 
-from fstore.errors import FstoreError, InvalidInput, from_database
-
-if TYPE_CHECKING:
-    from fstore.store import FeatureStore
+from fstore.connection import adbc_session
+from fstore.errors import InvalidInput
+from fstore.session import Session
 
 #: What a spine may be: a pandas or polars DataFrame, Arrow data, a table name or a query.
 Spine = Union["pa.Table", "pa.RecordBatchReader", "pa.RecordBatch", str, Any]
@@ -44,31 +42,6 @@ DEFAULT_WORKERS = 2
 INGEST_BATCH_ROWS = 65_536
 WORK_MEM = "256MB"  # the final sort into spine order stays in memory for ~1M rows
 TABLE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_$]*(\.[A-Za-z_][A-Za-z0-9_$]*)?$")
-
-
-@contextmanager
-def adbc_translated() -> Iterator[None]:
-    """Re-raise ADBC driver errors as the :class:`FstoreError` the database's SQLSTATE means.
-
-    The server's primary message and hint are kept; the driver's wrapping
-    (``IO: [libpq] ...``) is dropped.
-    """
-    try:
-        yield
-    except FstoreError:
-        raise
-    except Exception as exc:
-        sqlstate = getattr(exc, "sqlstate", None)
-        details = dict(getattr(exc, "details", None) or [])
-        if sqlstate is None and not details:
-            raise
-        primary = details.get(b"PG_DIAG_MESSAGE_PRIMARY", b"").decode() or str(exc)
-        hint = details.get(b"PG_DIAG_MESSAGE_HINT", b"").decode() or None
-        detail = details.get(b"PG_DIAG_MESSAGE_DETAIL", b"").decode()
-        if detail:
-            primary = f"{primary} ({detail})"
-        diag = SimpleNamespace(message_primary=primary, message_hint=hint)
-        raise from_database(SimpleNamespace(sqlstate=sqlstate, diag=diag)) from exc  # type: ignore[arg-type]
 
 
 def spine_reader(spine: Any) -> pa.RecordBatchReader:
@@ -281,50 +254,45 @@ def _presorted(fs_cursor: Any, table: pa.Table, arguments: Mapping[str, Any]) ->
     return table.sort_by([(c, "ascending") for c in columns])
 
 
-def _join_shards(fs: "FeatureStore", table: pa.Table, arguments: Mapping[str, Any], workers: int) -> pa.Table:
+def _join_shards(fs: Session, table: pa.Table, arguments: Mapping[str, Any], workers: int) -> pa.Table:
     """Join the spine in ``workers`` contiguous shards, one connection each, in parallel, all
     reading one exported snapshot (so every shard sees the same commits); rows in spine order."""
-    conns = [fs.adbc() for _ in range(workers)]
-    try:
-        with adbc_translated():
-            first = conns[0].cursor()
-            first.execute("set transaction isolation level repeatable read")
-            first.execute("select pg_export_snapshot()")
-            snapshot = first.fetchone()[0]
-            table = table.append_column(ROW_COLUMN, pa.array(np.arange(table.num_rows, dtype=np.int64)))
-            table = _presorted(first, table, arguments)
-            step = -(-table.num_rows // workers) or 1
-            results: list[Any] = [None] * workers
+    with ExitStack() as stack:
+        sessions = [stack.enter_context(adbc_session(fs.material)) for _ in range(workers)]
+        first = sessions[0][1]
+        first.execute("set transaction isolation level repeatable read")
+        first.execute("select pg_export_snapshot()")
+        snapshot = first.fetchone()[0]
+        table = table.append_column(ROW_COLUMN, pa.array(np.arange(table.num_rows, dtype=np.int64)))
+        table = _presorted(first, table, arguments)
+        step = -(-table.num_rows // workers) or 1
+        results: list[Any] = [None] * workers
 
-            def shard(i: int) -> None:
-                try:
-                    conn = conns[i]
-                    cursor = first if i == 0 else conn.cursor()
-                    if i:
-                        cursor.execute("set transaction isolation level repeatable read")
-                        cursor.execute(sql.SQL("set transaction snapshot {}").format(sql.Literal(snapshot))
-                                       .as_string(None))
-                    relation = load_spine(conn, cursor, table.slice(i * step, step))
-                    query = point_in_time_query(cursor, relation, arguments, order_column=ROW_COLUMN)
-                    session_settings(cursor)
-                    cursor.execute(query)
-                    results[i] = cursor.fetch_arrow_table()
-                except BaseException as exc:  # re-raised by the caller's thread
-                    results[i] = exc
+        def shard(i: int) -> None:
+            try:
+                conn, cursor = sessions[i]
+                if i:
+                    cursor.execute("set transaction isolation level repeatable read")
+                    cursor.execute(sql.SQL("set transaction snapshot {}").format(sql.Literal(snapshot))
+                                   .as_string(None))
+                relation = load_spine(conn, cursor, table.slice(i * step, step))
+                query = point_in_time_query(cursor, relation, arguments, order_column=ROW_COLUMN)
+                session_settings(cursor)
+                cursor.execute(query)
+                results[i] = cursor.fetch_arrow_table()
+            except BaseException as exc:  # re-raised by the caller's thread
+                results[i] = exc
 
-            threads = [threading.Thread(target=shard, args=(i,)) for i in range(1, workers)]
-            for thread in threads:
-                thread.start()
-            shard(0)
-            for thread in threads:
-                thread.join()
-            for result in results:
-                if isinstance(result, BaseException):
-                    raise result
-            joined = pa.concat_tables(results)
-    finally:
-        for conn in conns:
-            conn.close()
+        threads = [threading.Thread(target=shard, args=(i,)) for i in range(1, workers)]
+        for thread in threads:
+            thread.start()
+        shard(0)
+        for thread in threads:
+            thread.join()
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
+        joined = pa.concat_tables(results)
     rows = joined.column(ROW_COLUMN).to_numpy()
     order = np.empty_like(rows)
     order[rows] = np.arange(len(rows), dtype=rows.dtype)
@@ -332,7 +300,7 @@ def _join_shards(fs: "FeatureStore", table: pa.Table, arguments: Mapping[str, An
 
 
 def get_historical_features(
-    fs: "FeatureStore",
+    fs: Session,
     spine: Spine,
     features: str | Sequence[str],
     *,
@@ -363,17 +331,9 @@ def get_historical_features(
         if ROW_COLUMN in table.column_names:
             raise InvalidInput(f"the spine may not have a column named {ROW_COLUMN} (fstore uses it)")
         return _join_shards(fs, table, arguments, workers_for(table.num_rows, workers))
-    conn = fs.adbc()
-    try:
-        with adbc_translated():
-            cursor = conn.cursor()
-            relation = load_spine(conn, cursor, spine)
-            query = point_in_time_query(cursor, relation, arguments)
-            session_settings(cursor)
-            cursor.execute(query)
-            table = cursor.fetch_arrow_table()
-            cursor.close()
-            conn.rollback()
-        return table
-    finally:
-        conn.close()
+    with adbc_session(fs.material) as (conn, cursor):
+        relation = load_spine(conn, cursor, spine)
+        query = point_in_time_query(cursor, relation, arguments)
+        session_settings(cursor)
+        cursor.execute(query)
+        return cursor.fetch_arrow_table()

@@ -5,10 +5,15 @@ Two file locks: the registry lock (short, around one read or write of the file) 
 the publication lock (around a whole revocation: registry, CRL, reload, proof,
 catalog), which the CLI, the Python API and the CRL keeper all take.
 
+The server's copy of the registry, ``fstore.certificates``, is written only through
+``fstore.record_certificates`` (:func:`write_catalog`), which never forgets a
+recorded revocation.
+
 Example::
 
     with registry(home, write=True) as records:
         records[-1].revoked_at = now().isoformat()
+    write_catalog(operator_conn, records, published=True)
 """
 
 from __future__ import annotations
@@ -21,10 +26,13 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from fstore.cakeys import write_private
 from fstore.home import FstoreHome
+
+if TYPE_CHECKING:
+    import psycopg
 
 
 def now() -> dt.datetime:
@@ -83,6 +91,31 @@ def list_certificates(home: FstoreHome) -> list[CertificateRecord]:
         return list(records)
 
 
+def write_catalog(conn: "psycopg.Connection[Any]", records: list[CertificateRecord], *,
+                  published: bool = False) -> int:
+    """Copy records into the catalog (``fstore.record_certificates``, the superuser's only);
+    ``published`` says the CRL the server has loaded lists the revoked ones. Returns the rows written."""
+    at = now().isoformat() if published else None
+    payload = [{"serial": r.serial, "role": r.role, "kind": r.kind, "app_id": r.app_id, "not_before": r.not_before,
+                "not_after": r.not_after, "revoked_at": r.revoked_at, "crl_published_at": at if r.revoked_at else None}
+               for r in records]
+    if not payload:
+        return 0
+    return conn.execute("select fstore.record_certificates(%s::jsonb)", (json.dumps(payload),)).fetchone()[0]
+
+
+def sync_catalog(home: FstoreHome, conn: "psycopg.Connection[Any]", *, published: bool = False) -> int:
+    """Copy the whole registry into the catalog (server start, CRL keeper start).
+
+    Revocations already in the catalog stay. ``published`` says the server has just
+    loaded a CRL that lists every revocation of the registry. Returns how many records
+    the registry holds.
+    """
+    records = list_certificates(home)
+    write_catalog(conn, records, published=published)
+    return len(records)
+
+
 _PUBLICATION: dict[Path, list[Any]] = {}
 _PUBLICATION_GUARD = threading.Lock()
 
@@ -114,4 +147,5 @@ def publication_lock(home: FstoreHome) -> Iterator[None]:
                 entry[2] = None
 
 
-__all__ = ["CertificateRecord", "list_certificates", "now", "publication_lock", "registry"]
+__all__ = ["CertificateRecord", "list_certificates", "now", "publication_lock", "registry", "sync_catalog",
+           "write_catalog"]

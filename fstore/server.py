@@ -25,21 +25,21 @@ import pwd
 import shutil
 import subprocess
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import psycopg
-from cryptography import x509
 from psycopg import sql
 
 from fstore.cakeys import ca_passphrase, is_encrypted, load_intermediate, passphrase_env
-from fstore.connection import DATABASE, ConnectionMaterial, connect_operator
+from fstore.connection import DATABASE, connect_operator
 from fstore.crl import crl_expiry, crl_health, crl_is_current, resign_crls
 from fstore.errors import InvalidInput, ServerError
 from fstore.home import DEFAULT_PORT, FstoreHome
-from fstore.registry import CertificateRecord, publication_lock
+from fstore.keeper_process import keeper_status, start_keeper, stop_keeper
+from fstore.registry import publication_lock, sync_catalog
 from fstore.roles import ADMIN_ROLE, SUPERUSER_ROLE
 
 PG_MAJOR = 15
@@ -193,7 +193,7 @@ def operator_reachable(home: FstoreHome, timeout: int = 3) -> bool:
     try:
         with connect_operator(home, connect_timeout=timeout):
             return True
-    except psycopg.OperationalError:
+    except (psycopg.OperationalError, ServerError):
         return False
 
 
@@ -225,8 +225,6 @@ def start(home: FstoreHome, port: int | None = None, listen: str = "localhost") 
     Idempotent: on a running server it changes nothing (but starts the keeper if it
     is not running) and says so.
     """
-    from fstore import crlkeeper
-
     if not home.exists():
         raise ServerError(f"no fstore home at {home.root}: run `fstore init` first")
     _check_ca_passphrase(home)
@@ -234,7 +232,7 @@ def start(home: FstoreHome, port: int | None = None, listen: str = "localhost") 
     if is_running(home):
         if port is not None and port != configured:
             raise ServerError(f"already running on port {configured}; stop it to change the port")
-        keeper = crlkeeper.start_keeper(home)
+        keeper = start_keeper(home)
         return StartResult(already_running=True, port=configured, initialised=False, keeper_pid=keeper)
     port = port or configured
     home.save_settings(port=port)
@@ -253,16 +251,14 @@ def start(home: FstoreHome, port: int | None = None, listen: str = "localhost") 
             "-w", "-t", "60",
         ])
         bootstrap(home)
-    keeper = crlkeeper.start_keeper(home)
+    keeper = start_keeper(home)
     return StartResult(already_running=False, port=port, initialised=initialised, keeper_pid=keeper)
 
 
 def stop(home: FstoreHome) -> bool:
     """Stop the CRL keeper and the server (fast shutdown). Returns False when the server
     was not running."""
-    from fstore import crlkeeper
-
-    crlkeeper.stop_keeper(home)
+    stop_keeper(home)
     if not is_running(home):
         return False
     _run([str(pg_bin() / "pg_ctl"), "stop", "-D", str(home.data_dir), "-m", "fast", "-w", "-t", "60"])
@@ -292,16 +288,12 @@ def bootstrap(home: FstoreHome) -> None:
             )
         )
         apply_migrations(conn)
-        from fstore.certificates import sync_catalog
-
         sync_catalog(home, conn, published=True)
 
 
 def status(home: FstoreHome) -> dict[str, Any]:
     """Running?, port, version, extensions, data directory, the CRL's next update and the
     CRL keeper; ``warnings`` and ``errors`` say what needs the operator."""
-    from fstore import crlkeeper
-
     info: dict[str, Any] = {
         "running": is_running(home),
         "port": home.port,
@@ -323,7 +315,7 @@ def status(home: FstoreHome) -> dict[str, Any]:
     info["crl_next_update"] = expiry.isoformat() if expiry else None
     state, message = crl_health(home)
     info["crl_state"] = state
-    info["keeper"] = crlkeeper.keeper_status(home)
+    info["keeper"] = keeper_status(home)
     info["warnings"], info["errors"] = [], []
     if message:
         info["errors" if state == "error" else "warnings"].append(message)
@@ -362,101 +354,6 @@ def reload(home: FstoreHome, timeout: float = 10.0) -> None:
                 return
         time.sleep(0.02)
     raise ServerError(f"the server did not reload its configuration within {timeout:.0f}s")
-
-
-def terminate_sessions(home: FstoreHome, serials: Iterable[str], timeout: float = 5.0) -> int:
-    """End every open session that logged in with one of these certificate serials."""
-    serial_list = [int(s) for s in serials]
-    if not serial_list:
-        return 0
-    query = (
-        "select s.pid from pg_stat_ssl s where s.client_serial = any(%s::numeric[]) "
-        "and s.pid <> pg_backend_pid()"
-    )
-    with connect_operator(home, autocommit=True) as conn:
-        pids = [pid for (pid,) in conn.execute(query, (serial_list,))]
-        for pid in pids:
-            conn.execute("select pg_terminate_backend(%s, %s)", (pid, int(timeout * 1000)))
-        deadline = time.monotonic() + timeout
-        while pids and time.monotonic() < deadline:
-            alive = conn.execute(
-                "select count(*) from pg_stat_activity where pid = any(%s)", (pids,)
-            ).fetchone()[0]
-            if not alive:
-                break
-            time.sleep(0.02)
-    return len(pids)
-
-
-def apply_revocation(
-    home: FstoreHome, revoked: Sequence[CertificateRecord],
-    probes: Mapping[str, tuple[Path, Path]] | None = None,
-) -> int:
-    """Make revocations bite: reload the CRL, prove it is in force, end open sessions.
-
-    Each revoked certificate whose files are at hand (``probes``: serial -> (cert,
-    key), else the files in the home if they still hold that serial) must now fail
-    the TLS handshake with "certificate revoked" (or "expired"). Returns how many
-    sessions were terminated.
-    """
-    if not operator_reachable(home):
-        return 0
-    reload(home)
-    for record in revoked:
-        _probe_login(home, record, probes or {})
-    return terminate_sessions(home, [r.serial for r in revoked])
-
-
-def _probe_material(
-    home: FstoreHome, record: CertificateRecord, probes: Mapping[str, tuple[Path, Path]]
-) -> tuple[Path, Path] | None:
-    if record.kind == "service":
-        return None
-    if record.serial in probes:
-        return probes[record.serial]
-    if not record.cert_file or not record.key_file:
-        return None
-    cert, key = Path(record.cert_file), Path(record.key_file)
-    if not cert.exists() or not key.exists():
-        return None
-    try:
-        if str(x509.load_pem_x509_certificate(cert.read_bytes()).serial_number) != record.serial:
-            return None  # the file now holds a newer certificate
-    except ValueError:
-        return None
-    return cert, key
-
-
-def can_probe(
-    home: FstoreHome, record: CertificateRecord, probes: Mapping[str, tuple[Path, Path]] | None = None
-) -> bool:
-    """True when the certificate's files are at hand to prove it refused."""
-    return _probe_material(home, record, probes or {}) is not None
-
-
-def _probe_login(
-    home: FstoreHome, record: CertificateRecord, probes: Mapping[str, tuple[Path, Path]]
-) -> bool:
-    """Try to log in with a revoked certificate; the TLS handshake must refuse it."""
-    material = _probe_material(home, record, probes)
-    if material is None:
-        return False
-    cert, key = material
-    login = ConnectionMaterial(
-        role=record.role, port=home.port, sslcert=cert, sslkey=key, sslrootcert=home.root_ca_cert,
-        app_id=record.app_id if record.kind == "application" else None,
-    )
-    try:
-        with psycopg.connect(login.conninfo(), connect_timeout=5):
-            pass
-    except psycopg.OperationalError as exc:
-        if "certificate revoked" in str(exc) or "certificate expired" in str(exc):
-            return True
-        raise ServerError(
-            f"certificate {record.serial} of {record.role} passed the TLS handshake after the CRL "
-            f"reload (the server has not loaded the new CRL): {str(exc).strip()}"
-        ) from exc
-    raise ServerError(f"certificate {record.serial} of {record.role} still logs in after the CRL reload")
 
 
 def remove(home: FstoreHome) -> None:

@@ -10,24 +10,45 @@ Example::
 The handle holds the connection material and a lazily opened psycopg
 connection; the work lives in the modules named after what users do
 (:mod:`fstore.featuregroups`, :mod:`fstore.training`, :mod:`fstore.online`,
-:mod:`fstore.export`). Methods here only delegate.
+:mod:`fstore.export`, :mod:`fstore.drift`), which take any
+:class:`fstore.session.Session` and never import this module. Methods here only
+delegate; their modules are imported on first use, so that ``import fstore`` stays
+light (the CRL keeper's image has no data libraries).
 """
 
 from __future__ import annotations
 
+import datetime as dt
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import psycopg
 
-from fstore.connection import ConnectionMaterial, material_for
+from fstore.connection import ConnectionMaterial, material_for, open_adbc, open_psycopg
 from fstore.errors import InvalidInput
 from fstore.home import FstoreHome
-from fstore.roles import project_user_role, split_project_user
+from fstore.roles import check_app_id, project_user_role, split_project_user
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+    from psycopg import sql
+
+    from fstore.datasets import TrainingDataset
+    from fstore.drift import DriftReport
+    from fstore.export import ExportResult, Progress
+    from fstore.featuregroups import FeatureGroup
+    from fstore.pointintime import Spine
+    from fstore.serving_pool import OnlineStore
 
 
 class FeatureStore:
-    """A connection to one project as one project-user (see :func:`connect`)."""
+    """A connection to one project as one project-user (see :func:`connect`).
+
+    It satisfies :class:`fstore.session.Session`. Use it as a context manager to close
+    its connection at the end.
+    """
 
     def __init__(self, material: ConnectionMaterial, home: FstoreHome | None = None) -> None:
         self.material = material
@@ -39,23 +60,39 @@ class FeatureStore:
     # --- connections -------------------------------------------------------------
     @property
     def conn(self) -> psycopg.Connection[Any]:
-        """The handle's psycopg connection (opened on first use, autocommit)."""
+        """The handle's psycopg connection (opened on first use, autocommit).
+
+        Example::
+
+            fs.conn.execute("select count(*) from fraud.labels").fetchone()
+        """
         if self._conn is None or self._conn.closed:
-            self._conn = psycopg.connect(self.material.conninfo(), autocommit=True)
+            self._conn = open_psycopg(self.material, autocommit=True)
         return self._conn
 
     def new_connection(self, **kwargs: Any) -> psycopg.Connection[Any]:
-        """A fresh psycopg connection with the same identity (caller closes it)."""
-        return psycopg.connect(self.material.conninfo(), **kwargs)
+        """A fresh psycopg connection with the same identity (the caller closes it).
+
+        Example::
+
+            with fs.new_connection() as conn:       # a transaction of its own
+                conn.execute("select 1")
+        """
+        return open_psycopg(self.material, **kwargs)
 
     def adbc(self) -> Any:
-        """A fresh ADBC connection with the same identity, for Arrow bulk reads (caller closes it)."""
-        import adbc_driver_postgresql.dbapi as adbc
+        """A fresh ADBC connection with the same identity, for Arrow bulk reads (the caller closes it).
 
-        return adbc.connect(self.material.uri())
+        Example::
+
+            with fs.adbc() as conn, conn.cursor() as cur:
+                cur.execute("select * from fraud.account_activity__v1")
+                table = cur.fetch_arrow_table()
+        """
+        return open_adbc(self.material)
 
     def close(self) -> None:
-        """Close the handle's connection."""
+        """Close the handle's connection (a later use opens a new one)."""
         if self._conn is not None:
             self._conn.close()
             self._conn = None
@@ -70,93 +107,269 @@ class FeatureStore:
         return f"FeatureStore(project={self.project!r}, user={self.user!r})"
 
     # --- feature groups (fstore.featuregroups) -----------------------------------
-    def get_feature_group(self, *args: Any, **kwargs: Any) -> Any:
-        """See :func:`fstore.featuregroups.get_feature_group`."""
+    def get_feature_group(self, name: str, version: int | None = None) -> "FeatureGroup":
+        """A feature group by name (``project.name`` for a shared project's), latest version by default.
+
+        Example::
+
+            fg = fs.get_feature_group("account_activity", version=2)
+            fg.statistics()["amount"]["mean"]
+        """
         from fstore import featuregroups
 
-        return featuregroups.get_feature_group(self, *args, **kwargs)
+        return featuregroups.get_feature_group(self, name, version)
 
-    def create_feature_group(self, *args: Any, **kwargs: Any) -> Any:
-        """See :func:`fstore.featuregroups.create_feature_group`."""
+    def create_feature_group(
+        self, name: str, version: int | None = None, keys: Sequence[str] = (), event_time: str = "event_time",
+        online: bool = False, ttl: dt.timedelta | str | None = None, description: str = "",
+        tags: Sequence[str] = (), features: Any = None, statistics: bool = True, validation: Any = None,
+        validation_policy: str = "strict", options: Mapping[str, Any] | None = None,
+        feature_descriptions: Mapping[str, str] | None = None,
+    ) -> "FeatureGroup":
+        """Create a feature-group version (its tables and catalog entry); Data Owners only.
+
+        ``features`` is ``{column: type}`` or a DataFrame / Arrow table or schema to take the
+        types from; ``version=None`` takes the next free version (allocated by the database).
+        See :func:`fstore.featuregroups.create_feature_group`.
+
+        Example::
+
+            fg = fs.create_feature_group("risk", keys=["account_id"], features=df, online=True, ttl="7 days")
+            fg.insert(df)
+        """
         from fstore import featuregroups
 
-        return featuregroups.create_feature_group(self, *args, **kwargs)
+        return featuregroups.create_feature_group(
+            self, name, version, keys=keys, event_time=event_time, online=online, ttl=ttl, description=description,
+            tags=tags, features=features, statistics=statistics, validation=validation,
+            validation_policy=validation_policy, options=options, feature_descriptions=feature_descriptions)
 
-    def list_feature_groups(self, *args: Any, **kwargs: Any) -> Any:
-        """See :func:`fstore.featuregroups.list_feature_groups`."""
+    def list_feature_groups(self) -> list[dict[str, Any]]:
+        """Every feature-group version the caller can see (own and shared projects), with commit totals.
+
+        Example::
+
+            [(g["name"], g["version"], g["rows"]) for g in fs.list_feature_groups()]
+        """
         from fstore import featuregroups
 
-        return featuregroups.list_feature_groups(self, *args, **kwargs)
+        return featuregroups.list_feature_groups(self)
 
-    def search(self, *args: Any, **kwargs: Any) -> Any:
-        """See :func:`fstore.featuregroups.search`."""
+    def search(self, text: str, limit: int = 50) -> list[dict[str, Any]]:
+        """Feature groups matching ``text`` in names, descriptions, tags or feature names, best first.
+
+        Example::
+
+            [r["name"] for r in fs.search("transaction count")]
+        """
         from fstore import featuregroups
 
-        return featuregroups.search(self, *args, **kwargs)
+        return featuregroups.search(self, text, limit)
 
     # --- training data (fstore.training) -----------------------------------------
-    def get_historical_features(self, *args: Any, **kwargs: Any) -> Any:
-        """See :func:`fstore.training.get_historical_features`."""
+    def get_historical_features(
+        self, spine: "Spine", features: str | Sequence[str], *, event_time_column: str = "event_time",
+        ttl: dt.timedelta | str | None = None, full_feature_names: bool = False,
+        keys: Mapping[str, str] | None = None, workers: int | None = None,
+    ) -> "pa.Table":
+        """Point-in-time correct features for every spine row, as an Arrow table in spine order.
+
+        ``spine`` is a DataFrame, Arrow data, a table name or a SELECT; ``features`` are
+        references (``group:feature``, ``group:*``, ``group@2:feature``, ``project.group:feature``).
+        See :func:`fstore.pointintime.get_historical_features`.
+
+        Example::
+
+            table = fs.get_historical_features(labels_df, ["activity:*", "risk@2:score"], ttl="30 days")
+        """
+        from fstore import pointintime
+
+        return pointintime.get_historical_features(
+            self, spine, features, event_time_column=event_time_column, ttl=ttl,
+            full_feature_names=full_feature_names, keys=keys, workers=workers)
+
+    def create_training_dataset(
+        self, name: str, spine: "Spine", features: str | Sequence[str], *,
+        label: str | Sequence[str] | None = None, split: Mapping[str, Any] | None = None, seed: int = 0,
+        format: str | None = None, path: str | Path | None = None, event_time_column: str = "event_time",
+        ttl: dt.timedelta | str | None = None, full_feature_names: bool = False,
+        keys: Mapping[str, str] | None = None, description: str = "", version: int | None = None,
+        new_version: bool = False, progress: "Progress | None" = None,
+    ) -> "TrainingDataset":
+        """Build, store and record a training dataset (and export it with ``path``).
+
+        An existing name is refused unless ``new_version=True`` (or ``version=`` the next
+        version). See :func:`fstore.training.create_training_dataset`.
+
+        Example::
+
+            ds = fs.create_training_dataset("fraud_train", "select * from fraud.labels", ["activity:*"],
+                                            label="is_fraud", split={"train": 0.8, "test": 0.2})
+            ds2 = fs.create_training_dataset("fraud_train", spine, ["activity:*"], new_version=True)
+        """
         from fstore import training
 
-        return training.get_historical_features(self, *args, **kwargs)
+        return training.create_training_dataset(
+            self, name, spine, features, label=label, split=split, seed=seed, format=format, path=path,
+            event_time_column=event_time_column, ttl=ttl, full_feature_names=full_feature_names, keys=keys,
+            description=description, version=version, new_version=new_version, progress=progress)
 
-    def create_training_dataset(self, *args: Any, **kwargs: Any) -> Any:
-        """See :func:`fstore.training.create_training_dataset`."""
+    def get_training_dataset(self, name: str, version: int | None = None) -> "pa.Table":
+        """The rows of a training dataset as stored, in spine order (the same rows every time).
+
+        Example::
+
+            table = fs.get_training_dataset("fraud_train")        # the latest version
+        """
         from fstore import training
 
-        return training.create_training_dataset(self, *args, **kwargs)
+        return training.get_training_dataset(self, name, version)
 
-    def get_training_dataset(self, *args: Any, **kwargs: Any) -> Any:
-        """See :func:`fstore.training.get_training_dataset`."""
-        from fstore import training
+    def training_dataset(self, name: str, version: int | None = None) -> "TrainingDataset":
+        """The catalog record of a training dataset (not its rows): provenance, label, split, exports.
 
-        return training.get_training_dataset(self, *args, **kwargs)
+        Example::
 
-    def training_dataset(self, *args: Any, **kwargs: Any) -> Any:
-        """See :func:`fstore.training.training_dataset` (the catalog record, not the rows)."""
-        from fstore import training
+            fs.training_dataset("fraud_train").commits       # {'fraud.activity@1': 42}
+        """
+        from fstore import datasets
 
-        return training.training_dataset(self, *args, **kwargs)
+        return datasets.find_training_dataset(self, name, version)
+
+    def list_training_datasets(self, name: str | None = None) -> list["TrainingDataset"]:
+        """Training datasets the caller can see (its project's and shared ones), newest first.
+
+        Example::
+
+            [(d.name, d.version, d.rows) for d in fs.list_training_datasets()]
+        """
+        from fstore import datasets
+
+        return datasets.list_training_datasets(self, name)
 
     # --- drift (fstore.drift) ----------------------------------------------------
-    def drift(self, *args: Any, **kwargs: Any) -> Any:
-        """See :func:`fstore.drift.drift`."""
+    def drift(
+        self, name: str, baseline: Any, current: Any = None, *, version: int | None = None,
+        features: Sequence[str] | None = None, bins: int = 10, threshold: float = 0.2,
+    ) -> "DriftReport":
+        """Drift of a feature group's features between two windows of its rows.
+
+        A window is a commit id, ``{"up_to_commit": N}`` and the like, a ``(from, to)`` pair,
+        or a training dataset (what it saw; the current window then defaults to what came
+        after). See :func:`fstore.drift.drift`.
+
+        Example::
+
+            report = fs.drift("account_activity", baseline=fs.training_dataset("fraud_train"))
+            report.drifted, report.note
+        """
         from fstore import drift
 
-        return drift.drift(self, *args, **kwargs)
+        return drift.drift(self, name, baseline, current, version=version, features=features, bins=bins,
+                           threshold=threshold)
 
-    # --- online serving (fstore.online) ------------------------------------------
-    def get_online_features(self, *args: Any, **kwargs: Any) -> Any:
-        """See :func:`fstore.online.get_online_features`."""
+    # --- online serving (fstore.online, fstore.vectors) --------------------------
+    def get_online_features(self, features: Sequence[str], entity_rows: Any, *,
+                            full_feature_names: bool = False) -> "pa.Table | dict[str, Any]":
+        """The latest features of entities from the online store, in request order.
+
+        ``entity_rows`` is a list of dicts, a DataFrame or an Arrow table of keys (a table comes
+        back), or one dict (a dict comes back). See :func:`fstore.online.get_online_features`.
+
+        Example::
+
+            fs.get_online_features(["activity:*"], [{"account_id": 1}, {"account_id": 2}])
+        """
         from fstore import online
 
-        return online.get_online_features(self, *args, **kwargs)
+        return online.get_online_features(self, features, entity_rows, full_feature_names=full_feature_names)
 
-    def nearest(self, *args: Any, **kwargs: Any) -> Any:
-        """See :func:`fstore.online.nearest`."""
-        from fstore import online
+    def nearest(self, group: str, vector_feature: str, query_vector: Sequence[float], k: int = 10,
+                where: str | None = None, *, metric: str | None = None,
+                features: Sequence[str] | None = None) -> "pa.Table":
+        """The ``k`` entities of an online feature group nearest to ``query_vector``, closest first.
 
-        return online.nearest(self, *args, **kwargs)
+        See :func:`fstore.vectors.nearest` (metrics, the ``where`` filter's whitelist).
 
-    def online_store(self, *args: Any, **kwargs: Any) -> Any:
-        """See :func:`fstore.serving_pool.serving_pool` (a pooled store for serving processes)."""
-        from fstore import serving_pool
+        Example::
 
-        return serving_pool.serving_pool(self, *args, **kwargs)
+            fs.nearest("merchants", "embedding", [0.1, 0.2, 0.3], k=5, where="country = 'DE'")
+        """
+        from fstore import vectors
+
+        return vectors.nearest(self.conn, group, vector_feature, query_vector, k, where, metric=metric,
+                               features=features)
+
+    def online_store(self, min_size: int = 1, max_size: int = 4, **pool_kwargs: Any) -> "OnlineStore":
+        """An :class:`~fstore.serving_pool.OnlineStore`: lookups and vector search over a pool of
+        connections with this identity, for long-lived serving processes (the caller closes it).
+
+        Example::
+
+            with fs.online_store(min_size=2, max_size=8) as store:
+                store.get_online_features(["activity:*"], [{"account_id": 1}])
+        """
+        from fstore.serving_pool import OnlineStore
+
+        return OnlineStore(self, min_size, max_size, **pool_kwargs)
 
     # --- exports (fstore.export) -------------------------------------------------
-    def export(self, *args: Any, **kwargs: Any) -> Any:
-        """See :func:`fstore.export.export_query`."""
+    def export(
+        self, source: "str | TrainingDataset | sql.Composable", path: str | Path, format: str | None = None, *,
+        label: str | Sequence[str] | None = None, split: bool = True, split_column: str | None = None,
+        features: Sequence[str] | None = None, dtype: Any = "float64",
+        progress: "Progress | None" = None, overwrite: bool = True,
+    ) -> "ExportResult":
+        """Export a training dataset (``name`` or ``name@version``, as the CLI takes it), a table or a query.
+
+        A training dataset brings its label and split; its rows come in spine order, without
+        the internal ``_row`` column. ``format`` defaults to ``path``'s suffix. See
+        :func:`fstore.export.export`.
+
+        Example::
+
+            fs.export("fraud_train", "out/fraud_train.tfrecord")       # a directory of split files
+            fs.export("account_activity__v1", "out/activity.parquet")  # a table
+        """
         from fstore import export
 
-        return export.export_query(self, *args, **kwargs)
+        return export.export(self, source, path, format, label=label, split=split, split_column=split_column,
+                             features=features, dtype=dtype, progress=progress, overwrite=overwrite)
 
-    def tf_dataset(self, *args: Any, **kwargs: Any) -> Any:
-        """See :func:`fstore.export.tf_dataset`."""
-        from fstore import export
+    def tf_dataset(self, path: str | Path, *, label: str | Sequence[str] | None = None, batch_size: int = 256,
+                   split: str | None = None, columns: Sequence[str] | None = None,
+                   defaults: dict[str, Any] | None = None) -> Any:
+        """A batched ``tf.data.Dataset`` over a TFRecord (or Parquet) export; needs ``fstore[tf]``.
 
-        return export.tf_dataset(self, *args, **kwargs)
+        Yields feature dicts, or ``(features, label)`` with a label (by default the one the
+        TFRecord spec records). See :func:`fstore.tfdata.tf_dataset`.
+
+        Example::
+
+            model.fit(fs.tf_dataset("out/fraud_train.tfrecord", split="train", batch_size=512), epochs=3)
+        """
+        from fstore import tfdata
+
+        return tfdata.tf_dataset(path, label=label, batch_size=batch_size, split=split, columns=columns,
+                                 defaults=defaults)
+
+    def torch_dataset(self, path: str | Path, *, label: str | Sequence[str] | None = None,
+                      split: str | None = None, columns: Sequence[str] | None = None,
+                      batch_size: int | None = None) -> Any:
+        """A PyTorch ``IterableDataset`` over a Parquet, Arrow or NPY export; needs ``fstore[torch]``.
+
+        Yields dicts of tensors (one row, or ``batch_size`` rows), or ``(features, label)``
+        pairs; ``DataLoader`` workers each read their own share. See
+        :func:`fstore.torchdata.torch_dataset`.
+
+        Example::
+
+            loader = DataLoader(fs.torch_dataset("out/fraud_train.parquet", split="train", label="is_fraud"),
+                                batch_size=256, num_workers=2)
+        """
+        from fstore import torchdata
+
+        return torchdata.torch_dataset(path, label=label, split=split, columns=columns, batch_size=batch_size)
 
 
 def connect(
@@ -171,17 +384,61 @@ def connect(
 
     ``fstore.connect(dsn="service=fraud__alice")`` takes any libpq connection
     string instead (the role must still be a project-user).
+
+    Example::
+
+        fs = fstore.connect("fraud", "bob")                     # ~/.fstore/certs/fraud__bob.crt
+        fs = fstore.connect("fraud", "bob", app_id="nightly")   # its application certificate
     """
     if dsn is not None:
-        with psycopg.connect(dsn) as probe:
+        material = ConnectionMaterial(role="", port=0, sslcert=Path(), sslkey=Path(), sslrootcert=Path(), dsn=dsn)
+        with open_psycopg(material) as probe:
             role = probe.execute("select session_user").fetchone()[0]
             port = probe.info.port
         split_project_user(role)
-        return FeatureStore(
-            ConnectionMaterial(role=role, port=port, sslcert=Path(), sslkey=Path(),
-                               sslrootcert=Path(), dsn=dsn)
-        )
+        return FeatureStore(ConnectionMaterial(role=role, port=port, sslcert=Path(), sslkey=Path(),
+                                               sslrootcert=Path(), dsn=dsn))
     if project is None or user is None:
         raise InvalidInput("give a project and a user, or a dsn")
     fhome = home if isinstance(home, FstoreHome) else FstoreHome.resolve(home)
     return FeatureStore(material_for(fhome, project_user_role(project, user), app_id), fhome)
+
+
+@contextmanager
+def application(
+    project: str,
+    user: str,
+    app_id: str,
+    ttl: str | dt.timedelta = "1h",
+    home: str | FstoreHome | None = None,
+) -> Iterator[FeatureStore]:
+    """A handle with a short-lived application certificate, issued for the block and revoked at exit.
+
+    The database knows the session's application from the certificate serial, so
+    commits and audit records name ``app_id``. The operator's home (with the CA) is needed.
+
+    Example::
+
+        with fstore.application("fraud", "alice", "nightly-train", ttl="1h") as fs:
+            fs.get_feature_group("activity").insert(df)      # the commit names nightly-train
+    """
+    from fstore import certificates, pki
+    from fstore.errors import NotFound
+
+    fhome = home if isinstance(home, FstoreHome) else FstoreHome.resolve(home)
+    role = project_user_role(project, user)
+    lifetime = pki.parse_duration(ttl) if isinstance(ttl, str) else ttl
+    record = pki.issue_certificate(fhome, role, app_id=check_app_id(app_id), ttl=lifetime)
+    certificates.record_in_catalog(fhome, record)
+    store = FeatureStore(material_for(fhome, role, app_id), fhome)
+    try:
+        yield store
+    finally:
+        store.close()
+        try:
+            certificates.revoke(fhome, serial=record.serial)
+        except NotFound:
+            pass  # already revoked (e.g. the member was removed inside the block)
+
+
+__all__ = ["FeatureStore", "application", "connect"]

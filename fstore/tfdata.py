@@ -4,8 +4,11 @@
   files with ``spec.json``): ``TFRecordDataset`` and ``tf.io.parse_example`` with the
   feature description the spec gives (fixed shapes, ragged lists, NULL defaults).
 * Parquet (a file, or a directory of split files): read with pyarrow a batch at a
-  time through ``Dataset.from_generator`` (floats as float32, integers, booleans and
-  times as int64, strings as bytes, fixed-size lists as vectors; NULL numbers NaN or 0).
+  time through ``Dataset.from_generator`` (columns as :mod:`fstore.arrays` reads them:
+  floats as float32, integers, booleans and times as int64, strings as bytes,
+  fixed-size lists as vectors; NULL numbers NaN or 0).
+
+TensorFlow is the optional extra ``fstore[tf]``.
 
 Example::
 
@@ -22,10 +25,18 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
+from fstore.arrays import column_kind, export_files, to_numpy
 from fstore.errors import InvalidInput
 from fstore.tfrecord import DIR_SPEC_NAME, SPEC_SUFFIX
+
+
+def _require_tensorflow() -> None:
+    """TensorFlow is an optional extra: say how to get it."""
+    try:
+        import tensorflow  # noqa: F401
+    except ImportError as exc:
+        raise InvalidInput("tf.data needs TensorFlow: pip install 'fstore[tf]'") from exc
 
 
 def tf_dataset(path: str | Path, *, label: str | Sequence[str] | None = None, batch_size: int = 256,
@@ -38,16 +49,17 @@ def tf_dataset(path: str | Path, *, label: str | Sequence[str] | None = None, ba
     NULLs per column (floats are NaN, other types 0 or b"").
     """
     path = Path(path)
+    _require_tensorflow()
     parquet = path.suffix == ".parquet" or (path.is_dir() and any(path.glob("*.parquet")))
     if parquet:
-        files = sorted(path.glob("*.parquet")) if path.is_dir() else [path]
+        files = export_files(path, ".parquet", split)
         spec: dict[str, Any] = {}
     else:
         spec, files = read_spec(path)
-    if split is not None:
-        files = [f for f in files if f.stem == split]
-        if not files:
-            raise InvalidInput(f"export {path} has no split {split!r}")
+        if split is not None:
+            files = [f for f in files if f.stem == split]
+            if not files:
+                raise InvalidInput(f"export {path} has no split {split!r}")
     if label is None:
         label = spec.get("label") or None
     labels = [label] if isinstance(label, str) else list(label or [])
@@ -131,35 +143,10 @@ def _tensor_spec(field: pa.Field) -> tuple[Any, Any]:
     """(tf.TensorSpec of a batch of the column, numpy converter) for an Arrow field."""
     import tensorflow as tf
 
-    t = field.type
-    if pa.types.is_fixed_size_list(t) and (pa.types.is_floating(t.value_type) or pa.types.is_integer(t.value_type)):
-        floating = pa.types.is_floating(t.value_type)
-        size = t.list_size
-
-        def vectors(column: pa.Array) -> np.ndarray:
-            values = pc.cast(column.values.slice(column.offset * size, len(column) * size),
-                             pa.float32() if floating else pa.int64())
-            out = values.fill_null(np.nan if floating else 0).to_numpy(zero_copy_only=False).reshape(-1, size)
-            if column.null_count:
-                out = out.copy()
-                out[~column.is_valid().to_numpy(zero_copy_only=False)] = np.nan if floating else 0
-            return out
-        return tf.TensorSpec([None, size], tf.float32 if floating else tf.int64), vectors
-    if pa.types.is_floating(t) or pa.types.is_decimal(t):
-        return tf.TensorSpec([None], tf.float32), \
-            lambda c: pc.cast(c, pa.float32()).fill_null(np.nan).to_numpy(zero_copy_only=False)
-    if pa.types.is_integer(t) or pa.types.is_boolean(t) or pa.types.is_temporal(t):
-        def ints(column: pa.Array) -> np.ndarray:
-            if pa.types.is_temporal(column.type):
-                column = column.view(pa.int64() if column.type.bit_width == 64 else pa.int32())
-            return pc.cast(column, pa.int64()).fill_null(0).to_numpy(zero_copy_only=False)
-        return tf.TensorSpec([None], tf.int64), ints
-    if pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_binary(t):
-        return tf.TensorSpec([None], tf.string), \
-            lambda c: np.array([b"" if v is None else (v.encode() if isinstance(v, str) else v)
-                                for v in c.to_pylist()], dtype=object)
-    raise InvalidInput(f"column {field.name!r} has type {t}, which the Parquet reader for tf.data does not "
-                       "support (export to TFRecord for ragged lists)")
+    kind, width = column_kind(field)
+    dtype = {"float": tf.float32, "int": tf.int64, "bytes": tf.string}[kind]
+    shape = [None] if width is None else [None, width]
+    return tf.TensorSpec(shape, dtype), lambda column: to_numpy(column, kind, width)
 
 
 def parquet_dataset(files: Sequence[Path], *, labels: list[str], batch_size: int,

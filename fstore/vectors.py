@@ -12,7 +12,7 @@ there are k matching rows.
 
 Example::
 
-    nearest(fs.conn, "fraud", "merchant_embeddings", "embedding", [0.1, 0.2, 0.3], k=5,
+    nearest(fs.conn, "merchant_embeddings", "embedding", [0.1, 0.2, 0.3], k=5,
             where="country = 'DE' and risk < 0.5")
 """
 
@@ -30,7 +30,7 @@ from psycopg import sql
 
 from fstore.errors import InvalidInput, NotFound, translated
 from fstore.expressions import safe_predicate
-from fstore.online import resolve_features
+from fstore.resolve import resolve_features
 
 METRICS: dict[str, str] = {"l2": "<->", "cosine": "<=>", "inner_product": "<#>", "l1": "<+>"}
 OPERATOR_CLASSES: dict[str, str] = {"vector_l2_ops": "l2", "vector_cosine_ops": "cosine",
@@ -81,7 +81,7 @@ def index_metric(conn: psycopg.Connection[Any], schema: str, table: str, column:
     return OPERATOR_CLASSES.get(row[0]) if row else None
 
 
-def nearest_statement(conn: psycopg.Connection[Any], project: str, group: str, vector_feature: str,
+def nearest_statement(conn: psycopg.Connection[Any], group: str, vector_feature: str,
                       query_vector: Sequence[float], k: int = 10, where: str | None = None, *,
                       metric: str | None = None, features: Sequence[str] | None = None) -> NearestStatement:
     """Build (not run) the statement of :func:`nearest`; every name is checked against the catalog."""
@@ -91,15 +91,15 @@ def nearest_statement(conn: psycopg.Connection[Any], project: str, group: str, v
         raise InvalidInput(f"k must be an integer from 1 to {MAX_K}")
     if not isinstance(group, str) or ":" in group:
         raise InvalidInput(f"give the feature group as group, group@2 or project.group, not {group!r}")
-    resolved = resolve_features(conn, project, [f"{group}:*"])[0]
+    resolved = resolve_features(conn, [f"{group}:*"])[0]
     column = resolved.columns.get(vector_feature)
     if column is None or vector_feature not in resolved.available:
         raise NotFound(f"feature {vector_feature} does not exist in feature group {resolved.label}")
-    if column.type_name != "vector":
-        raise InvalidInput(f"feature {vector_feature} of {resolved.label} is {column.type_name}, not a vector")
+    if column.base != "vector":
+        raise InvalidInput(f"feature {vector_feature} of {resolved.label} is {column.pg_type}, not a vector")
     vector = _query_vector(query_vector, f"{resolved.label}:{vector_feature}", column.dimension)
     if metric is None:  # the index's metric, so that the index answers
-        metric = index_metric(conn, resolved.project, resolved.online_table or "", vector_feature) or "l2"
+        metric = index_metric(conn, resolved.project, resolved.table, vector_feature) or "l2"
     names = list(features) if features is not None else resolved.available
     for name in names:
         if name not in resolved.available:
@@ -117,14 +117,14 @@ def nearest_statement(conn: psycopg.Connection[Any], project: str, group: str, v
                                                                sql.SQL(METRICS[metric]))
     query = sql.SQL("select {}, {} as _distance from {}{} order by {} limit %(k)s").format(
         sql.SQL(", ").join(c.selected() for c in output), distance,
-        sql.Identifier(resolved.project, resolved.online_table),
+        sql.Identifier(resolved.project, resolved.table),
         sql.SQL(" where ") + sql.SQL(" and ").join(conditions) if conditions else sql.SQL(""),
         distance)
     fields = [pa.field(c.name, c.arrow_type) for c in output] + [pa.field("_distance", pa.float64())]
     return NearestStatement(query, {"q": vector, "k": k}, pa.schema(fields))
 
 
-def nearest(conn: psycopg.Connection[Any], project: str, group: str, vector_feature: str,
+def nearest(conn: psycopg.Connection[Any], group: str, vector_feature: str,
             query_vector: Sequence[float], k: int = 10, where: str | None = None, *,
             metric: str | None = None, features: Sequence[str] | None = None) -> pa.Table:
     """The ``k`` entities of a feature group nearest to ``query_vector``, closest first.
@@ -139,10 +139,10 @@ def nearest(conn: psycopg.Connection[Any], project: str, group: str, vector_feat
 
     Example::
 
-        nearest(fs.conn, fs.project, "merchants", "embedding", [0.1, 0.2, 0.3], k=5,
+        nearest(fs.conn, "merchants", "embedding", [0.1, 0.2, 0.3], k=5,
                 where="country in ('DE', 'FR') and risk < 0.5")
     """
-    statement = nearest_statement(conn, project, group, vector_feature, query_vector, k, where,
+    statement = nearest_statement(conn, group, vector_feature, query_vector, k, where,
                                   metric=metric, features=features)
     with translated():
         _configure(conn)

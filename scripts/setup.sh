@@ -50,8 +50,9 @@ if [ ! -x "$ROOT/.venv/bin/python" ]; then
 fi
 stamp="$ROOT/.venv/.fstore-installed"
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
-  log "installing Python packages"
-  if ! { "$ROOT/.venv/bin/pip" install -q --upgrade pip && "$ROOT/.venv/bin/pip" install -q -e ".[dev]"; } \
+  # the extras the demo (tf: its Keras model) and the tests (tf, torch: tf.data and PyTorch over exports) need
+  log "installing Python packages (fstore with extras ${FSTORE_EXTRAS:=dev,tf,torch})"
+  if ! { "$ROOT/.venv/bin/pip" install -q --upgrade pip && "$ROOT/.venv/bin/pip" install -q -e ".[$FSTORE_EXTRAS]"; } \
        > "$ROOT/.venv/pip-install.log" 2>&1; then
     cat "$ROOT/.venv/pip-install.log"; exit 1
   fi

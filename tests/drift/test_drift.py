@@ -117,9 +117,15 @@ def test_drift_since_a_training_dataset_was_made(alice) -> None:
     seen = fg.insert(frame(rng, 3000, shift=0.0, day=0, channels=["web", "app"], weights=[0.5, 0.5])).id
     spine = pd.DataFrame({"account_id": [1, 2], "event_time": [T0 + pd.Timedelta(days=1)] * 2})
     alice.create_training_dataset("before_shift", spine, ["scored:amount"])
+
+    unchanged = alice.drift("scored", baseline=alice.training_dataset("before_shift"))  # nothing committed since
+    assert unchanged.features == [] and unchanged.drifted == [] and unchanged.current == {"after_commit": seen}
+    assert unchanged.note == (f"nothing was committed to {fg.project}.scored@1 after commit {seen} "
+                              "(the baseline's last): no drift to measure yet")
     fg.insert(frame(rng, 3000, shift=1.0, day=5, channels=["web", "app"], weights=[0.5, 0.5]))
 
     since = alice.drift("scored", baseline=alice.training_dataset("before_shift"))
+    assert since.note is None
     assert since.baseline == {"up_to_commit": seen} and since.current == {"after_commit": seen}
     assert since.drifted == ["amount"]
     with pytest.raises(InvalidInput, match="does not use feature group"):

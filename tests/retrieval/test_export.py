@@ -367,3 +367,21 @@ def test_read_ahead_keeps_order_passes_errors_and_stops_its_thread() -> None:
     with ReadAhead(failing_reader(after=99), depth=1) as reader:
         reader.read_next_batch()  # stop early: leaving the block ends the thread
     assert threading.active_count() == before
+
+
+def test_npy_header_is_numpys_and_keeps_its_length_as_rows_grow(tmp_path: Path) -> None:
+    """The header is written by numpy.lib.format with 0 rows, then again at close with the real
+    shape: numpy leaves room for the first dimension, so it is 128 bytes both times."""
+    rows = 300_000
+    table = pa.table({"a": np.arange(rows, dtype=np.float64), "b": np.arange(rows, dtype=np.int64),
+                      "y": np.arange(rows) % 2 == 0})
+    result = write_batches(table.to_reader(max_chunksize=65_536), tmp_path / "big", "npy", label="y",
+                           dtype=np.float32)
+    assert result.rows == rows
+    with open(tmp_path / "big" / "features.npy", "rb") as fh:
+        version = np.lib.format.read_magic(fh)
+        shape, fortran, dtype = np.lib.format.read_array_header_1_0(fh)
+        assert (version, shape, fortran, dtype, fh.tell()) == ((1, 0), (rows, 2), False, np.float32, 128)
+    features = np.load(tmp_path / "big" / "features.npy")
+    assert features[-1].tolist() == [rows - 1, rows - 1]
+    assert np.load(tmp_path / "big" / "labels.npy").sum() == rows // 2

@@ -91,7 +91,7 @@ def test_several_groups_and_composite_keys_in_one_statement(served: Any) -> None
     entities = pa.table({"account_id": [1, 1, 2, 3], "merchant": ["bar", "shop", "bar", "shop"]})
     with bob(served) as fs:
         table = fs.get_online_features(["activity:amount", "risk:score", "pair:spend"], entities)
-        plan = online.plan_for(fs.conn, fs.project, fs.role, ["activity:amount", "risk:score", "pair:spend"],
+        plan = online.plan_for(fs.conn, fs.role, ["activity:amount", "risk:score", "pair:spend"],
                                False)
     assert table.column_names == ["account_id", "merchant", "amount", "score", "spend",
                                   "activity__found", "risk__found", "pair__found"]
@@ -204,6 +204,15 @@ def test_pooled_store_serves_threads(served: Any) -> None:
     assert errors == []
 
 
+def test_the_handle_gives_the_documented_online_store(served: Any) -> None:
+    """fs.online_store() is the OnlineStore the README shows, not a bare pool."""
+    with bob(served) as fs, fs.online_store(min_size=1, max_size=2) as store:
+        assert isinstance(store, OnlineStore) and (store.project, store.role) == (fs.project, fs.role)
+        assert store.get_online_features(["risk:score"], {"account_id": 4})["score"] == 0.4
+        assert store.pool.get_stats()["pool_max"] == 2
+    assert store.pool.closed
+
+
 def test_lookups_during_commits_never_see_half_a_commit(fraud: Any) -> None:
     """A writer commits, in one transaction, a new value for every entity in two groups;
     a reader looking up all entities of both groups must see one value everywhere."""
@@ -311,7 +320,7 @@ def test_nearest_takes_the_metric_of_the_index(merchants: Any) -> None:
     with bob(project) as fs:
         shops = fs.nearest("shops", "embedding", query, k=5)
         l2 = fs.nearest("shops", "embedding", query, k=5, metric="l2")
-        statement = vectors.nearest_statement(fs.conn, fs.project, "shops", "embedding", query, k=5)
+        statement = vectors.nearest_statement(fs.conn, "shops", "embedding", query, k=5)
         with fs.conn.transaction():
             fs.conn.execute("set local enable_seqscan = off")
             plan = "\n".join(r[0] for r in fs.conn.execute(sql.SQL("explain ") + statement.query,
@@ -327,7 +336,7 @@ def test_nearest_takes_the_metric_of_the_index(merchants: Any) -> None:
 def test_nearest_uses_the_hnsw_index(merchants: Any) -> None:
     project, _ = merchants
     with bob(project) as fs:
-        statement = vectors.nearest_statement(fs.conn, fs.project, "merchants", "embedding", [0, 0, 1], k=4,
+        statement = vectors.nearest_statement(fs.conn, "merchants", "embedding", [0, 0, 1], k=4,
                                               where="risk > 0.1")
         with fs.conn.transaction():
             fs.conn.execute("set local enable_seqscan = off")  # a 60-row table: ask the planner to show its index

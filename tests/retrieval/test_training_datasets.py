@@ -4,6 +4,7 @@ after new commits (in-flight ones included), splits, provenance, ownership, expo
 from __future__ import annotations
 
 import datetime as dt
+import json
 from typing import Any
 
 import pandas as pd
@@ -15,7 +16,7 @@ from psycopg import sql
 
 import fstore
 from fstore import training
-from fstore.errors import InvalidInput, NotFound
+from fstore.errors import Conflict, InvalidInput, NotFound
 from tests.retrieval.conftest import SqlFeatureGroup, commit_rows, create_group
 
 UTC = dt.timezone.utc
@@ -138,7 +139,7 @@ def test_training_dataset_is_the_same_after_new_commits(fraud: Any, groups: Any,
     assert fs.get_training_dataset("fraud_train", 1).equals(before)
     assert training.rebuild_training_dataset(fs, "fraud_train", 1).equals(before)  # as of the commits it saw
 
-    second = fs.create_training_dataset("fraud_train", spine, FEATURES, label="is_fraud")
+    second = fs.create_training_dataset("fraud_train", spine, FEATURES, label="is_fraud", new_version=True)
     assert second.version == 2 and second.spine_hash == first.spine_hash
     assert fs.get_training_dataset("fraud_train").equals(now)
     assert fs.get_training_dataset("fraud_train", 1).equals(before)
@@ -220,6 +221,51 @@ def test_export_to_parquet_is_recorded(fraud: Any, groups: Any, home: Any, tmp_p
     assert [(e["format"], e["path"], e["rows"]) for e in dataset.exports] == [("parquet", str(path), dataset.rows)]
     with pytest.raises(InvalidInput, match="cannot tell the format"):
         fs.create_training_dataset("exported", _spine(), FEATURES, path=tmp_path / "train.xyz")
+
+
+def test_a_name_is_reused_only_on_purpose(fraud: Any, groups: Any, home: Any) -> None:
+    """Building a dataset under a name that exists asks for new_version=True or the next version=."""
+    fs = fstore.connect(fraud.name, "bob", home=home)
+    spine = _spine(40)
+    with pytest.raises(Conflict, match="does not exist yet: its first version is 1, not 2"):
+        fs.create_training_dataset("reused", spine, FEATURES, version=2)
+    assert fs.create_training_dataset("reused", spine, FEATURES).version == 1
+    with pytest.raises(Conflict, match=r"reused exists already \(latest version 1\): pass new_version=True "
+                                       r"\(or version=2\) to build version 2"):
+        fs.create_training_dataset("reused", spine, FEATURES)
+    with pytest.raises(Conflict, match=r"version 5 cannot be built now \(the next is 2\)"):
+        fs.create_training_dataset("reused", spine, FEATURES, version=5)
+    assert [d.version for d in fs.list_training_datasets("reused")] == [1]  # nothing was built by the refusals
+    assert fs.create_training_dataset("reused", spine, FEATURES, version=2).version == 2
+    assert fs.create_training_dataset("reused", spine, FEATURES, new_version=True).version == 3
+
+
+def test_export_by_name_brings_label_and_split_and_never_the_row_column(fraud: Any, groups: Any, home: Any,
+                                                                      tmp_path: Any) -> None:
+    """fs.export takes a training dataset's name (name@version too), as the CLI does."""
+    fs = fstore.connect(fraud.name, "bob", home=home)
+    dataset = fs.create_training_dataset("by_name", _spine(), FEATURES, label="is_fraud",
+                                         split={"train": 0.75, "test": 0.25}, seed=1)
+    stored = fs.get_training_dataset("by_name")
+    assert "_row" not in stored.column_names and "_row" not in dataset.columns
+
+    split = fs.export("by_name", tmp_path / "split.parquet")  # one file per split, the split column left out
+    assert sorted(p.name for p in (tmp_path / "split.parquet").iterdir()) == ["test.parquet", "train.parquet"]
+    assert split.splits == {k: stored.column("split").to_pylist().count(k) for k in ("train", "test")}
+    train = pq.read_table(tmp_path / "split.parquet" / "train.parquet")
+    assert train.column_names == [c for c in stored.column_names if c != "split"]
+
+    whole = fs.export("by_name@1", tmp_path / "whole.parquet", split=False)
+    assert pq.read_table(whole.path).equals(stored)
+    table = fs.export(dataset.table_name, tmp_path / "table.csv")  # its table by name: still without _row
+    assert table.rows == dataset.rows and "_row" not in (tmp_path / "table.csv" / "train.csv").read_text()
+    npy = fs.export("by_name", tmp_path / "npy", "npy", features=["balance", "n_tx", "trust"], split=False)
+    assert json.loads((npy.path / "meta.json").read_text())["label"] == ["is_fraud"]
+    recorded = fs.training_dataset("by_name").exports
+    assert [(e["format"], e["rows"]) for e in recorded] == [("parquet", dataset.rows)] * 2 + \
+        [("csv", dataset.rows), ("npy", dataset.rows)]
+    with pytest.raises(NotFound, match="by_name version 7 does not exist"):
+        fs.export("by_name@7", tmp_path / "none.parquet")
 
 
 def test_bad_input_is_refused_with_names(fraud: Any, groups: Any, home: Any) -> None:
