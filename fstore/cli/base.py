@@ -1,4 +1,5 @@
-"""The ``fstore`` command line: a thin shell over the library.
+"""What every ``fstore`` command shares: the ``main`` group, the consoles, the home, the
+identity options and the way a command connects.
 
 ``--home DIR`` is a global option, given before the command (``fstore --home DIR
 server start``); without it the home is ``$FSTORE_HOME``, else ``~/.fstore``. Every
@@ -122,17 +123,3 @@ def main(ctx: click.Context, home: str | None) -> None:
     """fstore: a feature store that lives inside PostgreSQL."""
     ctx.ensure_object(dict)
     ctx.obj["home"] = FstoreHome.resolve(home)
-
-
-def _register() -> None:
-    from fstore.cli import platform  # noqa: F401  (commands register themselves)
-
-    for module in ("projects", "featuregroups", "dbt", "training", "export", "drift", "demo"):
-        try:
-            __import__(f"fstore.cli.{module}")
-        except ModuleNotFoundError as exc:
-            if exc.name != f"fstore.cli.{module}":
-                raise
-
-
-_register()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from fstore.cli import home_of, main
+from fstore.cli.base import home_of, main
 
 
 @main.command()

@@ -22,9 +22,8 @@ import click
 from rich.table import Table
 
 from fstore import drift as drift_module
-from fstore.cli import console, main, project_user_option, store_as
-from fstore.cli.featuregroups import _number
-from fstore.cli.output import echo_json, json_option
+from fstore.cli.base import console, main, project_user_option, store_as
+from fstore.cli.output import echo_json, json_option, shown_number
 
 
 def _window(pairs: tuple[str, ...], label: str) -> dict[str, Any] | None:
@@ -48,7 +47,8 @@ def _window(pairs: tuple[str, ...], label: str) -> dict[str, Any] | None:
 @click.option("--current", "current", multiple=True, metavar="KEY=VALUE", help="The current window (repeatable).")
 @click.option("--version", type=int, default=None, help="Feature group version (default: the latest).")
 @click.option("--feature", "features", multiple=True, help="Only these features (repeatable; default: all).")
-@click.option("--bins", type=int, default=drift_module.DEFAULT_BINS, show_default=True, help="Bins for numeric features.")
+@click.option("--bins", type=int, default=drift_module.DEFAULT_BINS, show_default=True,
+              help="Bins for numeric features.")
 @click.option("--threshold", type=float, default=drift_module.DEFAULT_THRESHOLD, show_default=True,
               help="PSI from which a feature counts as drifted.")
 @json_option
@@ -78,11 +78,14 @@ def drift_command(ctx: click.Context, name: str, baseline: tuple[str, ...], base
     table = Table(title=f"{report.feature_group}: {json.dumps(report.baseline)} -> {json.dumps(report.current)}")
     for column in ("feature", "kind", "rows", "nulls", "mean", "psi", "js", "ks", "new", "drifted"):
         table.add_column(column, justify="left" if column in ("feature", "kind") else "right")
+    def moved(before: Any, after: Any) -> str:
+        return f"{shown_number(before)} -> {shown_number(after)}"
+
     for f in report.features:
-        table.add_row(f.feature, f.kind, f"{_number(f.baseline_rows)} -> {_number(f.current_rows)}",
-                      f"{_number(f.baseline_null_rate)} -> {_number(f.current_null_rate)}",
-                      f"{_number(f.baseline_mean)} -> {_number(f.current_mean)}" if f.baseline_mean is not None else "-",
-                      _number(f.psi), _number(f.js_distance), _number(f.ks), _number(f.new_values),
+        table.add_row(f.feature, f.kind, moved(f.baseline_rows, f.current_rows),
+                      moved(f.baseline_null_rate, f.current_null_rate),
+                      moved(f.baseline_mean, f.current_mean) if f.baseline_mean is not None else "-",
+                      shown_number(f.psi), shown_number(f.js_distance), shown_number(f.ks), shown_number(f.new_values),
                       "yes" if f.drifted else "-" if f.drifted is None else "no")
     console.print(table)
     console.print(f"drifted (psi >= {report.threshold:g}): {', '.join(report.drifted) or 'none'}")

@@ -18,7 +18,7 @@ import click
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 from fstore import export
-from fstore.cli import console, err_console, main, project_user_option, store_as
+from fstore.cli.base import console, err_console, main, project_user_option, store_as
 from fstore.cli.paths import check_target, describe_split_target, parents_option
 
 

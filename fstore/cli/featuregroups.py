@@ -22,22 +22,8 @@ import click
 from rich.table import Table
 
 from fstore import featuregroups
-from fstore.cli import console, main, project_user_option, store_as
-from fstore.cli.output import echo_json, json_option, jsonable
-
-
-def _when(value: Any) -> str:
-    return value.strftime("%Y-%m-%d %H:%M:%S") if value is not None else "-"
-
-
-def _number(value: Any) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, float):
-        return f"{value:.6g}"
-    if isinstance(value, int):
-        return f"{value:,}"
-    return str(value)
+from fstore.cli.base import console, main, project_user_option, store_as
+from fstore.cli.output import echo_json, json_option, jsonable, shown_number, shown_time
 
 
 @main.group("fg")
@@ -61,7 +47,7 @@ def fg_list(ctx: click.Context, as_role: str, as_json: bool) -> None:
         table.add_column(column, justify="right" if column in ("version", "rows", "commits") else "left")
     for g in groups:
         table.add_row(g["project"], g["name"], str(g["version"]), "yes" if g["online"] else "no",
-                      _number(g["rows"]), _number(g["commits"]), _when(g["last_commit_at"]))
+                      shown_number(g["rows"]), shown_number(g["commits"]), shown_time(g["last_commit_at"]))
     console.print(table)
     if not groups:
         console.print("no feature groups yet")
@@ -107,9 +93,9 @@ def fg_show(ctx: click.Context, name: str, version: int | None, as_role: str, as
     header.add_row("ttl", str(fg.ttl) if fg.ttl else "-")
     header.add_row("tags", ", ".join(fg.tags) or "-")
     header.add_row("offline table", f"{fg.project}.{fg.offline_table}")
-    header.add_row("created", f"{_when(fg.created_at)} by {fg.created_by}")
+    header.add_row("created", f"{shown_time(fg.created_at)} by {fg.created_by}")
     header.add_row("versions", ", ".join(
-        f"v{g['version']} ({_number(g['rows'])} rows)" for g in versions) or "-")
+        f"v{g['version']} ({shown_number(g['rows'])} rows)" for g in versions) or "-")
     header.add_row("upstream", "\n".join(_upstream_lines(fg.upstream)) or "-")
     console.print(header)
 
@@ -125,9 +111,9 @@ def fg_show(ctx: click.Context, name: str, version: int | None, as_role: str, as
     for column in ("id", "rows", "online rows", "source", "by", "app", "at", "event times"):
         history.add_column(column, justify="right" if column in ("id", "rows", "online rows") else "left")
     for c in commits[:20]:
-        history.add_row(str(c.id), _number(c.rows), _number(c.online_rows), c.source, c.session_role or "-",
-                        c.app_id or "-", _when(c.committed_at),
-                        f"{_when(c.min_event_time)} .. {_when(c.max_event_time)}")
+        history.add_row(str(c.id), shown_number(c.rows), shown_number(c.online_rows), c.source, c.session_role or "-",
+                        c.app_id or "-", shown_time(c.committed_at),
+                        f"{shown_time(c.min_event_time)} .. {shown_time(c.max_event_time)}")
     console.print(history)
     if len(commits) > 20:
         console.print(f"... and {len(commits) - 20} older commits")
@@ -163,13 +149,13 @@ def fg_stats(ctx: click.Context, name: str, version: int | None, commit_id: int 
         if s.get("top_values"):
             extra = ", ".join(f"{t['value']} ({t['count']:,})" for t in s["top_values"][:3])
         elif s.get("norm"):
-            extra = f"dims {s['dims']['min']}, norm {_number(s['norm']['min'])}..{_number(s['norm']['max'])}"
+            extra = f"dims {s['dims']['min']}, norm {shown_number(s['norm']['min'])}..{shown_number(s['norm']['max'])}"
         completeness = s.get("completeness")
         table.add_row(
-            column, s.get("kind", ""), _number(s.get("count")), _number(s.get("nulls")),
-            f"{completeness:.1%}" if completeness is not None else "-", _number(s.get("distinct")),
-            _number(s.get("min")), _number(s.get("mean")), _number(s.get("stddev")),
-            _number((s.get("percentiles") or {}).get("p50")), _number(s.get("max")), extra)
+            column, s.get("kind", ""), shown_number(s.get("count")), shown_number(s.get("nulls")),
+            f"{completeness:.1%}" if completeness is not None else "-", shown_number(s.get("distinct")),
+            shown_number(s.get("min")), shown_number(s.get("mean")), shown_number(s.get("stddev")),
+            shown_number((s.get("percentiles") or {}).get("p50")), shown_number(s.get("max")), extra)
     console.print(table)
 
 

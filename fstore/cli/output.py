@@ -106,6 +106,22 @@ def echo_json(value: Any, *, err: bool = False) -> None:
     click.echo(json.dumps(jsonable(value), indent=2, ensure_ascii=False), err=err)
 
 
+def shown_number(value: Any) -> str:
+    """A number in a table: ``1,234`` for integers, six significant digits otherwise, ``-`` for NULL."""
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    if isinstance(value, int):
+        return f"{value:,}"
+    return str(value)
+
+
+def shown_time(value: dt.datetime | None) -> str:
+    """A timestamp in a table, to the second (``-`` for NULL)."""
+    return value.strftime("%Y-%m-%d %H:%M:%S") if value is not None else "-"
+
+
 def cell(value: Any) -> str:
     """A table cell: empty for NULL, timestamps to the second, lists joined."""
     if value is None:

@@ -13,7 +13,7 @@ from rich.table import Table
 
 from fstore import pki, server
 from fstore.cakeys import DEFAULT_PASSPHRASE_ENV
-from fstore.cli import console, err_console, home_of, main
+from fstore.cli.base import console, err_console, home_of, main
 from fstore.cli.homes import require_server
 from fstore.cli.output import echo_json, json_option
 from fstore.cli.report import EXIT_ERROR, EXIT_NOT_RUNNING

@@ -14,7 +14,7 @@ import click
 from psycopg.rows import dict_row
 
 from fstore import policies, projects
-from fstore.cli import FstoreGroup, as_option, connect_as, console, home_of, main
+from fstore.cli.base import FstoreGroup, as_option, connect_as, console, home_of, main
 from fstore.cli.output import echo_json, json_option, table
 from fstore.errors import translated
 from fstore.roles import ProjectRole

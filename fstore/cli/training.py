@@ -20,7 +20,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from fstore import training
-from fstore.cli import console, err_console, main, project_user_option, store_as
+from fstore.cli.base import console, err_console, main, project_user_option, store_as
 from fstore.cli.paths import check_target, describe_split_target, format_for, parents_option
 from fstore.cli.output import echo_json, json_option
 from fstore.errors import InvalidInput

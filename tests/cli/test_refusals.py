@@ -78,7 +78,8 @@ def test_a_refusal_changes_nothing(cli: Cli, fraud: Any) -> None:
     assert sorted(m["user_name"] for m in members) == ["alice", "bob"]
     assert cli.run("member", "role", fraud.name, "bob", "--role", "data-owner", "--as", fraud.role("bob"),
                    code=1).stdout == ""
-    roles = {m["user_name"]: m["project_role"] for m in cli.json("member", "list", fraud.name, "--as", fraud.role("bob"))}
+    members = cli.json("member", "list", fraud.name, "--as", fraud.role("bob"))
+    roles = {m["user_name"]: m["project_role"] for m in members}
     assert roles == {"alice": "data_owner", "bob": "data_scientist"}
 
 
