@@ -12,6 +12,9 @@ Example::
 
 from __future__ import annotations
 
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +26,7 @@ from fstore import training
 from fstore.cli.base import console, err_console, main, project_user_option, store_as
 from fstore.cli.paths import check_target, describe_split_target, format_for, parents_option
 from fstore.cli.output import echo_json, json_option
-from fstore.errors import InvalidInput
+from fstore.errors import Conflict, InvalidInput
 
 FORMATS = ["parquet", "csv", "npy", "tfrecord", "arrow"]
 
@@ -72,6 +75,18 @@ def train_group() -> None:
     """Build point-in-time training datasets and list them."""
 
 
+@contextmanager
+def cli_words() -> Iterator[None]:
+    """The library's refusals of a reused name, in the command's words: ``new_version=True`` is
+    ``--new-version``, ``version=N`` is ``--version N``."""
+    try:
+        yield
+    except Conflict as exc:
+        text = re.sub(r"\bversion=(\d+)", r"--version \1",
+                      Exception.__str__(exc).replace("new_version=True", "--new-version"))
+        raise Conflict(text, sqlstate=exc.sqlstate) from exc
+
+
 @train_group.command("create")
 @click.argument("name")
 @click.option("--spine", required=True, help="A table ([schema.]table) or one SELECT query, run as you.")
@@ -91,12 +106,15 @@ def train_group() -> None:
                    "of that name, one file per split (train.parquet, test.parquet).")
 @parents_option
 @click.option("--description", default="")
+@click.option("--new-version", is_flag=True, help="NAME exists: build its next version (without it, refused).")
+@click.option("--version", "version", type=int, default=None,
+              help="Build this version of NAME (the next one); refused otherwise.")
 @project_user_option
 @click.pass_context
 def train_create(ctx: click.Context, name: str, spine: str, features: tuple[str, ...], labels: tuple[str, ...],
                  splits: tuple[str, ...], seed: int, event_time_column: str, ttl: str | None,
                  keys: tuple[str, ...], full_feature_names: bool, fmt: str | None, path: str | None,
-                 parents: bool, description: str, as_role: str) -> None:
+                 parents: bool, description: str, new_version: bool, version: int | None, as_role: str) -> None:
     """Build training dataset NAME from a spine and features; store it with its provenance."""
     split = parse_split(splits)
     if path is not None:
@@ -108,8 +126,8 @@ def train_create(ctx: click.Context, name: str, spine: str, features: tuple[str,
     fs = store_as(ctx, as_role)
     kwargs = dict(label=list(labels) or None, split=split, seed=seed, format=fmt, path=path,
                   event_time_column=event_time_column, ttl=ttl, full_feature_names=full_feature_names,
-                  keys=parse_keys(keys), description=description)
-    with fs:
+                  keys=parse_keys(keys), description=description, version=version, new_version=new_version)
+    with fs, cli_words():
         if path is None:
             dataset = training.create_training_dataset(fs, name, spine, list(features), **kwargs)
         else:
