@@ -28,12 +28,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import psycopg
 import yaml
 from psycopg.types.json import Jsonb
 
-from fstore.connection import material_for
+from fstore.connection import material_for, open_psycopg
 from fstore.errors import FstoreError, InvalidInput, NotFound, PermissionDenied, translated
+from fstore.files import PRIVATE, write_atomic
 from fstore.home import FstoreHome
 from fstore.roles import group_role, project_user_role
 
@@ -54,7 +54,7 @@ def is_data_owner(home: FstoreHome, role: str) -> bool:
     """Whether ``role`` may act as its project's owner role (asks the database)."""
     project = role.split("__", 1)[0]
     material = material_for(home, role)
-    with translated(), psycopg.connect(material.conninfo(), autocommit=True) as conn:
+    with translated(), open_psycopg(material, autocommit=True) as conn:
         row = conn.execute(
             "select pg_has_role(session_user, %s, 'MEMBER')", (group_role(project, "owner"),)
         ).fetchone()
@@ -84,11 +84,7 @@ def write_profile(home: FstoreHome, project: str, user: str, directory: str | Pa
     target.mkdir(parents=True, exist_ok=True)
     path = target / "profiles.yml"
     text = yaml.safe_dump(profile_for(home, project, user), sort_keys=False)
-    fd = os.open(path.with_suffix(".tmp"), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as fh:
-        fh.write(text)
-    path.with_suffix(".tmp").replace(path)
-    return path
+    return write_atomic(path, text, PRIVATE)
 
 
 @dataclass
@@ -296,7 +292,7 @@ def record_lineage(home: FstoreHome, role: str, target_path: str | Path) -> dict
         todo.append((node["schema"], name, int(version), parsed))
     if not todo:
         return updated
-    with translated(), psycopg.connect(material_for(home, role).conninfo(), autocommit=True) as conn:
+    with translated(), open_psycopg(material_for(home, role), autocommit=True) as conn:
         for project, name, version, parsed in todo:
             row = conn.execute(
                 "select id, upstream from fstore.feature_groups where project = %s and name = %s and version = %s",

@@ -17,7 +17,7 @@ from pathlib import Path
 import click
 
 from fstore import dbt as fdbt
-from fstore.cli import console, home_of, main
+from fstore.cli.base import console, home_of, main
 from fstore.roles import project_user_role
 
 

@@ -270,5 +270,5 @@ select account_id, sum(amount) as amount from {{ source('raw', 'pkg_payments') }
     for _ in range(2):  # the second run is the incremental one
         run = run_dbt(p.home, p.name, "alice", ["run"], project)
         run.raise_for_failure()
-    assert p.query(f"select account_id, amount from {p.name}.amounts_so_far order by 1") == [
-        (1, Decimal("25.00")), (2, Decimal("7.50"))]
+    assert p.query(f"select account_id, amount from {p.name}.amounts_so_far order by 1") == p.query(
+        f"select account_id, sum(amount) from {p.name}.pkg_payments group by 1 order by 1")
