@@ -125,13 +125,6 @@ def dataset_of_table(fs: Session, relation: str) -> TrainingDataset | None:
     return found[0] if found else None
 
 
-def latest_version(fs: Session, name: str) -> int:
-    """The newest version of ``name`` in the caller's project (0 when there is none)."""
-    with translated():
-        return fs.conn.execute("select coalesce(max(version), 0) from fstore.training_datasets "
-                               "where project = %s and name = %s", (fs.project, name)).fetchone()[0]
-
-
 def rows_query(dataset: TrainingDataset) -> sql.Composed:
     """The stored rows of ``dataset`` in spine order, every column but ``_row``."""
     columns = sql.SQL(", ").join(map(sql.Identifier, dataset.columns)) if dataset.columns else sql.SQL("*")
@@ -147,4 +140,4 @@ def record_export(fs: Session, dataset: TrainingDataset, format: str, path: Path
 
 
 __all__ = ["ROW_COLUMN", "SPLIT_COLUMN", "TrainingDataset", "dataset_of_table", "find_training_dataset",
-           "latest_version", "list_training_datasets", "parse_name", "record_export", "rows_query"]
+           "list_training_datasets", "parse_name", "record_export", "rows_query"]

@@ -33,11 +33,10 @@ from fstore.connection import adbc_session
 from fstore.datasets import (
     TrainingDataset,
     find_training_dataset,
-    latest_version,
     list_training_datasets,
     rows_query,
 )
-from fstore.errors import Conflict, InvalidInput
+from fstore.errors import InvalidInput
 from fstore.export import Progress, export, format_of, labels_of
 from fstore.pointintime import (
     Spine,
@@ -61,24 +60,8 @@ select fstore.training_dataset_json(t)
          $1, $2::regclass, array(select jsonb_array_elements_text(a->'features')), a->>'event_time_column',
          (a->>'ttl')::interval, (a->>'full_feature_names')::boolean, nullif(a->'keys', 'null'::jsonb),
          array(select jsonb_array_elements_text(a->'label')), nullif(a->'split', 'null'::jsonb),
-         (a->>'seed')::bigint, a->>'description') t
+         (a->>'seed')::bigint, a->>'description', (a->>'version')::integer, (a->>'new_version')::boolean) t
 """
-
-
-def _check_version(name: str, latest: int, version: int | None, new_version: bool) -> None:
-    """Refuse a build that would silently add a version to an existing name, or a version that
-    is not the next one."""
-    if version is not None:
-        if isinstance(version, bool) or not isinstance(version, int) or version < 1:
-            raise InvalidInput(f"version must be a positive integer, not {version!r}")
-        if version != latest + 1:
-            raise Conflict(f"training dataset {name} has versions 1 to {latest}: version {version} cannot be "
-                           f"built now (the next is {latest + 1})" if latest else
-                           f"training dataset {name} does not exist yet: its first version is 1, not {version}")
-    elif latest and not new_version:
-        raise Conflict(f"training dataset {name} exists already (latest version {latest}): pass "
-                       f"new_version=True (or version={latest + 1}) to build version {latest + 1}, or choose "
-                       "another name")
 
 
 def create_training_dataset(
@@ -121,22 +104,19 @@ def create_training_dataset(
     out_format = format_of(format, path)
     if split is not None and not isinstance(split, Mapping):
         raise InvalidInput('split must be a mapping like {"train": 0.8, "test": 0.2}')
-    latest = latest_version(fs, name)
-    _check_version(name, latest, version, new_version)
+    if version is not None and (isinstance(version, bool) or not isinstance(version, int) or version < 1):
+        raise InvalidInput(f"version must be a positive integer, not {version!r}")
     arguments = json.dumps({
         "features": feature_list(features), "event_time_column": event_time_column, "ttl": ttl_text(ttl),
         "full_feature_names": bool(full_feature_names), "keys": dict(keys) if keys is not None else None,
         "label": labels_of(label), "split": dict(split) if split is not None else None, "seed": int(seed),
-        "description": description,
+        "description": description, "version": version, "new_version": bool(new_version),
     }, default=str)
     with adbc_session(fs.material) as (conn, cursor):
         relation = load_spine(conn, cursor, spine)
         session_settings(cursor)
         cursor.execute(CREATE_QUERY, parameters=(name, relation, arguments))
-        built = json.loads(cursor.fetchone()[0])["version"]
-        if built != (version or (built if new_version else 1)):  # another build took the version meanwhile
-            raise Conflict(f"training dataset {name} version {version or 1} was built by someone else meanwhile "
-                           f"(this build would be version {built}): pass new_version=True to build it anyway")
+        built = json.loads(cursor.fetchone()[0])["version"]  # the reused-name rule is the database's
         conn.commit()
     dataset = find_training_dataset(fs, name, built)
     if out_format is not None:

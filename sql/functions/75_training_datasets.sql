@@ -78,6 +78,37 @@ $$;
 comment on function fstore.training_dataset_json(fstore.training_datasets) is
   'The catalog record of a training dataset as JSON, with the files it was exported to.';
 
+-- The version a build of p_name makes, or a refusal: a name that exists is reused only on
+-- purpose (p_new_version, or p_version naming the next version).
+create or replace function fstore.check_training_dataset_version(p_project text, p_name text, p_version integer,
+  p_new_version boolean) returns integer
+language plpgsql stable set search_path = pg_catalog, fstore, pg_temp as $$
+declare
+  v_latest integer;
+begin
+  select coalesce(max(version), 0) into v_latest from fstore.training_datasets
+   where project = p_project and name = p_name;
+  if p_version is not null then
+    if p_version < 1 then
+      raise exception 'version must be a positive integer, not %', p_version using errcode = '22023';
+    end if;
+    if p_version <> v_latest + 1 then
+      if v_latest = 0 then
+        raise exception 'training dataset % does not exist yet: its first version is 1, not %', p_name, p_version
+          using errcode = '42710';
+      end if;
+      raise exception 'training dataset % has versions 1 to %: version % cannot be built now (the next is %)',
+        p_name, v_latest, p_version, v_latest + 1 using errcode = '42710';
+    end if;
+  elsif v_latest > 0 and not coalesce(p_new_version, false) then
+    raise exception 'training dataset % exists already (latest version %): pass new_version=True (or version=%) to build version %, or choose another name',
+      p_name, v_latest, v_latest + 1, v_latest + 1 using errcode = '42710';
+  end if;
+  return v_latest + 1;
+end $$;
+comment on function fstore.check_training_dataset_version(text,text,integer,boolean) is
+  'The version the next build of a training dataset makes, or a refusal: a name that exists is reused only on purpose (p_new_version, or p_version naming the next version; Python''s new_version=True and version=N). fstore.store_training_table checks again under the project''s lock.';
+
 create or replace function fstore.store_training_table(p_name text, p_source regclass, p_meta jsonb)
 returns fstore.training_datasets
 language plpgsql volatile security definer set search_path = pg_catalog, fstore, pg_temp as $$
@@ -98,8 +129,8 @@ begin
       using errcode = '42501';
   end if;
   perform fstore.lock_project(v_project);  -- versions are allocated one at a time
-  select coalesce(max(version), 0) + 1 into v_version from fstore.training_datasets
-   where project = v_project and name = p_name;
+  v_version := fstore.check_training_dataset_version(v_project, p_name, (p_meta->>'version')::integer,
+                                                     coalesce((p_meta->>'new_version')::boolean, false));
   v_table := p_name || '__td' || v_version;
   if to_regclass(format('%I.%I', v_project, v_table)) is not null then
     raise exception 'table %.% exists already', v_project, v_table using errcode = '42P07';
@@ -171,7 +202,7 @@ create or replace function fstore.create_training_table(
   p_name text, p_spine regclass, p_features text[], p_event_time_column text default 'event_time',
   p_ttl interval default null, p_full_feature_names boolean default false, p_keys jsonb default null,
   p_label text[] default '{}', p_split jsonb default null, p_seed bigint default 0,
-  p_description text default ''
+  p_description text default '', p_version integer default null, p_new_version boolean default false
 ) returns fstore.training_datasets
 language plpgsql volatile set search_path = pg_catalog, fstore, pg_temp as $$
 declare
@@ -180,6 +211,7 @@ begin
   if p_spine is null then
     raise exception 'give a spine relation' using errcode = '22023';
   end if;
+  perform fstore.check_training_dataset_version(fstore.require_session_project(), p_name, p_version, p_new_version);
   begin
     perform fstore.check_builder_spine(p_spine);
   exception when insufficient_privilege then
@@ -189,9 +221,9 @@ begin
   end;
   execute format('grant select on %s to fstore_builder', v_spine);
   return fstore.build_training_table(p_name, v_spine, p_features, p_event_time_column, p_ttl, p_full_feature_names,
-                                     p_keys, p_label, p_split, p_seed, p_description);
+                                     p_keys, p_label, p_split, p_seed, p_description, p_version, p_new_version);
 end $$;
-comment on function fstore.create_training_table(text,regclass,text[],text,interval,boolean,jsonb,text[],jsonb,bigint,text) is
+comment on function fstore.create_training_table(text,regclass,text[],text,interval,boolean,jsonb,text[],jsonb,bigint,text,integer,boolean) is
   'Build a training table (the same call Python makes): the spine is read with the caller''s rights (any relation they may read; copied into a temporary table unless it is one already), then fstore''s builder computes and stores the dataset. Returns the catalog record.';
 
 create or replace function fstore.find_training_dataset(p_name text, p_version integer default null, p_project text default null)
@@ -299,9 +331,10 @@ comment on function fstore.drop_derived_training_datasets(text,text) is
 
 grant execute on function
   fstore.split_expression(jsonb,bigint,text,text),
+  fstore.check_training_dataset_version(text,text,integer,boolean),
   fstore.training_dataset_json(fstore.training_datasets),
   fstore.check_builder_spine(regclass),
-  fstore.create_training_table(text,regclass,text[],text,interval,boolean,jsonb,text[],jsonb,bigint,text),
+  fstore.create_training_table(text,regclass,text[],text,interval,boolean,jsonb,text[],jsonb,bigint,text,integer,boolean),
   fstore.find_training_dataset(text,integer,text),
   fstore.training_dataset_sql(text,integer,text),
   fstore.record_training_export(bigint,text,text,bigint),
@@ -314,7 +347,8 @@ reset role;
 
 create or replace function fstore.build_training_table(
   p_name text, p_spine regclass, p_features text[], p_event_time_column text, p_ttl interval,
-  p_full_feature_names boolean, p_keys jsonb, p_label text[], p_split jsonb, p_seed bigint, p_description text
+  p_full_feature_names boolean, p_keys jsonb, p_label text[], p_split jsonb, p_seed bigint, p_description text,
+  p_version integer default null, p_new_version boolean default false
 ) returns fstore.training_datasets
 language plpgsql volatile security definer
 set search_path = pg_catalog, fstore, pg_temp
@@ -398,20 +432,20 @@ begin
     'features', to_jsonb(p_features), 'feature_groups', v_groups, 'spine_columns', to_jsonb(v_spine_cols),
     'event_time_column', p_event_time_column, 'ttl', p_ttl, 'full_feature_names', p_full_feature_names,
     'keys', p_keys, 'label', to_jsonb(coalesce(p_label, '{}')), 'split', p_split, 'seed', p_seed,
-    'spine_hash', v_hash, 'description', p_description));
+    'spine_hash', v_hash, 'description', p_description, 'version', p_version, 'new_version', p_new_version));
   drop table pg_temp._fstore_training, pg_temp._fstore_training_commits;
   return v_record;
 end $$;
-comment on function fstore.build_training_table(text,regclass,text[],text,interval,boolean,jsonb,text[],jsonb,bigint,text) is
+comment on function fstore.build_training_table(text,regclass,text[],text,interval,boolean,jsonb,text[],jsonb,bigint,text,integer,boolean) is
   'THE builder of stored training datasets: the point-in-time join over the spine, computed here, by fstore itself, with the rows its caller may read (row policies identify the reader by session_user), in one snapshot together with the commits it saw, an optional split column, then stored with the provenance computed here. SECURITY DEFINER (fstore_builder, which can read feature tables but holds nothing else), so that no caller can record a version of rows they made up.';
 
 -- the builder runs as fstore_builder, which reads feature tables and owns nothing else
-alter function fstore.build_training_table(text, regclass, text[], text, interval, boolean, jsonb, text[], jsonb, bigint, text)
+alter function fstore.build_training_table(text, regclass, text[], text, interval, boolean, jsonb, text[], jsonb, bigint, text, integer, boolean)
   owner to fstore_builder;
 
 set role fstore_control;
 
 grant execute on function
-  fstore.build_training_table(text,regclass,text[],text,interval,boolean,jsonb,text[],jsonb,bigint,text)
+  fstore.build_training_table(text,regclass,text[],text,interval,boolean,jsonb,text[],jsonb,bigint,text,integer,boolean)
   to public;
 reset role;

@@ -635,7 +635,8 @@ begin
      from jsonb_array_elements(v_view.outputs) o where o->>'source' = 'passed';
   v_td := fstore.create_training_table(fstore.feature_view_dataset_name(v_view), p_spine, v_view.features,
     p_event_time_column, null, false, null, v_view.label, p_split, p_seed,
-    coalesce(nullif(p_description, ''), format('training data of feature view %s version %s', v_view.name, v_view.version)));
+    coalesce(nullif(p_description, ''), format('training data of feature view %s version %s', v_view.name, v_view.version)),
+    p_new_version => true);  -- each build of a view is the next version of its dataset
   perform fstore.fit_feature_view(v_view.id, v_td.id);
   return v_td;
 end $$;

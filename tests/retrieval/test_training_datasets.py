@@ -239,6 +239,19 @@ def test_a_name_is_reused_only_on_purpose(fraud: Any, groups: Any, home: Any) ->
     assert fs.create_training_dataset("reused", spine, FEATURES, version=2).version == 2
     assert fs.create_training_dataset("reused", spine, FEATURES, new_version=True).version == 3
 
+    # the rule is the database's: a psql user meets it too, and asks for a new version by name
+    with fraud.connect("bob") as bob:
+        bob.autocommit = True
+        bob.execute("create temp table spine as select * from (values (1::bigint, 'd1', now(), 0)) "
+                    "v(account_id, device, event_time, is_fraud)")
+        build = "select version from fstore.create_training_table('reused', 'spine'::regclass, %s{})"
+        with pytest.raises(psycopg.errors.DuplicateObject, match=r"reused exists already \(latest version 3\)"):
+            bob.execute(build.format(""), (FEATURES,))
+        with pytest.raises(psycopg.errors.DuplicateObject, match="version 3 cannot be built now"):
+            bob.execute(build.format(", p_version => 3"), (FEATURES,))
+        assert bob.execute(build.format(", p_new_version => true"), (FEATURES,)).fetchone()[0] == 4
+        assert bob.execute(build.format(", p_version => 5"), (FEATURES,)).fetchone()[0] == 5
+
 
 def test_export_by_name_brings_label_and_split_and_never_the_row_column(fraud: Any, groups: Any, home: Any,
                                                                       tmp_path: Any) -> None:
