@@ -1,7 +1,7 @@
 """Feature drift: how each feature's distribution moved between two windows of a
 feature group's offline rows.
 
-The measures are computed in SQL by ``fstore.feature_drift`` (``sql/011_drift.sql``),
+The measures are computed in SQL by ``fstore.feature_drift`` (``sql/functions/80_drift.sql``),
 with the caller's rights: row-level security decides which rows each window holds.
 A window is a commit, a list of commits, the commits up to or after one, an
 event-time range, or what a training dataset saw.

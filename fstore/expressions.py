@@ -3,7 +3,7 @@ checked against a whitelist, and deparsed — never pasted into SQL as typed.
 
 Row policies go one step further: :func:`predicate_tree` turns the expression into the
 structured form that the database itself renders into SQL (``fstore.predicate_sql`` in
-``sql/010_row_policies.sql``), so the database accepts no free text at all.
+``sql/functions/35_row_policies.sql``), so the database accepts no free text at all.
 
 Example::
 

@@ -128,7 +128,7 @@ class FeatureGroup:
     def statistics(self, commit: int | None = None) -> dict[str, dict[str, Any]]:
         """Statistics per column of one commit (default: the latest commit that has them).
 
-        Definitions are in ``sql/006_commit.sql`` (``fstore.batch_statistics``):
+        Definitions are in ``sql/functions/50_statistics.sql`` (``fstore.batch_statistics``):
         ``count`` is non-NULL values, ``stddev`` the sample standard deviation,
         percentiles use linear interpolation, histograms have 20 equal-width bins.
         A reader bound by a row policy on the group never sees the stored statistics

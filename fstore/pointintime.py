@@ -1,7 +1,7 @@
 """Point-in-time training data from Python: a spine goes in, an Arrow table comes out.
 
 The join itself is SQL, written once: ``fstore.training_data_sql`` in
-``sql/009_training.sql`` (the definition is in DESIGN.md). This module only
+``sql/functions/70_point_in_time.sql`` (the definition is in DESIGN.md). This module only
 moves data: it loads the spine into a temporary table by binary COPY (ADBC bulk
 ingest, in record batches), asks the database for the query, runs it and reads
 the result back as Arrow, all on one ADBC connection (temporary tables belong to

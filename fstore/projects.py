@@ -1,6 +1,6 @@
 """Projects, members, shares and blocked users: thin calls to the SQL control plane.
 
-The database decides who may do what (``sql/003_control_plane.sql``); these
+The database decides who may do what (``sql/functions/20_control_plane.sql``); these
 functions call it as the given identity, then do what only the operator's CA
 can do (issue or revoke certificates, write pg_service entries).
 

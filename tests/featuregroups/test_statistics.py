@@ -1,6 +1,6 @@
 """Statistics recorded at every commit, checked against numpy on the same data.
 
-Definitions (sql/006_commit.sql, fstore.batch_statistics): ``count`` = non-NULL
+Definitions (sql/functions/50_statistics.sql, fstore.batch_statistics): ``count`` = non-NULL
 values, ``nulls`` = rows - count, ``completeness`` = count / rows, ``stddev`` =
 SAMPLE standard deviation (n - 1, numpy ``ddof=1``), percentiles with linear
 interpolation (numpy's default method), 20 equal-width histogram bins over
