@@ -148,17 +148,14 @@ def server_port(home: FstoreHome) -> int:
     Raises :class:`ServerError` saying what to run otherwise.
     """
     if os.environ.get("FSTORE_SERVER_PORT"):
-        return home.port
-    try:
-        own_server = (home.data_dir / "PG_VERSION").exists()
-        running = (home.data_dir / "postmaster.pid").exists()
-    except OSError:  # a data directory we may not look into is not this process's server
-        own_server = running = False
-    if own_server and not running:
-        raise ServerError(f"the server of {home.root} is not running: fstore server start")
-    if not own_server and "port" not in home.settings():
-        raise ServerError(f"the server of {home.root} has never been started: fstore server start "
-                          "(for a server elsewhere, such as Docker, set $FSTORE_SERVER_PORT)")
+        return home.port  # a server elsewhere, on the port given (Docker)
+    state = home.server_state()
+    start = home.command("server start")
+    if state == "stopped":
+        raise ServerError(f"the server of {home.root} is not running: {start}")
+    if state == "none" and "port" not in home.settings():
+        raise ServerError(f"the server of {home.root} has never been started: {start} "
+                          "(for a server elsewhere, such as the Docker stack, set $FSTORE_SERVER_PORT to its port)")
     return home.port
 
 

@@ -114,6 +114,33 @@ class FstoreHome:
     def server_tls_dir(self) -> Path:
         return self.server_dir / "tls"
 
+    def server_state(self) -> str:
+        """``running`` or ``stopped`` for the home's own server (a data directory made by
+        ``fstore server start``), ``none`` when it has none (never started, or its server is
+        elsewhere). Running means: ``postmaster.pid`` names a live process (what
+        ``pg_ctl status`` checks), without starting a program for it."""
+        try:
+            if not (self.data_dir / "PG_VERSION").exists():
+                return "none"
+            pid_text = (self.data_dir / "postmaster.pid").read_text().split("\n", 1)[0]
+        except FileNotFoundError:
+            return "stopped"
+        except OSError:  # a data directory this user may not look into is not its server
+            return "none"
+        try:
+            os.kill(int(pid_text), 0)
+        except PermissionError:
+            return "running"  # alive, owned by the server's OS user
+        except (ProcessLookupError, ValueError):
+            return "stopped"  # a stale pid file (a crash)
+        return "running"
+
+    def command(self, command: str) -> str:
+        """The fstore command line that runs ``command`` on this home (``--home`` unless it is
+        the default home), for messages that say what to run."""
+        default = FstoreHome.resolve(None).root
+        return f"fstore {command}" if self.root == default else f"fstore --home {self.root} {command}"
+
     # --- the CRL keeper ----------------------------------------------------------
     @property
     def keeper_pid_file(self) -> Path:

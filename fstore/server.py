@@ -183,9 +183,7 @@ def _initdb(home: FstoreHome) -> None:
 
 def is_running(home: FstoreHome) -> bool:
     """True when the server of this home is up."""
-    if not (home.data_dir / "PG_VERSION").exists():
-        return False
-    return _run([str(pg_bin() / "pg_ctl"), "status", "-D", str(home.data_dir)], check=False).returncode == 0
+    return home.server_state() == "running"
 
 
 def operator_reachable(home: FstoreHome, timeout: int = 3) -> bool:

@@ -11,7 +11,9 @@
 from __future__ import annotations
 
 import ast
+import os
 import shutil
+import subprocess
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -70,7 +72,7 @@ def test_a_stopped_home_says_so_and_never_reaches_a_server_on_its_port(home: Fst
     pki.issue_certificate(other, "fstore_admin")
     server.start(other, port=fhome.port)  # another platform now listens on the stopped home's port
     try:
-        expected = f"the server of {fhome.root} is not running: fstore server start"
+        expected = f"the server of {fhome.root} is not running: fstore --home {fhome.root} server start"
         with pytest.raises(ServerError, match=expected):
             connect(fhome, "fstore_admin")
         with pytest.raises(ServerError, match=expected):
@@ -88,8 +90,9 @@ def test_a_home_that_never_started_a_server_names_what_to_do(tmp_path: Path) -> 
     fresh = FstoreHome(tmp_path / "fresh")
     pki.init_ca(fresh)
     pki.issue_certificate(fresh, "fstore_admin")
-    with pytest.raises(ServerError, match=f"the server of {fresh.root} has never been started: fstore server "
-                                          r"start \(for a server elsewhere, such as Docker, set \$FSTORE_SERVER_PORT\)"):
+    with pytest.raises(ServerError, match=f"the server of {fresh.root} has never been started: fstore --home "
+                                          f"{fresh.root} server start " r"\(for a server elsewhere, such as the Docker "
+                                          r"stack, set \$FSTORE_SERVER_PORT to its port\)"):
         connect(fresh, "fstore_admin")
 
 
@@ -136,3 +139,18 @@ def test_the_translator_keeps_what_the_server_said(make_project: Any) -> None:
     assert error.sqlstate == raw.value.sqlstate and error.primary == raw.value.diag.message_primary
     assert isinstance(error, InvalidInput) and "invalid user name" in str(error)
     assert from_database(error) is error  # translating twice changes nothing
+
+
+def test_a_stale_pid_file_is_a_stopped_server(tmp_path: Path) -> None:
+    """After a crash postmaster.pid stays behind: a dead process is not a running server."""
+    fresh = FstoreHome(tmp_path / "crashed")
+    assert fresh.server_state() == "none"
+    fresh.data_dir.mkdir(parents=True)
+    (fresh.data_dir / "PG_VERSION").write_text("15\n")
+    assert fresh.server_state() == "stopped"
+    child = subprocess.Popen(["true"])
+    child.wait()
+    (fresh.data_dir / "postmaster.pid").write_text(f"{child.pid}\n{fresh.data_dir}\n")
+    assert fresh.server_state() == "stopped"
+    (fresh.data_dir / "postmaster.pid").write_text(f"{os.getpid()}\n{fresh.data_dir}\n")
+    assert fresh.server_state() == "running"
