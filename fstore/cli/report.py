@@ -29,13 +29,12 @@ from contextlib import contextmanager
 from typing import Any, NoReturn
 
 import click
-import psycopg
 from rich.console import Console
 from rich.markup import escape
 
 from fstore.cli.output import echo_json
 from fstore.cli.refusals import explain
-from fstore.errors import FstoreError, from_database
+from fstore.errors import FstoreError, from_database, is_database_error
 
 EXIT_ERROR = 1
 EXIT_USAGE = 2
@@ -82,9 +81,11 @@ def reported(params: Mapping[str, Any]) -> Iterator[None]:
         yield
     except FstoreError as exc:
         fail(explain(exc, params), as_json)
-    except psycopg.Error as exc:
-        fail(explain(from_database(exc), params), as_json)
     except click.ClickException as exc:
         if as_json:
             echo_json(error_document(exc, exc.exit_code))
         raise
+    except Exception as exc:
+        if not is_database_error(exc):  # psycopg's and ADBC's; anything else is a bug to show
+            raise
+        fail(explain(from_database(exc), params), as_json)
