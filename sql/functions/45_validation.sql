@@ -136,6 +136,20 @@ end $$;
 comment on function fstore.check_validation_rule(regclass,jsonb) is
   'Check one rule''s shape and values; returns its column''s type (NULL for row_count_min).';
 
+-- Refuse a validation policy other than strict/warn, or rules that are not a JSON list.
+create or replace function fstore.check_validation_config(p_policy text, p_rules jsonb) returns void
+language plpgsql immutable set search_path = pg_catalog, pg_temp as $$
+begin
+  if p_policy not in ('strict', 'warn') then
+    raise exception 'invalid validation policy %: use strict or warn', quote_literal(p_policy) using errcode = '22023';
+  end if;
+  if jsonb_typeof(p_rules) is distinct from 'array' then
+    raise exception 'validation rules must be a JSON list of rules, not %', jsonb_typeof(p_rules) using errcode = '22023';
+  end if;
+end $$;
+comment on function fstore.check_validation_config(text,jsonb) is
+  'Refuse a validation policy other than strict or warn, or rules that are not a JSON list.';
+
 create or replace function fstore.validate_batch(p_feature_group_id bigint, p_batch regclass, p_rules jsonb,
   p_policy text default 'strict') returns jsonb
 language plpgsql volatile set search_path = pg_catalog, fstore, pg_temp as $$
@@ -154,12 +168,7 @@ declare
   v_failures jsonb := '[]';
   v_failure jsonb;
 begin
-  if v_policy not in ('strict', 'warn') then
-    raise exception 'invalid validation policy %: use strict or warn', quote_literal(p_policy) using errcode = '22023';
-  end if;
-  if jsonb_typeof(v_rules) is distinct from 'array' then
-    raise exception 'validation rules must be a JSON list of rules, not %', jsonb_typeof(v_rules) using errcode = '22023';
-  end if;
+  perform fstore.check_validation_config(v_policy, v_rules);
   select * into v_fg from fstore.feature_groups where id = p_feature_group_id;
   if not found then
     raise exception 'feature group % does not exist or is not visible to %', p_feature_group_id, session_user
@@ -312,12 +321,7 @@ declare
 begin
   v_fg := fstore.feature_group_by_id(p_feature_group_id);
   perform fstore.require_data_owner(v_fg.project, 'change validation rules');
-  if v_policy not in ('strict', 'warn') then
-    raise exception 'invalid validation policy %: use strict or warn', quote_literal(p_policy) using errcode = '22023';
-  end if;
-  if jsonb_typeof(v_rules) is distinct from 'array' then
-    raise exception 'validation rules must be a JSON list of rules, not %', jsonb_typeof(v_rules) using errcode = '22023';
-  end if;
+  perform fstore.check_validation_config(v_policy, v_rules);
   for v_rule in select * from jsonb_array_elements(v_rules) loop
     if jsonb_typeof(v_rule) is distinct from 'object'
        or coalesce(v_rule->>'rule', '') not in ('not_null', 'unique', 'min', 'max', 'accepted_values', 'regex', 'row_count_min') then
@@ -356,6 +360,7 @@ grant execute on function
   fstore.raise_validation_failure(fstore.feature_groups,jsonb),
   fstore.batch_column_type(regclass,text),
   fstore.check_validation_rule(regclass,jsonb),
+  fstore.check_validation_config(text,jsonb),
   fstore.validate_batch(bigint,regclass,jsonb,text),
   fstore.validate_commit(bigint,regclass,regclass),
   fstore.set_validation_rules(bigint,jsonb,text),
