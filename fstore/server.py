@@ -40,7 +40,7 @@ from fstore.errors import InvalidInput, ServerError
 from fstore.home import DEFAULT_PORT, FstoreHome
 from fstore.keeper_process import keeper_status, start_keeper, stop_keeper
 from fstore.registry import publication_lock, sync_catalog
-from fstore.roles import ADMIN_ROLE, SUPERUSER_ROLE
+from fstore.roles import SUPERUSER_ROLE
 
 PG_MAJOR = 15
 EXTENSIONS = ("vector", "pgaudit", "sslinfo")  # sslinfo: a session's own certificate serial, for any role
@@ -264,7 +264,8 @@ def stop(home: FstoreHome) -> bool:
 
 
 def bootstrap(home: FstoreHome) -> None:
-    """Create the database, its extensions and the admin role; apply migrations."""
+    """Create the database and its extensions; apply migrations (``sql/schema/001_platform.sql``
+    creates fstore's roles, the admin among them)."""
     from fstore.migrations import apply_migrations
 
     with connect_operator(home, dbname="postgres", autocommit=True) as conn:
@@ -274,17 +275,7 @@ def bootstrap(home: FstoreHome) -> None:
     with connect_operator(home, autocommit=True) as conn:
         for extension in EXTENSIONS:
             conn.execute(sql.SQL("create extension if not exists {}").format(sql.Identifier(extension)))
-        if not conn.execute("select 1 from pg_roles where rolname = %s", (ADMIN_ROLE,)).fetchone():
-            conn.execute(
-                sql.SQL("create role {} login nosuperuser nocreaterole nocreatedb noreplication")
-                .format(sql.Identifier(ADMIN_ROLE))
-            )
         conn.execute(sql.SQL("revoke all on database {} from public").format(sql.Identifier(DATABASE)))
-        conn.execute(
-            sql.SQL("grant connect on database {} to {}").format(
-                sql.Identifier(DATABASE), sql.Identifier(ADMIN_ROLE)
-            )
-        )
         apply_migrations(conn)
         sync_catalog(home, conn, published=True)
 
