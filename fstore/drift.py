@@ -15,6 +15,9 @@ Example::
 
     # since a model was trained: the rows that dataset saw against everything newer
     report = fs.drift("account_activity", baseline=fs.training_dataset("fraud_detection"))
+
+    # training/serving skew: what a feature view served (its log) against its training split
+    report = fs.drift(fs.get_feature_view("fraud_detection"), current=(yesterday, None))
 """
 
 from __future__ import annotations
@@ -136,8 +139,8 @@ def _commit_seen(dataset: TrainingDataset, group: FeatureGroup | None) -> int:
 
 def drift(
     fs: Session,
-    name: str,
-    baseline: Any,
+    name: Any,
+    baseline: Any = None,
     current: Any = None,
     *,
     version: int | None = None,
@@ -152,11 +155,24 @@ def drift(
     required. See :func:`window` for the forms a window takes. When nothing was
     committed after such a baseline, the report has no measures and says so in ``note``.
 
+    ``name`` may also be a feature view (:class:`fstore.featureviews.FeatureView`): then the
+    current window is what it served and logged (``current``: a ``(from, to)`` pair of served
+    times, default all) and the baseline its training split (``baseline``: one of its
+    training datasets, default the latest fitted); see :func:`feature_view_drift`.
+
     Example::
 
         report = fs.drift("account_activity", baseline=("2024-01-01", "2024-02-01"),
                           current=("2024-02-01", None), features=["tx_amount_7d"])
     """
+    if not isinstance(name, str) and hasattr(name, "serving_keys"):  # a feature view
+        if baseline is not None and not isinstance(baseline, TrainingDataset):
+            raise InvalidInput("the baseline of a feature view's drift is one of its training datasets")
+        return feature_view_drift(fs, name.name, current, version=name.version,
+                                  training_dataset_version=baseline.version if baseline is not None else None,
+                                  bins=bins, threshold=threshold)
+    if baseline is None:
+        raise InvalidInput("give a baseline window (a commit, a dict, a (from, to) pair or a training dataset)")
     group = get_feature_group(fs, name, version=version)
     label = f"{group.project}.{group.name}@{group.version}"
     base = window(baseline, group, label="baseline")
@@ -187,3 +203,30 @@ def _committed_after(fs: Session, group: FeatureGroup, commit: int) -> bool:
     with translated():
         return fs.conn.execute("select exists (select 1 from fstore.commits where feature_group_id = %s "
                                "and id > %s and rows > 0)", (group.id, commit)).fetchone()[0]
+
+
+def feature_view_drift(fs: Session, view: str, current: Any = None, *, version: int | None = None,
+                       training_dataset_version: int | None = None, bins: int = DEFAULT_BINS,
+                       threshold: float = DEFAULT_THRESHOLD) -> DriftReport:
+    """Training/serving skew of feature view ``view``: per model-ready column, its training split
+    (transformed with the fitted parameters) against the vectors the view served and logged in
+    ``current`` (a ``(from, to)`` pair of served times, either None; default everything),
+    measured by ``fstore.feature_view_drift`` (the same measures as a group's drift).
+
+    Example::
+
+        report = fs.get_feature_view("fraud_detection").drift((dt.datetime(2024, 6, 1), None))
+        report.drifted                          # ['amount']
+    """
+    served = window(current, label="current") if current is not None else {}
+    if set(served) - {"from", "to"}:
+        raise InvalidInput("the window of a feature view's drift is a (from, to) pair of served times")
+    with translated(), fs.conn.cursor(row_factory=dict_row) as cursor:
+        rows = cursor.execute(
+            "select * from fstore.feature_view_drift(%s, %s, %s, %s::timestamptz, %s::timestamptz, %s, %s)",
+            (view, version, training_dataset_version, served.get("from"), served.get("to"), bins, threshold)
+        ).fetchall()
+    features = [FeatureDrift(feature=r.pop("column"), kind="numeric", new_values=None, **r) for r in rows]
+    return DriftReport(feature_group=f"feature view {view}" + (f"@{version}" if version else ""),
+                       baseline={"training_dataset_version": training_dataset_version, "split": "train"},
+                       current={"served": served}, threshold=threshold, features=features)

@@ -39,6 +39,7 @@ if TYPE_CHECKING:
     from fstore.drift import DriftReport
     from fstore.export import ExportResult, Progress
     from fstore.featuregroups import FeatureGroup
+    from fstore.featureviews import FeatureView
     from fstore.pointintime import Spine
     from fstore.serving_pool import OnlineStore
 
@@ -249,24 +250,73 @@ class FeatureStore:
 
     # --- drift (fstore.drift) ----------------------------------------------------
     def drift(
-        self, name: str, baseline: Any, current: Any = None, *, version: int | None = None,
+        self, name: "str | FeatureView", baseline: Any = None, current: Any = None, *, version: int | None = None,
         features: Sequence[str] | None = None, bins: int = 10, threshold: float = 0.2,
     ) -> "DriftReport":
         """Drift of a feature group's features between two windows of its rows.
 
         A window is a commit id, ``{"up_to_commit": N}`` and the like, a ``(from, to)`` pair,
         or a training dataset (what it saw; the current window then defaults to what came
-        after). See :func:`fstore.drift.drift`.
+        after). For a feature view, what it served and logged (``current``: a ``(from, to)`` pair
+        of served times) against its training split. See :func:`fstore.drift.drift`.
 
         Example::
 
             report = fs.drift("account_activity", baseline=fs.training_dataset("fraud_train"))
-            report.drifted, report.note
+            fs.drift(fs.get_feature_view("fraud_detection")).drifted    # training/serving skew
         """
         from fstore import drift
 
         return drift.drift(self, name, baseline, current, version=version, features=features, bins=bins,
                            threshold=threshold)
+
+    # --- feature views (fstore.featureviews) --------------------------------------
+    def create_feature_view(
+        self, name: str, features: str | Sequence[str], *, label: str | Sequence[str] | None = None,
+        serving_keys: Sequence[str] | None = None, passed_features: Any = None,
+        transformations: Mapping[str, Any] | None = None, description: str = "", tags: Sequence[str] = (),
+        log_rate: float | None = None, version: int | None = None,
+    ) -> "FeatureView":
+        """Create a feature view: what a model consumes, for training and serving. See
+        :func:`fstore.featureviews.create_feature_view`.
+
+        Example::
+
+            fv = fs.create_feature_view("scoring", ["activity:*"], label="is_fraud",
+                                        passed_features={"amount": "double precision"},
+                                        transformations={"amount": "log1p", "tx_count_7d": "standard_scaler"})
+        """
+        from fstore import featureviews
+
+        return featureviews.create_feature_view(
+            self, name, features, label=label, serving_keys=serving_keys, passed_features=passed_features,
+            transformations=transformations, description=description, tags=tags, log_rate=log_rate, version=version)
+
+    def get_feature_view(self, name: str, version: int | None = None) -> "FeatureView":
+        """A feature view of the project (latest version by default): ``fs.get_feature_view("scoring")``."""
+        from fstore import featureviews
+
+        return featureviews.get_feature_view(self, name, version)
+
+    def list_feature_views(self, name: str | None = None) -> list["FeatureView"]:
+        """The feature views the caller can see: ``[(v.name, v.version) for v in fs.list_feature_views()]``."""
+        from fstore import featureviews
+
+        return featureviews.list_feature_views(self, name)
+
+    def feature_usage(self, group: str | None = None) -> list[dict[str, Any]]:
+        """Per feature of the project: the views, training datasets and partner projects using it,
+        and when it was last served: ``fs.feature_usage("activity")``. See :mod:`fstore.featureviews`."""
+        from fstore import featureviews
+
+        return featureviews.feature_usage(self, group)
+
+    def usage_report(self, group: str | None = None) -> dict[str, Any]:
+        """The project's reuse summary (features defined, reused, share of training columns from
+        reused features): ``fs.usage_report()["reused_features"]``."""
+        from fstore import featureviews
+
+        return featureviews.usage_report(self, group)
 
     # --- online serving (fstore.online, fstore.vectors) --------------------------
     def get_online_features(self, features: Sequence[str], entity_rows: Any, *,
