@@ -23,7 +23,7 @@ from fstore.cli.base import (
 
 # the commands, each module adding its own to ``main`` (after the names above: fstore.cli.dbt imports them
 # from here)
-from fstore.cli import demo, drift, export, featuregroups, platform, projects, training  # noqa: E402, F401
+from fstore.cli import demo, drift, export, featuregroups, featureviews, platform, projects, training  # noqa: E402, F401
 from fstore.cli import dbt  # noqa: E402, F401
 
 __all__ = ["FstoreCommand", "FstoreGroup", "as_option", "connect_as", "console", "err_console", "home_of", "main",
