@@ -2,9 +2,11 @@
 
 CA and TLS server; projects ``fraud`` (Data Owner alice, Data Scientist bob) and
 ``marketing`` (carol); a synthetic AML data set; dbt feature groups committed as
-alice; a point-in-time training set for the fraud labels built as bob, exported
-to TFRecord and Parquet; a small Keras model trained through ``tf.data``; a few
-accounts scored from the online store. Re-running it reuses what exists.
+alice; the feature view ``fraud_detection`` (four groups, the incoming transaction's
+amount passed at request time, scalers) and its point-in-time training data built as
+bob, exported to TFRecord and Parquet; a small Keras model trained through
+``tf.data``; incoming transactions scored with ``get_feature_vector``; drift; the row
+policy; the usage report. Re-running it reuses what exists.
 """
 
 from __future__ import annotations
@@ -17,20 +19,18 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pyarrow as pa
 from rich.console import Console
 from rich.table import Table
 
 import fstore
 from fstore import pki, policies, projects, server
 from fstore.connection import connect, material_for, write_service_entry
-from fstore.errors import Conflict
+from fstore.errors import Conflict, NotFound
 from fstore.home import FstoreHome
 
 console = Console()
 PROJECT = "fraud"
 FEATURE_GROUPS = ["account_activity", "counterparty_diversity", "time_of_day", "account_profile"]
-NUMERIC = {pa.types.is_integer, pa.types.is_floating, pa.types.is_decimal, pa.types.is_boolean}
 
 
 @contextmanager
@@ -134,34 +134,53 @@ def show_feature_groups(home: FstoreHome) -> None:
     console.print(table)
 
 
+VIEW = "fraud_detection"
+VIEW_FEATURES = ["account_activity:*", "counterparty_diversity:*", "time_of_day:*", "account_profile:kyc_level",
+                 "account_profile:customer_age", "account_profile:monthly_income", "account_profile:risk_segment"]
+VIEW_TRANSFORMS = {  # amounts on a log scale, counts and hours standardised, levels to [0, 1]; shares are in [0, 1]
+    "amount": "robust_scaler", "tx_amount_1h": "log1p", "tx_amount_1d": "log1p", "tx_amount_7d": "log1p",
+    "tx_count_1h": "standard_scaler", "tx_count_1d": "standard_scaler", "tx_count_7d": "standard_scaler",
+    "counterparties_1d": "standard_scaler", "counterparties_7d": "standard_scaler",
+    "new_counterparties_1d": "standard_scaler", "counterparties_total": "standard_scaler",
+    "mean_hour_1d": "standard_scaler", "mean_hour_7d": "standard_scaler", "kyc_level": "min_max_scaler",
+    "customer_age": "standard_scaler", "monthly_income": "robust_scaler", "risk_segment": "label_encoder",
+}
+# the spine: each labelled transaction's account and time, its amount (the passed feature) and its label
+SPINE = ("select l.account_id, l.event_time, t.amount::float8 as amount, l.is_fraud from fraud.labels l "
+         "join fraud.transactions t using (transaction_id) where l.transaction_id % 10 = 0")
+
+
+def feature_view(bob: fstore.FeatureStore) -> Any:
+    """The model's definition: four feature groups, the incoming transaction's amount passed at
+    request time, scalers fitted on the training split (created once, reused by later runs)."""
+    try:
+        return bob.get_feature_view(VIEW)
+    except NotFound:
+        return bob.create_feature_view(
+            VIEW, VIEW_FEATURES, label="is_fraud", passed_features={"amount": "double precision"},
+            transformations=VIEW_TRANSFORMS, description="AML scoring: account behaviour and the incoming amount")
+
+
 def build_training_data(home: FstoreHome, out: Path) -> Any:
-    """As bob: point-in-time training set for the fraud labels, exported to TFRecord and Parquet."""
+    """As bob: the feature view's point-in-time training data (transformed, fitted on the
+    training split), exported to TFRecord and Parquet."""
     with fstore.connect(PROJECT, "bob", home=home) as bob:
-        spine = ("select account_id, event_time, is_fraud from fraud.labels "
-                 "where transaction_id % 10 = 0")
-        features = [f"{g}:*" for g in FEATURE_GROUPS]
-        dataset = bob.create_training_dataset(
-            "fraud_detection", spine, features, label="is_fraud",
-            split={"train": 0.8, "test": 0.2}, seed=7, format="tfrecord", path=out / "fraud_detection.tfrecord",
-            new_version=True,  # every run of the demo builds the next version
-        )
-        table = bob.get_training_dataset("fraud_detection", dataset.version)
-        from fstore.export import write_batches
-
-        write_batches(table, out / "fraud_detection.parquet", "parquet", label="is_fraud")
-    console.print(f"training dataset fraud_detection v{dataset.version}: {dataset.rows:,} rows, "
-                  f"{len(table.column_names)} columns; saw commits {dataset.commits}")
+        fv = feature_view(bob)
+        dataset = fv.create_training_dataset(SPINE, split={"train": 0.8, "test": 0.2}, seed=7)  # the next version
+        fv.export(out / "fraud_detection.tfrecord", training_dataset_version=dataset.version)
+        fv.export(out / "fraud_detection.parquet", training_dataset_version=dataset.version, split=False)
+        columns = fv.columns_of(dataset.version)
+    console.print(f"feature view {fv.name} v{fv.version}: {len(fv.features)} features of 4 groups, passed "
+                  f"{', '.join(p['name'] for p in fv.passed_features)}, {len(fv.transformations)} transformations")
+    console.print(f"training dataset {dataset.name} v{dataset.version}: {dataset.rows:,} rows, {len(columns)} "
+                  f"model-ready columns (fitted on the training split); saw commits {dataset.commits}")
     console.print(f"exported to {out / 'fraud_detection.tfrecord'} and {out / 'fraud_detection.parquet'}")
-    return dataset, table
+    return dataset, columns
 
 
-def feature_columns(schema: pa.Schema, exclude: set[str]) -> list[str]:
-    """Numeric feature columns of a training table, in order."""
-    return [f.name for f in schema if f.name not in exclude and any(is_(f.type) for is_ in NUMERIC)]
-
-
-def train_and_score(home: FstoreHome, out: Path, dataset: Any, table: pa.Table) -> None:
-    """Train a small Keras model on the TFRecord export via tf.data; score accounts online."""
+def train_and_score(home: FstoreHome, out: Path, dataset: Any, columns: list[str]) -> None:
+    """Train a small Keras model on the view's TFRecord export via tf.data; score incoming
+    transactions with ``get_feature_vector`` and their amounts (the request-time feature)."""
     import os
     import warnings
 
@@ -169,8 +188,6 @@ def train_and_score(home: FstoreHome, out: Path, dataset: Any, table: pa.Table) 
     warnings.filterwarnings("ignore", category=UserWarning, module="keras")
     import tensorflow as tf
 
-    exclude = {"account_id", "event_time", "is_fraud", "split"}
-    columns = feature_columns(table.schema, exclude)
     bob = fstore.connect(PROJECT, "bob", home=home)
 
     def to_matrix(features: dict[str, Any], label: Any) -> tuple[Any, Any]:
@@ -179,44 +196,53 @@ def train_and_score(home: FstoreHome, out: Path, dataset: Any, table: pa.Table) 
 
     train = bob.tf_dataset(out / "fraud_detection.tfrecord", split="train", batch_size=512).map(to_matrix)
     test = bob.tf_dataset(out / "fraud_detection.tfrecord", split="test", batch_size=512).map(to_matrix)
-    normalizer = tf.keras.layers.Normalization()
-    normalizer.adapt(train.map(lambda x, y: x).take(50))
-    model = tf.keras.Sequential([
-        tf.keras.Input(shape=(len(columns),)), normalizer,
+    model = tf.keras.Sequential([  # the view scaled the inputs: no normalisation layer
+        tf.keras.Input(shape=(len(columns),)),
         tf.keras.layers.Dense(32, activation="relu"), tf.keras.layers.Dense(1, activation="sigmoid"),
     ])
     model.compile(optimizer="adam", loss="binary_crossentropy", metrics=[tf.keras.metrics.AUC(name="auc")])
     model.fit(train, epochs=3, verbose=0)
     loss, auc = model.evaluate(test, verbose=0)
-    console.print(f"Keras model on {len(columns)} features: test AUC {auc:.3f}, loss {loss:.4f}")
+    console.print(f"Keras model on the view's {len(columns)} columns: test AUC {auc:.3f}, loss {loss:.4f}")
 
-    accounts = bob.conn.execute(
-        "with recent as (select * from fraud.labels "
-        "                 where event_time > (select max(event_time) - interval '2 days' from fraud.labels)) "
-        "(select account_id from recent where is_fraud group by account_id order by account_id limit 3) "
-        "union all (select account_id from recent group by account_id having not bool_or(is_fraud) "
-        "           order by account_id limit 3)"
-    ).fetchall()
-    rows = [{"account_id": a} for (a,) in accounts]
-    refs = [f"{g}:*" for g in FEATURE_GROUPS]
-    online = bob.get_online_features(refs, rows)  # the first call resolves and prepares the lookup
-    started = time.perf_counter()
-    online = bob.get_online_features(refs, rows)
-    lookup_ms = (time.perf_counter() - started) * 1000
-    matrix = np.column_stack([
-        np.nan_to_num(np.asarray(online.column(c).to_pylist(), dtype=np.float64)) for c in columns
-    ]).astype(np.float32)
-    scores = model.predict(matrix, verbose=0).ravel()
-    result = Table("account", "fraud in the last 2 days", "score (online features)")
-    fraudulent = {a for (a,) in accounts[:3]}
-    for (account,), score in zip(accounts, scores):
-        result.add_row(str(account), "yes" if account in fraudulent else "no", f"{score:.3f}")
+    incoming = bob.conn.execute(  # the latest transaction of 3 fraudulent and 3 clean accounts: "incoming"
+        "with recent as (select l.*, t.amount::float8 as amount from fraud.labels l join fraud.transactions t "
+        "                  using (transaction_id) "
+        "                 where l.event_time > (select max(event_time) - interval '2 days' from fraud.labels)), "
+        "last as (select distinct on (account_id) account_id, amount, bool_or(is_fraud) over (partition by account_id) "
+        "         as fraud from recent order by account_id, event_time desc) "
+        "(select * from last where fraud order by account_id limit 3) "
+        "union all (select * from last where not fraud order by account_id limit 3)").fetchall()
+    fv = bob.get_feature_view(VIEW).init_serving(dataset.version)
+    fv.get_feature_vector({"account_id": incoming[0][0]}, {"amount": incoming[0][1]})  # the first call prepares
+    vectors, found, times = [], 0, []
+    for account, amount, _ in incoming:  # as an AML service scores each transaction when it arrives
+        started = time.perf_counter()
+        vectors.append(fv.get_feature_vector({"account_id": account}, {"amount": amount}, return_type="numpy"))
+        times.append((time.perf_counter() - started) * 1000)
+        found += bool(fv.last_found)
+    scores = model.predict(np.nan_to_num(np.vstack(vectors)).astype(np.float32), verbose=0).ravel()
+    result = Table("account", "incoming amount", "fraud in the last 2 days", "score (get_feature_vector)")
+    for (account, amount, fraud), score in zip(incoming, scores):
+        result.add_row(str(account), f"{amount:,.2f}", "yes" if fraud else "no", f"{score:.3f}")
     console.print(result)
-    found = sum(online.column(f"{g}__found").to_pylist().count(True) for g in FEATURE_GROUPS)
-    console.print(f"{found} of {len(rows) * len(FEATURE_GROUPS)} (account, group) pairs found fresh online")
-    console.print(f"online lookup of {len(rows)} accounts x {len(FEATURE_GROUPS)} feature groups: "
-                  f"{lookup_ms:.2f} ms (one round trip, prepared)")
+    console.print(f"{found} of {len(incoming)} accounts found fresh in every feature group online")
+    console.print(f"get_feature_vector (4 feature groups, {len(VIEW_TRANSFORMS)} transformations, one round trip, "
+                  f"prepared): median {sorted(times)[len(times) // 2]:.2f} ms")
+    fv.close()
     bob.close()
+
+
+def show_usage(home: FstoreHome) -> dict[str, Any]:
+    """What `fstore usage --report --as fraud__alice` prints: how widely fraud's features are used."""
+    with fstore.connect(PROJECT, "alice", home=home) as alice:
+        report = alice.usage_report()
+    share = report["reused_training_column_share"]
+    console.print(f"{report['features_defined']} features defined in {report['feature_groups']} feature groups, "
+                  f"{report['features_used']} used, {report['reused_features']} reused by more than one view or "
+                  f"project; training columns from reused features: {report['training_columns_from_reused']} of "
+                  f"{report['training_columns']}" + (f" ({share:.0%})" if share is not None else ""))
+    return report
 
 
 def show_drift(home: FstoreHome) -> None:
@@ -283,13 +309,15 @@ def run_demo(home: FstoreHome, port: int | None = None, transactions: int = 1_00
         load_and_engineer(home, transactions)
     with step("3. feature groups (fstore fg list --as fraud__alice)"):
         show_feature_groups(home)
-    with step("4. point-in-time training data (as Data Scientist fraud__bob)"):
-        dataset, table = build_training_data(home, out)
-    with step("5. a Keras model through tf.data, and scoring from the online store"):
-        train_and_score(home, out, dataset, table)
+    with step("4. a feature view and its point-in-time training data (as Data Scientist fraud__bob)"):
+        dataset, columns = build_training_data(home, out)
+    with step("5. a Keras model through tf.data, and scoring with get_feature_vector"):
+        train_and_score(home, out, dataset, columns)
     with step("6. drift: the last week against the weeks before (fstore drift, as fraud__bob)"):
         show_drift(home)
     with step("7. the row policy holds everywhere (hidden accounts, as fraud__bob)"):
         show_row_policy(home)
+    with step("8. feature usage and reuse (fstore usage --report --as fraud__alice)"):
+        show_usage(home)
     console.rule("[bold green]done")
     console.print(f"server: `fstore server status`; psql: `psql \"service=fraud__alice\"`; files in {out}")
