@@ -18,6 +18,7 @@ import pytest
 from fstore import certificates, crlkeeper, pki, projects, sandbox, server
 from fstore.connection import connect, connect_operator, material_for
 from fstore.home import FstoreHome
+from fstore.registry import publication_lock
 from tests.conftest import unique
 from tests.security.attack import login_with
 
@@ -132,6 +133,9 @@ def test_orphan_certificates_are_revoked(home: FstoreHome, make_project, operato
         r.revoked_at for r in pki.list_certificates(home) if r.serial in (orphan.serial, late_job.serial)
     ):
         time.sleep(0.1)
+    assert all(r.revoked_at for r in pki.list_certificates(home) if r.serial in (orphan.serial, late_job.serial))
+    with publication_lock(home):  # the keeper revokes and publishes under this lock: it has finished
+        pass
     wait_published(home, [role])
     with pytest.raises(psycopg.OperationalError, match="certificate revoked"):
         a.connect(user)
