@@ -293,6 +293,11 @@ PROVENANCE: list[Case] = [
          match="no new columns: a training dataset is stored once"),
     deny("owner_drops_td_table", "alice", AS_OWNER, "drop table {a}.{td}",
          match="drop it with fstore.drop_feature_group or fstore.drop_training_dataset"),
+    # fstore's builder reads a stored dataset again (a feature view's fit): its name must keep naming it
+    deny("owner_renames_td_table", "alice", AS_OWNER, "alter table {a}.{td} rename to x",
+         match="belongs to a training dataset and cannot be renamed"),
+    deny("owner_moves_td_table", "alice", AS_OWNER, "alter table {a}.{td} set schema public",
+         match="permission denied for schema public"),
     allow("partner_reads_td", "carol", "select count(*) from {a}.{td}", rows=[(1,)]),
     deny("member_rewrites_td_record", "alice", "update fstore.training_datasets set rows = 0",
          match="permission denied for table training_datasets"),
