@@ -402,6 +402,21 @@ set role fstore_control;
 
 -- The fitted parameters a view serves with: those of training-dataset version p_version
 -- (the latest fitted one by default).
+-- Fitted parameters describe the rows they were fitted on (a vocabulary lists their values,
+-- min and max are two of them): a reader bound by a row policy of the training dataset
+-- sees only fits they made themselves (over the rows they may read), as with statistics.
+create or replace function fstore.fit_visible(p_training_dataset_id bigint, p_fitted_by text) returns boolean
+language sql stable security definer set search_path = pg_catalog, fstore, pg_temp as $$
+  select p_fitted_by = session_user::text
+      or coalesce((select not fstore.session_bound_by_policies(t.project, c.oid)
+                     from fstore.training_datasets t
+                     join pg_catalog.pg_namespace n on n.nspname = t.project
+                     join pg_catalog.pg_class c on c.relnamespace = n.oid and c.relname = t.table_name
+                    where t.id = p_training_dataset_id), false)
+$$;
+comment on function fstore.fit_visible(bigint,text) is
+  'Whether the session may see a fit: one it made, or one over a training dataset no row policy binds it on (fitted parameters show what the rows hold).';
+
 create or replace function fstore.feature_view_fit(p_view fstore.feature_views, p_version integer default null)
 returns fstore.feature_view_fits language plpgsql stable set search_path = pg_catalog, fstore, pg_temp as $$
 declare
@@ -412,7 +427,8 @@ begin
    order by t.version desc limit 1;
   if not found then
     raise exception 'feature view % version % has no fitted training dataset%: build one (fv.create_training_dataset, or fstore.create_feature_view_training_table)',
-      p_view.name, p_view.version, coalesce(' version ' || p_version, '') using errcode = 'P0002';
+      p_view.name, p_view.version, coalesce(' version ' || p_version, '') using errcode = 'P0002',
+      hint = 'fits over rows a row policy hides from you are not shown to you; yours are';
   end if;
   return v_fit;
 end $$;
@@ -746,6 +762,7 @@ grant execute on function
   fstore.transformed_sql(text,text,jsonb,jsonb), fstore.view_column_kind(text),
   fstore.create_feature_view(text,text[],text[],text[],jsonb,jsonb,text,text[],jsonb,integer),
   fstore.find_feature_view(text,integer,text), fstore.feature_view_dataset_name(fstore.feature_views),
+  fstore.fit_visible(bigint,text),
   fstore.feature_view_fit(fstore.feature_views,integer), fstore.feature_view_columns(fstore.feature_views,jsonb),
   fstore.feature_view_expressions(fstore.feature_views,jsonb,jsonb),
   fstore.feature_view_training_sql(text,integer,integer,boolean),

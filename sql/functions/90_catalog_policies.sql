@@ -68,7 +68,8 @@ create policy visible on fstore.feature_views for select
   using (project in (select unnest(fstore.visible_projects())));
 drop policy if exists visible on fstore.feature_view_fits;
 create policy visible on fstore.feature_view_fits for select
-  using (exists (select 1 from fstore.feature_views v where v.id = feature_view_id));
+  using (exists (select 1 from fstore.feature_views v where v.id = feature_view_id)
+         and fstore.fit_visible(training_dataset_id, fitted_by));
 drop policy if exists fitted_by_the_builder on fstore.feature_view_fits;
 create policy fitted_by_the_builder on fstore.feature_view_fits for insert to fstore_builder with check (true);
 -- served vectors hold feature values of entities: the view's project's Data Owners read them

@@ -19,7 +19,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from fstore import projects
+from fstore import policies, projects
 
 NOW = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
 VIEW_TRANSFORMS = {
@@ -239,3 +239,33 @@ def test_a_share_partner_cannot_write_into_a_views_log(bank: Any, make_project: 
         with pytest.raises(psycopg.errors.InsufficientPrivilege, match=f"only members of project {bank.name} log"):
             sam.execute("select fstore.log_served_vectors(%s, null, '[{\"keys\": {}, \"vector\": [1]}]')",
                         (view["id"],))
+
+
+def test_a_reader_bound_by_a_row_policy_never_sees_a_fit_over_hidden_rows(bank: Any) -> None:
+    """Fitted parameters show what rows hold (a one_hot vocabulary lists their values): bob,
+    bound by a policy hiding NL, sees no fit made over NL rows and cannot serve with one; the
+    fit he makes himself is over the rows he may read, and serves him."""
+    with bank.connect("alice") as alice:
+        policies.apply_policies(alice, bank.name, [
+            policies.RowPolicy("no_nl", "profile", ("data_scientist",), "country <> 'NL'")])
+        _create_view(alice)
+        _spine(alice, list(range(1, 41)), NOW)
+        alice.execute("select fstore.create_feature_view_training_table('scoring', 'pg_temp.spine'::regclass)")
+        alices = alice.execute("select params->'country'->'vocabulary' from fstore.feature_view_fits").fetchall()
+        assert alices == [(["DE", "FR", "NL"],)]
+    with bank.connect("bob") as bob:
+        assert bob.execute("select count(*) from fstore.feature_view_fits").fetchone()[0] == 0
+        with pytest.raises(psycopg.errors.NoDataFound, match="has no fitted training dataset"):
+            bob.execute("select fstore.feature_vector('scoring', '{\"account_id\": 1}', '{\"amount\": 1}')")
+        bob.rollback()
+        with pytest.raises(psycopg.errors.NoDataFound, match="has no fitted training dataset"):
+            bob.execute("select fstore.feature_view_training_sql('scoring')")
+        bob.rollback()
+        _spine(bob, list(range(1, 41)), NOW)
+        bob.execute("select fstore.create_feature_view_training_table('scoring', 'pg_temp.spine'::regclass)")
+        bobs = bob.execute("select params->'country'->'vocabulary' from fstore.feature_view_fits").fetchall()
+        assert bobs == [(["DE", "FR"],)]
+        vector = bob.execute("select fstore.feature_vector('scoring', '{\"account_id\": 1}', '{\"amount\": 1}')")
+        assert vector.fetchone()[0] is not None
+    with bank.connect("alice") as alice:  # the owner sees both fits
+        assert alice.execute("select count(*) from fstore.feature_view_fits").fetchone()[0] == 2
