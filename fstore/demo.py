@@ -236,7 +236,7 @@ def train_and_score(home: FstoreHome, out: Path, dataset: Any, columns: list[str
 def show_usage(home: FstoreHome) -> dict[str, Any]:
     """What `fstore usage --report --as fraud__alice` prints: how widely fraud's features are used."""
     with fstore.connect(PROJECT, "alice", home=home) as alice:
-        report = alice.usage_report()
+        report = alice.feature_usage(report=True)
     share = report["reused_training_column_share"]
     console.print(f"{report['features_defined']} features defined in {report['feature_groups']} feature groups, "
                   f"{report['features_used']} used, {report['reused_features']} reused by more than one view or "

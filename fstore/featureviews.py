@@ -441,7 +441,7 @@ def usage_report(fs: Session, group: str | None = None) -> dict[str, Any]:
 
     Example::
 
-        report = fs.usage_report()
+        report = fs.feature_usage(report=True)
         report["reused_features"], report["reused_training_column_share"]
     """
     usage = feature_usage(fs, group)

@@ -214,8 +214,9 @@ class VectorServer:
         self._local.found = found
         if strict and not all(found):
             missing = [_entity_text(e) for e, ok in zip(entities, found) if not ok]
-            raise NotFound(f"feature view {self.plan.view}: no online row for {', '.join(missing[:5])}"
-                           f"{' and others' if len(missing) > 5 else ''} in every feature group (or older than its TTL)")
+            more = " and others" if len(missing) > 5 else ""
+            raise NotFound(f"feature view {self.plan.view}: no online row for {', '.join(missing[:5])}{more} "
+                           "in every feature group (or older than its TTL)")
         if self.plan.log_rate:
             sampled = [(e, passed[i] if passed is not None else None, v, f)
                        for i, (e, v, f) in enumerate(zip(entities, vectors, found))

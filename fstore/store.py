@@ -277,13 +277,11 @@ class FeatureStore:
         transformations: Mapping[str, Any] | None = None, description: str = "", tags: Sequence[str] = (),
         log_rate: float | None = None, version: int | None = None,
     ) -> "FeatureView":
-        """Create a feature view: what a model consumes, for training and serving. See
-        :func:`fstore.featureviews.create_feature_view`.
+        """A new feature view, for training and serving: :func:`fstore.featureviews.create_feature_view`.
 
         Example::
 
-            fv = fs.create_feature_view("scoring", ["activity:*"], label="is_fraud",
-                                        passed_features={"amount": "double precision"},
+            fv = fs.create_feature_view("scoring", ["activity:*"], label="is_fraud", passed_features={"amount": "float8"},
                                         transformations={"amount": "log1p", "tx_count_7d": "standard_scaler"})
         """
         from fstore import featureviews
@@ -293,30 +291,38 @@ class FeatureStore:
             transformations=transformations, description=description, tags=tags, log_rate=log_rate, version=version)
 
     def get_feature_view(self, name: str, version: int | None = None) -> "FeatureView":
-        """A feature view of the project (latest version by default): ``fs.get_feature_view("scoring")``."""
+        """A feature view of the project, the latest version unless ``version``.
+
+        Example::
+
+            fs.get_feature_view("scoring").get_feature_vector({"account_id": 1}, {"amount": 9.5})
+        """
         from fstore import featureviews
 
         return featureviews.get_feature_view(self, name, version)
 
     def list_feature_views(self, name: str | None = None) -> list["FeatureView"]:
-        """The feature views the caller can see: ``[(v.name, v.version) for v in fs.list_feature_views()]``."""
+        """The feature views the caller can see (its project's and shared projects').
+
+        Example::
+
+            [(v.name, v.version) for v in fs.list_feature_views()]
+        """
         from fstore import featureviews
 
         return featureviews.list_feature_views(self, name)
 
-    def feature_usage(self, group: str | None = None) -> list[dict[str, Any]]:
-        """Per feature of the project: the views, training datasets and partner projects using it,
-        and when it was last served: ``fs.feature_usage("activity")``. See :mod:`fstore.featureviews`."""
+    def feature_usage(self, group: str | None = None, *, report: bool = False) -> Any:
+        """Per feature of the project: the views, training datasets and partner projects using it and
+        when it was last served; with ``report``, the reuse summary (see :mod:`fstore.featureviews`).
+
+        Example::
+
+            fs.feature_usage("activity"), fs.feature_usage(report=True)["reused_features"]
+        """
         from fstore import featureviews
 
-        return featureviews.feature_usage(self, group)
-
-    def usage_report(self, group: str | None = None) -> dict[str, Any]:
-        """The project's reuse summary (features defined, reused, share of training columns from
-        reused features): ``fs.usage_report()["reused_features"]``."""
-        from fstore import featureviews
-
-        return featureviews.usage_report(self, group)
+        return featureviews.usage_report(self, group) if report else featureviews.feature_usage(self, group)
 
     # --- online serving (fstore.online, fstore.vectors) --------------------------
     def get_online_features(self, features: Sequence[str], entity_rows: Any, *,

@@ -38,7 +38,7 @@ def test_demo_runs_end_to_end_and_reruns_cleanly(home: FstoreHome) -> None:
         vector = view.get_feature_vector({"account_id": 1}, {"amount": 250.0}, return_type="dict")
         assert list(vector) == view.columns and "amount" in vector and vector["amount"] is not None
     with fstore.connect("fraud", "alice", home=home) as alice:
-        report = alice.usage_report()  # what the demo's last step prints
+        report = alice.feature_usage(report=True)  # what the demo's last step prints
         assert report["features_used"] == len(view.features) and report["views"] == 1
         assert report["training_columns"] >= 2 * len(view.features)
     # the demo's entity policy holds in every feature group, online table, training dataset,

@@ -8,8 +8,9 @@ Example::
 
     fstore fv create fraud_detection --feature account_activity:* --label is_fraud \\
         --passed amount:float8 --transform amount=log1p --transform tx_count_7d=standard_scaler \\
-        --transform amount_bucket=bucketize:10,100,1000 --log-rate 0.01 --as fraud__bob
-    fstore fv train fraud_detection --spine "select ... from fraud.labels" --split train=0.8 --split test=0.2 --as fraud__bob
+        --transform tx_amount_7d=bucketize:10,100,1000 --log-rate 0.01 --as fraud__bob
+    fstore fv train fraud_detection --spine "select ... from fraud.labels" --split train=0.8 --split test=0.2 \\
+        --as fraud__bob
     fstore fv vector fraud_detection --key account_id=42 --passed amount=120.5 --as fraud__bob
     fstore usage --report --as fraud__alice
 """
@@ -284,7 +285,7 @@ def usage_command(ctx: click.Context, group: str | None, report: bool, as_json: 
     """Per feature of the project (of GROUP): the views and training datasets using it, the partner
     projects using it through shares (their datasets' names, no data), and when it was last served."""
     with store_as(ctx, as_role) as fs:
-        result: Any = fs.usage_report(group) if report else fs.feature_usage(group)
+        result: Any = fs.feature_usage(group, report=report)
     if as_json:
         echo_json(result)
         return

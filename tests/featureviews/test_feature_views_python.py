@@ -249,7 +249,7 @@ def test_views_list_and_usage_show_what_uses_each_feature(bank: Any, bob: fstore
     assert usage["tx_count"]["partner_training_datasets"] == [f"{partner.name}.borrowed_v1@1"]  # names only
     assert usage["balance"]["partner_projects"] == [] and usage["balance"]["views"] == ["scoring@1"]
     assert usage["balance"]["last_served"] is None  # scoring does not log
-    report = alice.usage_report()
+    report = alice.feature_usage(report=True)
     assert report["features_defined"] == 7 and report["reused_features"] == 1
     assert report["reused"] == ["activity@1:tx_count"] and report["partner_projects"] == [partner.name]
     # training columns: scoring_v1 uses 7 features, borrowed_v1 one (reused)
