@@ -311,6 +311,7 @@ language plpgsql volatile security definer set search_path = pg_catalog, fstore,
 declare
   v_td fstore.training_datasets;
   v_dropped jsonb := '[]';
+  v_served bigint;
 begin
   for v_td in select * from fstore.training_datasets t
                where t.project = p_with
@@ -324,10 +325,21 @@ begin
     perform fstore.audit(v_td.project, 'drop_training_dataset', jsonb_build_object(
       'name', v_td.name, 'version', v_td.version, 'rows', v_td.rows, 'reason', 'unshared', 'source', p_project));
   end loop;
+  -- the vectors p_with's views served from p_project's groups hold p_project's feature values
+  with gone as (
+    delete from fstore.served_vectors s using fstore.feature_views v
+     where s.feature_view_id = v.id and v.project = p_with
+       and exists (select 1 from jsonb_array_elements(v.plan) g where g->>'project' = p_project)
+    returning v.name, v.version)
+  select count(*) into v_served from gone;
+  if v_served > 0 then
+    perform fstore.audit(p_with, 'drop_served_vectors', jsonb_build_object('rows', v_served, 'reason', 'unshared',
+                                                                            'source', p_project));
+  end if;
   return v_dropped;
 end $$;
 comment on function fstore.drop_derived_training_datasets(text,text) is
-  'Data of a share follows the share: the training datasets project p_with built from p_project''s groups are dropped when the share ends (and recorded in both projects).';
+  'Data of a share follows the share: the training datasets project p_with built from p_project''s groups, and the vectors its feature views served from them, are dropped when the share ends (and recorded in both projects).';
 
 grant execute on function
   fstore.split_expression(jsonb,bigint,text,text),

@@ -181,13 +181,21 @@ def test_views_are_refused_without_a_share_and_stop_when_it_ends(bank: Any, make
     with bank.connect("alice") as alice:
         projects.share_project(alice, bank.name, partner.name)
     with partner.connect("sam") as sam:
-        sam.execute("select fstore.create_feature_view('shared', %s, p_transformations => '{\"tx_count\": {\"fn\": \"log1p\"}}')",
-                    ([f"{bank.name}.activity:tx_count"],))
+        sam.execute("select fstore.create_feature_view('shared', %s, p_transformations => '{\"tx_count\": {\"fn\": \"log1p\"}}',"
+                    " p_options => '{\"log_rate\": 1}')", ([f"{bank.name}.activity:tx_count"],))
         _spine(sam, [1, 2, 3], NOW)
         sam.execute("select fstore.create_feature_view_training_table('shared', 'pg_temp.spine'::regclass)")
         assert sam.execute("select fstore.feature_vector('shared', '{\"account_id\": 2}')").fetchone()[0][0] is not None
+        sam.commit()
+        served = "select count(*) from fstore.served_vectors"
+        with partner.connect("pia") as pia:  # the partner's log holds the source's feature values ...
+            assert pia.execute(served).fetchone()[0] == 1
         with bank.connect("alice") as alice:
             projects.unshare_project(alice, bank.name, partner.name)
+        with partner.connect("pia") as pia:  # ... and goes with the share
+            assert pia.execute(served).fetchone()[0] == 0
+            assert pia.execute("select count(*) from fstore.audit_log where action = 'drop_served_vectors'"
+                               ).fetchone()[0] == 1
         with pytest.raises(psycopg.errors.InsufficientPrivilege, match=f"uses feature groups of project {bank.name}"):
             sam.execute("select fstore.feature_vector('shared', '{\"account_id\": 2}')")
 
