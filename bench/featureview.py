@@ -16,7 +16,9 @@ and a second standard scaler):
   and split); median seconds of ``--builds`` builds each (after one unmeasured build of
   each), interleaved, and the ratio.
 
-Both contenders of (a) and (b) give identical numbers (checked). Calls are interleaved
+Both contenders of (a) and (b) give identical numbers (checked). The served-vector log's
+cost: the same 1-entity call on twin views logging 1% and 100% of what they serve
+(sampled vectors go to the log in batches of 100). Calls are interleaved
 round-robin so that background load hits every contender alike.
 
 It starts its own server in a temporary home unless ``--home`` names a running one;
@@ -168,8 +170,8 @@ def measure(calls: dict[str, Callable[[], Any]], rounds: int, warmup: int) -> di
     return {name: summary(values) for name, values in samples.items()}
 
 
-def serving(fs: fstore.FeatureStore, fv: Any, args: argparse.Namespace) -> dict[str, Any]:
-    """(a) and (b): the view's vectors against lookups plus numpy."""
+def serving(fs: fstore.FeatureStore, fv: Any, logged: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
+    """(a) and (b): the view's vectors against lookups plus numpy; and the cost of the sampled log."""
     features = [f"{g}:*" for g in GROUPS]
     columns = fv.columns
     transform = NumpyTransform(columns, fv.fits()[-1]["params"])
@@ -200,6 +202,8 @@ def serving(fs: fstore.FeatureStore, fv: Any, args: argparse.Namespace) -> dict[
         f"lookup_numpy_{args.batch}": lookup_many,
         f"view_{args.batch}": lambda: fv.get_feature_vectors(keys(args.batch), return_type="numpy"),
     }
+    for label, view in logged.items():
+        calls[f"view_1_{label}"] = lambda view=view: view.get_feature_vector(keys(1)[0])
     results: dict[str, Any] = measure(calls, args.rounds, args.warmup)
     b = args.batch
     results["ratios"] = {
@@ -210,6 +214,11 @@ def serving(fs: fstore.FeatureStore, fv: Any, args: argparse.Namespace) -> dict[
         f"view_{b}_vs_lookup_numpy_p99": round(results[f"view_{b}"]["p99_ms"]
                                                / results[f"lookup_numpy_{b}"]["p99_ms"], 3),
     }
+    for label in logged:
+        results["ratios"][f"view_1_{label}_vs_view_1_p50"] = round(results[f"view_1_{label}"]["p50_ms"]
+                                                                  / results["view_1"]["p50_ms"], 3)
+        results["ratios"][f"view_1_{label}_vs_view_1_p99"] = round(results[f"view_1_{label}"]["p99_ms"]
+                                                                  / results["view_1"]["p99_ms"], 3)
     results["max_abs_difference"] = gap
     return results
 
@@ -251,7 +260,15 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                                         transformations=TRANSFORMS)
             built = builds(fs, fv, project, args)
             fv.init_serving()
-            served = serving(fs, fv, args)
+            logged = {}
+            for label, rate in (("log_1pct", 0.01), ("log_all", 1.0)):  # the same view, logging
+                logged[label] = fs.create_feature_view(f"bench_{label}", [f"{g}:*" for g in GROUPS], label="is_fraud",
+                                                       transformations=TRANSFORMS, log_rate=rate)
+                logged[label].create_training_dataset(f"{project}.spine", split={"train": 0.8, "test": 0.2})
+            served = serving(fs, fv, logged, args)
+            for view in logged.values():
+                view.flush_log()
+            served["logged_vectors"] = {label: _logged(fs, view) for label, view in logged.items()}
         load_after = os.getloadavg()
         b = args.batch
         ratios = served["ratios"]
@@ -279,6 +296,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             with connect(home, "fstore_admin", autocommit=True) as admin:
                 projects.delete_project(home, admin, project)
         cleanup()
+
+
+def _logged(fs: fstore.FeatureStore, view: Any) -> int:
+    """Vectors of ``view`` in its log, counted by the operator's side: the Data Owner (alice)."""
+    with fstore.connect(view.project, "alice", home=fs.home) as alice:
+        return alice.conn.execute("select count(*) from fstore.served_vectors where feature_view_id = %s",
+                                  (view.id,)).fetchone()[0]
 
 
 def _server_version(home: FstoreHome) -> str:

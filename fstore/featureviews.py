@@ -36,7 +36,7 @@ from psycopg import sql
 from psycopg.rows import dict_row
 
 from fstore import serving_vectors
-from fstore.connection import adbc_session, open_pool
+from fstore.connection import adbc_session, open_pool, open_psycopg
 from fstore.datasets import TrainingDataset, find_training_dataset, record_export
 from fstore.errors import FstoreError, InvalidInput, translated
 from fstore.pointintime import Spine, load_spine, session_settings
@@ -96,11 +96,12 @@ class FeatureView:
     fs: Session | None = field(default=None, repr=False, compare=False)
     _server: serving_vectors.VectorServer | None = field(default=None, repr=False, compare=False)
     _pool: Any = field(default=None, repr=False, compare=False)
+    _log_conn: Any = field(default=None, repr=False, compare=False)
 
     @classmethod
     def from_record(cls, fs: Session | None, record: Mapping[str, Any]) -> "FeatureView":
         """Build from ``to_jsonb`` of a ``fstore.feature_views`` row."""
-        names = set(cls.__dataclass_fields__) - {"fs", "_server", "_pool"}
+        names = set(cls.__dataclass_fields__) - {"fs", "_server", "_pool", "_log_conn"}
         return cls(fs=fs, **{k: v for k, v in record.items() if k in names})
 
     def __repr__(self) -> str:
@@ -243,11 +244,17 @@ class FeatureView:
         plan = serving_vectors.prepare(fs.conn, self.name, self.version, training_dataset_version)
         if pool_size is not None:
             self._pool = open_pool(fs.material, 1, pool_size)
-            connection = self._pool.connection
+            connection = log_connection = self._pool.connection
         else:
             def connection() -> Any:
                 return nullcontext(fs.conn)
-        self._server = serving_vectors.VectorServer(plan, connection, on_refused=self._refusal)
+
+            def log_connection() -> Any:  # the log's writer has a connection of its own
+                if self._log_conn is None or self._log_conn.closed:
+                    self._log_conn = open_psycopg(fs.material, autocommit=True)
+                return nullcontext(self._log_conn)
+        self._server = serving_vectors.VectorServer(plan, connection, on_refused=self._refusal,
+                                                    log_connection=log_connection)
         return self
 
     def _refusal(self, exc: FstoreError) -> FstoreError:
@@ -310,8 +317,9 @@ class FeatureView:
 
     def flush_log(self) -> int:
         """Write the sampled served vectors still waiting to the view's log now; returns how many.
-        (They go in batches of :data:`fstore.serving_vectors.LOG_BATCH`, or after
-        :data:`~fstore.serving_vectors.LOG_MAX_AGE_S` seconds, on the next request.)"""
+        (Otherwise a background thread, on a connection of its own, writes them in batches of
+        :data:`fstore.serving_vectors.LOG_BATCH`, or after :data:`~fstore.serving_vectors.LOG_MAX_AGE_S`
+        seconds, handed over by a request.)"""
         return self._server.flush() if self._server is not None else 0
 
     def close(self) -> None:
@@ -323,6 +331,9 @@ class FeatureView:
         finally:
             if pool is not None:
                 pool.close()
+            if self._log_conn is not None:
+                self._log_conn.close()
+                self._log_conn = None
 
     def __enter__(self) -> "FeatureView":
         return self

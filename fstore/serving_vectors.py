@@ -105,12 +105,17 @@ class VectorServer:
     """Runs a :class:`ServingPlan` on a connection (or a pool's) and logs what it samples.
 
     ``connection`` is a callable giving a context manager of a connection: one kept
-    connection, or ``pool.connection``. Thread-safe with a pool.
+    connection, or ``pool.connection``. Thread-safe with a pool. Sampled vectors are
+    written in batches by a background thread on ``log_connection`` (default
+    ``connection``; give another one when ``connection`` is a single kept connection, so
+    that a write never holds up a request).
     """
 
     plan: ServingPlan
     connection: Callable[[], Any]
     on_refused: Callable[[FstoreError], FstoreError] = lambda exc: exc
+    log_connection: Callable[[], Any] | None = None
+    _writer: threading.Thread | None = field(default=None, repr=False)
     _log: list[dict[str, Any]] = field(default_factory=list, repr=False)
     _log_since: float = 0.0
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
@@ -232,29 +237,45 @@ class VectorServer:
                 self._log_since = time.monotonic()
             self._log.extend({"keys": dict(e), "passed": dict(p or {}), "vector": v, "found": f}
                              for e, p, v, f in served)
-            due = len(self._log) >= LOG_BATCH or time.monotonic() - self._log_since >= LOG_MAX_AGE_S
-        if due:
-            try:
-                self.flush()
-            except FstoreError as exc:  # the vector was served; the log must not fail the request
-                warnings.warn(f"served vectors of {self.plan.view} not logged: {exc}", RuntimeWarning, stacklevel=3)
-
-    def pending(self) -> int:
-        """Sampled vectors not yet sent to the log."""
-        return len(self._log)
-
-    def flush(self) -> int:
-        """Send the sampled vectors to the view's log (``fstore.log_served_vectors``); returns how many."""
-        with self._lock:
+            if len(self._log) < LOG_BATCH and time.monotonic() - self._log_since < LOG_MAX_AGE_S:
+                return
+            if self._writer is not None and self._writer.is_alive():
+                return  # the next request hands this batch over
             entries, self._log = self._log, []
+            self._writer = threading.Thread(target=self._write_in_background, args=(entries,), daemon=True,
+                                            name=f"fstore-log-{self.plan.view}")
+            self._writer.start()
+
+    def _write_in_background(self, entries: list[dict[str, Any]]) -> None:
+        try:
+            self._write(entries)
+        except Exception as exc:  # noqa: BLE001 -- the vectors were served; the log must not fail them
+            warnings.warn(f"{len(entries)} served vectors of {self.plan.view} not logged: {exc}", RuntimeWarning,
+                          stacklevel=1)
+
+    def _write(self, entries: list[dict[str, Any]]) -> int:
         if not entries:
             return 0
         for entry in entries:
             entry["vector"] = [x if x is None or math.isfinite(x) else None for x in entry["vector"]]
         document = json.dumps(entries, default=_json_default)
-        with self.connection() as conn, translated():
+        with (self.log_connection or self.connection)() as conn, translated():
             return conn.execute("select fstore.log_served_vectors(%s, %s, %s::jsonb)",
                                 (self.plan.view_id, self.plan.training_dataset_id, document)).fetchone()[0]
+
+    def pending(self) -> int:
+        """Sampled vectors not yet handed to the log's writer."""
+        return len(self._log)
+
+    def flush(self) -> int:
+        """Wait for the background writer, then write the sampled vectors still waiting to the view's
+        log (``fstore.log_served_vectors``) now; returns how many this call wrote."""
+        writer = self._writer
+        if writer is not None:
+            writer.join()
+        with self._lock:
+            entries, self._log = self._log, []
+        return self._write(entries)
 
 
 def _entity_text(entity: Mapping[str, Any]) -> str:

@@ -198,7 +198,10 @@ def test_served_vectors_are_logged_only_when_sampled(bank: Any, alice: fstore.Fe
     sampled.create_training_dataset(spine(list(range(1, 41))))
     random.seed(2)
     sampled.get_feature_vectors([{"account_id": a % 40 + 1} for a in range(400)], [{"amount": 1.0}] * 400)
-    assert 60 < sampled.flush_log() < 140  # a quarter of 400, more or less
+    sampled.flush_log()
+    written = alice.conn.execute("select count(*) from fstore.served_vectors where feature_view_id = %s",
+                                 (sampled.id,)).fetchone()[0]
+    assert 60 < written < 140  # a quarter of 400, more or less
     # the log against the training split: what was served drifted (every amount was 50)
     report = alice.drift(logged)
     assert report.features[0].feature == "tx_count" and report.features[0].current_rows == 23
@@ -210,8 +213,11 @@ def test_a_served_log_batches_itself(alice: fstore.FeatureStore) -> None:
     fv.create_training_dataset(spine(list(range(1, 41))))
     for i in range(serving_vectors.LOG_BATCH + 5):
         fv.get_feature_vector({"account_id": i % 40 + 1}, {"amount": 1.0})
-    assert fv._server.pending() == 5  # the first hundred went in one call
+    assert fv._server.pending() == 5  # the first hundred went to the background writer in one batch
+    writer = fv._server._writer
+    assert writer is not None and writer.name == "fstore-log-busy"
     fv.close()
+    assert not writer.is_alive()
     assert alice.conn.execute("select count(*) from fstore.served_vectors").fetchone()[0] == \
         serving_vectors.LOG_BATCH + 5
 

@@ -27,10 +27,11 @@ def test_featureview_bench_small_run(home: Any, tmp_path: Path, capsys: Any) -> 
     assert document == json.loads(output.read_text())
     assert (document["benchmark"], document["groups"], document["transformations"]) == ("featureview", 4, 6)
     serving = document["serving"]
-    for name in ("lookup_numpy_1", "view_1", "lookup_numpy_10", "view_10"):
+    for name in ("lookup_numpy_1", "view_1", "lookup_numpy_10", "view_10", "view_1_log_1pct", "view_1_log_all"):
         assert set(serving[name]) == {"p50_ms", "p99_ms", "mean_ms"}
         assert 0 < serving[name]["p50_ms"] <= serving[name]["p99_ms"]
-    assert all(ratio > 0 for ratio in serving["ratios"].values()) and len(serving["ratios"]) == 4
+    assert all(ratio > 0 for ratio in serving["ratios"].values()) and len(serving["ratios"]) == 8
+    assert serving["logged_vectors"]["log_all"] == 22  # every measured and warm-up call of the logging twin
     assert serving["max_abs_difference"] < 1e-9
     build = document["build"]
     assert build["spine_rows"] == 1000 and build["ratio"] > 0 and len(build["runs"]["view"]) == 1
