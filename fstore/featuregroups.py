@@ -40,6 +40,8 @@ from fstore.session import Session
 if TYPE_CHECKING:
     import pyarrow as pa
 
+    from fstore.slices import SliceStatistics
+
 VALIDATION_POLICIES = ("strict", "warn")
 
 
@@ -125,8 +127,15 @@ class FeatureGroup:
             rows = self.store.conn.execute(query, (self.id,)).fetchall()
         return [Commit.from_row(r) for r in rows]
 
-    def statistics(self, commit: int | None = None) -> dict[str, dict[str, Any]]:
+    def statistics(self, commit: int | None = None, *, slice_by: str | None = None,
+                   **slice_options: Any) -> "dict[str, dict[str, Any]] | SliceStatistics":
         """Statistics per column of one commit (default: the latest commit that has them).
+
+        With ``slice_by`` (a column of the group), per slice instead: a
+        :class:`~fstore.slices.SliceStatistics` computed now over every offline row the caller
+        may read (or ``commit``'s), with each slice's PSI against the whole; ``slice_options``
+        are :func:`fstore.slices.slice_statistics`'s (``features``, ``min_slice_rows``,
+        ``threshold``, ``bins``). Example: ``fg.statistics(slice_by="country").flagged``.
 
         Definitions are in ``sql/functions/50_statistics.sql`` (``fstore.batch_statistics``):
         ``count`` is non-NULL values, ``stddev`` the sample standard deviation,
@@ -139,6 +148,12 @@ class FeatureGroup:
 
             fg.statistics()["amount"]["percentiles"]["p50"]
         """
+        if slice_by is not None:
+            from fstore import slices
+
+            return slices.slice_statistics(self, slice_by, commit=commit, **slice_options)
+        if slice_options:
+            raise InvalidInput(f"{', '.join(slice_options)}: options of statistics per slice (give slice_by)")
         with translated(), self.store.conn.cursor() as cur:
             if not cur.execute("select fstore.statistics_visible(%s)", (self.id,)).fetchone()[0]:
                 return self._statistics_of_visible_rows(cur, commit)

@@ -9,6 +9,7 @@ Example::
     fstore fg list --as fraud__alice
     fstore fg show account_activity --as fraud__alice
     fstore fg stats account_activity --version 1 --as fraud__bob
+    fstore fg stats account_profile --slice-by country --as fraud__bob
     fstore fg add-features account_activity tx_amount_30d='double precision' --as fraud__alice
     fstore search "transaction count" --as fraud__bob
 """
@@ -24,6 +25,7 @@ from rich.table import Table
 from fstore import featuregroups
 from fstore.cli.base import console, main, project_user_option, store_as
 from fstore.cli.output import echo_json, json_option, jsonable, shown_number, shown_time
+from fstore.cli.slices import show_slices
 
 
 @main.group("fg")
@@ -122,17 +124,35 @@ def fg_show(ctx: click.Context, name: str, version: int | None, as_role: str, as
 @fg_group.command("stats")
 @click.argument("name")
 @click.option("--version", type=int, default=None, help="Version (default: the latest).")
-@click.option("--commit", "commit_id", type=int, default=None, help="Commit id (default: the latest).")
+@click.option("--commit", "commit_id", type=int, default=None,
+              help="Commit id (default: the latest; with --slice-by: every row).")
+@click.option("--slice-by", default=None, metavar="COLUMN",
+              help="Statistics per value of this column, each slice's PSI against the whole.")
+@click.option("--feature", "features", multiple=True, help="With --slice-by: only these features (repeatable).")
+@click.option("--min-slice-rows", type=int, default=30, show_default=True,
+              help="With --slice-by: smaller slices are folded into one '(other)' slice.")
+@click.option("--threshold", type=float, default=0.2, show_default=True,
+              help="With --slice-by: PSI from which a slice is flagged.")
 @project_user_option
 @json_option
 @click.pass_context
-def fg_stats(ctx: click.Context, name: str, version: int | None, commit_id: int | None, as_role: str,
-             as_json: bool) -> None:
+def fg_stats(ctx: click.Context, name: str, version: int | None, commit_id: int | None, slice_by: str | None,
+             features: tuple[str, ...], min_slice_rows: int, threshold: float, as_role: str, as_json: bool) -> None:
     """Statistics of one commit of NAME: counts, completeness, distinct values, moments, percentiles,
-    histograms and top values."""
+    histograms and top values; or, with --slice-by, per slice of its rows."""
     with store_as(ctx, as_role) as fs:
         fg = featuregroups.get_feature_group(fs, name, version)
-        stats = fg.statistics(commit_id)
+        if slice_by is not None:
+            sliced = fg.statistics(commit_id, slice_by=slice_by, features=list(features) or None,
+                                   min_slice_rows=min_slice_rows, threshold=threshold)
+        else:
+            stats = fg.statistics(commit_id)
+    if slice_by is not None:
+        if as_json:
+            echo_json({**jsonable(sliced), "flagged": sliced.flagged})
+        else:
+            show_slices(sliced)
+        return
     if as_json:
         echo_json(stats)
         return

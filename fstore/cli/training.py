@@ -1,4 +1,4 @@
-"""Training-data commands: ``fstore train create``, ``fstore train list``, ``fstore train show``.
+"""Training-data commands: ``fstore train create``, ``list``, ``show`` and ``slices`` (label rate per slice).
 
 They run as the project-user given by ``--as`` (its certificate); the database
 decides what that identity may read and build.
@@ -8,6 +8,7 @@ Example::
     fstore train create fraud_train --spine fraud.labels --feature activity:* \\
         --label is_fraud --split train=0.8 --split test=0.2 --seed 7 --as fraud__bob
     fstore train list --as fraud__bob
+    fstore train slices fraud_train --slice-by country --split train --as fraud__bob
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from rich.table import Table
 from fstore import training
 from fstore.cli.base import console, err_console, main, project_user_option, store_as
 from fstore.cli.paths import check_target, describe_split_target, format_for, parents_option
-from fstore.cli.output import echo_json, json_option
+from fstore.cli.output import echo_json, json_option, jsonable
 from fstore.errors import Conflict, InvalidInput
 
 FORMATS = ["parquet", "csv", "npy", "tfrecord", "arrow"]
@@ -198,6 +199,39 @@ def train_show(ctx: click.Context, name: str, version: int | None, as_json: bool
     ):
         header.add_row(key, str(value))
     console.print(header, highlight=False)
+
+
+@train_group.command("slices")
+@click.argument("name")
+@click.option("--slice-by", required=True, metavar="COLUMN", help="A column of the dataset (not the label).")
+@click.option("--version", type=int, default=None, help="Default: the latest.")
+@click.option("--label", default=None, help="Which label (default: the dataset's only one).")
+@click.option("--split", "split_name", default=None, help="Only the rows of this split (e.g. train).")
+@click.option("--min-slice-rows", type=int, default=30, show_default=True,
+              help="Smaller slices are folded into one '(other)' slice.")
+@click.option("--max-difference", type=float, default=0.1, show_default=True,
+              help="Flag a slice whose label rate differs from the rest's by at least this much ...")
+@click.option("--alpha", type=float, default=0.05, show_default=True,
+              help="... and whose two-proportion z test gives p < alpha (0 or less: no test).")
+@json_option
+@project_user_option
+@click.pass_context
+def train_slices(ctx: click.Context, name: str, slice_by: str, version: int | None, label: str | None,
+                 split_name: str | None, min_slice_rows: int, max_difference: float, alpha: float, as_json: bool,
+                 as_role: str) -> None:
+    """The label rate of training dataset NAME per value of COLUMN, each slice against the rest,
+    over the rows you may read; slices that differ beyond the thresholds are flagged."""
+    from fstore.cli.slices import show_label_rates
+    from fstore.slices import label_rate_by_slice
+
+    with store_as(ctx, as_role) as fs:
+        rates = label_rate_by_slice(fs, name, slice_by, version=version, label=label, split=split_name,
+                                    min_slice_rows=min_slice_rows, max_difference=max_difference,
+                                    alpha=alpha if alpha > 0 else None)
+    if as_json:
+        echo_json({**jsonable(rates), "flagged": rates.flagged})
+        return
+    show_label_rates(rates)
 
 
 def _split_text(split: dict[str, Any] | None, seed: int) -> str:
