@@ -234,7 +234,6 @@ class FeatureStore:
             fs.training_dataset("fraud_train").commits       # {'fraud.activity@1': 42}
         """
         from fstore import datasets
-
         return datasets.find_training_dataset(self, name, version)
 
     def list_training_datasets(self, name: str | None = None) -> list["TrainingDataset"]:
@@ -245,8 +244,12 @@ class FeatureStore:
             [(d.name, d.version, d.rows) for d in fs.list_training_datasets()]
         """
         from fstore import datasets
-
         return datasets.list_training_datasets(self, name)
+
+    def label_rate_by_slice(self, name: str, slice_by: str, **options: Any) -> Any:
+        """Label rate per ``slice_by`` value of a training dataset: :func:`fstore.slices.label_rate_by_slice`."""
+        from fstore import slices
+        return slices.label_rate_by_slice(self, name, slice_by, **options)
 
     # --- drift (fstore.drift) ----------------------------------------------------
     def drift(
@@ -388,7 +391,6 @@ class FeatureStore:
             fs.export("account_activity__v1", "out/activity.parquet")  # a table
         """
         from fstore import export
-
         return export.export(self, source, path, format, label=label, split=split, split_column=split_column,
                              features=features, dtype=dtype, progress=progress, overwrite=overwrite)
 
@@ -405,7 +407,6 @@ class FeatureStore:
             model.fit(fs.tf_dataset("out/fraud_train.tfrecord", split="train", batch_size=512), epochs=3)
         """
         from fstore import tfdata
-
         return tfdata.tf_dataset(path, label=label, batch_size=batch_size, split=split, columns=columns,
                                  defaults=defaults)
 
@@ -424,7 +425,6 @@ class FeatureStore:
                                 batch_size=256, num_workers=2)
         """
         from fstore import torchdata
-
         return torchdata.torch_dataset(path, label=label, split=split, columns=columns, batch_size=batch_size)
 
 
