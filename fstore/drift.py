@@ -84,6 +84,13 @@ class DriftReport:
 
         return pd.DataFrame([asdict(f) for f in self.features])
 
+    def to_html(self, path: Any, fs: Session | None = None, **options: Any) -> Any:
+        """Write the report to ``path`` (str or Path) as one self-contained HTML file and return its Path
+        (histograms need ``fs``): :func:`fstore.drift_html.write_html`. ``report.to_html("drift.html", fs)``."""
+        from fstore import drift_html
+
+        return drift_html.write_html(self, path, fs, **options)
+
 
 def window(spec: Any, group: FeatureGroup | None = None, *, label: str = "window") -> dict[str, Any]:
     """A window as ``fstore.feature_drift`` takes it.

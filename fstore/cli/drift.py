@@ -22,7 +22,7 @@ import click
 from rich.table import Table
 
 from fstore import drift as drift_module
-from fstore.cli.base import console, main, project_user_option, store_as
+from fstore.cli.base import console, err_console, main, project_user_option, store_as
 from fstore.cli.output import echo_json, json_option, shown_number
 
 
@@ -51,12 +51,13 @@ def _window(pairs: tuple[str, ...], label: str) -> dict[str, Any] | None:
               help="Bins for numeric features.")
 @click.option("--threshold", type=float, default=drift_module.DEFAULT_THRESHOLD, show_default=True,
               help="PSI from which a feature counts as drifted.")
+@click.option("--html", "html_path", default=None, metavar="PATH", help="Also write the report as one HTML file.")
 @json_option
 @project_user_option
 @click.pass_context
 def drift_command(ctx: click.Context, name: str, baseline: tuple[str, ...], baseline_dataset: str | None,
                   current: tuple[str, ...], version: int | None, features: tuple[str, ...], bins: int,
-                  threshold: float, as_json: bool, as_role: str) -> None:
+                  threshold: float, html_path: str | None, as_json: bool, as_role: str) -> None:
     """Drift of the features of NAME between a baseline and a current window: PSI, Jensen-Shannon
     distance, Kolmogorov-Smirnov, null rates, means and new categories."""
     if bool(baseline) == bool(baseline_dataset):
@@ -72,6 +73,8 @@ def drift_command(ctx: click.Context, name: str, baseline: tuple[str, ...], base
             base = _window(baseline, "baseline")
         report = fs.drift(name, base, _window(current, "current"), version=version,
                           features=list(features) or None, bins=bins, threshold=threshold)
+        if html_path:
+            (err_console if as_json else console).print(f"wrote {report.to_html(html_path, fs)}")
     if as_json:
         echo_json(report)
         return
