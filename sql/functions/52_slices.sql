@@ -98,6 +98,13 @@ begin
     raise exception 'feature group % has no feature % to describe per slice (not a key, nor the slice_by column %)',
       v_label, v_unknown, p_slice_by using errcode = '42703';
   end if;
+  -- a column the caller may not read (a sensitive feature): refused by name, before any row is read
+  select string_agg(c, ', ') into v_unknown from unnest(p_slice_by || coalesce(p_features, '{}')) c
+   where not has_column_privilege(v_table, c, 'SELECT');
+  if v_unknown is not null then
+    raise exception 'permission denied for feature % of feature group % (to %)', v_unknown, v_label, session_user
+      using errcode = '42501';
+  end if;
   if p_commit is not null and not exists (select 1 from fstore.commits c
                                            where c.id = p_commit and c.feature_group_id = v_fg.id) then
     raise exception 'commit % is not a commit of feature group %', p_commit, v_label using errcode = 'P0002';
@@ -302,6 +309,12 @@ begin
       (select string_agg(a.attname::text, ', ' order by a.attnum) from pg_attribute a
         where a.attrelid = v_table and a.attnum > 0 and not a.attisdropped and a.attname not in ('_row', v_label))
       using errcode = '42703';
+  end if;
+  select string_agg(c, ', ') into v_value from unnest(array[p_slice_by, v_label]) c
+   where not has_column_privilege(v_table, c, 'SELECT');
+  if v_value is not null then
+    raise exception 'permission denied for column % of training dataset % (to %)', v_value, v_label_name, session_user
+      using errcode = '42501';
   end if;
   if p_split is not null then
     if v_td.split is null then

@@ -110,3 +110,35 @@ def test_a_project_without_a_share_gets_no_slices(home: FstoreHome, make_project
         with pytest.raises(fstore.NotFound):
             hank.get_feature_group(f"{a.name}.profile")
     tally.deny("slices_of_unshared_group", "label_rate_slices_of_unshared_dataset")
+
+
+def test_a_column_the_reader_may_not_read_is_refused_by_name(home: FstoreHome, make_project, tally) -> None:
+    """A feature withheld from Data Scientists by column privileges (as a sensitive feature is) is
+    left out of their slices, and asking for it, or slicing by it, is refused naming it."""
+    a, _, _, fg_id = _world(home, make_project)
+    with fstore.connect(a.name, "alice", home=home) as alice:
+        conn = alice.conn
+        conn.execute(f"set role {a.name}__owner")
+        conn.execute(f"revoke select on {a.name}.profile__v1 from {a.name}__data_scientist")
+        conn.execute(f"grant select (account_id, country, event_time, _commit_id) on {a.name}.profile__v1 "
+                     f"to {a.name}__data_scientist")
+        td_table = alice.training_dataset("scored").table_name
+        conn.execute(f"revoke select on {a.name}.{td_table} from {a.name}__data_scientist")
+        conn.execute(f"grant select (account_id, event_time, is_fraud, _row) on {a.name}.{td_table} "
+                     f"to {a.name}__data_scientist")
+        conn.execute("reset role")
+    with fstore.connect(a.name, "bob", home=home) as bob:
+        with pytest.raises(fstore.PermissionDenied, match="permission denied for column country of training dataset"):
+            bob.label_rate_by_slice("scored", "country")
+        assert bob.label_rate_by_slice("scored", "account_id").whole.rows == ACCOUNTS - len(PEPS)
+        group = bob.get_feature_group("profile")
+        assert list(group.statistics(slice_by="country").whole.features) == []  # income, is_pep withheld
+        with pytest.raises(fstore.PermissionDenied, match="permission denied for feature income of feature group"):
+            group.statistics(slice_by="country", features=["income"])
+        with pytest.raises(fstore.PermissionDenied, match="permission denied for feature is_pep of feature group"):
+            group.statistics(slice_by="is_pep")
+        with pytest.raises(psycopg.errors.InsufficientPrivilege, match="permission denied for feature income"):
+            bob.conn.execute("select * from fstore.slice_statistics(%s, 'income')", (fg_id,))
+    tally.deny("slices_withheld_feature_named", "slices_by_withheld_feature_named", "slices_sql_withheld_feature",
+               "label_rate_slices_by_withheld_column")
+    tally.allow("slices_without_withheld_features", "label_rate_slices_by_readable_column")
