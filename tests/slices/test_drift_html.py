@@ -141,3 +141,35 @@ def test_the_browser_check_sees_a_broken_image_and_a_script_error(tmp_path) -> N
                     "<script>undefinedFunction();</script></body></html>")
     shown = page_attributes(page, tmp_path)
     assert shown.get("data-images-loaded") == "false" and int(shown.get("data-errors", "0")) >= 1, shown
+
+
+def test_slices_of_a_drift_report_render_whatever_their_shape(tmp_path) -> None:
+    """report.slices (per-slice drift) is rendered generically: records with nested per-feature results."""
+    from dataclasses import dataclass
+
+    from fstore.drift import DriftReport, FeatureDrift
+    from fstore.drift_html import render_html
+
+    def measured(feature: str, psi: float) -> FeatureDrift:
+        return FeatureDrift(feature=feature, kind="numeric", baseline_rows=100, current_rows=90,
+                            baseline_null_rate=0.0, current_null_rate=0.1, baseline_mean=1.0, current_mean=2.0,
+                            psi=psi, js_distance=0.1, ks=0.2, new_values=None, drifted=psi >= 0.2)
+
+    @dataclass
+    class SliceDrift:
+        slice: str
+        rows: int
+        features: list[FeatureDrift]
+        drifted: bool
+
+    report = DriftReport(feature_group="p.g@1", baseline={"commit": 1}, current={"commit": 2}, threshold=0.2,
+                         features=[measured("amount", 0.5)])
+    report.slices = [SliceDrift("DE", 120, [measured("amount", 0.05)], False),  # type: ignore[attr-defined]
+                     SliceDrift("<b>MT</b>", 40, [measured("amount", 0.9)], True)]
+    text = render_html(report, {})
+    assert "slices of the drift report" in text and "&lt;b&gt;MT&lt;/b&gt;" in text and "<b>MT</b>" not in text
+    assert text.count("<tr class=drifted>") >= 3  # amount overall, the MT slice and its amount row
+    page = tmp_path / "slices.html"
+    page.write_text(text)
+    shown = page_attributes(page, tmp_path)
+    assert shown.get("data-images-loaded") == "true" and shown.get("data-errors") == "0", shown
