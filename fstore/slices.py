@@ -104,8 +104,9 @@ class SliceStatistics:
     def slice(self, value: str | None) -> Slice:
         """The slice of one value (``None``: the NULLs); :class:`NotFound` when it is not a slice of its own."""
         kind = "null" if value is None else "value"
+        text = str(value).lower() if isinstance(value, bool) else str(value)  # as PostgreSQL prints it
         for s in self.slices:
-            if s.slice_kind == kind and (value is None or s.slice == str(value)):
+            if s.slice_kind == kind and (value is None or s.slice == text):
                 return s
         raise NotFound(f"{self.slice_by} = {value!r} is not a slice of {self.feature_group} "
                        f"(absent, hidden from you, or folded into (other): fewer than {self.min_slice_rows} rows)")

@@ -140,6 +140,8 @@ def fg_stats(ctx: click.Context, name: str, version: int | None, commit_id: int 
              features: tuple[str, ...], min_slice_rows: int, threshold: float, as_role: str, as_json: bool) -> None:
     """Statistics of one commit of NAME: counts, completeness, distinct values, moments, percentiles,
     histograms and top values; or, with --slice-by, per slice of its rows."""
+    if features and slice_by is None:
+        raise click.UsageError("--feature chooses the features of statistics per slice: give --slice-by too")
     with store_as(ctx, as_role) as fs:
         fg = featuregroups.get_feature_group(fs, name, version)
         if slice_by is not None:

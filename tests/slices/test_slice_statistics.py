@@ -152,6 +152,20 @@ def test_a_commit_and_the_key_as_slices(alice, profile) -> None:
     assert everything.whole.rows == len(frame) + len(second)
 
 
+def test_a_group_without_rows_and_a_boolean_slice(alice, profile) -> None:
+    fg, frame = profile
+    empty = alice.create_feature_group("empty", 1, keys=["account_id"], features=FEATURES)
+    nothing = empty.statistics(slice_by="country")
+    assert [(s.slice_kind, s.rows) for s in nothing.slices] == [("all", 0)] and nothing.flagged == []
+    flagged = alice.create_feature_group("flags", 1, keys=["account_id"], features={
+        "account_id": "bigint", "is_pep": "boolean", "income": "double precision"})
+    flagged.insert(frame[["account_id", "event_time", "income"]].assign(is_pep=frame["account_id"] % 3 == 0))
+    by_flag = flagged.statistics(slice_by="is_pep")
+    assert by_flag.slice(True).rows == int((frame["account_id"] % 3 == 0).sum())
+    assert by_flag.slice(False).features["income"]["mean"] == pytest.approx(
+        frame.loc[frame["account_id"] % 3 != 0, "income"].mean())
+
+
 def test_bad_slice_options_are_named(profile) -> None:
     fg, _ = profile
     with pytest.raises(InvalidInput, match="has no column 'contry' to slice by; slice by one of: account_id, country"):
