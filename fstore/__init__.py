@@ -9,7 +9,8 @@ Example::
 """
 
 from fstore.errors import Conflict, FstoreError, InvalidInput, NotFound, PermissionDenied, ServerError
-from fstore.store import FeatureStore, application, connect
+from fstore.login import application, connect
+from fstore.store import FeatureStore
 
 __all__ = [
     "Conflict", "FeatureStore", "FstoreError", "InvalidInput", "NotFound", "PermissionDenied", "ServerError",

@@ -18,20 +18,20 @@ light (the CRL keeper's image has no data libraries).
 
 from __future__ import annotations
 
-import datetime as dt
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import psycopg
 
-from fstore.connection import ConnectionMaterial, material_for, open_adbc, open_psycopg
-from fstore.errors import InvalidInput
+from fstore import slices as slice_defaults
+from fstore.connection import ConnectionMaterial, open_adbc, open_psycopg
 from fstore.home import FstoreHome
-from fstore.roles import check_app_id, project_user_role, split_project_user
+from fstore.roles import split_project_user
 
 if TYPE_CHECKING:
+    import datetime as dt
+
     import pyarrow as pa
     from psycopg import sql
 
@@ -42,10 +42,11 @@ if TYPE_CHECKING:
     from fstore.featureviews import FeatureView
     from fstore.pointintime import Spine
     from fstore.serving_pool import OnlineStore
+    from fstore.slices import LabelRates
 
 
 class FeatureStore:
-    """A connection to one project as one project-user (see :func:`connect`).
+    """A connection to one project as one project-user (see :func:`fstore.login.connect`).
 
     It satisfies :class:`fstore.session.Session`. Use it as a context manager to close
     its connection at the end.
@@ -246,10 +247,22 @@ class FeatureStore:
         from fstore import datasets
         return datasets.list_training_datasets(self, name)
 
-    def label_rate_by_slice(self, name: str, slice_by: str, **options: Any) -> Any:
-        """Label rate per ``slice_by`` value of a training dataset: :func:`fstore.slices.label_rate_by_slice`."""
-        from fstore import slices
-        return slices.label_rate_by_slice(self, name, slice_by, **options)
+    def label_rate_by_slice(self, name: str, slice_by: str, *, version: int | None = None,
+                            label: str | None = None, split: str | None = None,
+                            min_slice_rows: int = slice_defaults.DEFAULT_MIN_SLICE_ROWS,
+                            max_difference: float = slice_defaults.DEFAULT_MAX_DIFFERENCE,
+                            alpha: float | None = slice_defaults.DEFAULT_ALPHA) -> "LabelRates":
+        """The label rate of training dataset ``name`` per value of its column ``slice_by``,
+        each slice against the rest (:func:`fstore.slices.label_rate_by_slice`).
+
+        Example::
+
+            rates = fs.label_rate_by_slice("fraud_train", "country", split="train")
+            rates.flagged
+        """
+        return slice_defaults.label_rate_by_slice(self, name, slice_by, version=version, label=label, split=split,
+                                                  min_slice_rows=min_slice_rows, max_difference=max_difference,
+                                                  alpha=alpha)
 
     # --- drift (fstore.drift) ----------------------------------------------------
     def drift(
@@ -426,75 +439,3 @@ class FeatureStore:
         """
         from fstore import torchdata
         return torchdata.torch_dataset(path, label=label, split=split, columns=columns, batch_size=batch_size)
-
-
-def connect(
-    project: str | None = None,
-    user: str | None = None,
-    home: str | FstoreHome | None = None,
-    *,
-    app_id: str | None = None,
-    dsn: str | None = None,
-) -> FeatureStore:
-    """Open a feature store handle as ``project__user`` with that role's certificate.
-
-    ``fstore.connect(dsn="service=fraud__alice")`` takes any libpq connection
-    string instead (the role must still be a project-user).
-
-    Example::
-
-        fs = fstore.connect("fraud", "bob")                     # ~/.fstore/certs/fraud__bob.crt
-        fs = fstore.connect("fraud", "bob", app_id="nightly")   # its application certificate
-    """
-    if dsn is not None:
-        material = ConnectionMaterial(role="", port=0, sslcert=Path(), sslkey=Path(), sslrootcert=Path(), dsn=dsn)
-        with open_psycopg(material) as probe:
-            role = probe.execute("select session_user").fetchone()[0]
-            port = probe.info.port
-        split_project_user(role)
-        return FeatureStore(ConnectionMaterial(role=role, port=port, sslcert=Path(), sslkey=Path(),
-                                               sslrootcert=Path(), dsn=dsn))
-    if project is None or user is None:
-        raise InvalidInput("give a project and a user, or a dsn")
-    fhome = home if isinstance(home, FstoreHome) else FstoreHome.resolve(home)
-    return FeatureStore(material_for(fhome, project_user_role(project, user), app_id), fhome)
-
-
-@contextmanager
-def application(
-    project: str,
-    user: str,
-    app_id: str,
-    ttl: str | dt.timedelta = "1h",
-    home: str | FstoreHome | None = None,
-) -> Iterator[FeatureStore]:
-    """A handle with a short-lived application certificate, issued for the block and revoked at exit.
-
-    The database knows the session's application from the certificate serial, so
-    commits and audit records name ``app_id``. The operator's home (with the CA) is needed.
-
-    Example::
-
-        with fstore.application("fraud", "alice", "nightly-train", ttl="1h") as fs:
-            fs.get_feature_group("activity").insert(df)      # the commit names nightly-train
-    """
-    from fstore import certificates, pki
-    from fstore.errors import NotFound
-
-    fhome = home if isinstance(home, FstoreHome) else FstoreHome.resolve(home)
-    role = project_user_role(project, user)
-    lifetime = pki.parse_duration(ttl) if isinstance(ttl, str) else ttl
-    record = pki.issue_certificate(fhome, role, app_id=check_app_id(app_id), ttl=lifetime)
-    certificates.record_in_catalog(fhome, record)
-    store = FeatureStore(material_for(fhome, role, app_id), fhome)
-    try:
-        yield store
-    finally:
-        store.close()
-        try:
-            certificates.revoke(fhome, serial=record.serial)
-        except NotFound:
-            pass  # already revoked (e.g. the member was removed inside the block)
-
-
-__all__ = ["FeatureStore", "application", "connect"]
