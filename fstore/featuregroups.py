@@ -225,6 +225,27 @@ class FeatureGroup:
             self.store.conn.execute("select fstore.add_features(%s, %s::jsonb)", (self.id, json.dumps(columns)))
         return self.refresh()
 
+    @property
+    def drift_thresholds(self) -> dict[str, dict[str, float]]:
+        """The stored default drift thresholds of this version, ``{feature or "*": {measure: value}}``."""
+        return dict(self.options.get("drift_thresholds") or {})
+
+    def set_drift_thresholds(self, thresholds: Mapping[str, Mapping[str, float]] | None) -> dict[str, Any]:
+        """Store this version's default drift thresholds (Data Owners; ``None`` or ``{}`` clears them).
+
+        ``fs.drift`` applies them under the thresholds of its call, measure by measure;
+        the measures are those of :data:`fstore.drift.MEASURES`.
+
+        Example::
+
+            fg.set_drift_thresholds({"tx_amount_7d": {"psi": 0.1, "wasserstein": 50}, "*": {"ks": 0.3}})
+        """
+        with translated():
+            stored = self.store.conn.execute("select fstore.set_drift_thresholds(%s, %s::jsonb)",
+                                             (self.id, json.dumps(dict(thresholds or {})))).fetchone()[0]
+        self.options = {**self.options, "drift_thresholds": stored}
+        return stored
+
     def refresh(self) -> "FeatureGroup":
         """The same version as the catalog records it now."""
         return get_feature_group(self.store, f"{self.project}.{self.name}", self.version)

@@ -268,23 +268,27 @@ class FeatureStore:
     def drift(
         self, name: "str | FeatureView", baseline: Any = None, current: Any = None, *, version: int | None = None,
         features: Sequence[str] | None = None, bins: int = 10, threshold: float = 0.2,
+        thresholds: Mapping[str, Mapping[str, float]] | None = None,
     ) -> "DriftReport":
         """Drift of a feature group's features between two windows of its rows.
 
         A window is a commit id, ``{"up_to_commit": N}`` and the like, a ``(from, to)`` pair,
         or a training dataset (what it saw; the current window then defaults to what came
         after). For a feature view, what it served and logged (``current``: a ``(from, to)`` pair
-        of served times) against its training split. See :func:`fstore.drift.drift`.
+        of served times) against its training split. ``thresholds`` sets any measure's threshold
+        per feature (``"*"``: every feature), over the group's stored defaults. See
+        :func:`fstore.drift.drift`.
 
         Example::
 
             report = fs.drift("account_activity", baseline=fs.training_dataset("fraud_train"))
+            fs.drift("account_activity", 12, 14, thresholds={"tx_amount_7d": {"psi": 0.1, "wasserstein": 50}})
             fs.drift(fs.get_feature_view("fraud_detection")).drifted    # training/serving skew
         """
         from fstore import drift
 
         return drift.drift(self, name, baseline, current, version=version, features=features, bins=bins,
-                           threshold=threshold)
+                           threshold=threshold, thresholds=thresholds)
 
     # --- feature views (fstore.featureviews) --------------------------------------
     def create_feature_view(
