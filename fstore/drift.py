@@ -65,6 +65,7 @@ class FeatureDrift:
     wasserstein: float | None = None  # Wasserstein-1 distance, in the feature's own units (numeric and vector)
     thresholds: dict[str, float] | None = None  # the thresholds applied, per measure
     tripped: list[str] | None = None  # the measures that reached their threshold
+    estimated: bool = False         # measured on samples of the windows (sample_rows): estimates
 
 
 @dataclass
@@ -160,6 +161,7 @@ def drift(
     bins: int = DEFAULT_BINS,
     threshold: float = DEFAULT_THRESHOLD,
     thresholds: Thresholds | None = None,
+    sample_rows: int | None = None,
 ) -> DriftReport:
     """Drift of the features of feature group ``name`` between two windows of its rows.
 
@@ -167,6 +169,10 @@ def drift(
     ``thresholds`` gives any measure (:data:`MEASURES`) per feature, or for every feature
     as ``"*"``; they apply over the group's stored defaults
     (:meth:`fstore.featuregroups.FeatureGroup.set_drift_thresholds`), measure by measure.
+
+    ``sample_rows`` measures a window larger than that on a uniform sample of about that
+    many rows: faster, and every measure is then an estimate (``estimated`` is true; the
+    row counts stay exact).
 
     ``current`` defaults to the rows after the baseline's last commit when the
     baseline is a training dataset or ``{"up_to_commit": N}``; otherwise it is
@@ -185,8 +191,8 @@ def drift(
                           thresholds={"tx_amount_7d": {"psi": 0.1, "wasserstein": 50}})
     """
     if not isinstance(name, str) and hasattr(name, "serving_keys"):  # a feature view
-        if thresholds is not None:
-            raise InvalidInput("a feature view's drift takes the PSI threshold only, not per-feature thresholds")
+        if thresholds is not None or sample_rows is not None:
+            raise InvalidInput("a feature view's drift takes the PSI threshold only (no thresholds, no sample_rows)")
         if baseline is not None and not isinstance(baseline, TrainingDataset):
             raise InvalidInput("the baseline of a feature view's drift is one of its training datasets")
         return feature_view_drift(fs, name.name, current, version=name.version,
@@ -212,9 +218,9 @@ def drift(
         features = [features]
     with translated(), fs.conn.cursor(row_factory=dict_row) as cursor:
         rows = cursor.execute(
-            "select * from fstore.feature_drift(%s, %s::jsonb, %s::jsonb, %s, %s, %s, %s::jsonb)",
+            "select * from fstore.feature_drift(%s, %s::jsonb, %s::jsonb, %s, %s, %s, %s::jsonb, %s)",
             (group.id, json.dumps(base), json.dumps(cur), list(features) if features is not None else None,
-             bins, threshold, json.dumps(thresholds) if thresholds is not None else None)).fetchall()
+             bins, threshold, json.dumps(thresholds) if thresholds is not None else None, sample_rows)).fetchall()
     return DriftReport(feature_group=label, baseline=base, current=cur, threshold=threshold,
                        features=[FeatureDrift(**row) for row in rows])
 

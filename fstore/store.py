@@ -268,7 +268,7 @@ class FeatureStore:
     def drift(
         self, name: "str | FeatureView", baseline: Any = None, current: Any = None, *, version: int | None = None,
         features: Sequence[str] | None = None, bins: int = 10, threshold: float = 0.2,
-        thresholds: Mapping[str, Mapping[str, float]] | None = None,
+        thresholds: Mapping[str, Mapping[str, float]] | None = None, sample_rows: int | None = None,
     ) -> "DriftReport":
         """Drift of a feature group's features between two windows of its rows.
 
@@ -276,7 +276,8 @@ class FeatureStore:
         or a training dataset (what it saw; the current window then defaults to what came
         after). For a feature view, what it served and logged (``current``: a ``(from, to)`` pair
         of served times) against its training split. ``thresholds`` sets any measure's threshold
-        per feature (``"*"``: every feature), over the group's stored defaults. See
+        per feature (``"*"``: every feature), over the group's stored defaults; ``sample_rows``
+        measures larger windows on samples (estimates). See
         :func:`fstore.drift.drift`.
 
         Example::
@@ -288,7 +289,7 @@ class FeatureStore:
         from fstore import drift
 
         return drift.drift(self, name, baseline, current, version=version, features=features, bins=bins,
-                           threshold=threshold, thresholds=thresholds)
+                           threshold=threshold, thresholds=thresholds, sample_rows=sample_rows)
 
     # --- feature views (fstore.featureviews) --------------------------------------
     def create_feature_view(

@@ -78,6 +78,8 @@ def _window(pairs: tuple[str, ...], label: str) -> dict[str, Any] | None:
 @click.option("--threshold", type=float, default=drift_module.DEFAULT_THRESHOLD, show_default=True,
               help="PSI from which a feature counts as drifted.")
 @limit_option
+@click.option("--sample-rows", type=click.IntRange(min=1000), default=None, metavar="N",
+              help="Measure windows larger than N rows on samples of about N rows (estimates, faster).")
 @click.option("--fail-on-drift", is_flag=True, help="Exit 1 when any feature drifted (for CI and cron).")
 @click.option("--html", "html_path", default=None, metavar="PATH", help="Also write the report as one HTML file.")
 @json_option
@@ -85,7 +87,7 @@ def _window(pairs: tuple[str, ...], label: str) -> dict[str, Any] | None:
 @click.pass_context
 def drift_command(ctx: click.Context, name: str, baseline: tuple[str, ...], baseline_dataset: str | None,
                   current: tuple[str, ...], version: int | None, features: tuple[str, ...], bins: int,
-                  threshold: float, limits: tuple[str, ...], fail_on_drift: bool, html_path: str | None,
+                  threshold: float, limits: tuple[str, ...], sample_rows: int | None, fail_on_drift: bool, html_path: str | None,
                   as_json: bool, as_role: str) -> None:
     """Drift of the features of NAME between a baseline and a current window: PSI, Jensen-Shannon
     distance, Kolmogorov-Smirnov, Wasserstein-1, null rates, means and new categories. A feature
@@ -104,7 +106,7 @@ def drift_command(ctx: click.Context, name: str, baseline: tuple[str, ...], base
             base = _window(baseline, "baseline")
         report = fs.drift(name, base, _window(current, "current"), version=version,
                           features=list(features) or None, bins=bins, threshold=threshold,
-                          thresholds=parse_limits(limits))
+                          thresholds=parse_limits(limits), sample_rows=sample_rows)
         if html_path:
             (err_console if as_json else console).print(f"wrote {report.to_html(html_path, fs)}")
     if as_json:
@@ -131,5 +133,7 @@ def _print_report(report: drift_module.DriftReport) -> None:
                       shown_number(f.wasserstein), shown_number(f.new_values),
                       f"yes ({', '.join(f.tripped or [])})" if f.drifted else "-" if f.drifted is None else "no")
     console.print(table)
+    if any(f.estimated for f in report.features):
+        console.print("measured on samples of the windows (--sample-rows): the measures are estimates")
     console.print(f"drifted (any measure at its threshold; psi >= {report.threshold:g} unless set): "
                   f"{', '.join(report.drifted) or 'none'}")

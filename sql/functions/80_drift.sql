@@ -89,16 +89,15 @@ language sql immutable set search_path = pg_catalog, fstore, pg_temp as $$
                 window w as (order by v))
         select (select count(*) filter (where v is null)::float8 / nullif(count(*), 0) from base),
                (select count(*) filter (where v is null)::float8 / nullif(count(*), 0) from cur),
-               (select avg(v) from base), (select avg(v) from cur), %2$s,
-               (select max(abs(gap)) from cdf
-                 where (select count(v) from base) > 0 and (select count(v) from cur) > 0),
-               (select coalesce(sum(abs(gap) * (next_v - v)), 0) from cdf
-                 where (select count(v) from base) > 0 and (select count(v) from cur) > 0
-                having count(*) > 0)',
+               (select avg(v) from base), (select avg(v) from cur), %2$s, k.ks, k.w1
+          from (select 1) one
+          left join (select max(abs(gap)) as ks, coalesce(sum(abs(gap) * (next_v - v)), 0) as w1 from cdf
+                      where (select count(v) from base) > 0 and (select count(v) from cur) > 0
+                     having count(*) > 0) k on true',
                 p_fractions, fstore.drift_divergences_sql(p_floor))
 $$;
 comment on function fstore.numeric_drift_sql(integer,integer) is
-  'The rest of a drift query for one numeric column after "with base as (...), cur as (...),": null rates, means, PSI and Jensen-Shannon distance over bins at the baseline''s quantiles (the fractions are parameter $p_fractions; the PSI floor $p_floor) the exact two-sample Kolmogorov-Smirnov statistic and the Wasserstein-1 distance (the area between the two empirical CDFs, in the feature''s own units). The bins: how many edges are <= a value (0 without edges); KS and Wasserstein: one running sum over both windows in one sort, ties together.';
+  'The rest of a drift query for one numeric column after "with base as (...), cur as (...),": null rates, means, PSI and Jensen-Shannon distance over bins at the baseline''s quantiles (the fractions are parameter $p_fractions; the PSI floor $p_floor) the exact two-sample Kolmogorov-Smirnov statistic and the Wasserstein-1 distance (the area between the two empirical CDFs, in the feature''s own units). The bins: how many edges are <= a value (0 without edges); KS and Wasserstein: one running sum over both windows in one sort, ties together, read once for both.';
 
 -- Thresholds: per feature (or '*', every feature) and per measure, e.g.
 -- {"tx_amount_7d": {"psi": 0.1, "wasserstein": 50}, "*": {"ks": 0.3}}.
@@ -178,15 +177,17 @@ comment on function fstore.effective_drift_thresholds(jsonb,jsonb,double precisi
   'The thresholds that apply to one feature, measure by measure, the later winning: psi = p_threshold, the group''s stored "*", its stored feature entry, the call''s "*", the call''s feature entry.';
 
 drop function if exists fstore.feature_drift(bigint,jsonb,jsonb,text[],integer,double precision);
+drop function if exists fstore.feature_drift(bigint,jsonb,jsonb,text[],integer,double precision,jsonb);
 create or replace function fstore.feature_drift(
   p_feature_group_id bigint, p_baseline jsonb, p_current jsonb, p_features text[] default null,
-  p_bins integer default 10, p_threshold float8 default 0.2, p_thresholds jsonb default null
+  p_bins integer default 10, p_threshold float8 default 0.2, p_thresholds jsonb default null,
+  p_sample_rows bigint default null
 ) returns table (
   feature text, kind text, baseline_rows bigint, current_rows bigint,
   baseline_null_rate float8, current_null_rate float8, baseline_mean float8, current_mean float8,
   psi float8, js_distance float8, ks float8, new_values bigint, drifted boolean,
-  wasserstein float8, thresholds jsonb, tripped text[]
-) language plpgsql stable
+  wasserstein float8, thresholds jsonb, tripped text[], estimated boolean
+) language plpgsql volatile  -- it writes its one pass over the table into a temporary table
 set search_path = pg_catalog, public, fstore, pg_temp
 set work_mem = '256MB'  -- the quantile and KS sorts of a few million values stay in memory
 set jit = off
@@ -207,6 +208,10 @@ declare
   v_measures jsonb;
   v_limit record;
   v_checked boolean;
+  v_names text[] := '{}';
+  v_kinds text[] := '{}';
+  v_columns text := '';
+  v_i integer;
   v_null_rates constant text := '(select count(*) filter (where v is null)::float8 / nullif(count(*), 0) from base),
     (select count(*) filter (where v is null)::float8 / nullif(count(*), 0) from cur)';
   v_divergences constant text := fstore.drift_divergences_sql(14);
@@ -245,22 +250,7 @@ begin
   v_call := fstore.check_drift_thresholds(v_fg.id, p_thresholds);
   v_table := format('%I.%I', v_fg.project, v_fg.offline_table);
   select array_agg(i::float8 / p_bins order by i) into v_fractions from generate_series(1, p_bins - 1) i;
-  -- the two windows of rows, as CTEs over the offline table
-  v_windows := format(
-    'base as (select %%1$s as v from %1$s where %2$s),
-     cur as (select %%1$s as v from %1$s where %3$s)',
-    v_table, fstore.drift_window_sql(p_baseline, 1, v_fg.event_time),
-    fstore.drift_window_sql(p_current, 7, v_fg.event_time));
-  execute format('with ' || v_windows || ' select (select count(*) from base), (select count(*) from cur)', 'null')
-    into baseline_rows, current_rows
-    using b_commit, b_commits, b_up_to, b_after, b_from, b_to, c_commit, c_commits, c_up_to, c_after, c_from, c_to;
-  if baseline_rows = 0 or current_rows = 0 then
-    raise exception 'the % window % holds no rows of feature group % (visible to %)',
-      case when baseline_rows = 0 then 'baseline' else 'current' end,
-      case when baseline_rows = 0 then p_baseline else p_current end, v_label, session_user
-      using errcode = '22023';
-  end if;
-
+  -- the features measured, and what is measured of each (vectors by their L2 norm)
   for v_name, v_kind in
     select f.name, fstore.statistics_kind(a.atttypid)
       from fstore.features f
@@ -269,14 +259,62 @@ begin
        and (p_features is null or f.name = any(p_features))
      order by coalesce(array_position(p_features, f.name), f.position)
   loop
+    v_names := v_names || v_name;
+    v_kinds := v_kinds || v_kind;
+    v_columns := v_columns || format(', %s as c%s', case v_kind when 'numeric' then format('%I::float8', v_name)
+                                                               when 'vector' then format('vector_norm(%I)', v_name)
+                                                               when 'temporal' then format('%I', v_name)
+                                                               else format('%I::text', v_name) end,
+                                     cardinality(v_names));
+  end loop;
+  if p_sample_rows is not null and p_sample_rows < 1000 then
+    raise exception 'sample_rows must be at least 1000, not %', p_sample_rows using errcode = '22023';
+  end if;
+  -- one pass over the offline table: both windows' rows (a sample of each with p_sample_rows),
+  -- the measured features only, into a temporary table that every feature's measures read
+  estimated := false;
+  if p_sample_rows is not null then  -- the sampling rates need the windows' sizes first
+    execute format('select count(*) filter (where %2$s), count(*) filter (where %3$s) from %1$s where (%2$s) or (%3$s)',
+                   v_table, fstore.drift_window_sql(p_baseline, 1, v_fg.event_time),
+                   fstore.drift_window_sql(p_current, 7, v_fg.event_time))
+      into baseline_rows, current_rows
+      using b_commit, b_commits, b_up_to, b_after, b_from, b_to, c_commit, c_commits, c_up_to, c_after, c_from, c_to;
+    estimated := greatest(baseline_rows, current_rows) > p_sample_rows;
+  end if;
+  if to_regclass('pg_temp._fstore_drift_rows') is not null then
+    drop table pg_temp._fstore_drift_rows;
+  end if;
+  execute format('create temp table _fstore_drift_rows on commit drop as
+                    select * from (select (%2$s) and ($13 is null or random() < $13) as in_base,
+                                          (%3$s) and ($14 is null or random() < $14) as in_cur %4$s
+                                     from %1$s where (%2$s) or (%3$s)) w
+                     where in_base or in_cur',
+                 v_table, fstore.drift_window_sql(p_baseline, 1, v_fg.event_time),
+                 fstore.drift_window_sql(p_current, 7, v_fg.event_time), v_columns)
+    using b_commit, b_commits, b_up_to, b_after, b_from, b_to, c_commit, c_commits, c_up_to, c_after, c_from, c_to,
+          case when estimated and baseline_rows > p_sample_rows then p_sample_rows::float8 / baseline_rows end,
+          case when estimated and current_rows > p_sample_rows then p_sample_rows::float8 / current_rows end;
+  if p_sample_rows is null then
+    select count(*) filter (where in_base), count(*) filter (where in_cur)
+      into baseline_rows, current_rows from pg_temp._fstore_drift_rows;
+  end if;
+  if baseline_rows = 0 or current_rows = 0 then
+    raise exception 'the % window % holds no rows of feature group % (visible to %)',
+      case when baseline_rows = 0 then 'baseline' else 'current' end,
+      case when baseline_rows = 0 then p_baseline else p_current end, v_label, session_user
+      using errcode = '22023';
+  end if;
+  v_windows := 'base as (select %1$s as v from pg_temp._fstore_drift_rows where in_base),
+     cur as (select %1$s as v from pg_temp._fstore_drift_rows where in_cur)';
+
+  for v_i in 1 .. cardinality(v_names) loop
+    v_name := v_names[v_i];
+    v_kind := v_kinds[v_i];
     feature := v_name;
     kind := v_kind;
     baseline_mean := null; current_mean := null; psi := null; js_distance := null; ks := null; new_values := null;
     wasserstein := null;
-    v_value := case v_kind when 'numeric' then format('%I::float8', v_name)
-                           when 'vector' then format('vector_norm(%I)', v_name)
-                           when 'temporal' then format('%I', v_name)
-                           else format('%I::text', v_name) end;
+    v_value := 'c' || v_i;
 
     if v_kind = 'temporal' then
       execute format('with ' || v_windows || ' select ' || v_null_rates, v_value)
@@ -322,15 +360,16 @@ begin
     drifted := case when cardinality(tripped) > 0 then true when v_checked then false end;
     return next;
   end loop;
+  drop table pg_temp._fstore_drift_rows;
 end $$;
-comment on function fstore.feature_drift(bigint,jsonb,jsonb,text[],integer,double precision,jsonb) is
-  'Drift of each feature between a baseline and a current window of a feature group''s offline rows. One row per feature (p_features: these only, in this order; default all): rows in each window, null rate and mean in each (numeric), and psi population stability index over bins, sum (c - b) * ln(c / b) with each share floored at 0.0001. Numeric: p_bins bins at the baseline''s quantiles (percentile_cont; equal edges merged). Categorical (text, boolean, ...): one bin per value, the 50 most frequent over both windows, the rest in one bin. js_distance Jensen-Shannon distance (base 2, in [0, 1]) over the same bins ks two-sample Kolmogorov-Smirnov statistic, exact (numeric only) new_values distinct current values the baseline never had (categorical only) wasserstein Wasserstein-1 distance (numeric only; the area between the two empirical CDFs, in the feature''s own units, so on the baseline''s scale) thresholds the thresholds applied to the feature (fstore.effective_drift_thresholds: psi = p_threshold, 0.2 the usual "significant shift", under the group''s stored defaults and the call''s p_thresholds) tripped the measures that reached their threshold drifted any measure did (NULL when none of the thresholded measures applies to the feature). Vector features are measured by their L2 norm; temporal ones get counts and null rates only (time moves between windows by design). NULLs are not binned; they show in the null rates, and a window without values of a feature gives it no measures (NULL). Each feature reads the offline table twice (once per window).';
+comment on function fstore.feature_drift(bigint,jsonb,jsonb,text[],integer,double precision,jsonb,bigint) is
+  'Drift of each feature between a baseline and a current window of a feature group''s offline rows. One row per feature (p_features: these only, in this order; default all): rows in each window, null rate and mean in each (numeric), and psi population stability index over bins, sum (c - b) * ln(c / b) with each share floored at 0.0001. Numeric: p_bins bins at the baseline''s quantiles (percentile_cont; equal edges merged). Categorical (text, boolean, ...): one bin per value, the 50 most frequent over both windows, the rest in one bin. js_distance Jensen-Shannon distance (base 2, in [0, 1]) over the same bins ks two-sample Kolmogorov-Smirnov statistic, exact (numeric only) new_values distinct current values the baseline never had (categorical only) wasserstein Wasserstein-1 distance (numeric only; the area between the two empirical CDFs, in the feature''s own units, so on the baseline''s scale) thresholds the thresholds applied to the feature (fstore.effective_drift_thresholds: psi = p_threshold, 0.2 the usual "significant shift", under the group''s stored defaults and the call''s p_thresholds) tripped the measures that reached their threshold drifted any measure did (NULL when none of the thresholded measures applies to the feature). Vector features are measured by their L2 norm; temporal ones get counts and null rates only (time moves between windows by design). NULLs are not binned; they show in the null rates, and a window without values of a feature gives it no measures (NULL). One pass reads both windows of the offline table (the measured features only) into a temporary table that each feature''s measures read, so the function is VOLATILE and needs a read-write transaction. p_sample_rows: each window larger than that is sampled to about that many rows (uniform, random()); every measure but the row counts then comes from the samples and estimated is true (the KS, Wasserstein, PSI, means and null rates are estimates); baseline_rows and current_rows stay the windows'' real sizes.';
 
 grant execute on function
   fstore.drift_divergences_sql(integer), fstore.numeric_drift_sql(integer,integer),
   fstore.check_drift_window(jsonb,text),
   fstore.drift_window_sql(jsonb,integer,text),
-  fstore.feature_drift(bigint,jsonb,jsonb,text[],integer,double precision,jsonb),
+  fstore.feature_drift(bigint,jsonb,jsonb,text[],integer,double precision,jsonb,bigint),
   fstore.drift_measures(), fstore.check_drift_thresholds(bigint,jsonb),
   fstore.set_drift_thresholds(bigint,jsonb),
   fstore.effective_drift_thresholds(jsonb,jsonb,double precision,text)

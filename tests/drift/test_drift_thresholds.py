@@ -115,3 +115,33 @@ def test_cli_limits_and_fail_on_drift(home, alice, drifting) -> None:
     assert cleared.exit_code == 0 and "cleared" in cleared.output
     refused = runner.invoke(main, [*owner, "--limit", "amount.psi=1", "--as", bob])
     assert refused.exit_code == 1 and "Data Owner" in refused.output, refused.output
+
+
+def test_sampled_windows_give_estimates_and_say_so(alice, drifting) -> None:
+    _, _, commits = drifting
+    exact = alice.drift("payments", baseline=commits[0], current=commits[2])
+    sampled = alice.drift("payments", baseline=commits[0], current=commits[2], sample_rows=1500)
+    assert all(f.estimated for f in sampled.features) and not any(f.estimated for f in exact.features)
+    for e, s in zip(exact.features, sampled.features):
+        assert (s.feature, s.baseline_rows, s.current_rows) == (e.feature, 4000, 4000)  # real window sizes
+    amount_exact, amount_sampled = exact.features[0], sampled.features[0]
+    assert amount_sampled.ks == pytest.approx(amount_exact.ks, abs=0.08)  # a two-sample KS on ~1500 rows each
+    assert amount_sampled.wasserstein == pytest.approx(amount_exact.wasserstein, abs=0.15)
+    assert "channel" in sampled.drifted  # a new category in a fifth of the rows shows in any sample
+    # windows no larger than sample_rows are measured exactly
+    whole = alice.drift("payments", baseline=commits[0], current=commits[2], sample_rows=4000)
+    assert not any(f.estimated for f in whole.features)
+    assert [(f.psi, f.ks) for f in whole.features] == [(f.psi, f.ks) for f in exact.features]
+    with pytest.raises(InvalidInput, match="sample_rows must be at least 1000"):
+        alice.drift("payments", baseline=commits[0], current=commits[2], sample_rows=10)
+
+
+def test_one_pass_twice_in_one_transaction_and_overlapping_windows(alice, drifting) -> None:
+    """The pass's temporary table is the function's own: two calls in one transaction, and a row
+    in both windows counts in both."""
+    _, _, commits = drifting
+    with alice.conn.transaction():
+        first = alice.drift("payments", baseline={"up_to_commit": commits[1]}, current={"commits": commits[1:]})
+        second = alice.drift("payments", baseline={"up_to_commit": commits[1]}, current={"commits": commits[1:]})
+    assert [(f.psi, f.ks) for f in first.features] == [(f.psi, f.ks) for f in second.features]
+    assert first.features[0].baseline_rows == first.features[0].current_rows == 8000  # commit 2 in both
