@@ -86,18 +86,19 @@ language sql immutable set search_path = pg_catalog, fstore, pg_temp as $$
                   from (select v, 1.0::float8 / (select count(v) from base) as step from base where v is not null
                         union all
                         select v, -1.0::float8 / (select count(v) from cur) from cur where v is not null) u
-                window w as (order by v))
+                window w as (order by v rows unbounded preceding))
         select (select count(*) filter (where v is null)::float8 / nullif(count(*), 0) from base),
                (select count(*) filter (where v is null)::float8 / nullif(count(*), 0) from cur),
                (select avg(v) from base), (select avg(v) from cur), %2$s, k.ks, k.w1
           from (select 1) one
-          left join (select max(abs(gap)) as ks, coalesce(sum(abs(gap) * (next_v - v)), 0) as w1 from cdf
+          left join (select max(abs(gap)) filter (where next_v is distinct from v) as ks,
+                            coalesce(sum(abs(gap) * (next_v - v)), 0) as w1 from cdf
                       where (select count(v) from base) > 0 and (select count(v) from cur) > 0
                      having count(*) > 0) k on true',
                 p_fractions, fstore.drift_divergences_sql(p_floor))
 $$;
 comment on function fstore.numeric_drift_sql(integer,integer) is
-  'The rest of a drift query for one numeric column after "with base as (...), cur as (...),": null rates, means, PSI and Jensen-Shannon distance over bins at the baseline''s quantiles (the fractions are parameter $p_fractions; the PSI floor $p_floor) the exact two-sample Kolmogorov-Smirnov statistic and the Wasserstein-1 distance (the area between the two empirical CDFs, in the feature''s own units). The bins: how many edges are <= a value (0 without edges); KS and Wasserstein: one running sum over both windows in one sort, ties together, read once for both.';
+  'The rest of a drift query for one numeric column after "with base as (...), cur as (...),": null rates, means, PSI and Jensen-Shannon distance over bins at the baseline''s quantiles (the fractions are parameter $p_fractions; the PSI floor $p_floor) the exact two-sample Kolmogorov-Smirnov statistic and the Wasserstein-1 distance (the area between the two empirical CDFs, in the feature''s own units). The bins: how many edges are <= a value (0 without edges); KS and Wasserstein: one running sum (ROWS frame, cheaper than RANGE) over both windows in one sort, read once for both; the KS reads the sum at the last row of each run of equal values (ties together), and rows inside such a run add nothing to the Wasserstein area (next_v - v = 0).';
 
 -- Thresholds: per feature (or '*', every feature) and per measure, e.g.
 -- {"tx_amount_7d": {"psi": 0.1, "wasserstein": 50}, "*": {"ks": 0.3}}.
