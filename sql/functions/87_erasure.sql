@@ -391,12 +391,14 @@ declare
   v_where text;
   v_relid oid;
   v_commit bigint;
+  v_fg_id bigint;
   v_fg fstore.feature_groups;
   v_own jsonb := '[]';
+  v_role text;
   v_rows bigint;
   v_report jsonb;
 begin
-  perform fstore.require_project(p_project);
+  perform fstore.check_project_name(p_project);
   perform fstore.require_data_owner(p_project, 'erase entities');
   if jsonb_typeof(p_keys) is distinct from 'object' or p_keys = '{}'::jsonb then
     raise exception 'give the entity''s keys as a JSON object, e.g. {"account_id": 42}' using errcode = '22023';
@@ -445,7 +447,16 @@ begin
       into v_where
       from jsonb_each(v_target -> 'columns') c
       join pg_catalog.pg_attribute a on a.attrelid = v_relid and a.attname = c.key and not a.attisdropped;
-    execute format('delete from %s where %s', v_relid::regclass, v_where) using v_keys;
+    if has_table_privilege(v_relid, 'DELETE') then
+      execute format('delete from %s where %s', v_relid::regclass, v_where) using v_keys;
+    else
+      -- stored training datasets grant nobody DELETE: their owner role deletes, which a Data
+      -- Owner may SET ROLE to (session_user, whom the erasure names, stays the caller)
+      v_role := current_setting('role');
+      perform set_config('role', fstore.owner_role(p_project), true);
+      execute format('delete from %s where %s', v_relid::regclass, v_where) using v_keys;
+      perform set_config('role', v_role, true);
+    end if;
   end loop;
 
   -- this session's own temporary tables with the keys' columns
@@ -464,14 +475,15 @@ begin
   end loop;
 
   -- statistics of the commits that held the entity: recomputed over the rows left, as a commit computes them
-  for v_commit, v_fg in
-    select distinct c.commit_id, g from fstore.erased_rows r
+  for v_commit, v_fg_id in
+    select distinct c.commit_id, g.id from fstore.erased_rows r
       cross join lateral unnest(r.commits) c(commit_id)
       join fstore.feature_groups g on g.id = r.feature_group_id
      where r.erasure_id = v_erasure.id and r.kind = 'offline' and g.statistics_enabled
        and exists (select 1 from fstore.commit_statistics s where s.commit_id = c.commit_id)
      order by c.commit_id
   loop
+    v_fg := fstore.feature_group_by_id(v_fg_id);
     drop view if exists pg_temp._fstore_erased_commit;
     execute format('create temp view _fstore_erased_commit as select * from %I.%I where _commit_id = %s',
                    v_fg.project, v_fg.offline_table, v_commit);

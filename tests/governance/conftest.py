@@ -65,7 +65,7 @@ def build(project: Any, tmp_path: Path) -> World:
         conn.execute(f"set role {a}__owner")
         conn.execute(f"create table {a}.labels (account_id bigint, event_time timestamptz, is_fraud boolean)")
         conn.execute("reset role")
-        conn.execute(f"insert into {a}.labels select g, %s, g % 3 = 0 from generate_series(1, {ACCOUNTS}) g",
+        conn.execute(f"insert into {a}.labels select g, %s, g %% 3 = 0 from generate_series(1, {ACCOUNTS}) g",
                      (T0 + dt.timedelta(days=10),))
         features = {"account_id": "bigint", "event_time": "timestamptz", "country": "text",
                     "income": "double precision", "embedding": "vector(3)"}
@@ -92,7 +92,7 @@ def build(project: Any, tmp_path: Path) -> World:
                                       format="parquet", path=world.export_path)
         alice.create_training_dataset("train", spine, ["profile:country"], label="is_fraud", new_version=True)
         view = alice.create_feature_view("scoring", ["profile:country", "profile:income"], label="is_fraud",
-                                         log_rate=1.0)
+                                         transformations={"country": "one_hot"}, log_rate=1.0)
         view.create_training_dataset(pd.DataFrame({"account_id": list(range(1, ACCOUNTS + 1)),
                                                    "event_time": [T0 + dt.timedelta(days=10)] * ACCOUNTS,
                                                    "is_fraud": [i % 2 for i in range(ACCOUNTS)]}))

@@ -90,11 +90,11 @@ def test_after_erasure_nothing_returns_the_entity(world: World) -> None:
         assert online.to_pylist()[0]["country"] is None and online.to_pylist()[1]["country"] is not None
         nearest = alice.nearest("profile", "embedding", EMBEDDING, k=ACCOUNTS)
         assert ERASED not in nearest.column("account_id").to_pylist() and nearest.num_rows == ACCOUNTS - 1
+        assert _served(alice.conn) == 0
         view = alice.get_feature_view("scoring")
         view.get_feature_vector({"account_id": ERASED})
-        assert view.last_found is False
+        assert view.last_found is False  # (a request after the erasure is logged anew, as not found)
         view.close()
-        assert _served(alice.conn) == 0
 
         # training reads: the rows are gone and the dataset says so
         with pytest.warns(ErasedRowsWarning, match=r"train@1: 1 of its 20 rows were erased"):
@@ -102,8 +102,7 @@ def test_after_erasure_nothing_returns_the_entity(world: World) -> None:
         assert ERASED not in table.column("account_id").to_pylist() and table.num_rows == ACCOUNTS - 1
         with pytest.warns(ErasedRowsWarning):
             assert alice.training_dataset("train", 2).erased_rows == 1
-        with pytest.warns(ErasedRowsWarning):
-            fit_table = view.get_training_data(with_keys=True)
+        fit_table = view.get_training_data(with_keys=True)  # the view's own training dataset
         assert ERASED not in fit_table.column("account_id").to_pylist()
 
         # the record and the audit keep key names and counts, never the value
