@@ -205,10 +205,10 @@ begin
       using errcode = '55000';
   end if;
   perform fstore.lock_project(p_project);
+  -- keys name entities, not arbitrary columns: erasure never becomes "delete where country = 'DE'"
   foreach v_key in array v_names loop
-    if not exists (select 1 from jsonb_array_elements(fstore.erasure_targets(p_project, array[v_key])) t
-                    where t ->> 'kind' = 'offline') then
-      raise exception 'no feature group of project % has a column %: nothing is erased by that key', p_project, v_key
+    if not exists (select 1 from fstore.feature_groups g where g.project = p_project and v_key = any(g.entity_keys)) then
+      raise exception 'no feature group of project % has an entity key %: nothing is erased by that key', p_project, v_key
         using errcode = '22023', hint = 'give the entity''s key columns by name, e.g. --key account_id=42';
     end if;
   end loop;
@@ -430,8 +430,9 @@ begin
       end;
       v_canonical := coalesce(v_canonical, v_text);
     end loop;
-    if not v_found then
-      raise exception 'no feature group of project % has a column %: nothing is erased by that key', p_project, v_key
+    if not v_found or not exists (select 1 from fstore.feature_groups g
+                                   where g.project = p_project and v_key = any(g.entity_keys)) then
+      raise exception 'no feature group of project % has an entity key %: nothing is erased by that key', p_project, v_key
         using errcode = '22023', hint = 'give the entity''s key columns by name, e.g. --key account_id=42';
     end if;
     v_keys := v_keys || jsonb_build_object(v_key, v_canonical);

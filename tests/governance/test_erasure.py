@@ -137,12 +137,14 @@ def test_other_sessions_temporary_copies_go_and_own_are_cleaned(world: World) ->
 def test_bad_keys_are_refused_by_name_and_nothing_is_removed(world: World) -> None:
     with world.connect("alice") as alice:
         before = _tables_with_account(alice.conn, world.name)
-        with pytest.raises(InvalidInput, match="no feature group of project .* has a column acount_id"):
+        with pytest.raises(InvalidInput, match="no feature group of project .* has an entity key acount_id"):
             alice.forget({"acount_id": ERASED})
         with pytest.raises(InvalidInput, match="key account_id: abc is not a valid bigint"):
             alice.forget({"account_id": "abc"})
         with pytest.raises(InvalidInput, match="has all of the columns account_id, customer_id"):
             alice.forget({"account_id": ERASED, "customer_id": ERASED})
+        with pytest.raises(InvalidInput, match="has an entity key country"):  # a feature: not an entity
+            alice.forget({"country": UNIQUE_COUNTRY})
         with pytest.raises(InvalidInput, match="key account_id: give a plain value"):
             alice.forget({"account_id": [ERASED]})
         assert _tables_with_account(alice.conn, world.name) == before
