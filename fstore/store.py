@@ -37,6 +37,7 @@ if TYPE_CHECKING:
 
     from fstore.datasets import TrainingDataset
     from fstore.drift import DriftReport
+    from fstore.erasure import ErasureReport
     from fstore.export import ExportResult, Progress
     from fstore.featuregroups import FeatureGroup
     from fstore.featureviews import FeatureView
@@ -246,6 +247,20 @@ class FeatureStore:
         """
         from fstore import datasets
         return datasets.list_training_datasets(self, name)
+
+    def forget(self, keys: Mapping[str, Any]) -> "ErasureReport":
+        """Erase one entity everywhere in this project, in one transaction (Data Owners only; audited).
+
+        Returns what was removed per table and what fstore cannot reach (exported files by
+        path). See :func:`fstore.erasure.forget` and docs/erasure.md.
+
+        Example::
+
+            report = fs.forget({"account_id": 42})
+            report.rows, report.needs_action["exports"]
+        """
+        from fstore import erasure
+        return erasure.forget(self, keys)
 
     def label_rate_by_slice(self, name: str, slice_by: str, *, version: int | None = None,
                             label: str | None = None, split: str | None = None,
