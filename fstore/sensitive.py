@@ -107,8 +107,8 @@ def require_readable_columns(fs: Session, schema: str, table: str, columns: Sequ
         require_readable_columns(fs, "fraud", "fraud_train__v1")
     """
     with translated():
-        fs.conn.execute("select fstore.check_readable_columns(format('%%I.%%I', %s::text, %s::text)::regclass, %s::text[])",
-                        (schema, table, list(columns) if columns is not None else None))
+        fs.conn.execute("select fstore.check_readable_columns(format('%%I.%%I', %s::text, %s::text)::regclass, "
+                        "%s::text[])", (schema, table, list(columns) if columns is not None else None))
 
 
 # --- grants in policies/<project>.yml -----------------------------------------------------------

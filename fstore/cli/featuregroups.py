@@ -1,4 +1,4 @@
-"""Feature-group commands: ``fstore fg list|show|stats|add-features`` and ``fstore search``.
+"""Feature-group commands: ``fstore fg list|show|stats|add-features|set-sensitive`` and ``fstore search``.
 
 They run as the project-user given by ``--as`` (its own certificate); the
 catalog's row-level security decides what that identity sees: its project's
