@@ -313,11 +313,11 @@ begin
                     and pg_catalog.has_column_privilege(session_user, v_table, f.name, 'SELECT')
                   order by f.position);
   end if;
-  select f into v_denied from unnest(p_features) f
-   where exists (select 1 from pg_catalog.pg_attribute a where a.attrelid = v_table and a.attname = f and a.attnum > 0
-                    and not a.attisdropped)
-     and not pg_catalog.has_column_privilege(session_user, v_table, f, 'SELECT')
-   limit 1;
+  -- (an unknown name is left to the caller, whose error names it)
+  select f.f into v_denied from unnest(p_features) with ordinality f(f, i)
+    join pg_catalog.pg_attribute a on a.attrelid = v_table and a.attname = f.f and a.attnum > 0 and not a.attisdropped
+   where not pg_catalog.has_column_privilege(session_user, v_table, a.attnum, 'SELECT')
+   order by f.i limit 1;
   if v_denied is not null then
     v_sensitive := exists (select 1 from fstore.sensitive_features s where s.project = v_fg.project
                               and s.feature_group = v_fg.name and s.feature = v_denied);
@@ -343,7 +343,7 @@ begin
   select a.attname::text into v_denied from pg_catalog.pg_attribute a
    where a.attrelid = p_relation and a.attnum > 0 and not a.attisdropped
      and (p_columns is null or a.attname::text = any(p_columns))
-     and not pg_catalog.has_column_privilege(session_user, p_relation, a.attname, 'SELECT')
+     and not pg_catalog.has_column_privilege(session_user, p_relation, a.attnum, 'SELECT')
    order by a.attnum limit 1;
   if v_denied is null then
     return;
