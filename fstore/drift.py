@@ -33,6 +33,7 @@ from psycopg.rows import dict_row
 from fstore.datasets import TrainingDataset
 from fstore.errors import InvalidInput, translated
 from fstore.featuregroups import FeatureGroup, get_feature_group
+from fstore.sensitive import readable_features
 from fstore.session import Session
 
 if TYPE_CHECKING:
@@ -201,6 +202,7 @@ def drift(
     if baseline is None:
         raise InvalidInput("give a baseline window (a commit, a dict, a (from, to) pair or a training dataset)")
     group = get_feature_group(fs, name, version=version)
+    features = readable_features(group, features)  # a sensitive feature: refused by name; None: the readable ones
     label = f"{group.project}.{group.name}@{group.version}"
     base = window(baseline, group, label="baseline")
     if current is None:

@@ -1,4 +1,5 @@
-"""Feature-group commands: ``fstore fg list|show|stats|add-features|set-drift-thresholds`` and ``fstore search``.
+"""Feature-group commands: ``fstore fg list|show|stats|add-features|set-drift-thresholds|set-sensitive``
+and ``fstore search``.
 
 They run as the project-user given by ``--as`` (its own certificate); the
 catalog's row-level security decides what that identity sees: its project's
@@ -12,6 +13,7 @@ Example::
     fstore fg stats account_profile --slice-by country --as fraud__bob
     fstore fg add-features account_activity tx_amount_30d='double precision' --as fraud__alice
     fstore fg set-drift-thresholds account_activity --limit tx_amount_7d.psi=0.1 --limit '*.ks=0.3' --as fraud__alice
+    fstore fg set-sensitive account_profile is_pep --as fraud__alice
     fstore search "transaction count" --as fraud__bob
 """
 
@@ -23,7 +25,7 @@ from typing import Any
 import click
 from rich.table import Table
 
-from fstore import featuregroups
+from fstore import featuregroups, sensitive
 from fstore.cli.base import console, main, project_user_option, store_as
 from fstore.cli.drift import limit_option, parse_limits
 from fstore.cli.output import echo_json, json_option, jsonable, shown_number, shown_time
@@ -228,6 +230,26 @@ def set_drift_thresholds_command(ctx: click.Context, name: str, limits: tuple[st
     console.print(f"{fg.full_name}: drift thresholds "
                   + (", ".join(f"{feature}.{measure}={value:g}" for feature, measures in stored.items()
                                for measure, value in measures.items()) or "cleared"))
+
+
+@fg_group.command("set-sensitive")
+@click.argument("name")
+@click.argument("features", nargs=-1, required=True, metavar="FEATURE...")
+@click.option("--off", is_flag=True, help="Unmark them: everyone who reads the group reads them again.")
+@project_user_option
+@json_option
+@click.pass_context
+def fg_set_sensitive(ctx: click.Context, name: str, features: tuple[str, ...], off: bool, as_role: str,
+                     as_json: bool) -> None:
+    """Mark FEATUREs of NAME sensitive (every version; --off: unmark them). Only Data Owners, and the
+    people a sensitive grant in policies/<project>.yml names, then read them. A Data Owner's change."""
+    with store_as(ctx, as_role) as fs:
+        marked = sensitive.set_sensitive(fs, name, list(features), not off)
+    if as_json:
+        echo_json({"feature_group": name, "sensitive": marked})
+        return
+    console.print(f"{fs.project}.{name}: {'unmarked' if off else 'marked'} {', '.join(features)} sensitive; "
+                  f"sensitive features now: {', '.join(marked) or 'none'}")
 
 
 @main.command("search")

@@ -377,6 +377,9 @@ begin
     end loop;
   end if;
 
+  -- sensitive features: column privileges of the readers (sql/functions/42_sensitive.sql)
+  perform fstore.apply_sensitive_columns(p_table);
+
   -- the entity table of an entity policy appeared or changed: the tables it governs follow
   if exists (select 1 from fstore.row_policies where project = v_rel.nspname and table_name = v_rel.relname
                 and entity_key is not null) then
