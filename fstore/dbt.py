@@ -1,4 +1,4 @@
-"""dbt as a project-user: generated profiles, in-process runs, and lineage.
+"""dbt as a project-user: generated profiles, runs (each in a process of its own), and lineage.
 
 ``dbt run`` connects with the person's own certificate. A Data Owner's profile
 sets ``role: PROJECT__owner`` (dbt runs ``set role`` at connect) so ordinary dbt
@@ -23,9 +23,12 @@ from __future__ import annotations
 import fcntl
 import json
 import os
-import threading
+import subprocess
+import sys
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import yaml
@@ -40,7 +43,6 @@ from fstore.roles import group_role, project_user_role
 PACKAGE_DIR = Path(__file__).resolve().parent.parent / "dbt_package"  # the dbt package `fstore`
 DEMO_PROJECT_DIR = Path(__file__).resolve().parent.parent / "dbt_project"  # the demo, which installs it
 PROFILE_NAME = "fstore"
-_DBT_LOCK = threading.Lock()  # dbtRunner is not safe to run twice at once in one process
 _NO_TARGET_FLAGS = frozenset({"debug", "deps", "clean", "init"})
 _PACKAGE_FILES = ("packages.yml", "dependencies.yml")
 
@@ -103,8 +105,8 @@ class DbtRun:
     success: bool
     args: list[str]
     target_path: Path
-    result: Any = None  # dbt's result object (RunExecutionResult for `run`)
-    exception: BaseException | None = None
+    result: Any = None  # runs, builds, tests: .results, each with .node.unique_id, .status, .message; ls: names
+    exception: BaseException | None = None  # dbt's exception, as an FstoreError with its text
     failures: list[NodeFailure] = field(default_factory=list)
     lineage: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     logs: list[str] = field(default_factory=list)  # what the models' macros logged (fstore's lines)
@@ -132,7 +134,7 @@ def run_dbt(
     write_profile_first: bool = True,
     lineage: bool = True,
 ) -> DbtRun:
-    """Run dbt in-process as ``project__user`` with that user's certificate.
+    """Run dbt as ``project__user`` with that user's certificate (in a child process).
 
     ``args`` is a dbt command line without ``dbt`` (``["run", "--select", "fraud"]``).
     The profile is (re)written first unless ``write_profile_first`` is false; target
@@ -199,21 +201,23 @@ def install_packages(project_dir: str | Path, profiles_dir: str | Path, log_dir:
 
 
 def _invoke(argv: list[str]) -> tuple[Any, list[str]]:
-    """dbt in-process, one invocation at a time: its result and the lines macros logged."""
-    from dbt.cli.main import dbtRunner
-
-    logs: list[str] = []
-
-    def collect(event: Any) -> None:
-        if event.info.name == "JinjaLogInfo":
-            logs.append(event.data.msg)
-
-    if not _DBT_LOCK.acquire(timeout=3600):
-        raise FstoreError("another dbt run in this process did not finish within an hour")
-    try:
-        return dbtRunner(callbacks=[collect]).invoke([*argv, "--no-send-anonymous-usage-stats"]), logs
-    finally:
-        _DBT_LOCK.release()
+    """dbt in a child process (:mod:`fstore.dbt_process`): its outcome (``success``,
+    ``result``, ``exception``) and the lines macros logged. dbt's own output goes to this
+    process's stdout and stderr, as if dbt ran here."""
+    with tempfile.TemporaryDirectory(prefix="fstore-dbt-") as scratch:
+        summary_path = Path(scratch) / "summary.json"
+        child = subprocess.run([sys.executable, "-m", "fstore.dbt_process", str(summary_path), *argv,
+                                "--no-send-anonymous-usage-stats"], check=False)
+        if not summary_path.exists():
+            raise FstoreError(f"dbt {argv[0]} ended without a result (exit status {child.returncode})")
+        summary = json.loads(summary_path.read_text())
+    result = summary["result"]
+    if isinstance(result, dict):
+        result = SimpleNamespace(results=[
+            SimpleNamespace(node=SimpleNamespace(unique_id=r["unique_id"]), status=r["status"], message=r["message"])
+            for r in result["results"]])
+    exception = FstoreError(summary["exception"]) if summary["exception"] else None
+    return SimpleNamespace(success=summary["success"], result=result, exception=exception), summary["logs"]
 
 
 def _failures(result: Any) -> list[NodeFailure]:
