@@ -329,8 +329,9 @@ declare
   v_run bigint;
   v_alert bigint;
 begin
-  if (select a.backend_type from pg_catalog.pg_stat_activity a where a.pid = pg_catalog.pg_backend_pid())
-     is distinct from 'pg_cron' then
+  -- a project-user logs in only over TLS with a client certificate (pg_hba: hostssl cert, local reject), so
+  -- a session of theirs without one is a background worker of the server: pg_cron's, running their job
+  if fstore.session_serial() is not null then
     raise exception 'permission denied: a monitor''s runs are recorded only by its own pg_cron job'
       using errcode = '42501';
   end if;
