@@ -5,15 +5,19 @@ One run, one JSON document on stdout (or --output). A feature group with numeric
 features and one categorical feature gets two commits of ``--rows`` rows each (the
 second one shifted); as its Data Scientist, over TLS with a client certificate:
 
-* ``fstore``: ``fs.drift(group, baseline=<commit 1>, current=<commit 2>)``;
+* ``fstore``: ``fs.drift(group, baseline=<commit 1>, current=<commit 2>)``, exact;
+* ``fstore_sampled``: the same with ``sample_rows`` (``--sample-rows``, default 100k): estimates;
 * ``numpy``: ``select <features> ... where _commit_id = <commit>`` for each window over
   ADBC (the fastest way out of PostgreSQL measured here), then PSI, Jensen-Shannon
-  distance and the exact two-sample KS in numpy, as ``fstore.feature_drift`` defines
+  distance, the exact two-sample KS and Wasserstein-1 in numpy, as ``fstore.feature_drift`` defines
   them (:func:`numeric_measures`, :func:`categorical_measures`; the drift tests use
   them as their reference too).
 
-Every fstore figure is checked against numpy's (largest difference reported), then
-the medians of ``--repeat`` runs and ``ratio = fstore / numpy`` are printed.
+Every fstore figure is checked against numpy's (largest difference reported: absolute,
+relative for values above 1), then
+the medians of ``--repeat`` runs, ``ratio = fstore / numpy`` and ``sampled_ratio =
+fstore_sampled / numpy`` are printed (targets at 2M + 2M rows: ratio <= 2, sampled_ratio <= 0.5),
+with how far the sampled estimates are from numpy's exact figures.
 
 It starts its own server in a temporary home unless ``--home`` names a running one;
 either way it works in a new project that it deletes at the end.
@@ -67,7 +71,8 @@ def js_distance(b: np.ndarray, c: np.ndarray) -> float:
 
 def numeric_measures(base: np.ndarray, cur: np.ndarray, bins: int = BINS) -> dict[str, float]:
     """PSI and JS over bins at the baseline's quantiles (linear, as percentile_cont; equal
-    edges merged), and the exact two-sample KS statistic; NaNs (NULLs) left out."""
+    edges merged), the exact two-sample KS statistic and the Wasserstein-1 distance; NaNs
+    (NULLs) left out."""
     base, cur = base[~np.isnan(base)], cur[~np.isnan(cur)]
     edges = np.unique(np.quantile(base, np.arange(1, bins) / bins))
     in_base, in_cur = np.searchsorted(edges, base, side="right"), np.searchsorted(edges, cur, side="right")
@@ -75,9 +80,11 @@ def numeric_measures(base: np.ndarray, cur: np.ndarray, bins: int = BINS) -> dic
     c = np.bincount(in_cur, minlength=len(edges) + 1) / len(cur)
     used = (b > 0) | (c > 0)
     values = np.union1d(base, cur)
-    ks = np.max(np.abs(np.searchsorted(np.sort(base), values, side="right") / len(base)
-                       - np.searchsorted(np.sort(cur), values, side="right") / len(cur)))
-    return {"psi": psi(b[used], c[used]), "js_distance": js_distance(b[used], c[used]), "ks": float(ks)}
+    gaps = np.abs(np.searchsorted(np.sort(base), values, side="right") / len(base)
+                  - np.searchsorted(np.sort(cur), values, side="right") / len(cur))
+    wasserstein = float(np.sum(gaps[:-1] * np.diff(values)))  # the area between the two empirical CDFs
+    return {"psi": psi(b[used], c[used]), "js_distance": js_distance(b[used], c[used]), "ks": float(gaps.max()),
+            "wasserstein": wasserstein}
 
 
 def categorical_measures(base: np.ndarray, cur: np.ndarray) -> dict[str, float]:
@@ -96,6 +103,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--rows", type=int, default=2_000_000, help="rows in each window (commit)")
     p.add_argument("--repeat", type=int, default=3, help="runs of each contender; medians are reported")
+    p.add_argument("--sample-rows", type=int, default=100_000, help="sample_rows of the sampled mode")
     p.add_argument("--home", default=None, help="use this running fstore home instead of a temporary one")
     p.add_argument("--output", default=None, help="write the JSON here too")
     return p.parse_args(argv)
@@ -144,6 +152,17 @@ def with_numpy(fs: fstore.FeatureStore, project: str, commits: list[int]) -> dic
     return measures
 
 
+def _differences(report: Any, reference: dict[str, dict[str, float]]) -> dict[str, float]:
+    """The largest difference per measure between a report and numpy's figures (absolute; relative
+    above 1, as the Wasserstein distance is in the feature's units)."""
+    differences: dict[str, float] = {}
+    for feature in report.features:
+        for measure, value in reference[feature.feature].items():
+            gap = abs(getattr(feature, measure) - value) / max(1.0, abs(value))
+            differences[measure] = max(differences.get(measure, 0.0), gap)
+    return differences
+
+
 def run(home: Any, args: argparse.Namespace) -> dict[str, Any]:
     """Load, then time both contenders ``--repeat`` times, interleaved."""
     project = create_project(home, prefix="dbench")
@@ -153,27 +172,30 @@ def run(home: Any, args: argparse.Namespace) -> dict[str, Any]:
             commits = load(alice, project, args.rows)
             load_seconds = time.perf_counter() - started
         with fstore.connect(project, "bob", home=home) as bob:
-            times: dict[str, list[float]] = {"fstore": [], "numpy": []}
+            times: dict[str, list[float]] = {"fstore": [], "fstore_sampled": [], "numpy": []}
             for _ in range(args.repeat):
                 started = time.perf_counter()
                 report = bob.drift("drifting", baseline=commits[0], current=commits[1])
                 times["fstore"].append(time.perf_counter() - started)
                 started = time.perf_counter()
+                sampled = bob.drift("drifting", baseline=commits[0], current=commits[1], sample_rows=args.sample_rows)
+                times["fstore_sampled"].append(time.perf_counter() - started)
+                started = time.perf_counter()
                 reference = with_numpy(bob, project, commits)
                 times["numpy"].append(time.perf_counter() - started)
-        differences: dict[str, float] = {}
-        for feature in report.features:
-            for measure, value in reference[feature.feature].items():
-                gap = abs(getattr(feature, measure) - value)
-                differences[measure] = max(differences.get(measure, 0.0), gap)
+        differences, sampled_differences = _differences(report, reference), _differences(sampled, reference)
         medians = {name: statistics.median(values) for name, values in times.items()}
         return {
             "benchmark": "drift", "rows_per_window": args.rows, "features": [*NUMERIC, CATEGORICAL],
             "load_seconds": round(load_seconds, 3),
             "fstore_seconds": round(medians["fstore"], 3), "numpy_seconds": round(medians["numpy"], 3),
             "ratio": round(medians["fstore"] / medians["numpy"], 3),
+            "sample_rows": args.sample_rows, "fstore_sampled_seconds": round(medians["fstore_sampled"], 3),
+            "sampled_ratio": round(medians["fstore_sampled"] / medians["numpy"], 3),
+            "sampled_estimated": all(f.estimated for f in sampled.features),
+            "sampled_max_difference": sampled_differences,  # estimates: how far from the exact figures
             "runs": {name: [round(v, 3) for v in values] for name, values in times.items()},
-            "max_abs_difference": differences,
+            "max_difference": differences,  # absolute, relative above 1
             "drifted": report.drifted,
             "cpus": os.cpu_count(), "machine": {"platform": platform.platform(), "python": platform.python_version()},
         }

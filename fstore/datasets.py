@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +34,8 @@ _RECORD = """
 select fstore.training_dataset_json(t),
        array(select a.attname::text from pg_catalog.pg_attribute a
               where a.attrelid = to_regclass(format('%%I.%%I', t.project, t.table_name))
-                and a.attnum > 0 and not a.attisdropped and a.attname <> '_row' order by a.attnum)
+                and a.attnum > 0 and not a.attisdropped and a.attname <> '_row' order by a.attnum),
+       (select coalesce(sum(e.rows), 0) from fstore.erased_rows e where e.training_dataset_id = t.id)
   from {} t
  order by t.project, t.name, t.version desc
 """
@@ -64,6 +66,7 @@ class TrainingDataset:
     description: str = ""
     exports: list[dict[str, Any]] = field(default_factory=list)
     columns: list[str] = field(default_factory=list)  # of the stored table, in order, without _row
+    erased_rows: int = 0  # rows removed since it was built, by erasures of entities (fstore.forget)
 
     @classmethod
     def from_record(cls, record: Mapping[str, Any], columns: list[str] | None = None) -> "TrainingDataset":
@@ -102,13 +105,29 @@ def parse_name(name: str) -> tuple[str, int | None]:
 def _read(fs: Session, source: sql.Composable, params: Any) -> list[TrainingDataset]:
     with translated():
         rows = fs.conn.execute(sql.SQL(_RECORD).format(source), params).fetchall()
-    return [TrainingDataset.from_record(record, columns) for record, columns in rows]
+    return [TrainingDataset.from_record({**record, "erased_rows": int(erased)}, columns)
+            for record, columns, erased in rows]
+
+
+def _warn_erased(dataset: TrainingDataset) -> None:
+    """Say that ``dataset`` holds fewer rows than it was built with: entities were erased from it."""
+    from fstore.erasure import ErasedRowsWarning
+
+    warnings.warn(ErasedRowsWarning(
+        f"training dataset {dataset.project}.{dataset.name}@{dataset.version}: {dataset.erased_rows} of its "
+        f"{dataset.rows} rows were erased (fstore forget), so it holds {dataset.rows - dataset.erased_rows}; "
+        "it cannot be reproduced as built"), stacklevel=4)
 
 
 def find_training_dataset(fs: Session, name: str, version: int | None = None) -> TrainingDataset:
     """The catalog record of a training dataset of the caller's project (the latest version
-    unless ``version``); :class:`~fstore.errors.NotFound` when there is none it may see."""
-    return _read(fs, sql.SQL("fstore.find_training_dataset(%s, %s)"), (name, version))[0]
+    unless ``version``); :class:`~fstore.errors.NotFound` when there is none it may see. When
+    entities were erased from it, :class:`~fstore.erasure.ErasedRowsWarning` says how many rows
+    went (and ``erased_rows`` holds the count): its reads return fewer rows than it was built with."""
+    dataset = _read(fs, sql.SQL("fstore.find_training_dataset(%s, %s)"), (name, version))[0]
+    if dataset.erased_rows:
+        _warn_erased(dataset)
+    return dataset
 
 
 def list_training_datasets(fs: Session, name: str | None = None) -> list[TrainingDataset]:

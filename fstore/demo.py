@@ -245,8 +245,9 @@ def show_usage(home: FstoreHome) -> dict[str, Any]:
     return report
 
 
-def show_drift(home: FstoreHome) -> None:
-    """Drift of the weekly velocity features: the last week of rows against the weeks before."""
+def show_drift(home: FstoreHome) -> Any:
+    """Drift of the weekly velocity features: the last week of rows against the weeks before
+    (returned, for the report of the governance step)."""
     with fstore.connect(PROJECT, "bob", home=home) as bob:
         latest = bob.conn.execute("select max(event_time) from fraud.account_activity__v1").fetchone()[0]
         cut = latest - dt.timedelta(days=7)
@@ -258,6 +259,27 @@ def show_drift(home: FstoreHome) -> None:
                        f"{f.baseline_mean:.1f} -> {f.current_mean:.1f}", f"{f.psi:.4f}", f"{f.ks:.4f}",
                        "yes" if f.drifted else "no")
     console.print(result)
+    return report
+
+
+def show_governance(home: FstoreHome, out: Path, report: Any) -> Path:
+    """As bob: the account profiles per country (bias by slice: each country's distribution
+    against the whole, small countries folded), and the drift report as one HTML page with
+    histograms and those slices (``drift.html``)."""
+    with fstore.connect(PROJECT, "bob", home=home) as bob:
+        by_country = bob.get_feature_group("account_profile").statistics(slice_by="country")
+        page = report.to_html(out / "drift.html", bob, slices=by_country)
+    table = Table("country", "accounts", "share", "max PSI against all", "flagged")
+    for s in by_country.slices:
+        if s.slice_kind != "all":
+            table.add_row(s.name + (f" ({s.folded_values} values)" if s.folded_values else ""), f"{s.rows:,}",
+                          f"{s.share:.1%}" if s.share is not None else "-",
+                          f"{s.psi_max:.3f}" if s.psi_max is not None else "-",
+                          ", ".join(s.flagged_features) or "no")
+    console.print(table)
+    console.print(f"slices by country flagged (PSI >= {by_country.threshold:g}): {', '.join(by_country.flagged) or 'none'}")
+    console.print(f"drift report with histograms and slices: {page}")
+    return page
 
 
 def hidden_rows_seen(home: FstoreHome, user: str) -> dict[str, int]:
@@ -314,10 +336,12 @@ def run_demo(home: FstoreHome, port: int | None = None, transactions: int = 1_00
     with step("5. a Keras model through tf.data, and scoring with get_feature_vector"):
         train_and_score(home, out, dataset, columns)
     with step("6. drift: the last week against the weeks before (fstore drift, as fraud__bob)"):
-        show_drift(home)
+        report = show_drift(home)
     with step("7. the row policy holds everywhere (hidden accounts, as fraud__bob)"):
         show_row_policy(home)
     with step("8. feature usage and reuse (fstore usage --report --as fraud__alice)"):
         show_usage(home)
+    with step("9. governance: bias by slice (per country) and a drift report to look at (as fraud__bob)"):
+        show_governance(home, out, report)
     console.rule("[bold green]done")
     console.print(f"server: `fstore server status`; psql: `psql \"service=fraud__alice\"`; files in {out}")

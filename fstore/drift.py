@@ -33,12 +33,15 @@ from psycopg.rows import dict_row
 from fstore.datasets import TrainingDataset
 from fstore.errors import InvalidInput, translated
 from fstore.featuregroups import FeatureGroup, get_feature_group
+from fstore.sensitive import readable_features
 from fstore.session import Session
 
 if TYPE_CHECKING:
     import pandas as pd
 
 WINDOW_KEYS = ("commit", "commits", "up_to_commit", "after_commit", "from", "to")
+MEASURES = ("psi", "js_distance", "ks", "wasserstein", "new_values", "null_rate_change")  # fstore.drift_measures()
+Thresholds = Mapping[str, Mapping[str, float]]
 DEFAULT_BINS = 10
 DEFAULT_THRESHOLD = 0.2  # PSI from 0.2 on: the usual "significant shift"
 
@@ -59,7 +62,11 @@ class FeatureDrift:
     js_distance: float | None       # Jensen-Shannon distance, base 2, in [0, 1]
     ks: float | None                # two-sample Kolmogorov-Smirnov statistic (numeric and vector)
     new_values: int | None          # distinct current values the baseline never had (categorical)
-    drifted: bool | None            # psi >= the threshold
+    drifted: bool | None            # any measure reached its threshold (None: no thresholded measure applies)
+    wasserstein: float | None = None  # Wasserstein-1 distance, in the feature's own units (numeric and vector)
+    thresholds: dict[str, float] | None = None  # the thresholds applied, per measure
+    tripped: list[str] | None = None  # the measures that reached their threshold
+    estimated: bool = False         # measured on samples of the windows (sample_rows): estimates
 
 
 @dataclass
@@ -69,13 +76,13 @@ class DriftReport:
     feature_group: str              # project.name@version
     baseline: dict[str, Any]
     current: dict[str, Any]
-    threshold: float
+    threshold: float                # the PSI threshold under the stored and given per-feature thresholds
     features: list[FeatureDrift] = field(default_factory=list)
     note: str | None = None         # why there are no measures (nothing committed since the baseline)
 
     @property
     def drifted(self) -> list[str]:
-        """The features whose PSI reached the threshold."""
+        """The features where any measure reached its threshold."""
         return [f.feature for f in self.features if f.drifted]
 
     def to_pandas(self) -> "pd.DataFrame":
@@ -154,8 +161,19 @@ def drift(
     features: Sequence[str] | None = None,
     bins: int = DEFAULT_BINS,
     threshold: float = DEFAULT_THRESHOLD,
+    thresholds: Thresholds | None = None,
+    sample_rows: int | None = None,
 ) -> DriftReport:
     """Drift of the features of feature group ``name`` between two windows of its rows.
+
+    A feature drifted when any measure reached its threshold: ``threshold`` is the PSI's;
+    ``thresholds`` gives any measure (:data:`MEASURES`) per feature, or for every feature
+    as ``"*"``; they apply over the group's stored defaults
+    (:meth:`fstore.featuregroups.FeatureGroup.set_drift_thresholds`), measure by measure.
+
+    ``sample_rows`` measures a window larger than that on a uniform sample of about that
+    many rows: faster, and every measure is then an estimate (``estimated`` is true; the
+    row counts stay exact).
 
     ``current`` defaults to the rows after the baseline's last commit when the
     baseline is a training dataset or ``{"up_to_commit": N}``; otherwise it is
@@ -170,9 +188,12 @@ def drift(
     Example::
 
         report = fs.drift("account_activity", baseline=("2024-01-01", "2024-02-01"),
-                          current=("2024-02-01", None), features=["tx_amount_7d"])
+                          current=("2024-02-01", None), features=["tx_amount_7d"],
+                          thresholds={"tx_amount_7d": {"psi": 0.1, "wasserstein": 50}})
     """
     if not isinstance(name, str) and hasattr(name, "serving_keys"):  # a feature view
+        if thresholds is not None or sample_rows is not None:
+            raise InvalidInput("a feature view's drift takes the PSI threshold only (no thresholds, no sample_rows)")
         if baseline is not None and not isinstance(baseline, TrainingDataset):
             raise InvalidInput("the baseline of a feature view's drift is one of its training datasets")
         return feature_view_drift(fs, name.name, current, version=name.version,
@@ -181,6 +202,7 @@ def drift(
     if baseline is None:
         raise InvalidInput("give a baseline window (a commit, a dict, a (from, to) pair or a training dataset)")
     group = get_feature_group(fs, name, version=version)
+    features = readable_features(group, features)  # a sensitive feature: refused by name; None: the readable ones
     label = f"{group.project}.{group.name}@{group.version}"
     base = window(baseline, group, label="baseline")
     if current is None:
@@ -198,9 +220,9 @@ def drift(
         features = [features]
     with translated(), fs.conn.cursor(row_factory=dict_row) as cursor:
         rows = cursor.execute(
-            "select * from fstore.feature_drift(%s, %s::jsonb, %s::jsonb, %s, %s, %s)",
+            "select * from fstore.feature_drift(%s, %s::jsonb, %s::jsonb, %s, %s, %s, %s::jsonb, %s)",
             (group.id, json.dumps(base), json.dumps(cur), list(features) if features is not None else None,
-             bins, threshold)).fetchall()
+             bins, threshold, json.dumps(thresholds) if thresholds is not None else None, sample_rows)).fetchall()
     return DriftReport(feature_group=label, baseline=base, current=cur, threshold=threshold,
                        features=[FeatureDrift(**row) for row in rows])
 

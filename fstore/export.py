@@ -53,6 +53,7 @@ from fstore.errors import Conflict, InvalidInput, NotFound
 from fstore.npy import NpySink
 from fstore.pgarrow import is_list, normalise_batch, normalised
 from fstore.prefetch import ReadAhead
+from fstore.sensitive import require_readable_columns
 from fstore.session import Session
 from fstore.tfrecord import DIR_SPEC_NAME, SPEC_SUFFIX, SPEC_VERSION, TFRecordSink, \
     check_tfrecord_schema, merge_column_specs
@@ -425,6 +426,11 @@ def export(fs: Session, source: str | TrainingDataset | sql.Composable, path: st
         found = resolve_source(fs, source)
     else:
         found = ExportSource(source, [], None, "query")  # type: ignore[arg-type]
+    if found.dataset is not None:  # a column the caller may not read (a sensitive feature): refused by name
+        require_readable_columns(fs, found.dataset.project, found.dataset.table_name, found.dataset.columns)
+    elif isinstance(source, str):
+        schema, _, table = source.rpartition(".")
+        require_readable_columns(fs, schema or fs.project, table)
     result = export_query(fs, found.query, path, fmt or "", label=label or found.label or None,
                           split_column=split_column or (found.split_column if split else None),
                           features=features, dtype=dtype, progress=progress, overwrite=overwrite)

@@ -35,6 +35,8 @@ from fstore.errors import InvalidInput, NotFound, PermissionDenied, translated
 from fstore.ingest import Commit
 from fstore.pgarrow import base_type
 from fstore.roles import group_role
+from fstore.sensitive import readable_features
+from fstore.sensitive import set_sensitive as mark_sensitive
 from fstore.session import Session
 
 if TYPE_CHECKING:
@@ -55,6 +57,7 @@ class Feature:
     position: int
     is_key: bool
     pg_type: str       # as PostgreSQL prints the stored column's type (format_type)
+    sensitive: bool = False  # Data Owners (and the roles a grant in policies/ names) read it only
 
 
 @dataclass
@@ -90,6 +93,25 @@ class FeatureGroup:
     def feature_names(self) -> list[str]:
         """Names of the non-key features, in storage order."""
         return [f.name for f in self.features if not f.is_key]
+
+    @property
+    def sensitive_features(self) -> list[str]:
+        """Names of the features marked sensitive (for every version of the group)."""
+        return [f.name for f in self.features if f.sensitive]
+
+    def set_sensitive(self, features: str | Iterable[str], sensitive: bool = True) -> "FeatureGroup":
+        """Mark features sensitive (``sensitive=False``: unmark them), for every version of this
+        group, and return the group as the catalog now records it. Data Owners only; see
+        :mod:`fstore.sensitive` and docs/sensitive.md.
+
+        Example::
+
+            fg = fg.set_sensitive(["is_pep"])
+            fg.sensitive_features            # ['is_pep']
+        """
+        mark_sensitive(self.store, self.name, [features] if isinstance(features, str) else list(features),
+                       sensitive, project=self.project)
+        return self.refresh()
 
     def offline_relation(self) -> sql.Identifier:
         """The offline table, as a quoted ``project.table`` identifier."""
@@ -182,10 +204,12 @@ class FeatureGroup:
         elif not cur.execute("select 1 from fstore.commits where id = %s and feature_group_id = %s",
                              (commit, self.id)).fetchone():
             raise NotFound(f"commit {commit} is not a commit of feature group {self.full_name}")
+        readable = cur.execute("select fstore.check_readable_features(%s, null)", (self.id,)).fetchone()[0]
+        columns = [*self.keys, *readable, self.event_time]  # a sensitive feature stays out
         with self.store.conn.transaction(force_rollback=True):
             cur.execute("drop table if exists pg_temp._fstore_visible_rows")
-            cur.execute(sql.SQL("create temp table _fstore_visible_rows as select * from {} where _commit_id = %s")
-                        .format(self.offline_relation()), (commit,))
+            cur.execute(sql.SQL("create temp table _fstore_visible_rows as select {} from {} where _commit_id = %s")
+                        .format(sql.SQL(", ").join(map(sql.Identifier, columns)), self.offline_relation()), (commit,))
             stats = cur.execute("select fstore.batch_statistics(%s, 'pg_temp._fstore_visible_rows'::regclass)",
                                 (self.id,)).fetchone()[0] or {}
         return {name: {**column, "scope": "visible rows"} for name, column in sorted(stats.items())}
@@ -196,6 +220,7 @@ class FeatureGroup:
         Vector features come back as lists of float32.
         """
         relation = self.online_relation() if online else self.offline_relation()
+        readable_features(self, self.feature_names)  # a sensitive feature: refused by name
         columns = [
             sql.SQL("{0}::real[] as {0}").format(sql.Identifier(f.name)) if base_type(f.pg_type) == "vector"
             else sql.Identifier(f.name) for f in self.features
@@ -224,6 +249,27 @@ class FeatureGroup:
         with translated(), as_project_owner(self.store, "add features to"):
             self.store.conn.execute("select fstore.add_features(%s, %s::jsonb)", (self.id, json.dumps(columns)))
         return self.refresh()
+
+    @property
+    def drift_thresholds(self) -> dict[str, dict[str, float]]:
+        """The stored default drift thresholds of this version, ``{feature or "*": {measure: value}}``."""
+        return dict(self.options.get("drift_thresholds") or {})
+
+    def set_drift_thresholds(self, thresholds: Mapping[str, Mapping[str, float]] | None) -> dict[str, Any]:
+        """Store this version's default drift thresholds (Data Owners; ``None`` or ``{}`` clears them).
+
+        ``fs.drift`` applies them under the thresholds of its call, measure by measure;
+        the measures are those of :data:`fstore.drift.MEASURES`.
+
+        Example::
+
+            fg.set_drift_thresholds({"tx_amount_7d": {"psi": 0.1, "wasserstein": 50}, "*": {"ks": 0.3}})
+        """
+        with translated():
+            stored = self.store.conn.execute("select fstore.set_drift_thresholds(%s, %s::jsonb)",
+                                             (self.id, json.dumps(dict(thresholds or {})))).fetchone()[0]
+        self.options = {**self.options, "drift_thresholds": stored}
+        return stored
 
     def refresh(self) -> "FeatureGroup":
         """The same version as the catalog records it now."""
@@ -262,7 +308,7 @@ def _load(fs: Session, query: str, params: tuple[Any, ...]) -> FeatureGroup:
         id=row["id"], project=row["project"], name=row["name"], version=row["version"],
         keys=list(row["entity_keys"]), event_time=row["event_time"],
         features=[Feature(f["name"], f["data_type"], f["description"], f["position"], f["is_key"],
-                          f["pg_type"]) for f in row["features"]],
+                          f["pg_type"], bool(f.get("sensitive"))) for f in row["features"]],
         online=row["online"], ttl=ttl, description=row["description"], tags=list(row["tags"]),
         offline_table=row["offline_table"], online_table=row["online_table"],
         statistics_enabled=row["statistics_enabled"], options=row["options"] or {},

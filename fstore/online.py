@@ -33,7 +33,7 @@ import psycopg
 import pyarrow as pa
 from psycopg import sql
 
-from fstore.errors import InvalidInput, NotFound, translated
+from fstore.errors import InvalidInput, NotFound, PermissionDenied, translated
 from fstore.resolve import Column, ResolvedGroup, resolve_features
 from fstore.session import Session
 
@@ -196,11 +196,12 @@ def run_lookup(conn: psycopg.Connection[Any], plan: LookupPlan, entity_rows: Any
 def lookup_fresh(conn: psycopg.Connection[Any], plan_of: Callable[[], LookupPlan], forget: Callable[[], None],
                  entity_rows: Any) -> pa.Table | dict[str, Any]:
     """Run the plan ``plan_of()`` gives; when its table or column is gone (a feature group
-    changed), ``forget()`` the cached plans and resolve once more."""
+    changed) or refused (a feature marked sensitive since), ``forget()`` the cached plans and
+    resolve once more (the resolver then names a refused feature)."""
     try:
         return run_lookup(conn, plan_of(), entity_rows)
-    except (NotFound, InvalidInput) as exc:
-        if exc.sqlstate not in ("42P01", "42703"):
+    except (NotFound, InvalidInput, PermissionDenied) as exc:
+        if exc.sqlstate not in ("42P01", "42703", "42501"):
             raise
         forget()
         return run_lookup(conn, plan_of(), entity_rows)

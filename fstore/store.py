@@ -37,6 +37,7 @@ if TYPE_CHECKING:
 
     from fstore.datasets import TrainingDataset
     from fstore.drift import DriftReport
+    from fstore.erasure import ErasureReport
     from fstore.export import ExportResult, Progress
     from fstore.featuregroups import FeatureGroup
     from fstore.featureviews import FeatureView
@@ -248,6 +249,20 @@ class FeatureStore:
         from fstore import datasets
         return datasets.list_training_datasets(self, name)
 
+    def forget(self, keys: Mapping[str, Any]) -> "ErasureReport":
+        """Erase one entity everywhere in this project, in one transaction (Data Owners only; audited).
+
+        Returns what was removed per table and what fstore cannot reach (exported files by
+        path). See :func:`fstore.erasure.forget` and docs/erasure.md.
+
+        Example::
+
+            report = fs.forget({"account_id": 42})
+            report.rows, report.needs_action["exports"]
+        """
+        from fstore import erasure
+        return erasure.forget(self, keys)
+
     def label_rate_by_slice(self, name: str, slice_by: str, *, version: int | None = None,
                             label: str | None = None, split: str | None = None,
                             min_slice_rows: int = slice_defaults.DEFAULT_MIN_SLICE_ROWS,
@@ -269,23 +284,28 @@ class FeatureStore:
     def drift(
         self, name: "str | FeatureView", baseline: Any = None, current: Any = None, *, version: int | None = None,
         features: Sequence[str] | None = None, bins: int = 10, threshold: float = 0.2,
+        thresholds: Mapping[str, Mapping[str, float]] | None = None, sample_rows: int | None = None,
     ) -> "DriftReport":
         """Drift of a feature group's features between two windows of its rows.
 
         A window is a commit id, ``{"up_to_commit": N}`` and the like, a ``(from, to)`` pair,
         or a training dataset (what it saw; the current window then defaults to what came
         after). For a feature view, what it served and logged (``current``: a ``(from, to)`` pair
-        of served times) against its training split. See :func:`fstore.drift.drift`.
+        of served times) against its training split. ``thresholds`` sets any measure's threshold
+        per feature (``"*"``: every feature), over the group's stored defaults; ``sample_rows``
+        measures larger windows on samples (estimates). See
+        :func:`fstore.drift.drift`.
 
         Example::
 
             report = fs.drift("account_activity", baseline=fs.training_dataset("fraud_train"))
+            fs.drift("account_activity", 12, 14, thresholds={"tx_amount_7d": {"psi": 0.1, "wasserstein": 50}})
             fs.drift(fs.get_feature_view("fraud_detection")).drifted    # training/serving skew
         """
         from fstore import drift
 
         return drift.drift(self, name, baseline, current, version=version, features=features, bins=bins,
-                           threshold=threshold)
+                           threshold=threshold, thresholds=thresholds, sample_rows=sample_rows)
 
     @property
     def monitors(self) -> "Monitors":

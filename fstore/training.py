@@ -46,6 +46,7 @@ from fstore.pointintime import (
     session_settings,
     ttl_text,
 )
+from fstore.sensitive import require_readable_columns
 from fstore.session import Session
 
 __all__ = [
@@ -139,6 +140,7 @@ def get_training_dataset(fs: Session, name: str, version: int | None = None) -> 
         train = table.filter(pc.equal(table["split"], "train"))
     """
     dataset = find_training_dataset(fs, name, version)
+    require_readable_columns(fs, dataset.project, dataset.table_name, dataset.columns)  # a sensitive column: by name
     with adbc_session(fs.material) as (_, cursor):
         cursor.execute(rows_query(dataset).as_string(None))
         return cursor.fetch_arrow_table()

@@ -8,9 +8,10 @@ from pathlib import Path
 import fstore
 from fstore.demo import FEATURE_GROUPS, VIEW, VIEW_TRANSFORMS, hidden_rows_seen, run_demo
 from fstore.home import FstoreHome
+from tests.browser import assert_not_blank, page_attributes, screenshot
 
 
-def test_demo_runs_end_to_end_and_reruns_cleanly(home: FstoreHome) -> None:
+def test_demo_runs_end_to_end_and_reruns_cleanly(home: FstoreHome, tmp_path: Path) -> None:
     run_demo(home, transactions=3_000)
     with fstore.connect("fraud", "alice", home=home) as alice:
         groups = {g["name"]: g for g in alice.list_feature_groups() if g["project"] == "fraud"}
@@ -19,6 +20,14 @@ def test_demo_runs_end_to_end_and_reruns_cleanly(home: FstoreHome) -> None:
         before = {name: g["commits"] for name, g in groups.items()}
     assert (home.root / "demo" / "fraud_detection.parquet").exists()
     assert (home.root / "demo" / "fraud_detection.tfrecord").exists()
+    # the governance step's drift report, looked at in a real browser: images loaded, no errors, not blank
+    page = home.root / "demo" / "drift.html"
+    text = page.read_text()
+    assert "tx_amount_7d" in text and "statistics by country" in text
+    shown = page_attributes(page, tmp_path)
+    assert shown.get("data-images-loaded") == "true" and shown.get("data-errors") == "0", shown
+    assert int(shown.get("data-images", "0")) == 2  # the two features of the demo's drift
+    assert_not_blank(screenshot(page, tmp_path / "demo-drift.png", tmp_path))
     run_demo(home, transactions=3_000)  # a second run reuses everything and adds no rows
     with fstore.connect("fraud", "alice", home=home) as alice:
         groups = {g["name"]: g for g in alice.list_feature_groups() if g["project"] == "fraud"}

@@ -15,6 +15,7 @@
        columns as features, refresh the description, tags,
        lineage and validation rules                               fstore.create_feature_group /
                                                                   fstore.check_schema
+       sensitive features from the columns' meta                  fstore.sync_sensitive_features
     5. commit: validation (strict aborts the run), offline append,
        online newer-only upsert, commit record and statistics
        (fstore.commit_feature_rows); a run that adds no row
@@ -59,6 +60,7 @@
     {% do fstore.describe_feature_group(fg_id, spec) %}
     {% do fstore.sync_validation_rules(fg_id, spec, existing) %}
   {% endif %}
+  {% do fstore.sync_sensitive_features(fg_id, spec) %}
 
   {% call statement('main', fetch_result=True) -%}
     select fstore.commit_feature_rows({{ fg_id | int }}, {{ fstore.regclass(staging) }}, p.s->>'mode', p.s->>'source',

@@ -19,7 +19,10 @@
     commit_mode        merge (skip rows whose keys+event_time exist) |
                        incremental (only rows after the last commit's max event_time) |
                        append (every row)                                    'merge'
-  Column descriptions come from the model's YAML (`columns:`).
+  Column descriptions come from the model's YAML (`columns:`), and so do sensitive features:
+  a column with `meta: {sensitive: true}` (or `config: {meta: {sensitive: true}}`) is marked
+  sensitive for every version of the group (fstore.set_sensitive; docs/sensitive.md);
+  `sensitive: false` unmarks it; a column without the key keeps its mark as it is.
 -#}
 
 {% macro feature_group_spec(model) %}
@@ -88,9 +91,21 @@
   {%- if ttl is number -%}{%- set ttl = (ttl | string) ~ ' seconds' -%}{%- endif -%}
 
   {%- set feature_descriptions = {} -%}
+  {%- set sensitive = {'mark': [], 'unmark': []} -%}
   {%- for column in model.columns.values() -%}
     {%- if column.description -%}
       {%- do feature_descriptions.update({column.name: column.description}) -%}
+    {%- endif -%}
+    {%- set flag = (column.meta or {}).get('sensitive') -%}
+    {%- if flag is none and column.config is mapping -%}
+      {%- set flag = (column.config.get('meta') or {}).get('sensitive') -%}
+    {%- endif -%}
+    {%- if flag is not none and flag is not boolean -%}
+      {{ exceptions.raise_compiler_error('feature group ' ~ name ~ ': column ' ~ column.name
+                                         ~ ': meta `sensitive` must be true or false') }}
+    {%- endif -%}
+    {%- if flag is not none -%}
+      {%- do sensitive['mark' if flag else 'unmark'].append(column.name) -%}
     {%- endif -%}
   {%- endfor -%}
 
@@ -111,6 +126,7 @@
       'hnsw': config.get('hnsw'),
       'on_schema_change': on_schema_change,
       'feature_descriptions': feature_descriptions,
+      'sensitive': sensitive,
       'upstream': fstore.dbt_upstream(model.depends_on.nodes),
       'dbt_node': model.unique_id,
   }) }}

@@ -233,3 +233,22 @@
            ~ ': ' ~ failure['failing_rows'] ~ ' failing rows (recorded with the commit)', info=True) }}
   {%- endfor -%}
 {% endmacro %}
+
+{#-
+  Sensitive features from the columns' meta (see fstore.feature_group_spec): marked, or
+  unmarked, for every version of the group, before the commit (fstore.set_sensitive, a Data
+  Owner's call; the new version's tables already carry the marks the group had).
+-#}
+{% macro sync_sensitive_features(fg_id, spec) %}
+  {%- for flag, features in [(true, spec['sensitive']['mark']), (false, spec['sensitive']['unmark'])] -%}
+    {%- if features -%}
+      {% call statement('fstore_sensitive', fetch_result=True) -%}
+        select fstore.set_sensitive(p.s->>'name', array(select jsonb_array_elements_text(p.s->'features')),
+                                    {{ 'true' if flag else 'false' }}, p.s->>'project')
+          from (select {{ fstore.jsonb({'name': spec['name'], 'project': spec['project'], 'features': features}) }} as s) p
+      {%- endcall %}
+      {{ log(fstore.display_name(spec) ~ ': sensitive features: '
+             ~ (load_result('fstore_sensitive').table.rows[0][0] | join(', ') or 'none'), info=True) }}
+    {%- endif -%}
+  {%- endfor -%}
+{% endmacro %}

@@ -11,6 +11,8 @@ Example::
     fstore drift account_activity --baseline from=2024-01-01 --baseline to=2024-02-01 \\
         --current from=2024-02-01 --feature tx_amount_7d --json --as fraud__bob
     fstore drift account_activity --baseline-dataset fraud_detection --as fraud__bob
+    fstore drift account_activity --baseline-dataset fraud_detection --limit tx_amount_7d.wasserstein=50 \
+        --fail-on-drift --as fraud__bob          # exit 1 when anything drifted
 """
 
 from __future__ import annotations
@@ -24,6 +26,30 @@ from rich.table import Table
 from fstore import drift as drift_module
 from fstore.cli.base import console, err_console, main, project_user_option, store_as
 from fstore.cli.output import echo_json, json_option, shown_number
+
+
+def parse_limits(pairs: tuple[str, ...], option: str = "--limit") -> dict[str, dict[str, float]] | None:
+    """``FEATURE.MEASURE=VALUE`` options (FEATURE ``*``: every feature) as drift thresholds."""
+    if not pairs:
+        return None
+    limits: dict[str, dict[str, float]] = {}
+    for pair in pairs:
+        target, equals, value = pair.partition("=")
+        feature, dot, measure = target.rpartition(".")
+        try:
+            number = float(value)
+        except ValueError:
+            number = None
+        if not equals or not dot or not feature or number is None:
+            raise click.BadParameter(f"{pair!r}: write FEATURE.MEASURE=VALUE, e.g. tx_amount_7d.psi=0.1 or *.ks=0.3 "
+                                     f"(measures: {', '.join(drift_module.MEASURES)})", param_hint=option)
+        limits.setdefault(feature, {})[measure] = number
+    return limits
+
+
+limit_option = click.option(
+    "--limit", "limits", multiple=True, metavar="FEATURE.MEASURE=VALUE",
+    help=f"A drift threshold (repeatable; FEATURE * for every feature; measures: {', '.join(drift_module.MEASURES)}).")
 
 
 def _window(pairs: tuple[str, ...], label: str) -> dict[str, Any] | None:
@@ -51,15 +77,22 @@ def _window(pairs: tuple[str, ...], label: str) -> dict[str, Any] | None:
               help="Bins for numeric features.")
 @click.option("--threshold", type=float, default=drift_module.DEFAULT_THRESHOLD, show_default=True,
               help="PSI from which a feature counts as drifted.")
+@limit_option
+@click.option("--sample-rows", type=click.IntRange(min=1000), default=None, metavar="N",
+              help="Measure windows larger than N rows on samples of about N rows (estimates, faster).")
+@click.option("--fail-on-drift", is_flag=True, help="Exit 1 when any feature drifted (for CI and cron).")
 @click.option("--html", "html_path", default=None, metavar="PATH", help="Also write the report as one HTML file.")
 @json_option
 @project_user_option
 @click.pass_context
 def drift_command(ctx: click.Context, name: str, baseline: tuple[str, ...], baseline_dataset: str | None,
                   current: tuple[str, ...], version: int | None, features: tuple[str, ...], bins: int,
-                  threshold: float, html_path: str | None, as_json: bool, as_role: str) -> None:
+                  threshold: float, limits: tuple[str, ...], sample_rows: int | None, fail_on_drift: bool, html_path: str | None,
+                  as_json: bool, as_role: str) -> None:
     """Drift of the features of NAME between a baseline and a current window: PSI, Jensen-Shannon
-    distance, Kolmogorov-Smirnov, null rates, means and new categories."""
+    distance, Kolmogorov-Smirnov, Wasserstein-1, null rates, means and new categories. A feature
+    drifted when any measure reached its threshold (--threshold: the PSI's; --limit: any measure,
+    over the group's stored thresholds)."""
     if bool(baseline) == bool(baseline_dataset):
         raise click.UsageError("give the baseline: --baseline KEY=VALUE ... or --baseline-dataset NAME")
     dataset_name, _, dataset_version = (baseline_dataset or "").partition("@")
@@ -72,14 +105,22 @@ def drift_command(ctx: click.Context, name: str, baseline: tuple[str, ...], base
         else:
             base = _window(baseline, "baseline")
         report = fs.drift(name, base, _window(current, "current"), version=version,
-                          features=list(features) or None, bins=bins, threshold=threshold)
+                          features=list(features) or None, bins=bins, threshold=threshold,
+                          thresholds=parse_limits(limits), sample_rows=sample_rows)
         if html_path:
             (err_console if as_json else console).print(f"wrote {report.to_html(html_path, fs)}")
     if as_json:
         echo_json(report)
-        return
+    else:
+        _print_report(report)
+    if fail_on_drift and report.drifted:
+        err_console.print(f"drift: {', '.join(report.drifted)} drifted (--fail-on-drift)")
+        ctx.exit(1)
+
+
+def _print_report(report: drift_module.DriftReport) -> None:
     table = Table(title=f"{report.feature_group}: {json.dumps(report.baseline)} -> {json.dumps(report.current)}")
-    for column in ("feature", "kind", "rows", "nulls", "mean", "psi", "js", "ks", "new", "drifted"):
+    for column in ("feature", "kind", "rows", "nulls", "mean", "psi", "js", "ks", "w1", "new", "drifted"):
         table.add_column(column, justify="left" if column in ("feature", "kind") else "right")
     def moved(before: Any, after: Any) -> str:
         return f"{shown_number(before)} -> {shown_number(after)}"
@@ -88,7 +129,11 @@ def drift_command(ctx: click.Context, name: str, baseline: tuple[str, ...], base
         table.add_row(f.feature, f.kind, moved(f.baseline_rows, f.current_rows),
                       moved(f.baseline_null_rate, f.current_null_rate),
                       moved(f.baseline_mean, f.current_mean) if f.baseline_mean is not None else "-",
-                      shown_number(f.psi), shown_number(f.js_distance), shown_number(f.ks), shown_number(f.new_values),
-                      "yes" if f.drifted else "-" if f.drifted is None else "no")
+                      shown_number(f.psi), shown_number(f.js_distance), shown_number(f.ks),
+                      shown_number(f.wasserstein), shown_number(f.new_values),
+                      f"yes ({', '.join(f.tripped or [])})" if f.drifted else "-" if f.drifted is None else "no")
     console.print(table)
-    console.print(f"drifted (psi >= {report.threshold:g}): {', '.join(report.drifted) or 'none'}")
+    if any(f.estimated for f in report.features):
+        console.print("measured on samples of the windows (--sample-rows): the measures are estimates")
+    console.print(f"drifted (any measure at its threshold; psi >= {report.threshold:g} unless set): "
+                  f"{', '.join(report.drifted) or 'none'}")

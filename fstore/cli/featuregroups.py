@@ -1,4 +1,5 @@
-"""Feature-group commands: ``fstore fg list|show|stats|add-features`` and ``fstore search``.
+"""Feature-group commands: ``fstore fg list|show|stats|add-features|set-drift-thresholds|set-sensitive``
+and ``fstore search``.
 
 They run as the project-user given by ``--as`` (its own certificate); the
 catalog's row-level security decides what that identity sees: its project's
@@ -11,6 +12,8 @@ Example::
     fstore fg stats account_activity --version 1 --as fraud__bob
     fstore fg stats account_profile --slice-by country --as fraud__bob
     fstore fg add-features account_activity tx_amount_30d='double precision' --as fraud__alice
+    fstore fg set-drift-thresholds account_activity --limit tx_amount_7d.psi=0.1 --limit '*.ks=0.3' --as fraud__alice
+    fstore fg set-sensitive account_profile is_pep --as fraud__alice
     fstore search "transaction count" --as fraud__bob
 """
 
@@ -22,8 +25,9 @@ from typing import Any
 import click
 from rich.table import Table
 
-from fstore import featuregroups
+from fstore import featuregroups, sensitive
 from fstore.cli.base import console, main, project_user_option, store_as
+from fstore.cli.drift import limit_option, parse_limits
 from fstore.cli.output import echo_json, json_option, jsonable, shown_number, shown_time
 from fstore.cli.slices import show_slices
 
@@ -201,6 +205,51 @@ def fg_add_features(ctx: click.Context, name: str, columns: tuple[str, ...], ver
         fg = fs.get_feature_group(name, version=version).add_features(features)
     console.print(f"{fg.full_name}: added {', '.join(features)}; features now "
                   f"{', '.join(f.name for f in fg.features if not f.is_key)}")
+
+
+@fg_group.command("set-drift-thresholds")
+@click.argument("name")
+@limit_option
+@click.option("--clear", is_flag=True, help="Remove the stored thresholds.")
+@click.option("--version", type=int, default=None, help="Feature group version (default: the latest).")
+@json_option
+@project_user_option
+@click.pass_context
+def set_drift_thresholds_command(ctx: click.Context, name: str, limits: tuple[str, ...], clear: bool,
+                                 version: int | None, as_json: bool, as_role: str) -> None:
+    """Store NAME's default drift thresholds, which `fstore drift` and monitors apply (Data Owners);
+    the given ones replace the stored ones."""
+    if bool(limits) == clear:
+        raise click.UsageError("give --limit FEATURE.MEASURE=VALUE ... or --clear")
+    with store_as(ctx, as_role) as fs:
+        fg = fs.get_feature_group(name, version=version)
+        stored = fg.set_drift_thresholds(None if clear else parse_limits(limits))
+    if as_json:
+        echo_json({"feature_group": fg.full_name, "drift_thresholds": stored})
+        return
+    console.print(f"{fg.full_name}: drift thresholds "
+                  + (", ".join(f"{feature}.{measure}={value:g}" for feature, measures in stored.items()
+                               for measure, value in measures.items()) or "cleared"))
+
+
+@fg_group.command("set-sensitive")
+@click.argument("name")
+@click.argument("features", nargs=-1, required=True, metavar="FEATURE...")
+@click.option("--off", is_flag=True, help="Unmark them: everyone who reads the group reads them again.")
+@project_user_option
+@json_option
+@click.pass_context
+def fg_set_sensitive(ctx: click.Context, name: str, features: tuple[str, ...], off: bool, as_role: str,
+                     as_json: bool) -> None:
+    """Mark FEATUREs of NAME sensitive (every version; --off: unmark them). Only Data Owners, and the
+    people a sensitive grant in policies/<project>.yml names, then read them. A Data Owner's change."""
+    with store_as(ctx, as_role) as fs:
+        marked = sensitive.set_sensitive(fs, name, list(features), not off)
+    if as_json:
+        echo_json({"feature_group": name, "sensitive": marked})
+        return
+    console.print(f"{fs.project}.{name}: {'unmarked' if off else 'marked'} {', '.join(features)} sensitive; "
+                  f"sensitive features now: {', '.join(marked) or 'none'}")
 
 
 @main.command("search")

@@ -13,7 +13,7 @@ from typing import Any
 import click
 from psycopg.rows import dict_row
 
-from fstore import policies, projects
+from fstore import policies, projects, sensitive
 from fstore.cli.base import FstoreGroup, as_option, connect_as, console, home_of, main
 from fstore.cli.output import echo_json, json_option, table
 from fstore.errors import translated
@@ -225,9 +225,12 @@ def policy_group() -> None:
 def policy_apply(ctx: click.Context, project: str, path: Path | None, as_role: str) -> None:
     """Check (pglast) and apply PROJECT's row policies (a Data Owner's job)."""
     declared = policies.load_policies(path or policies.policy_file(project))
+    grants = sensitive.load_sensitive_grants(path or policies.policy_file(project))
     with connect_as(ctx, as_role) as conn:
         count = policies.apply_policies(conn, project, declared)
-    console.print(f"applied {count} polic{'y' if count == 1 else 'ies'} to every table of project {project}")
+        granted = sensitive.apply_sensitive_grants(conn, project, grants)
+    console.print(f"applied {count} polic{'y' if count == 1 else 'ies'} to every table of project {project}"
+                  f" and {granted} sensitive grant{'' if granted == 1 else 's'}")
 
 
 @main.command("audit")

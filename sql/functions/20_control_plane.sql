@@ -25,6 +25,7 @@ begin
     execute format('alter default privileges for role %I in schema %I grant usage, select on sequences to %I',
                    v_owner, p_project, v_do);
   end if;
+  perform fstore.apply_sensitive_project(p_project);  -- the new readers get no sensitive column
 end $$;
 comment on function fstore.grant_project_reads(text,text,boolean) is
   'Privileges a project''s groups hold on its schema (also for future tables).';

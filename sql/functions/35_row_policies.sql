@@ -232,6 +232,11 @@ comment on function fstore.session_bound_by_policies(text,oid) is
 create or replace function fstore.refuse_history_change() returns trigger
 language plpgsql set search_path = pg_catalog, pg_temp as $$
 begin
+  -- the one exception: a DELETE during an erasure open in this transaction that targets this
+  -- table (sql/functions/87_erasure.sql); fstore_erasure_rows then checks every row's keys
+  if tg_op = 'DELETE' and fstore.erasure_columns(tg_relid) is not null then
+    return null;
+  end if;
   raise exception '% on %.% is not allowed: %', tg_op, tg_table_schema, tg_table_name,
     case tg_argv[0]
       when 'offline' then 'feature-group history is append-only; rows come only from commits (fstore.commit_feature_rows)'
@@ -240,7 +245,7 @@ begin
     end using errcode = '42501';
 end $$;
 comment on function fstore.refuse_history_change() is
-  'Raised by the append-only triggers of feature-group and training-dataset tables.';
+  'Raised by the append-only triggers of feature-group and training-dataset tables; a DELETE passes only during an erasure open in this transaction that targets the table (fstore.forget).';
 
 create or replace function fstore.secure_table(p_table regclass) returns void
 language plpgsql volatile security definer set search_path = pg_catalog, fstore, pg_temp as $$
@@ -280,6 +285,8 @@ begin
     execute format('drop policy %I on %s', v_old.polname, v_name);
   end loop;
   execute format('drop trigger if exists fstore_append_only on %s', v_name);
+  execute format('drop trigger if exists fstore_erasure_rows on %s', v_name);
+  execute format('drop trigger if exists fstore_erasure_count on %s', v_name);
   execute format('create policy fstore_access on %s as permissive for all to public using (true) with check (true)', v_name);
 
   -- fstore's own tables: feature-group history, online rows, training datasets
@@ -316,6 +323,12 @@ begin
                    case v_kind when 'offline' then 'update or delete or truncate'
                                when 'online' then 'delete or truncate'
                                else 'insert or update or delete or truncate' end, v_name, v_kind);
+    -- erasure (the append-only exception): each deleted row must be the erased entity's, and
+    -- fstore counts what went (sql/functions/87_erasure.sql)
+    execute format('create trigger fstore_erasure_rows before delete on %s for each row '
+                   'execute function fstore.check_erased_row()', v_name);
+    execute format('create trigger fstore_erasure_count after delete on %s referencing old table as fstore_erased '
+                   'for each statement execute function fstore.count_erased_rows()', v_name);
   end if;
 
   -- declared row policies
@@ -363,6 +376,9 @@ begin
                      'fstore_shared_from_' || v_project, v_name, v_project);
     end loop;
   end if;
+
+  -- sensitive features: column privileges of the readers (sql/functions/42_sensitive.sql)
+  perform fstore.apply_sensitive_columns(p_table);
 
   -- the entity table of an entity policy appeared or changed: the tables it governs follow
   if exists (select 1 from fstore.row_policies where project = v_rel.nspname and table_name = v_rel.relname

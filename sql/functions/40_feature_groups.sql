@@ -74,6 +74,8 @@ language sql stable set search_path = pg_catalog, fstore, pg_temp as $$
            select jsonb_agg(jsonb_build_object(
                     'name', f.name, 'data_type', f.data_type, 'description', f.description,
                     'position', f.position, 'is_key', f.is_key,
+                    'sensitive', exists (select 1 from fstore.sensitive_features s
+                                          where s.project = g.project and s.feature_group = g.name and s.feature = f.name),
                     'pg_type', coalesce(format_type(a.atttypid, a.atttypmod), f.data_type)) order by f.position)
              from fstore.features f
              left join pg_catalog.pg_namespace n on n.nspname = g.project

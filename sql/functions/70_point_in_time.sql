@@ -68,6 +68,8 @@ begin
           using errcode = '22023';
       end if;
     end if;
+    -- a feature the caller may not read (a sensitive one), asked for by name or by *: refused by name
+    perform fstore.check_readable_features(v_fg.id, v_names);
     select i - 1 into v_pos from jsonb_array_elements(v_plan) with ordinality e(g, i)
      where (g->>'id')::bigint = v_fg.id;
     if v_pos is null then

@@ -356,6 +356,8 @@ begin
     end if;
     v_where := ' where split = ''train''';
   end if;
+  -- parameters show a column's values: only of columns the caller may read (not a sensitive one)
+  perform fstore.check_readable_columns(v_table::regclass, array(select o->>'name' from jsonb_array_elements(v_view.outputs) o));
   execute format('select count(*) from %s%s', v_table, v_where) into v_rows;
   for v_output in select o from jsonb_array_elements(v_view.outputs) o where o->'transform' <> 'null'::jsonb loop
     v_fn := v_output->'transform'->>'fn';
@@ -422,6 +424,7 @@ returns fstore.feature_view_fits language plpgsql stable set search_path = pg_ca
 declare
   v_fit fstore.feature_view_fits;
 begin
+  perform fstore.check_feature_view_readable(p_view);  -- a sensitive feature of the view: refused by name
   select f.* into v_fit from fstore.feature_view_fits f join fstore.training_datasets t on t.id = f.training_dataset_id
    where f.feature_view_id = p_view.id and (p_version is null or t.version = p_version)
    order by t.version desc limit 1;

@@ -93,3 +93,40 @@ def test_the_control_plane_roles_hold_only_what_they_need(operator: psycopg.Conn
     assert owned == [("fstore_builder", 2), ("fstore_roles", 5)]  # build_training_table, fit_feature_view
     tally.deny("control_without_createrole", "builder_without_createrole", "control_only_signal_backend")
     tally.allow("role_management_holds_createrole")
+
+
+# Erasure (sql/functions/87_erasure.sql): why each runs with fstore_control's rights, and who
+# may call it. None casts a value or evaluates a tenant's object: they compare names and plain
+# text, count rows of a transition table and write fstore's own catalog; the values are cast
+# by fstore.forget and the row trigger, SECURITY INVOKER, in the caller's rights.
+ERASURE_DEFINERS = {
+    "fstore.open_erasure()": (False, "reads fstore.erasures (no one may read an open record's values but its session)"),
+    "fstore.erasure_columns(oid)": (True, "the append-only triggers ask it, as the deleter: the open erasure's "
+                                          "{column: text} for one table, this transaction and session only"),
+    "fstore.count_erased_rows()": (False, "trigger: counts the statement's deleted rows into fstore.erased_rows, "
+                                          "which nobody else writes; attached only by fstore"),
+    "fstore.require_finished_erasure()": (False, "deferred constraint trigger of fstore.erasures: reads its state"),
+    "fstore.erasure_targets(text,text[])": (False, "reads the catalog of any project: only the erasure steps call it"),
+    "fstore.begin_erasure(text,jsonb)": (True, "writes fstore.erasures (nobody holds INSERT); checks Data Owner, "
+                                               "entity keys, row policies; takes the groups' commit locks"),
+    "fstore.replace_erased_statistics(bigint,bigint,jsonb)": (True, "rewrites fstore.commit_statistics of a commit "
+                                                                    "whose rows the open erasure removed, only"),
+    "fstore.finish_erasure(bigint)": (True, "deletes served vectors, lists exports, fits and copies across the "
+                                            "catalog, ends sessions (pg_signal_backend), audits"),
+}
+
+
+def test_the_erasure_definers_are_these_and_callable_only_as_intended(operator: psycopg.Connection[Any],
+                                                                      tally: Any) -> None:
+    definers = {d["function"]: d for d in _definers(operator)}
+    erasure = {name for name in definers if "erase" in name or "erasure" in name}
+    assert erasure == set(ERASURE_DEFINERS)
+    for name, (public, _why) in ERASURE_DEFINERS.items():
+        assert definers[name]["owner"] == "fstore_control", name
+        assert ("PUBLIC" in definers[name]["execute"]) is public, (name, definers[name]["execute"])
+    # the entry point runs as its caller: the values are cast in the caller's rights
+    assert operator.execute("select prosecdef from pg_proc where oid = 'fstore.forget(text,jsonb)'::regprocedure"
+                            ).fetchone() == (False,)
+    assert operator.execute("select prosecdef from pg_proc where oid = 'fstore.check_erased_row()'::regprocedure"
+                            ).fetchone() == (False,)
+    tally.deny("erasure_definers_listed", "erasure_internal_definers_not_public")
