@@ -3,7 +3,7 @@ of the person who created them, with their results and alerts stored under RLS.
 
 The SQL is in ``sql/functions/88_monitors.sql`` (``fstore.create_monitor``,
 ``fstore.drop_monitor``, ``fstore.run_monitor``, tables ``fstore.monitors``,
-``fstore.monitor_runs``, ``fstore.monitor_alerts``); docs/monitoring.md says how it runs.
+``fstore.monitor_runs``, ``fstore.monitor_alerts``); docs/monitors.md says how it runs.
 A window is a drift window (see :func:`fstore.drift.window`) or a relative one:
 ``"last 1 day"``, ``"last 7 days before 1 day"`` (``{"last": "7 days", "before": "1 day"}``),
 resolved at each run. ``every`` is ``1m``, ``5m``, ``1h``, ``1d`` (a number and m, h or d),
@@ -31,7 +31,7 @@ from typing import Any
 import psycopg
 from psycopg.rows import dict_row
 
-from fstore.drift import DEFAULT_BINS, DEFAULT_THRESHOLD, window
+from fstore.drift import DEFAULT_BINS, DEFAULT_THRESHOLD, Thresholds, window
 from fstore.errors import InvalidInput, NotFound, translated
 from fstore.featuregroups import get_feature_group
 from fstore.session import Session
@@ -40,7 +40,8 @@ ALERT_CHANNEL = "fstore_alerts"
 
 _MONITORS = """
 select m.id, m.project, m.name, g.project || '.' || g.name || '@' || g.version as feature_group, m.baseline,
-       m.current, m.every, m.schedule, m.features, m.slice_by, m.bins, m.threshold, m.created_by, m.created_at,
+       m.current, m.every, m.schedule, m.features, m.slice_by, m.bins, m.threshold, m.thresholds, m.sample_rows,
+       m.created_by, m.created_at,
        m.active, m.stopped_reason,
        (select jsonb_build_object('status', r.status, 'finished_at', r.finished_at)
           from fstore.monitor_runs r where r.monitor_id = m.id order by r.id desc limit 1) as last_run
@@ -83,6 +84,8 @@ class Monitor:
     slice_by: str | None
     bins: int
     threshold: float
+    thresholds: dict[str, dict[str, float]] | None  # per feature (or "*") and measure, over the group's stored ones
+    sample_rows: int | None            # windows larger than that are measured on samples
     created_by: str
     created_at: dt.datetime
     active: bool
@@ -120,16 +123,20 @@ class Monitors:
 
     def create(self, name: str, group: str, *, baseline: Any, current: Any, every: str,
                version: int | None = None, features: Sequence[str] | None = None, slice_by: str | None = None,
-               bins: int = DEFAULT_BINS, threshold: float = DEFAULT_THRESHOLD) -> Monitor:
+               bins: int = DEFAULT_BINS, threshold: float = DEFAULT_THRESHOLD,
+               thresholds: Thresholds | None = None, sample_rows: int | None = None) -> Monitor:
         """Create monitor ``name`` on feature group ``group`` (``project.name`` for a shared one): every
         ``every`` its pg_cron job measures the drift between ``baseline`` and ``current`` in this
-        identity's rights, stores the run and alerts when a feature drifts (or, with ``slice_by``, a
-        slice of the current window's latest commit is flagged). The job starts within a minute.
+        identity's rights, stores the run and alerts when a feature drifts: its PSI reached
+        ``threshold`` or any measure reached its ``thresholds`` entry (as :func:`fstore.drift.drift`,
+        over the group's stored drift thresholds); ``sample_rows`` measures on samples. The job
+        starts within a minute. ``slice_by`` is refused until drift per slice exists.
 
         Example::
 
             fs.monitors.create("activity_drift", "account_activity", baseline={"up_to_commit": 12},
-                               current="last 1 day", every="1h", features=["tx_amount_7d"])
+                               current="last 1 day", every="1h", features=["tx_amount_7d"],
+                               thresholds={"tx_amount_7d": {"wasserstein": 50}})
         """
         if isinstance(features, str):
             features = [features]
@@ -138,10 +145,11 @@ class Monitors:
             self.fs.conn.execute(
                 "select fstore.create_monitor(p_name => %s, p_feature_group_id => %s, p_baseline => %s::jsonb,"
                 " p_current => %s::jsonb, p_every => %s, p_features => %s, p_slice_by => %s, p_bins => %s,"
-                " p_threshold => %s)",
+                " p_threshold => %s, p_thresholds => %s::jsonb, p_sample_rows => %s)",
                 (name, fg.id, json.dumps(_window_spec(baseline, "baseline")),
                  json.dumps(_window_spec(current, "current")), every,
-                 list(features) if features is not None else None, slice_by, bins, threshold))
+                 list(features) if features is not None else None, slice_by, bins, threshold,
+                 json.dumps(thresholds) if thresholds is not None else None, sample_rows))
         return self.get(name, runs=0)
 
     def list(self) -> list[Monitor]:
@@ -205,7 +213,8 @@ class Monitors:
 
 def wait_for_alert(conn: psycopg.Connection[Any], timeout: float) -> dict[str, Any] | None:
     """Wait up to ``timeout`` seconds for the next ``NOTIFY fstore_alerts`` on ``conn`` (an autocommit
-    connection that ran ``LISTEN fstore_alerts``); its payload ({alert, project, monitor}) or None.
+    connection that ran ``LISTEN fstore_alerts``); its payload or None: ``{alert, monitor_id, monitor,
+    project, feature_group, run_at, drifted}`` (ids, names and the run's time; no data values).
 
     Example::
 

@@ -1,5 +1,5 @@
 """``fstore monitor``: drift checks that run by themselves inside the server (pg_cron), in the
-rights of the identity that created them; see :mod:`fstore.monitors` and docs/monitoring.md.
+rights of the identity that created them; see :mod:`fstore.monitors` and docs/monitors.md.
 
 A window is ``'last 1 day'``, ``'last 7 days before 1 day'`` (relative to each run) or drift
 windows' ``KEY=VALUE`` options, repeated to combine: ``up_to_commit=12``, ``from=2024-01-01``.
@@ -22,6 +22,7 @@ from typing import Any
 import click
 
 from fstore.cli.base import console, main, project_user_option, store_as
+from fstore.cli.drift import limit_option, parse_limits
 from fstore.cli.output import echo_json, json_option, shown_number, shown_time, table
 from fstore.drift import DEFAULT_BINS, DEFAULT_THRESHOLD
 
@@ -64,23 +65,29 @@ def monitor_group() -> None:
               help="'last 1 day' or KEY=VALUE (repeatable).")
 @click.option("--every", required=True, help="1m, 5m, 1h, 1d, @daily or a cron expression.")
 @click.option("--feature", "features", multiple=True, help="Only these features (repeatable; default: all).")
-@click.option("--slice-by", default=None, help="Also statistics per slice of this column (flagged slices alert).")
+@click.option("--slice-by", default=None,
+              help="Drift per slice of this column (refused until the server has drift per slice).")
 @click.option("--bins", type=int, default=DEFAULT_BINS, show_default=True, help="Bins for numeric features.")
 @click.option("--threshold", type=float, default=DEFAULT_THRESHOLD, show_default=True,
               help="PSI from which a feature counts as drifted.")
+@limit_option
+@click.option("--sample-rows", type=click.IntRange(min=1000), default=None, metavar="N",
+              help="Measure windows larger than N rows on samples of about N rows (estimates, faster).")
 @json_option
 @project_user_option
 @click.pass_context
 def monitor_create(ctx: click.Context, name: str, group: str, version: int | None, baseline: tuple[str, ...],
                    current: tuple[str, ...], every: str, features: tuple[str, ...], slice_by: str | None, bins: int,
-                   threshold: float, as_json: bool, as_role: str) -> None:
+                   threshold: float, limits: tuple[str, ...], sample_rows: int | None, as_json: bool,
+                   as_role: str) -> None:
     """Create monitor NAME: every --every, the drift of --group between --baseline and --current,
-    measured in your rights by your own pg_cron job (it starts within a minute)."""
+    measured in your rights by your own pg_cron job (it starts within a minute). A feature drifted
+    when its PSI reached --threshold or any --limit was reached (over the group's stored thresholds)."""
     with store_as(ctx, as_role) as fs:
         monitor = fs.monitors.create(name, group, baseline=parse_window(baseline, "--baseline"),
                                      current=parse_window(current, "--current"), every=every, version=version,
                                      features=list(features) or None, slice_by=slice_by, bins=bins,
-                                     threshold=threshold)
+                                     threshold=threshold, thresholds=parse_limits(limits), sample_rows=sample_rows)
     if as_json:
         echo_json(monitor)
         return
@@ -122,6 +129,8 @@ def monitor_show(ctx: click.Context, name: str, runs: int, as_json: bool, as_rol
     console.print(f"monitor {monitor.name} on {monitor.feature_group}: every {monitor.every} ('{monitor.schedule}'), "
                   f"as {monitor.created_by}; {'active' if monitor.active else 'stopped: ' + str(monitor.stopped_reason)}")
     console.print(f"baseline {monitor.baseline}, current {monitor.current}, threshold {monitor.threshold:g}"
+                  + (f", limits {monitor.thresholds}" if monitor.thresholds else "")
+                  + (f", samples of {monitor.sample_rows} rows" if monitor.sample_rows else "")
                   + (f", slices by {monitor.slice_by}" if monitor.slice_by else ""))
     rows = [{"run": r.id, "finished": shown_time(r.finished_at), "status": r.status,
              "rows": f"{shown_number(r.baseline_rows)} -> {shown_number(r.current_rows)}",

@@ -259,6 +259,9 @@ begin
   if v_member.project_role = 'data_owner' then
     perform fstore.require_another_data_owner(p_project, p_user);
   end if;
+  -- their monitors stop now (sql/functions/88_monitors.sql); pg_cron's jobs follow within a minute
+  perform fstore.stop_member_monitors(p_project, v_member.role_name,
+    format('its creator %s is no longer a member of project %s (removed)', v_member.role_name, p_project));
   perform fstore.roles_set_login(v_member.role_name, false);
   perform fstore.end_sessions(array[v_member.role_name]);
   perform fstore.retire_certificates(array[v_member.role_name]);
@@ -271,7 +274,7 @@ begin
   return v_member.role_name;
 end $$;
 comment on function fstore.remove_member(text,text) is
-  'Remove a member (the project''s Data Owners only): no more logins, sessions ended, certificates retired, login role dropped.';
+  'Remove a member (the project''s Data Owners only): their monitors stopped, no more logins, sessions ended, certificates retired, login role dropped.';
 
 create or replace function fstore.share_project(p_project text, p_with text, p_read_only boolean default true)
 returns void language plpgsql volatile security definer set search_path = pg_catalog, fstore, pg_temp as $$

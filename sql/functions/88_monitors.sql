@@ -5,18 +5,24 @@
 --   select * from fstore.monitor_runs;      -- under RLS
 --   listen fstore_alerts;                   -- {"alert": 7, "project": "fraud", "monitor": "activity_drift"}
 --
--- How a monitor runs (docs/monitoring.md has the why):
+-- How a monitor runs (docs/monitors.md has the why):
 -- * One pg_cron job per monitor, logged in as its creator (a background worker: no password,
 --   no TCP, no superuser anywhere in that session): `select fstore.run_monitor(ID)`. It
 --   computes the drift SECURITY INVOKER, so RLS and row policies decide the rows, and hands
 --   plain values to fstore.record_monitor_run (SECURITY DEFINER), which stores them only
 --   for a pg_cron worker of the creator and sends NOTIFY fstore_alerts for a drifted run.
+-- * A creator who leaves the project stops their monitors at once (fstore.remove_member calls
+--   fstore.stop_member_monitors); one who is blocked, loses their certificates or whose name
+--   now belongs to a later membership is stopped by the next run (fstore.record_monitor_run
+--   checks before it stores anything), and a dropped or NOLOGIN role cannot even be logged
+--   in by pg_cron (PostgreSQL 15 checks rolcanlogin for background workers too).
 -- * One platform job, scheduled here by the superuser, calls fstore_cron.sync_monitors()
---   every minute: it stops monitors whose creator is no longer a member with a live
---   certificate (recording why) and makes pg_cron's jobs match the active monitors. It reads
---   and writes fstore's catalog as fstore_control (SET ROLE) and is the superuser only to
---   call pg_cron's functions, with values: a schedule checked by fstore.monitor_schedule, the
---   creator's role name (session_user at creation) and a command made of the monitor's id.
+--   every minute: it makes pg_cron's jobs match the active monitors. It calls no function of
+--   fstore_control's (code that ran in a superuser's session could RESET ROLE): it reads
+--   fstore.monitors as a plain table (checked to be one, with built-in column types) and passes
+--   values to pg_cron: a schedule checked by fstore.monitor_schedule and checked again here,
+--   the creator's role name (session_user at creation; a login role of a project, never a
+--   superuser) and a command made of the monitor's id.
 
 set role fstore_control;
 
@@ -153,23 +159,8 @@ end $$;
 comment on function fstore.check_monitor_window(jsonb,text) is
   'A monitor''s window, checked and normalised: a drift window object (commit, commits, up_to_commit, after_commit, from, to), one with "last" (and "before") intervals relative to each run, or the text ''last INTERVAL [before INTERVAL]''. An error names the window (p_label) and what is wrong.';
 
--- The latest commit of a group with rows in a window (the slices of a monitor describe it).
-create or replace function fstore.monitor_window_commit(p_feature_group_id bigint, p_window jsonb) returns bigint
-language sql stable set search_path = pg_catalog, fstore, pg_temp as $$
-  select max(c.id) from fstore.commits c
-   where c.feature_group_id = p_feature_group_id and c.state = 'done' and c.rows > 0
-     and (not p_window ? 'commit' or c.id = (p_window->>'commit')::bigint)
-     and (not p_window ? 'commits' or c.id in (select jsonb_array_elements_text(p_window->'commits')::bigint))
-     and (not p_window ? 'up_to_commit' or c.id <= (p_window->>'up_to_commit')::bigint)
-     and (not p_window ? 'after_commit' or c.id > (p_window->>'after_commit')::bigint)
-     and (not p_window ? 'from' or c.max_event_time >= (p_window->>'from')::timestamptz)
-     and (not p_window ? 'to' or c.min_event_time < (p_window->>'to')::timestamptz)
-$$;
-comment on function fstore.monitor_window_commit(bigint,jsonb) is
-  'The latest finished commit of the feature group with rows in the window (by commit id, or by its event-time range overlapping from/to); NULL when none.';
-
 -- Why a monitor's creator may no longer run it (NULL: they may). Not a definer: called by
--- the definers below and by fstore_cron.sync_monitors as fstore_control, which own the tables.
+-- the definers below, as fstore_control, which owns the tables.
 create or replace function fstore.monitor_creator_problem(p_project text, p_role text, p_since timestamptz) returns text
 language sql stable set search_path = pg_catalog, fstore, pg_temp as $$
   select case
@@ -187,10 +178,11 @@ $$;
 comment on function fstore.monitor_creator_problem(text,text,timestamp with time zone) is
   'Why a monitor may not run any more: its creator left the project (or the name now belongs to a later membership), may not log in, or holds no unrevoked, unexpired certificate. NULL when it may run.';
 
+drop function if exists fstore.create_monitor(text,bigint,jsonb,jsonb,text,text[],text,integer,double precision);
 create or replace function fstore.create_monitor(
   p_name text, p_feature_group_id bigint, p_baseline jsonb, p_current jsonb, p_every text,
   p_features text[] default null, p_slice_by text default null, p_bins integer default 10,
-  p_threshold float8 default 0.2
+  p_threshold float8 default 0.2, p_thresholds jsonb default null, p_sample_rows bigint default null
 ) returns bigint
 language plpgsql volatile security definer set search_path = pg_catalog, fstore, pg_temp as $$
 declare
@@ -204,6 +196,7 @@ declare
   v_current jsonb;
   v_schedule text;
   v_id bigint;
+  v_thresholds jsonb;
 begin
   if v_project is null then
     raise exception 'permission denied: only a member of a project may create monitors (not %)', session_user
@@ -227,15 +220,11 @@ begin
     raise exception 'feature group % has no feature %', v_label, v_bad using errcode = '42703';
   end if;
   if p_slice_by is not null then
-    if not exists (select 1 from fstore.features x where x.feature_group_id = v_fg.id and x.name = p_slice_by) then
-      raise exception 'feature group % has no column % to slice by', v_label, quote_literal(left(p_slice_by, 80))
-        using errcode = '42703';
-    elsif p_slice_by = any(p_features) then
-      raise exception 'slice_by % is one of the monitored features: slice by another column', p_slice_by
-        using errcode = '22023';
-    end if;
+    -- the column is kept in fstore.monitors for it; fstore.feature_drift has no per-slice form yet
+    raise exception 'monitors cannot slice yet (slice_by %): drift per slice is not in this server''s fstore.feature_drift; create the monitor without slice_by',
+      quote_literal(left(p_slice_by, 80)) using errcode = '0A000';
   end if;
-  select string_agg(c, ', ') into v_bad from unnest(coalesce(p_features, '{}') || p_slice_by) c
+  select string_agg(c, ', ') into v_bad from unnest(coalesce(p_features, '{}')) c
    where c is not null and not has_column_privilege(session_user, v_table, c, 'SELECT');
   if v_bad is not null then
     raise exception 'permission denied for feature % of feature group % (to %)', v_bad, v_label, session_user
@@ -247,6 +236,10 @@ begin
   if p_threshold is null or p_threshold < 0 then
     raise exception 'threshold must be a number >= 0, not %', coalesce(p_threshold::text, 'NULL') using errcode = '22023';
   end if;
+  if p_sample_rows is not null and p_sample_rows < 1000 then
+    raise exception 'sample_rows must be at least 1000, not %', p_sample_rows using errcode = '22023';
+  end if;
+  v_thresholds := nullif(fstore.check_drift_thresholds(v_fg.id, p_thresholds), '{}');  -- plain JSON numbers
   v_baseline := fstore.check_monitor_window(p_baseline, 'baseline');
   v_current := fstore.check_monitor_window(p_current, 'current');
   v_schedule := fstore.monitor_schedule(p_every);
@@ -256,16 +249,16 @@ begin
     raise exception 'monitor % already exists in project %', p_name, v_project using errcode = '42710';
   end if;
   insert into fstore.monitors (project, name, feature_group_id, baseline, current, every, schedule, features, slice_by,
-                               bins, threshold, created_by, creator_since, client_serial)
+                               bins, threshold, thresholds, sample_rows, created_by, creator_since, client_serial)
   values (v_project, p_name, v_fg.id, v_baseline, v_current, btrim(p_every), v_schedule, p_features, p_slice_by,
-          p_bins, p_threshold, session_user::text, v_since, fstore.session_serial())
+          p_bins, p_threshold, v_thresholds, p_sample_rows, session_user::text, v_since, fstore.session_serial())
   returning id into v_id;
   perform fstore.audit(v_project, 'create_monitor',
                        jsonb_build_object('monitor', p_name, 'id', v_id, 'feature_group', v_label, 'schedule', v_schedule));
   return v_id;
 end $$;
-comment on function fstore.create_monitor(text,bigint,jsonb,jsonb,text,text[],text,integer,double precision) is
-  'Create monitor p_name of the caller''s project: every p_every (fstore.monitor_schedule) the drift of feature group p_feature_group_id between p_baseline and p_current (fstore.check_monitor_window) is measured in the caller''s rights by their own pg_cron job, stored, and alerted on (NOTIFY fstore_alerts) when a feature drifts (PSI >= p_threshold) or, with p_slice_by, a slice is flagged. The caller must be able to read the group (and each named feature). Jobs are scheduled within a minute. Audited.';
+comment on function fstore.create_monitor(text,bigint,jsonb,jsonb,text,text[],text,integer,double precision,jsonb,bigint) is
+  'Create monitor p_name of the caller''s project: every p_every (fstore.monitor_schedule) the drift of feature group p_feature_group_id between p_baseline and p_current (fstore.check_monitor_window) is measured by fstore.feature_drift in the caller''s rights by their own pg_cron job (logged in as session_user), stored, and alerted on (NOTIFY fstore_alerts) when a feature drifts: PSI >= p_threshold, or any measure of p_thresholds ({feature or "*": {measure: value}}, over the group''s stored drift thresholds); p_sample_rows measures larger windows on samples. p_slice_by is refused for now (no per-slice drift yet). The caller must be able to read the group (and each named feature). Jobs are scheduled within a minute. Audited.';
 
 create or replace function fstore.drop_monitor(p_name text) returns void
 language plpgsql volatile security definer set search_path = pg_catalog, fstore, pg_temp as $$
@@ -361,14 +354,18 @@ begin
     insert into fstore.monitor_alerts (monitor_id, run_id, drifted_features, flagged_slices)
     values (v_monitor.id, v_run, coalesce(p_drifted, '{}'), coalesce(p_flagged, '{}'))
     returning id into v_alert;
-    -- any role may LISTEN: the payload names the alert, nothing of the data (read it under RLS)
+    -- any session of the database may LISTEN (PostgreSQL has no privilege for it): the payload holds
+    -- ids, names and the run's time, never a value of the data (the runs are read under RLS)
     perform pg_catalog.pg_notify('fstore_alerts', jsonb_build_object(
-      'alert', v_alert, 'project', v_monitor.project, 'monitor', v_monitor.name)::text);
+      'alert', v_alert, 'monitor_id', v_monitor.id, 'monitor', v_monitor.name, 'project', v_monitor.project,
+      'feature_group', (select g.name || '@' || g.version from fstore.feature_groups g
+                         where g.id = v_monitor.feature_group_id),
+      'run_at', p_started_at, 'drifted', to_jsonb(coalesce(p_drifted, '{}')))::text);
   end if;
   return v_status;
 end $$;
 comment on function fstore.record_monitor_run(bigint,timestamp with time zone,jsonb,jsonb,bigint,bigint,jsonb,text[],jsonb,text[],text) is
-  'Store one run of a monitor, from fstore.run_monitor in the monitor''s own pg_cron job only (a pg_cron worker logged in as the creator): ok, drifted (then an alert and NOTIFY fstore_alerts {"alert", "project", "monitor"}) or error; a creator who lost membership, login or certificate stops the monitor instead, and the run says why.';
+  'Store one run of a monitor, from fstore.run_monitor in the monitor''s own pg_cron job only (a session of the creator without a client certificate: a pg_cron background worker, since project-users log in only with one): ok, drifted (then an alert and NOTIFY fstore_alerts {"alert", "monitor_id", "monitor", "project", "feature_group", "run_at", "drifted": [feature names]}, no data values) or error; a creator who lost membership, login or certificate stops the monitor instead, and the run says why.';
 
 create or replace function fstore.run_monitor(p_monitor_id bigint) returns text
 language plpgsql volatile
@@ -384,9 +381,6 @@ declare
   v_drifted text[];
   v_baseline_rows bigint;
   v_current_rows bigint;
-  v_commit bigint;
-  v_slices jsonb;
-  v_flagged text[] := '{}';
 begin
   select * into v_monitor from fstore.monitors where id = p_monitor_id;
   if not found or v_monitor.created_by <> session_user::text then
@@ -402,51 +396,38 @@ begin
            coalesce(array_agg(d.feature order by d.ordinality) filter (where d.drifted), '{}'),
            max(d.baseline_rows), max(d.current_rows)
       into v_results, v_drifted, v_baseline_rows, v_current_rows
-      from fstore.feature_drift(p_feature_group_id => v_monitor.feature_group_id, p_baseline => v_baseline,
-                                p_current => v_current, p_features => v_monitor.features, p_bins => v_monitor.bins,
-                                p_threshold => v_monitor.threshold) with ordinality d;
-    if v_monitor.slice_by is not null then
-      v_commit := fstore.monitor_window_commit(v_monitor.feature_group_id, v_current);
-      if v_commit is not null then
-        select jsonb_build_object('commit', v_commit, 'slice_by', v_monitor.slice_by,
-                                  'slices', coalesce(jsonb_agg(to_jsonb(s)), '[]')),
-               coalesce(array_agg(coalesce(s.slice, '(null)')) filter (where s.flagged and s.slice_kind <> 'all'), '{}')
-          into v_slices, v_flagged
-          from fstore.slice_statistics(p_feature_group_id => v_monitor.feature_group_id,
-                                       p_slice_by => v_monitor.slice_by, p_features => v_monitor.features,
-                                       p_commit => v_commit, p_threshold => v_monitor.threshold,
-                                       p_bins => v_monitor.bins) s;
-      end if;
-    end if;
+      from fstore.feature_drift(
+             p_feature_group_id => v_monitor.feature_group_id, p_baseline => v_baseline, p_current => v_current,
+             -- what the creator may read now (a feature made sensitive since is left out, or refused by name)
+             p_features => fstore.check_readable_features(v_monitor.feature_group_id, v_monitor.features),
+             p_bins => v_monitor.bins, p_threshold => v_monitor.threshold, p_thresholds => v_monitor.thresholds,
+             p_sample_rows => v_monitor.sample_rows) with ordinality d;
   exception when others then
     return fstore.record_monitor_run(p_monitor_id, v_started, v_baseline, v_current, null, null, '[]', '{}', null,
                                      '{}', sqlerrm);
   end;
   return fstore.record_monitor_run(p_monitor_id, v_started, v_baseline, v_current, v_baseline_rows, v_current_rows,
-                                   v_results, v_drifted, v_slices, v_flagged, null);
+                                   v_results, v_drifted, null, '{}', null);
 end $$;
 comment on function fstore.run_monitor(bigint) is
-  'One run of a monitor, as its pg_cron job calls it (logged in as the creator): the drift between its windows (relative ones resolved now) by fstore.feature_drift, with the caller''s rights (SECURITY INVOKER: RLS and row policies decide the rows), and with slice_by the statistics per slice of the current window''s latest commit (fstore.slice_statistics); stored by fstore.record_monitor_run. A failing drift is recorded as an error run.';
+  'One run of a monitor, as its pg_cron job calls it (logged in as the creator): the drift between its windows (relative ones resolved now) by fstore.feature_drift, with the caller''s rights (SECURITY INVOKER: RLS and row policies decide the rows, column grants the features), under the monitor''s threshold, thresholds and sample_rows and the group''s stored drift thresholds; stored by fstore.record_monitor_run. A failing drift is recorded as an error run.';
 
--- what fstore_cron.sync_monitors asks of the catalog, as fstore_control
-create or replace function fstore.monitor_jobs_plan() returns jsonb
+-- A member leaves: their monitors stop now (fstore.remove_member, as fstore_control).
+create or replace function fstore.stop_member_monitors(p_project text, p_role text, p_reason text) returns integer
 language plpgsql volatile set search_path = pg_catalog, fstore, pg_temp as $$
 declare
-  v_monitor fstore.monitors;
-  v_reason text;
+  v_id bigint;
+  v_count integer := 0;
 begin
-  for v_monitor in select * from fstore.monitors where active order by id for update loop
-    v_reason := fstore.monitor_creator_problem(v_monitor.project, v_monitor.created_by, v_monitor.creator_since);
-    if v_reason is not null then
-      perform fstore.stop_monitor(v_monitor.id, v_reason);
-    end if;
+  for v_id in select id from fstore.monitors where project = p_project and created_by = p_role and active
+               order by id for update loop
+    perform fstore.stop_monitor(v_id, p_reason);
+    v_count := v_count + 1;
   end loop;
-  return coalesce((select jsonb_agg(jsonb_build_object('id', m.id, 'schedule', m.schedule, 'username', m.created_by)
-                                    order by m.id)
-                     from fstore.monitors m where m.active), '[]');
+  return v_count;
 end $$;
-comment on function fstore.monitor_jobs_plan() is
-  'For the platform''s scheduler (fstore_cron.sync_monitors, as fstore_control): stop the monitors whose creator may no longer run them, and return the active ones as [{id, schedule, username}].';
+comment on function fstore.stop_member_monitors(text,text,text) is
+  'Stop every active monitor a role created in a project, each with a stopped run saying why (fstore.remove_member calls it, as fstore_control); pg_cron''s jobs follow within a minute. Returns how many.';
 
 create or replace function fstore.stop_monitor(p_monitor_id bigint, p_reason text) returns void
 language sql volatile set search_path = pg_catalog, fstore, pg_temp as $$
@@ -456,7 +437,7 @@ language sql volatile set search_path = pg_catalog, fstore, pg_temp as $$
   select p_monitor_id, clock_timestamp(), 'stopped', p_reason where exists (select 1 from fstore.monitors where id = p_monitor_id);
 $$;
 comment on function fstore.stop_monitor(bigint,text) is
-  'Stop a monitor for good, with a run that says why (the platform''s scheduler, as fstore_control).';
+  'Stop a monitor for good, with a run that says why (fstore.stop_member_monitors, as fstore_control).';
 
 drop policy if exists visible on fstore.monitors;
 create policy visible on fstore.monitors for select
@@ -469,54 +450,68 @@ create policy visible on fstore.monitor_alerts for select using (fstore.monitor_
 grant execute on function
   fstore.check_monitor_name(text), fstore.check_cron_field(text,integer,integer), fstore.monitor_schedule(text),
   fstore.resolve_monitor_window(jsonb,timestamp with time zone), fstore.check_monitor_window(jsonb,text),
-  fstore.monitor_window_commit(bigint,jsonb),
-  fstore.create_monitor(text,bigint,jsonb,jsonb,text,text[],text,integer,double precision),
+  fstore.create_monitor(text,bigint,jsonb,jsonb,text,text[],text,integer,double precision,jsonb,bigint),
   fstore.drop_monitor(text), fstore.monitor_stop_reason(bigint), fstore.monitor_results_visible(bigint),
   fstore.record_monitor_run(bigint,timestamp with time zone,jsonb,jsonb,bigint,bigint,jsonb,text[],jsonb,text[],text),
   fstore.run_monitor(bigint)
   to public;
 reset role;
 
--- The platform's scheduler: the superuser's own code, in the superuser's own schema.
+-- The platform's scheduler: the superuser's own code, in the superuser's own schema. It runs
+-- nothing of fstore_control's (no function call, no view: fstore.monitors must be a plain table
+-- with built-in column types) and hands pg_cron values only.
 create or replace procedure fstore_cron.sync_monitors()
 language plpgsql set search_path = pg_catalog, pg_temp as $$
 declare
-  v_plan jsonb;
   v_job record;
-  v_wanted jsonb;
-  v_error text;
+  v_want record;
 begin
-  -- the catalog is read and written as its owner: whatever runs there runs as fstore_control
-  set local role fstore_control;
-  v_plan := fstore.monitor_jobs_plan();
-  reset role;
-  -- from here on only values: pg_cron's jobs follow the plan
+  lock table fstore.monitors in access share mode;
+  if (select c.relkind from pg_catalog.pg_class c where c.oid = 'fstore.monitors'::pg_catalog.regclass) <> 'r'
+     or exists (select 1 from pg_catalog.pg_attribute a
+                 where a.attrelid = 'fstore.monitors'::pg_catalog.regclass
+                   and a.attname in ('id', 'schedule', 'created_by', 'active')
+                   and a.atttypid not in ('bigint'::pg_catalog.regtype, 'text'::pg_catalog.regtype,
+                                          'boolean'::pg_catalog.regtype)) then
+    raise exception 'fstore.monitors is not the plain table fstore_cron.sync_monitors reads: no job changed';
+  end if;
+  create temp table if not exists _fstore_wanted_jobs (jobname text primary key, schedule text, username text,
+                                                       command text) on commit drop;
+  truncate pg_temp._fstore_wanted_jobs;
+  insert into pg_temp._fstore_wanted_jobs
+  select 'fstore_monitor_' || m.id, m.schedule, m.created_by, 'select fstore.run_monitor(' || m.id || ')'
+    from fstore.monitors m
+    join pg_catalog.pg_roles r on r.rolname = m.created_by
+   where m.active
+     -- a project's login role (p__user), never a superuser or one that bypasses RLS
+     and m.created_by ~ '^[a-z][a-z0-9_]{0,29}[a-z0-9]__[a-z][a-z0-9_]*$'
+     and r.rolcanlogin and not r.rolsuper and not r.rolreplication and not r.rolbypassrls
+     and m.schedule ~ '^[0-9*/,-]+( [0-9*/,-]+){4}$';
   for v_job in select j.jobid, j.jobname, j.schedule, j.username, j.command from cron.job j
                 where j.jobname like 'fstore\_monitor\_%' loop
-    select w into v_wanted from jsonb_array_elements(v_plan) w where 'fstore_monitor_' || (w->>'id') = v_job.jobname;
-    if v_wanted is null or v_wanted->>'schedule' <> v_job.schedule or v_wanted->>'username' <> v_job.username
-       or v_job.command <> format('select fstore.run_monitor(%s)', (v_wanted->>'id')::bigint) then
+    select * into v_want from pg_temp._fstore_wanted_jobs w where w.jobname = v_job.jobname;
+    if not found or v_want.schedule <> v_job.schedule or v_want.username <> v_job.username
+       or v_want.command <> v_job.command then
       perform cron.unschedule(v_job.jobid);
     end if;
   end loop;
-  for v_wanted in select w from jsonb_array_elements(v_plan) w
-                   where not exists (select 1 from cron.job j where j.jobname = 'fstore_monitor_' || (w->>'id')) loop
-    begin
-      perform cron.schedule_in_database('fstore_monitor_' || ((v_wanted->>'id')::bigint), v_wanted->>'schedule',
-                                        format('select fstore.run_monitor(%s)', (v_wanted->>'id')::bigint),
-                                        current_database(), v_wanted->>'username', true);
-    exception when others then
-      v_error := sqlerrm;
-      set local role fstore_control;
-      perform fstore.stop_monitor((v_wanted->>'id')::bigint, 'pg_cron refused to schedule it: ' || v_error);
-      reset role;
-    end;
+  for v_want in select * from pg_temp._fstore_wanted_jobs w
+                 where not exists (select 1 from cron.job j where j.jobname = w.jobname) order by w.jobname loop
+    perform cron.schedule_in_database(v_want.jobname, v_want.schedule, v_want.command, current_database(),
+                                      v_want.username, true);
   end loop;
   delete from cron.job_run_details where end_time < now() - interval '7 days';
 end $$;
 comment on procedure fstore_cron.sync_monitors() is
-  'Every minute (pg_cron job fstore_monitors, the superuser''s): stop monitors whose creator lost access (as fstore_control, recording why), then make pg_cron''s jobs fstore_monitor_ID match the active monitors: one per monitor, logged in as its creator, running select fstore.run_monitor(ID) on its schedule. Keeps 7 days of job run details.';
+  'Every minute (pg_cron job fstore_monitors, the superuser''s): make pg_cron''s jobs fstore_monitor_ID match the active monitors of fstore.monitors (read as a plain table, no fstore function called): one per monitor, logged in as its creator (a project login role, never a superuser), running select fstore.run_monitor(ID) on its schedule; jobs of dropped or stopped monitors, or whose creator may not log in, are unscheduled. Keeps 7 days of job run details.';
 
 revoke all on procedure fstore_cron.sync_monitors() from public;
+
+-- pg_cron's own interface is the platform's: tenants may not read its jobs, schedule their own or
+-- change anyone's (cron.schedule is executable by PUBLIC as installed, cron.job readable)
+revoke all on schema cron from public;
+revoke all on all tables in schema cron from public;
+revoke all on all sequences in schema cron from public;
+revoke all on all functions in schema cron from public;
 
 select cron.schedule('fstore_monitors', '* * * * *', 'call fstore_cron.sync_monitors()');

@@ -5,7 +5,8 @@
 --
 -- Schema fstore_cron belongs to the superuser that applies migrations, not to fstore_control:
 -- it holds the one procedure pg_cron runs as the superuser (fstore_cron.sync_monitors), so
--- that no role but the superuser can replace code the superuser runs.
+-- that no role but the superuser can replace code the superuser runs. That procedure calls
+-- no function of fstore_control's either: it reads fstore.monitors as plain values.
 
 set role fstore_control;
 
@@ -22,6 +23,8 @@ create table fstore.monitors (
   slice_by          text,
   bins              integer not null default 10,
   threshold         float8 not null default 0.2,
+  thresholds        jsonb,            -- per-feature thresholds of any measure, over the group's stored ones
+  sample_rows       bigint,           -- measure windows larger than that on samples (estimates)
   created_by        text not null default session_user,   -- the job logs in as this role
   creator_since     timestamptz not null,                  -- the creator's membership (fstore.members.added_at)
   created_at        timestamptz not null default clock_timestamp(),
