@@ -323,8 +323,10 @@ declare
   v_alert bigint;
 begin
   -- a project-user logs in only over TLS with a client certificate (pg_hba: hostssl cert, local reject), so
-  -- a session of theirs without one is a background worker of the server: pg_cron's, running their job
-  if fstore.session_serial() is not null then
+  -- a session of theirs without one, and not a client's, is a background worker: pg_cron's, running their job
+  if fstore.session_serial() is not null or pg_catalog.inet_client_addr() is not null
+     or (select a.backend_type from pg_catalog.pg_stat_activity a where a.pid = pg_catalog.pg_backend_pid())
+        = 'client backend' then
     raise exception 'permission denied: a monitor''s runs are recorded only by its own pg_cron job'
       using errcode = '42501';
   end if;
