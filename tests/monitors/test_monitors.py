@@ -19,6 +19,7 @@ tables (which no project role may read) to show the jobs' identities.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -173,7 +174,13 @@ def test_a_monitor_fires_on_injected_drift_within_one_scheduling_interval(world:
                 assert left > 0, f"no alert of monitor fire within {INTERVAL_WAIT} s of the injected drift"
                 payload = wait_for_alert(listener, left)
                 assert payload is not None, f"no alert of monitor fire within {INTERVAL_WAIT} s of the injected drift"
-        assert set(payload) == {"alert", "project", "monitor"} and payload["project"] == world.project
+        # ids, names and the run's time: nothing of the data (LISTEN is open to every session)
+        assert set(payload) == {"alert", "monitor_id", "monitor", "project", "feature_group", "run_at", "drifted"}
+        assert payload["project"] == world.project and payload["feature_group"] == "payments@1"
+        assert payload["drifted"] == ["income"]
+        assert all(isinstance(payload[k], int) for k in ("alert", "monitor_id"))
+        assert dt.datetime.fromisoformat(payload["run_at"]) >= injected_at
+        assert len(json.dumps(payload)) < 300  # small: no measures, no means, no rows
         alert = next(a for a in alice.monitors.alerts("fire") if a.id == payload["alert"])
         assert alert.drifted_features == ["income"]
         run = next(r for r in _runs(alice, "fire") if r.id == alert.run_id)
