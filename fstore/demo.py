@@ -6,7 +6,8 @@ alice; the feature view ``fraud_detection`` (four groups, the incoming transacti
 amount passed at request time, scalers) and its point-in-time training data built as
 bob, exported to TFRecord and Parquet; a small Keras model trained through
 ``tf.data``; incoming transactions scored with ``get_feature_vector``; drift; the row
-policy; the usage report. Re-running it reuses what exists.
+policy; the usage report; bias by slice and the drift report; a sensitive feature.
+Re-running it reuses what exists.
 """
 
 from __future__ import annotations
@@ -25,8 +26,9 @@ from rich.table import Table
 import fstore
 from fstore import pki, policies, projects, server
 from fstore.connection import connect, material_for, write_service_entry
-from fstore.errors import Conflict, NotFound
+from fstore.errors import Conflict, NotFound, PermissionDenied
 from fstore.home import FstoreHome
+from fstore.sensitive import readable_features
 
 console = Console()
 PROJECT = "fraud"
@@ -305,13 +307,32 @@ def hidden_rows_seen(home: FstoreHome, user: str) -> dict[str, int]:
             (PROJECT, PROJECT, PROJECT))]
         seen = {name: conn.execute(sql.SQL("select count(*) from {} where account_id = any(%s)").format(
             sql.Identifier(PROJECT, name)), (peps,)).fetchone()[0] for name in relations}
-        lookup = fs.get_online_features([f"{g}:*" for g in FEATURE_GROUPS], [{"account_id": a} for a in peps])
+        readable = [f"{g}:{f}" for g in FEATURE_GROUPS for f in readable_features(fs.get_feature_group(g), None)]
+        lookup = fs.get_online_features(readable, [{"account_id": a} for a in peps])
         seen["online lookups"] = sum(sum(1 for found in lookup.column(f"{g}__found").to_pylist() if found)
                                      for g in FEATURE_GROUPS)
         # the rows the statistics of account_profile's last commit describe, beyond the non-hidden ones
         stats = fs.get_feature_group("account_profile").statistics(commit)["account_id"]
         seen["account_profile statistics"] = stats["rows"] - (total - of_peps)
     return seen
+
+
+def show_sensitive_feature(home: FstoreHome) -> str:
+    """``is_pep`` is marked sensitive in the dbt model's YAML (``meta: {sensitive: true}``):
+    bob, a Data Scientist, is refused it by name; alice, the Data Owner, reads it."""
+    with fstore.connect(PROJECT, "bob", home=home) as bob:
+        try:
+            bob.get_online_features(["account_profile:is_pep"], [{"account_id": 1}])
+            refusal = "fraud__bob read is_pep"  # a failure of the demo's claim, shown as such
+        except PermissionDenied as denied:
+            refusal = str(denied)
+    with fstore.connect(PROJECT, "alice", home=home) as alice:
+        marked = alice.get_feature_group("account_profile").sensitive_features
+        peps = alice.conn.execute("select count(*) from fraud.account_profile__v1 where is_pep").fetchone()[0]
+    console.print(f"sensitive features of account_profile: {', '.join(marked)}")
+    console.print(f"fraud__bob asks for account_profile:is_pep -> {refusal}")
+    console.print(f"fraud__alice (Data Owner) reads it: {peps:,} profile rows with is_pep")
+    return refusal
 
 
 def show_row_policy(home: FstoreHome) -> None:
@@ -343,5 +364,7 @@ def run_demo(home: FstoreHome, port: int | None = None, transactions: int = 1_00
         show_usage(home)
     with step("9. governance: bias by slice (per country) and a drift report to look at (as fraud__bob)"):
         show_governance(home, out, report)
+    with step("10. a sensitive feature: is_pep, Data Owners only (as fraud__bob, then fraud__alice)"):
+        show_sensitive_feature(home)
     console.rule("[bold green]done")
     console.print(f"server: `fstore server status`; psql: `psql \"service=fraud__alice\"`; files in {out}")

@@ -6,7 +6,7 @@ import re
 from pathlib import Path
 
 import fstore
-from fstore.demo import FEATURE_GROUPS, VIEW, VIEW_TRANSFORMS, hidden_rows_seen, run_demo
+from fstore.demo import FEATURE_GROUPS, VIEW, VIEW_TRANSFORMS, hidden_rows_seen, run_demo, show_sensitive_feature
 from fstore.home import FstoreHome
 from tests.browser import assert_not_blank, page_attributes, screenshot
 
@@ -59,6 +59,9 @@ def test_demo_runs_end_to_end_and_reruns_cleanly(home: FstoreHome, tmp_path: Pat
     seen = hidden_rows_seen(home, "bob")
     assert len(seen) >= 2 * len(FEATURE_GROUPS) and set(seen.values()) == {0}, seen
     assert sum(hidden_rows_seen(home, "alice").values()) > 0
+    # is_pep is sensitive from the dbt YAML's meta: bob is refused it by name
+    refusal = show_sensitive_feature(home)
+    assert "is_pep" in refusal and "sensitive" in refusal, refusal
 
 
 def test_the_readme_feature_view_runs_as_written_on_the_demo_data(home: FstoreHome) -> None:

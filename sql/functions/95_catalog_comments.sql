@@ -32,5 +32,7 @@ comment on table fstore.monitor_alerts is 'One row per drifted run of a monitor 
 comment on column fstore.commits.state is 'open: begun in transaction xact of backend backend_pid, the only one whose rows the group''s tables take; done: finished, immutable';
 comment on column fstore.row_policies.predicate_tree is 'The predicate as a structured tree; fstore.predicate_sql renders it (the text in predicate is for reading only)';
 comment on column fstore.training_datasets.feature_groups is '[{id, project, name, version, max_commit, commits, features: [{name, output}], key_columns}]: what the dataset read';
+comment on table fstore.sensitive_features is 'Features marked sensitive, per group name (every version): read only by the project''s Data Owners and the roles of fstore.sensitive_grants; hidden by column privileges and refused by name elsewhere (fstore.set_sensitive)';
+comment on table fstore.sensitive_grants is 'Who reads a sensitive feature besides the Data Owners, from the sensitive_grants of policies/<project>.yml (a project-user, or the data_scientist group); replaced whole by each fstore.set_sensitive_grants';
 
 reset role;
