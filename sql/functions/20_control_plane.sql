@@ -157,6 +157,9 @@ begin
   end loop;
   perform fstore.end_sessions(v_members);
   perform fstore.retire_certificates(v_members);
+  -- pg_cron's jobs of its members' monitors go before their roles (sql/functions/88_monitors.sql)
+  perform fstore.unschedule_monitor_jobs(array(select m.id from fstore.monitors m
+                                                where m.project = p_name or m.created_by = any(v_members)));
   -- copies of this project's data in projects it was shared with follow the share
   perform fstore.drop_derived_training_datasets(p_name, s.with_project)
      from fstore.shares s where s.project = p_name;

@@ -278,11 +278,12 @@ begin
       v_monitor.created_by, v_project, p_name using errcode = '42501';
   end if;
   delete from fstore.monitors where id = v_monitor.id;
+  perform fstore.unschedule_monitor_jobs(array[v_monitor.id]);
   perform fstore.audit(v_project, 'drop_monitor', jsonb_build_object('monitor', p_name, 'id', v_monitor.id,
                                                                      'created_by', v_monitor.created_by));
 end $$;
 comment on function fstore.drop_monitor(text) is
-  'Drop a monitor of the caller''s project with its runs and alerts (its creator or a Data Owner); its pg_cron job goes within a minute. Audited.';
+  'Drop a monitor of the caller''s project with its runs and alerts (its creator or a Data Owner); its pg_cron job goes with it. Audited.';
 
 create or replace function fstore.monitor_stop_reason(p_monitor_id bigint) returns text
 language plpgsql stable security definer set search_path = pg_catalog, fstore, pg_temp as $$
@@ -414,6 +415,24 @@ end $$;
 comment on function fstore.run_monitor(bigint) is
   'One run of a monitor, as its pg_cron job calls it (logged in as the creator): the drift between its windows (relative ones resolved now) by fstore.feature_drift, with the caller''s rights (SECURITY INVOKER: RLS and row policies decide the rows, column grants the features), under the monitor''s threshold, thresholds and sample_rows and the group''s stored drift thresholds; stored by fstore.record_monitor_run. A failing drift is recorded as an error run.';
 
+-- pg_cron's scheduler stops for everyone (it exits and restarts in a loop) while any job names a
+-- role that does not exist, so a monitor's job goes in the transaction that drops its creator's
+-- role: fstore_control may delete the fstore_monitor_ID jobs of cron.job, and nothing else there.
+create or replace function fstore.unschedule_monitor_jobs(p_monitor_ids bigint[]) returns integer
+language plpgsql volatile set search_path = pg_catalog, fstore, pg_temp as $$
+declare
+  v_count integer;
+begin
+  delete from cron.job j
+   where j.jobname like 'fstore\_monitor\_%'
+     and j.jobname = any (array(select 'fstore_monitor_' || i from unnest(p_monitor_ids) i));
+  get diagnostics v_count = row_count;
+  return v_count;
+end $$;
+comment on function fstore.unschedule_monitor_jobs(bigint[]) is
+  'Delete the pg_cron jobs of these monitors now (fstore_control only: fstore.drop_monitor, fstore.stop_member_monitors, fstore.delete_project), rather than at the scheduler''s next minute: pg_cron stops scheduling anything while a job names a dropped role. Returns how many.';
+revoke all on function fstore.unschedule_monitor_jobs(bigint[]) from public;
+
 -- A member leaves: their monitors stop now (fstore.remove_member, as fstore_control).
 create or replace function fstore.stop_member_monitors(p_project text, p_role text, p_reason text) returns integer
 language plpgsql volatile set search_path = pg_catalog, fstore, pg_temp as $$
@@ -426,10 +445,11 @@ begin
     perform fstore.stop_monitor(v_id, p_reason);
     v_count := v_count + 1;
   end loop;
+  perform fstore.unschedule_monitor_jobs(array(select id from fstore.monitors where created_by = p_role));
   return v_count;
 end $$;
 comment on function fstore.stop_member_monitors(text,text,text) is
-  'Stop every active monitor a role created in a project, each with a stopped run saying why (fstore.remove_member calls it, as fstore_control); pg_cron''s jobs follow within a minute. Returns how many.';
+  'Stop every active monitor a role created in a project, each with a stopped run saying why, and delete their pg_cron jobs (fstore.remove_member calls it, as fstore_control, before it drops the role). Returns how many.';
 
 create or replace function fstore.stop_monitor(p_monitor_id bigint, p_reason text) returns void
 language sql volatile set search_path = pg_catalog, fstore, pg_temp as $$
@@ -466,7 +486,11 @@ create or replace procedure fstore_cron.sync_monitors()
 language plpgsql set search_path = pg_catalog, pg_temp as $$
 declare
   v_job record;
-  v_want record;
+  v_names text[];
+  v_schedules text[];
+  v_users text[];
+  v_commands text[];
+  v_i integer;
 begin
   lock table fstore.monitors in access share mode;
   if (select c.relkind from pg_catalog.pg_class c where c.oid = 'fstore.monitors'::pg_catalog.regclass) <> 'r'
@@ -477,11 +501,11 @@ begin
                                           'boolean'::pg_catalog.regtype)) then
     raise exception 'fstore.monitors is not the plain table fstore_cron.sync_monitors reads: no job changed';
   end if;
-  create temp table if not exists _fstore_wanted_jobs (jobname text primary key, schedule text, username text,
-                                                       command text) on commit drop;
-  truncate pg_temp._fstore_wanted_jobs;
-  insert into pg_temp._fstore_wanted_jobs
-  select 'fstore_monitor_' || m.id, m.schedule, m.created_by, 'select fstore.run_monitor(' || m.id || ')'
+  -- the jobs wanted, as plain arrays (no temporary table: pgaudit would log its DDL every minute)
+  select coalesce(array_agg('fstore_monitor_' || m.id order by m.id), '{}'),
+         coalesce(array_agg(m.schedule order by m.id), '{}'), coalesce(array_agg(m.created_by order by m.id), '{}'),
+         coalesce(array_agg('select fstore.run_monitor(' || m.id || ')' order by m.id), '{}')
+    into v_names, v_schedules, v_users, v_commands
     from fstore.monitors m
     join pg_catalog.pg_roles r on r.rolname = m.created_by
    where m.active
@@ -491,16 +515,17 @@ begin
      and m.schedule ~ '^[0-9*/,-]+( [0-9*/,-]+){4}$';
   for v_job in select j.jobid, j.jobname, j.schedule, j.username, j.command from cron.job j
                 where j.jobname like 'fstore\_monitor\_%' loop
-    select * into v_want from pg_temp._fstore_wanted_jobs w where w.jobname = v_job.jobname;
-    if not found or v_want.schedule <> v_job.schedule or v_want.username <> v_job.username
-       or v_want.command <> v_job.command then
+    v_i := array_position(v_names, v_job.jobname);
+    if v_i is null or v_schedules[v_i] <> v_job.schedule or v_users[v_i] <> v_job.username
+       or v_commands[v_i] <> v_job.command then
       perform cron.unschedule(v_job.jobid);
     end if;
   end loop;
-  for v_want in select * from pg_temp._fstore_wanted_jobs w
-                 where not exists (select 1 from cron.job j where j.jobname = w.jobname) order by w.jobname loop
-    perform cron.schedule_in_database(v_want.jobname, v_want.schedule, v_want.command, current_database(),
-                                      v_want.username, true);
+  for v_i in 1 .. cardinality(v_names) loop
+    if not exists (select 1 from cron.job j where j.jobname = v_names[v_i]) then
+      perform cron.schedule_in_database(v_names[v_i], v_schedules[v_i], v_commands[v_i], current_database(),
+                                        v_users[v_i], true);
+    end if;
   end loop;
   delete from cron.job_run_details where end_time < now() - interval '7 days';
 end $$;
@@ -515,5 +540,10 @@ revoke all on schema cron from public;
 revoke all on all tables in schema cron from public;
 revoke all on all sequences in schema cron from public;
 revoke all on all functions in schema cron from public;
+-- fstore_control deletes monitors' jobs with the roles it drops (fstore.unschedule_monitor_jobs)
+grant usage on schema cron to fstore_control;
+grant select, delete on cron.job to fstore_control;
+drop policy if exists fstore_monitor_jobs on cron.job;
+create policy fstore_monitor_jobs on cron.job to fstore_control using (jobname like 'fstore\_monitor\_%');
 
 select cron.schedule('fstore_monitors', '* * * * *', 'call fstore_cron.sync_monitors()');
