@@ -316,10 +316,11 @@ begin
   perform fstore.revoke_project_reads(p_project, p_with);
   delete from fstore.shares where project = p_project and with_project = p_with;
   v_dropped := fstore.drop_derived_training_datasets(p_project, p_with);
+  perform fstore.stop_shared_monitors(p_project, p_with);  -- sql/functions/88_monitors.sql
   perform fstore.audit(p_project, 'unshare_project', jsonb_build_object('with', p_with, 'dropped', v_dropped));
 end $$;
 comment on function fstore.unshare_project(text,text) is
-  'Stop sharing: the other project''s members lose access at once, and the training datasets it built from this project''s data are dropped (and recorded in both projects).';
+  'Stop sharing: the other project''s members lose access at once, the training datasets it built from this project''s data are dropped (and recorded in both projects), and its monitors of this project''s groups stop.';
 
 create or replace function fstore.block_user(p_user text) returns text[]
 language plpgsql volatile security definer set search_path = pg_catalog, fstore, pg_temp as $$

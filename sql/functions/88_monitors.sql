@@ -451,6 +451,26 @@ end $$;
 comment on function fstore.stop_member_monitors(text,text,text) is
   'Stop every active monitor a role created in a project, each with a stopped run saying why, and delete their pg_cron jobs (fstore.remove_member calls it, as fstore_control, before it drops the role). Returns how many.';
 
+-- A share ends: the other project's monitors of this project's groups stop now (fstore.unshare_project).
+create or replace function fstore.stop_shared_monitors(p_project text, p_with text) returns integer
+language plpgsql volatile set search_path = pg_catalog, fstore, pg_temp as $$
+declare
+  v_ids bigint[];
+  v_id bigint;
+begin
+  select coalesce(array_agg(m.id order by m.id), '{}') into v_ids
+    from fstore.monitors m join fstore.feature_groups g on g.id = m.feature_group_id
+   where m.project = p_with and g.project = p_project and m.active;
+  foreach v_id in array v_ids loop
+    perform fstore.stop_monitor(v_id, format('project %s is no longer shared with project %s', p_project, p_with));
+  end loop;
+  perform fstore.unschedule_monitor_jobs(v_ids);
+  return cardinality(v_ids);
+end $$;
+comment on function fstore.stop_shared_monitors(text,text) is
+  'Stop the monitors project p_with keeps on feature groups of p_project, saying why, and delete their pg_cron jobs (fstore.unshare_project calls it, as fstore_control). Returns how many.';
+revoke all on function fstore.stop_shared_monitors(text,text) from public;
+
 create or replace function fstore.stop_monitor(p_monitor_id bigint, p_reason text) returns void
 language sql volatile set search_path = pg_catalog, fstore, pg_temp as $$
   update fstore.monitors set active = false, stopped_at = clock_timestamp(), stopped_reason = p_reason

@@ -231,3 +231,37 @@ def test_the_scheduler_never_schedules_a_job_as_a_superuser(world: Any, names: d
             op.execute("rollback")
     tally.deny("scheduler_refuses_superuser_job")
     tally.allow("scheduler_schedules_creator_job")
+
+
+def test_a_share_partners_monitor_stops_when_the_share_ends(make_project: Any, tally: Any) -> None:
+    """carol (Data Owner of Q, which P is shared with) monitors P's group from Q, as herself; when
+    P's Data Owner unshares, her monitor stops, saying why, and its job goes at once."""
+    p = make_project(owner="alice", prefix="mshp")
+    q = make_project(owner="carol", prefix="mshq")
+    with connect(p.home, p.role("alice"), autocommit=True) as alice:
+        alice.execute(f"set role {p.name}__owner")
+        fg = alice.execute("select fstore.create_feature_group(%s, 'fg', 1, array['id'], 'event_time',"
+                           " '[{\"name\": \"id\", \"type\": \"bigint\"}, {\"name\": \"amount\", \"type\": \"float8\"}]')",
+                           (p.name,)).fetchone()[0]
+        alice.execute("reset role")
+        projects.share_project(alice, p.name, q.name)
+    with connect(q.home, q.role("carol"), autocommit=True) as carol:
+        query, params = create("partner")
+        monitor = carol.execute(query, params[:1] + (fg,) + params[2:]).fetchone()[0]
+        assert carol.execute("select project, created_by from fstore.monitors where id = %s",
+                             (monitor,)).fetchone() == (q.name, q.role("carol"))
+    job = f"fstore_monitor_{monitor}"
+    with connect_operator(p.home, autocommit=True) as op:
+        op.execute("call fstore_cron.sync_monitors()")
+        assert op.execute("select username from cron.job where jobname = %s", (job,)).fetchall() == [(q.role("carol"),)]
+        with connect(p.home, p.role("alice"), autocommit=True) as alice:
+            projects.unshare_project(alice, p.name, q.name)
+        assert op.execute("select count(*) from cron.job where jobname = %s", (job,)).fetchone() == (0,)
+        op.execute("call fstore_cron.sync_monitors()")
+        assert op.execute("select count(*) from cron.job where jobname = %s", (job,)).fetchone() == (0,)
+    with connect(q.home, q.role("carol"), autocommit=True) as carol:
+        active, reason = carol.execute("select active, stopped_reason from fstore.monitors where id = %s",
+                                       (monitor,)).fetchone()
+        assert not active and reason == f"project {p.name} is no longer shared with project {q.name}"
+    tally.deny("unshared_partners_monitor_stops")
+    tally.allow("share_partner_monitors_shared_group_as_herself")
