@@ -25,7 +25,11 @@ exec docker-entrypoint.sh postgres \
   -c ssl_crl_file=/fstore-pki/crl.pem \
   -c ssl_min_protocol_version=TLSv1.2 \
   -c hba_file=/etc/fstore/pg_hba.conf \
-  -c shared_preload_libraries=pgaudit \
+  -c shared_preload_libraries=pgaudit,pg_cron \
+  -c cron.database_name=fstore \
+  -c cron.use_background_workers=on \
+  -c cron.max_running_jobs=8 \
+  -c max_worker_processes=24 \
   -c pgaudit.log='ddl, role' \
   -c pgaudit.role=fstore_auditor \
   -c log_connections=on \

@@ -10,5 +10,6 @@ psql=(psql -v ON_ERROR_STOP=1 --username "$POSTGRES_USER" --no-psqlrc)
 create extension if not exists vector;
 create extension if not exists pgaudit;
 create extension if not exists sslinfo;
+create extension if not exists pg_cron;
 revoke all on database fstore from public;
 SQL

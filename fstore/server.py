@@ -43,7 +43,10 @@ from fstore.registry import publication_lock, sync_catalog
 from fstore.roles import SUPERUSER_ROLE
 
 PG_MAJOR = 15
-EXTENSIONS = ("vector", "pgaudit", "sslinfo")  # sslinfo: a session's own certificate serial, for any role
+EXTENSIONS = ("vector", "pgaudit", "sslinfo", "pg_cron")  # sslinfo: a session's own certificate serial, for any role
+# pg_cron runs monitors (sql/functions/88_monitors.sql) in background workers of the server, logged in as the
+# monitor's creator without a password or a TCP login; its worker processes need room beside parallel query
+PRELOAD = "pgaudit,pg_cron"
 CRL_REFRESH_MARGIN = dt.timedelta(days=1)
 
 
@@ -134,7 +137,11 @@ def _write_config(home: FstoreHome, port: int, listen: str) -> None:
         "ssl_crl_file": str(home.crl_file),
         "ssl_min_protocol_version": "TLSv1.2",
         "password_encryption": "scram-sha-256",
-        "shared_preload_libraries": "pgaudit",
+        "shared_preload_libraries": PRELOAD,
+        "cron.database_name": DATABASE,
+        "cron.use_background_workers": "on",
+        "cron.max_running_jobs": 8,
+        "max_worker_processes": 24,
         "pgaudit.log": "ddl, role",
         "pgaudit.log_catalog": "off",
         "pgaudit.role": "fstore_auditor",

@@ -41,6 +41,7 @@ if TYPE_CHECKING:
     from fstore.export import ExportResult, Progress
     from fstore.featuregroups import FeatureGroup
     from fstore.featureviews import FeatureView
+    from fstore.monitors import Monitors
     from fstore.pointintime import Spine
     from fstore.serving_pool import OnlineStore
     from fstore.slices import LabelRates
@@ -305,6 +306,20 @@ class FeatureStore:
 
         return drift.drift(self, name, baseline, current, version=version, features=features, bins=bins,
                            threshold=threshold, thresholds=thresholds, sample_rows=sample_rows)
+
+    @property
+    def monitors(self) -> "Monitors":
+        """This project's monitors: scheduled drift checks run by pg_cron in this identity's rights
+        (:class:`fstore.monitors.Monitors`: ``create``, ``list``, ``get``, ``drop``, ``alerts``).
+
+        Example::
+
+            fs.monitors.create("activity_drift", "account_activity", baseline={"up_to_commit": 12},
+                               current="last 1 day", every="1h")
+        """
+        from fstore.monitors import Monitors
+
+        return Monitors(self)
 
     # --- feature views (fstore.featureviews) --------------------------------------
     def create_feature_view(

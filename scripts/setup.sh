@@ -12,6 +12,7 @@ log() { printf '\033[1m[setup]\033[0m %s\n' "$*"; }
 need_apt=()
 for pkg in postgresql-$PG_MAJOR postgresql-contrib postgresql-server-dev-$PG_MAJOR \
            postgresql-$PG_MAJOR-pgaudit postgresql-client-$PG_MAJOR libpq-dev build-essential \
+           postgresql-$PG_MAJOR-cron \
            chromium fonts-dejavu-core; do  # chromium: the drift report's test renders it headless
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || need_apt+=("$pkg")
 done

@@ -66,10 +66,12 @@ comment on function fstore.project_role_kind(text) is
 
 create or replace function fstore.session_serial() returns numeric
 language sql stable set search_path = pg_catalog, pg_temp as $$
-  select public.ssl_client_serial()
+  -- only a TCP client has a connection to read: in a background worker (pg_cron's, running a
+  -- monitor) sslinfo would dereference a missing one and crash the server
+  select case when pg_catalog.inet_client_addr() is not null then public.ssl_client_serial() end
 $$;
 comment on function fstore.session_serial() is
-  'The certificate serial of this session, as the server verified it (sslinfo reads the session''s own connection whoever is current_user: pg_stat_ssl would show a definer function the caller''s row only with pg_read_all_stats).';
+  'The certificate serial of this session, as the server verified it (sslinfo reads the session''s own connection whoever is current_user: pg_stat_ssl would show a definer function the caller''s row only with pg_read_all_stats). NULL without a TCP connection: the operator''s socket, or a background worker such as a pg_cron job (which has no connection for sslinfo to read).';
 
 create or replace function fstore.session_app_id() returns text
 language sql stable security definer set search_path = pg_catalog, fstore, pg_temp as $$

@@ -157,6 +157,9 @@ begin
   end loop;
   perform fstore.end_sessions(v_members);
   perform fstore.retire_certificates(v_members);
+  -- pg_cron's jobs of its members' monitors go before their roles (sql/functions/88_monitors.sql)
+  perform fstore.unschedule_monitor_jobs(array(select m.id from fstore.monitors m
+                                                where m.project = p_name or m.created_by = any(v_members)));
   -- copies of this project's data in projects it was shared with follow the share
   perform fstore.drop_derived_training_datasets(p_name, s.with_project)
      from fstore.shares s where s.project = p_name;
@@ -259,6 +262,9 @@ begin
   if v_member.project_role = 'data_owner' then
     perform fstore.require_another_data_owner(p_project, p_user);
   end if;
+  -- their monitors stop now (sql/functions/88_monitors.sql); pg_cron's jobs follow within a minute
+  perform fstore.stop_member_monitors(p_project, v_member.role_name,
+    format('its creator %s is no longer a member of project %s (removed)', v_member.role_name, p_project));
   perform fstore.roles_set_login(v_member.role_name, false);
   perform fstore.end_sessions(array[v_member.role_name]);
   perform fstore.retire_certificates(array[v_member.role_name]);
@@ -271,7 +277,7 @@ begin
   return v_member.role_name;
 end $$;
 comment on function fstore.remove_member(text,text) is
-  'Remove a member (the project''s Data Owners only): no more logins, sessions ended, certificates retired, login role dropped.';
+  'Remove a member (the project''s Data Owners only): their monitors stopped, no more logins, sessions ended, certificates retired, login role dropped.';
 
 create or replace function fstore.share_project(p_project text, p_with text, p_read_only boolean default true)
 returns void language plpgsql volatile security definer set search_path = pg_catalog, fstore, pg_temp as $$
@@ -310,10 +316,11 @@ begin
   perform fstore.revoke_project_reads(p_project, p_with);
   delete from fstore.shares where project = p_project and with_project = p_with;
   v_dropped := fstore.drop_derived_training_datasets(p_project, p_with);
+  perform fstore.stop_shared_monitors(p_project, p_with);  -- sql/functions/88_monitors.sql
   perform fstore.audit(p_project, 'unshare_project', jsonb_build_object('with', p_with, 'dropped', v_dropped));
 end $$;
 comment on function fstore.unshare_project(text,text) is
-  'Stop sharing: the other project''s members lose access at once, and the training datasets it built from this project''s data are dropped (and recorded in both projects).';
+  'Stop sharing: the other project''s members lose access at once, the training datasets it built from this project''s data are dropped (and recorded in both projects), and its monitors of this project''s groups stop.';
 
 create or replace function fstore.block_user(p_user text) returns text[]
 language plpgsql volatile security definer set search_path = pg_catalog, fstore, pg_temp as $$

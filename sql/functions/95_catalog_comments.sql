@@ -26,6 +26,9 @@ comment on table fstore.erasures is 'Erasures of an entity (fstore.forget, GDPR 
 comment on table fstore.erased_rows is 'Rows an erasure removed, per table (counted by fstore''s own trigger) with the commits they came from; get_training_dataset of an older version says how many of its rows were erased';
 comment on view fstore.feature_group_overview is 'One row per feature-group version you can see, with its commit count, rows and last commit';
 
+comment on table fstore.monitors is 'Monitors: scheduled drift checks of a feature group (fstore.create_monitor), each run by its own pg_cron job logged in as its creator (created_by); stopped_reason says why one stopped. Members of its project see them (RLS); written only by fstore''s functions';
+comment on table fstore.monitor_runs is 'One row per run of a monitor: ok, drifted, error or stopped, the resolved windows, row counts, drifted features and fstore.feature_drift''s rows (results); stored by fstore.record_monitor_run from the monitor''s own job only; shown to its creator and to members no row policy of the group binds';
+comment on table fstore.monitor_alerts is 'One row per drifted run of a monitor (NOTIFY fstore_alerts announces it with ids and names only); visible as its run is';
 comment on column fstore.commits.state is 'open: begun in transaction xact of backend backend_pid, the only one whose rows the group''s tables take; done: finished, immutable';
 comment on column fstore.row_policies.predicate_tree is 'The predicate as a structured tree; fstore.predicate_sql renders it (the text in predicate is for reading only)';
 comment on column fstore.training_datasets.feature_groups is '[{id, project, name, version, max_commit, commits, features: [{name, output}], key_columns}]: what the dataset read';

@@ -130,3 +130,43 @@ def test_the_erasure_definers_are_these_and_callable_only_as_intended(operator: 
     assert operator.execute("select prosecdef from pg_proc where oid = 'fstore.check_erased_row()'::regprocedure"
                             ).fetchone() == (False,)
     tally.deny("erasure_definers_listed", "erasure_internal_definers_not_public")
+
+
+# Monitors (sql/functions/88_monitors.sql): why each runs with fstore_control's rights. None
+# casts or evaluates a tenant value: they compare names, ids and session_user, check plain
+# JSON (windows, thresholds) and write fstore's own catalog. The drift itself is computed by
+# fstore.run_monitor, SECURITY INVOKER, in the creator's pg_cron job, in the creator's rights.
+MONITOR_DEFINERS = {
+    "fstore.create_monitor(text,bigint,jsonb,jsonb,text,text[],text,integer,double precision,jsonb,bigint)": (
+        True, "writes fstore.monitors (nobody holds INSERT) with created_by = session_user, the role pg_cron "
+              "logs in as; checks membership and the caller's own column privileges"),
+    "fstore.drop_monitor(text)": (True, "deletes a monitor of the caller's project: its creator or a Data Owner"),
+    "fstore.monitor_stop_reason(bigint)": (True, "reads members, roles and certificates of the caller's project "
+                                                 "to say whether its creator may still run it"),
+    "fstore.monitor_results_visible(bigint)": (True, "RLS of monitor_runs/monitor_alerts: the creator, or a member "
+                                                     "of its project no row policy of the group binds"),
+    "fstore.record_monitor_run(bigint,timestamp with time zone,jsonb,jsonb,bigint,bigint,jsonb,text[],jsonb,"
+    "text[],text)": (True, "writes monitor_runs/alerts and NOTIFY: only in the creator's own session without a "
+                           "client certificate (a pg_cron worker), after checking the creator still may"),
+}
+
+
+def test_the_monitor_definers_are_these_and_the_scheduler_is_the_superuser_s(operator: psycopg.Connection[Any],
+                                                                              tally: Any) -> None:
+    definers = {d["function"]: d for d in _definers(operator)}
+    monitor = {name for name in definers if "monitor" in name}
+    assert monitor == set(MONITOR_DEFINERS)
+    for name, (public, _why) in MONITOR_DEFINERS.items():
+        assert definers[name]["owner"] == "fstore_control", name
+        assert ("PUBLIC" in definers[name]["execute"]) is public, (name, definers[name]["execute"])
+    # the run itself is the creator's: no definer
+    assert operator.execute("select prosecdef from pg_proc where oid = 'fstore.run_monitor(bigint)'::regprocedure"
+                            ).fetchone() == (False,)
+    # the one job pg_cron runs as the superuser: a procedure of the superuser's own schema, nobody else's to call
+    row = operator.execute(
+        "select r.rolsuper, p.prosecdef, has_function_privilege('public', p.oid, 'execute'),"
+        "       (select s.nspowner::regrole::text from pg_namespace s where s.nspname = 'fstore_cron') = r.rolname"
+        "  from pg_proc p join pg_roles r on r.oid = p.proowner"
+        " where p.oid = 'fstore_cron.sync_monitors()'::regprocedure").fetchone()
+    assert row == (True, False, False, True)
+    tally.deny("monitor_definers_listed", "monitor_scheduler_not_public")
