@@ -19,7 +19,7 @@ returns table (
   new_values bigint
 ) language plpgsql volatile
 set search_path = pg_catalog, fstore, pg_temp
-set work_mem = '256MB'  -- the sort of a few million values stays in memory
+set work_mem = '1GB'  -- the sort of a few million values stays in memory (4M values: about 300MB)
 set jit = off
 as $$
 #variable_conflict use_column
@@ -36,11 +36,20 @@ declare
   v_nbv bigint;
   v_ncv bigint;
   v_col text;
+  v_lo float8[];
+  v_hi float8[];
+  v_fine integer[] := '{}';    -- the columns measured by fstore.drift_fine_bins
+  v_fine_row record;
+  v_psi float8[] := '{}';
+  v_js float8[] := '{}';
+  v_ks float8[] := '{}';
+  v_w1 float8[] := '{}';
 begin
   select array_agg(f::float8 / p_bins order by f) into v_fractions from generate_series(1, p_bins - 1) f;
   -- one scan: rows of each window, and per feature its values and their sum
   execute format('select count(*) filter (where in_base), count(*) filter (where in_cur),
-                         array[%s]::bigint[], array[%s]::bigint[], array[%s]::float8[], array[%s]::float8[]
+                         array[%s]::bigint[], array[%s]::bigint[], array[%s]::float8[], array[%s]::float8[],
+                         array[%s]::float8[], array[%s]::float8[]
                     from pg_temp._fstore_drift_rows',
     coalesce((select string_agg(format('count(c%s) filter (where in_base)', k), ', ' order by k)
                 from generate_series(1, v_n) k), ''),
@@ -51,8 +60,27 @@ begin
                 from generate_series(1, v_n) k), ''),
     coalesce((select string_agg(case when p_kinds[k] in ('numeric', 'vector')
                                      then format('sum(c%s) filter (where in_cur)', k) else 'null' end, ', ' order by k)
-                from generate_series(1, v_n) k), ''))
-    into baseline_rows, current_rows, v_nb, v_nc, v_sb, v_sc;
+                from generate_series(1, v_n) k), ''),
+    coalesce((select string_agg(case when p_kinds[k] in ('numeric', 'vector') then format('min(c%s)', k) else 'null' end,
+                                ', ' order by k) from generate_series(1, v_n) k), ''),
+    coalesce((select string_agg(case when p_kinds[k] in ('numeric', 'vector') then format('max(c%s)', k) else 'null' end,
+                                ', ' order by k) from generate_series(1, v_n) k), ''))
+    into baseline_rows, current_rows, v_nb, v_nc, v_sb, v_sc, v_lo, v_hi;
+  -- numeric columns with values in both windows, all finite: measured without sorting
+  v_fine := array(select k from generate_series(1, v_n) k
+                   where p_kinds[k] in ('numeric', 'vector') and v_nb[k] > 0 and v_nc[k] > 0
+                     and v_lo[k] > '-Infinity'::float8 and v_hi[k] < 'Infinity'::float8);
+  if cardinality(v_fine) > 0 then
+    for v_fine_row in select * from fstore.drift_fine_bins(v_fine,
+                        array(select v_nb[k] from unnest(v_fine) k), array(select v_nc[k] from unnest(v_fine) k),
+                        array(select v_lo[k] from unnest(v_fine) k), array(select v_hi[k] from unnest(v_fine) k),
+                        p_bins, p_floor) loop
+      v_psi[v_fine_row.i] := v_fine_row.psi;
+      v_js[v_fine_row.i] := v_fine_row.js_distance;
+      v_ks[v_fine_row.i] := v_fine_row.ks;
+      v_w1[v_fine_row.i] := v_fine_row.wasserstein;
+    end loop;
+  end if;
 
   for k in 1 .. v_n loop
     i := k;
@@ -68,7 +96,9 @@ begin
       current_mean := v_sc[k] / nullif(v_ncv, 0);
     end if;
 
-    if p_kinds[k] in ('numeric', 'vector') and v_nbv > 0 and v_ncv > 0 then
+    if k = any(v_fine) then
+      psi := v_psi[k]; js_distance := v_js[k]; ks := v_ks[k]; wasserstein := v_w1[k];
+    elsif p_kinds[k] in ('numeric', 'vector') and v_nbv > 0 and v_ncv > 0 then  -- NaN or infinite values: sorted
       -- the baseline ranks (0-based) of its quantile edges: percentile_cont interpolates
       -- between floor and ceil of fraction * (n - 1)
       select array_agg(distinct r order by r) into v_ranks
