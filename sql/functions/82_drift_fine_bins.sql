@@ -53,7 +53,8 @@ begin
     v_hi := v_hi || case when p_hi[v_j] > p_lo[v_j] then p_hi[v_j] else p_lo[v_j] + 1 end;
   end loop;
   -- per column, one scan: its values in equal-width bins over [least, greatest] (the greatest
-  -- value in a bin of its own); width_bucket is monotone, so the bins keep the values' order
+  -- value in a bin of its own); width_bucket is monotone, so the bins keep the values' order.
+  -- Grouped by bin and window first (plain aggregates, no filter per row), then by bin
   drop table if exists pg_temp._fstore_drift_bins;
   create temp table _fstore_drift_bins (f integer, bin integer, kb bigint, kc bigint, sb float8, sc float8,
     mn float8, mx float8, cb bigint, cc bigint, next_mn float8) on commit drop;
@@ -61,11 +62,14 @@ begin
     execute format('insert into pg_temp._fstore_drift_bins
       select %1$s, bin, kb, kc, sb, sc, mn, mx, (sum(kb) over w - kb)::bigint, (sum(kc) over w - kc)::bigint,
              lead(mn) over w
-        from (select width_bucket(%2$s, %3$L::float8, %4$L::float8, %5$s) as bin,
-                     count(*) filter (where in_base) as kb, count(*) filter (where in_cur) as kc,
-                     coalesce(sum(%2$s) filter (where in_base), 0) as sb, coalesce(sum(%2$s) filter (where in_cur), 0) as sc,
-                     min(%2$s) as mn, max(%2$s) as mx
-                from pg_temp._fstore_drift_rows where %2$s is not null group by 1) b
+        from (select bin, coalesce(sum(k) filter (where in_base), 0)::bigint as kb,
+                     coalesce(sum(k) filter (where in_cur), 0)::bigint as kc,
+                     coalesce(sum(s) filter (where in_base), 0) as sb, coalesce(sum(s) filter (where in_cur), 0) as sc,
+                     min(mn) as mn, max(mx) as mx
+                from (select width_bucket(%2$s, %3$L::float8, %4$L::float8, %5$s) as bin, in_base, in_cur,
+                             count(*) as k, sum(%2$s) as s, min(%2$s) as mn, max(%2$s) as mx
+                        from pg_temp._fstore_drift_rows where %2$s is not null group by 1, 2, 3) g
+               group by 1) b
       window w as (order by bin rows unbounded preceding)', v_j, 'c' || p_columns[v_j], p_lo[v_j], v_hi[v_j], v_m[v_j]);
   end loop;
   create index on pg_temp._fstore_drift_bins (f, bin);
