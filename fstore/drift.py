@@ -18,6 +18,11 @@ Example::
 
     # training/serving skew: what a feature view served (its log) against its training split
     report = fs.drift(fs.get_feature_view("fraud_detection"), current=(yesterday, None))
+
+    # per slice: each country's current rows against its baseline rows (small ones folded)
+    report = fs.drift("account_profile", baseline=12, current=13, slice_by="country")
+    report.drifted_slices                # ['MT']
+    report.slice("MT").features[0].psi
 """
 
 from __future__ import annotations
@@ -31,7 +36,7 @@ from typing import TYPE_CHECKING, Any
 from psycopg.rows import dict_row
 
 from fstore.datasets import TrainingDataset
-from fstore.errors import InvalidInput, translated
+from fstore.errors import InvalidInput, NotFound, translated
 from fstore.featuregroups import FeatureGroup, get_feature_group
 from fstore.sensitive import readable_features
 from fstore.session import Session
@@ -44,6 +49,7 @@ MEASURES = ("psi", "js_distance", "ks", "wasserstein", "new_values", "null_rate_
 Thresholds = Mapping[str, Mapping[str, float]]
 DEFAULT_BINS = 10
 DEFAULT_THRESHOLD = 0.2  # PSI from 0.2 on: the usual "significant shift"
+DEFAULT_MIN_SLICE_ROWS = 30  # as fstore.slice_statistics: smaller slices are folded into '(other)'
 
 
 @dataclass
@@ -70,6 +76,25 @@ class FeatureDrift:
 
 
 @dataclass
+class SliceDrift:
+    """The drift of each feature within one slice, one value of ``slice_by`` (``fstore.slice_drift``):
+    the slice's current rows against its baseline rows."""
+
+    slice: str | None               # the value as text; None for NULLs; '(other)' for the folded small slices
+    slice_kind: str                 # value, null or other
+    baseline_rows: int              # the slice's rows in each window
+    current_rows: int
+    folded_values: int | None       # other: how many values were folded into it (each with too few rows)
+    drifted: bool                   # a feature of the slice drifted
+    features: list[FeatureDrift] = field(default_factory=list)
+
+    @property
+    def name(self) -> str:
+        """The slice as shown: its value, ``(null)`` or ``(other)``."""
+        return "(null)" if self.slice_kind == "null" else str(self.slice)
+
+
+@dataclass
 class DriftReport:
     """Drift of a feature group's features between a baseline and a current window."""
 
@@ -79,11 +104,34 @@ class DriftReport:
     threshold: float                # the PSI threshold under the stored and given per-feature thresholds
     features: list[FeatureDrift] = field(default_factory=list)
     note: str | None = None         # why there are no measures (nothing committed since the baseline)
+    slice_by: str | None = None     # with slices: the column they are values of
+    min_slice_rows: int | None = None  # values with fewer rows in a window were folded into '(other)'
+    slices: list[SliceDrift] = field(default_factory=list)
 
     @property
     def drifted(self) -> list[str]:
-        """The features where any measure reached its threshold."""
+        """The features where any measure reached its threshold (over the whole windows)."""
         return [f.feature for f in self.features if f.drifted]
+
+    @property
+    def drifted_slices(self) -> list[str]:
+        """The slices (as :attr:`SliceDrift.name`) in which any feature drifted."""
+        return [s.name for s in self.slices if s.drifted]
+
+    @property
+    def folded(self) -> SliceDrift | None:
+        """The ``(other)`` slice of the values with fewer than ``min_slice_rows`` rows, if any."""
+        return next((s for s in self.slices if s.slice_kind == "other"), None)
+
+    def slice(self, value: str | None) -> SliceDrift:
+        """The slice of one value (``None``: the NULLs); :class:`NotFound` when it is not a slice of its own."""
+        kind = "null" if value is None else "value"
+        text = str(value).lower() if isinstance(value, bool) else str(value)  # as PostgreSQL prints it
+        for s in self.slices:
+            if s.slice_kind == kind and (value is None or s.slice == text):
+                return s
+        raise NotFound(f"{self.slice_by} = {value!r} is not a slice of this drift report (absent, hidden from you, "
+                       f"or folded into (other): fewer than {self.min_slice_rows} rows in a window)")
 
     def to_pandas(self) -> "pd.DataFrame":
         """One row per feature."""
@@ -163,6 +211,8 @@ def drift(
     threshold: float = DEFAULT_THRESHOLD,
     thresholds: Thresholds | None = None,
     sample_rows: int | None = None,
+    slice_by: str | None = None,
+    min_slice_rows: int = DEFAULT_MIN_SLICE_ROWS,
 ) -> DriftReport:
     """Drift of the features of feature group ``name`` between two windows of its rows.
 
@@ -180,6 +230,12 @@ def drift(
     required. See :func:`window` for the forms a window takes. When nothing was
     committed after such a baseline, the report has no measures and says so in ``note``.
 
+    ``slice_by`` (a column of the group) adds the drift within each of its values
+    (``report.slices``, ``fstore.slice_drift``): each slice's current rows against its
+    baseline rows, with the same thresholds; a value with fewer than ``min_slice_rows`` rows
+    in either window is folded into one ``(other)`` slice that says how many values it holds.
+    A slice column the caller may not read (a sensitive feature) is refused by name.
+
     ``name`` may also be a feature view (:class:`fstore.featureviews.FeatureView`): then the
     current window is what it served and logged (``current``: a ``(from, to)`` pair of served
     times, default all) and the baseline its training split (``baseline``: one of its
@@ -192,8 +248,8 @@ def drift(
                           thresholds={"tx_amount_7d": {"psi": 0.1, "wasserstein": 50}})
     """
     if not isinstance(name, str) and hasattr(name, "serving_keys"):  # a feature view
-        if thresholds is not None or sample_rows is not None:
-            raise InvalidInput("a feature view's drift takes the PSI threshold only (no thresholds, no sample_rows)")
+        if thresholds is not None or sample_rows is not None or slice_by is not None:
+            raise InvalidInput("a feature view's drift takes the PSI threshold only (no thresholds, sample_rows, slice_by)")
         if baseline is not None and not isinstance(baseline, TrainingDataset):
             raise InvalidInput("the baseline of a feature view's drift is one of its training datasets")
         return feature_view_drift(fs, name.name, current, version=name.version,
@@ -202,6 +258,9 @@ def drift(
     if baseline is None:
         raise InvalidInput("give a baseline window (a commit, a dict, a (from, to) pair or a training dataset)")
     group = get_feature_group(fs, name, version=version)
+    if slice_by is not None:
+        readable_features(group, [slice_by])  # a sensitive slice column: refused by name
+    asked = features
     features = readable_features(group, features)  # a sensitive feature: refused by name; None: the readable ones
     label = f"{group.project}.{group.name}@{group.version}"
     base = window(baseline, group, label="baseline")
@@ -218,6 +277,9 @@ def drift(
         cur = window(current, group, label="current")
     if isinstance(features, str):
         features = [features]
+    if slice_by is not None:
+        return _slice_drift(fs, group, label, base, cur, slice_by, None if asked is None else features, bins=bins, threshold=threshold,
+                            thresholds=thresholds, sample_rows=sample_rows, min_slice_rows=min_slice_rows)
     with translated(), fs.conn.cursor(row_factory=dict_row) as cursor:
         rows = cursor.execute(
             "select * from fstore.feature_drift(%s, %s::jsonb, %s::jsonb, %s, %s, %s, %s::jsonb, %s)",
@@ -225,6 +287,36 @@ def drift(
              bins, threshold, json.dumps(thresholds) if thresholds is not None else None, sample_rows)).fetchall()
     return DriftReport(feature_group=label, baseline=base, current=cur, threshold=threshold,
                        features=[FeatureDrift(**row) for row in rows])
+
+
+def _slice_drift(fs: Session, group: FeatureGroup, label: str, base: dict[str, Any], cur: dict[str, Any],
+                 slice_by: str, features: Sequence[str] | None, *, bins: int, threshold: float,
+                 thresholds: Thresholds | None, sample_rows: int | None, min_slice_rows: int) -> DriftReport:
+    """``fstore.slice_drift``'s rows as a report: the whole's features, then one :class:`SliceDrift` per slice."""
+    if features is not None:
+        features = [f for f in features if f != slice_by]  # the readable list, without the slice column
+    with translated(), fs.conn.cursor(row_factory=dict_row) as cursor:
+        rows = cursor.execute(
+            "select * from fstore.slice_drift(%s, %s, %s::jsonb, %s::jsonb, %s, %s, %s, %s::jsonb, %s, %s)",
+            (group.id, slice_by, json.dumps(base), json.dumps(cur), features, bins, threshold,
+             json.dumps(thresholds) if thresholds is not None else None, sample_rows, min_slice_rows)).fetchall()
+    report = DriftReport(feature_group=label, baseline=base, current=cur, threshold=threshold, slice_by=slice_by,
+                         min_slice_rows=min_slice_rows)
+    for row in rows:
+        key = {k: row.pop(k) for k in ("slice", "slice_kind", "slice_baseline_rows", "slice_current_rows",
+                                      "folded_values", "slice_drifted")}
+        measured = FeatureDrift(**row)
+        if key["slice_kind"] == "all":
+            report.features.append(measured)
+            continue
+        if not report.slices or (report.slices[-1].slice, report.slices[-1].slice_kind) != (key["slice"],
+                                                                                             key["slice_kind"]):
+            report.slices.append(SliceDrift(slice=key["slice"], slice_kind=key["slice_kind"],
+                                            baseline_rows=key["slice_baseline_rows"],
+                                            current_rows=key["slice_current_rows"],
+                                            folded_values=key["folded_values"], drifted=key["slice_drifted"]))
+        report.slices[-1].features.append(measured)
+    return report
 
 
 def _committed_after(fs: Session, group: FeatureGroup, commit: int) -> bool:

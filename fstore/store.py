@@ -285,6 +285,7 @@ class FeatureStore:
         self, name: "str | FeatureView", baseline: Any = None, current: Any = None, *, version: int | None = None,
         features: Sequence[str] | None = None, bins: int = 10, threshold: float = 0.2,
         thresholds: Mapping[str, Mapping[str, float]] | None = None, sample_rows: int | None = None,
+        slice_by: str | None = None, min_slice_rows: int = 30,
     ) -> "DriftReport":
         """Drift of a feature group's features between two windows of its rows.
 
@@ -293,19 +294,22 @@ class FeatureStore:
         after). For a feature view, what it served and logged (``current``: a ``(from, to)`` pair
         of served times) against its training split. ``thresholds`` sets any measure's threshold
         per feature (``"*"``: every feature), over the group's stored defaults; ``sample_rows``
-        measures larger windows on samples (estimates). See
-        :func:`fstore.drift.drift`.
+        measures larger windows on samples (estimates); ``slice_by`` adds the drift within each
+        value of a column (``report.slices``; values with fewer than ``min_slice_rows`` rows in a
+        window folded into ``(other)``). See :func:`fstore.drift.drift`.
 
         Example::
 
             report = fs.drift("account_activity", baseline=fs.training_dataset("fraud_train"))
+            fs.drift("account_profile", 12, 14, slice_by="country").drifted_slices   # ['MT']
             fs.drift("account_activity", 12, 14, thresholds={"tx_amount_7d": {"psi": 0.1, "wasserstein": 50}})
             fs.drift(fs.get_feature_view("fraud_detection")).drifted    # training/serving skew
         """
         from fstore import drift
 
         return drift.drift(self, name, baseline, current, version=version, features=features, bins=bins,
-                           threshold=threshold, thresholds=thresholds, sample_rows=sample_rows)
+                           threshold=threshold, thresholds=thresholds, sample_rows=sample_rows, slice_by=slice_by,
+                           min_slice_rows=min_slice_rows)
 
     @property
     def monitors(self) -> "Monitors":

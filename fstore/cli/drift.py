@@ -13,6 +13,8 @@ Example::
     fstore drift account_activity --baseline-dataset fraud_detection --as fraud__bob
     fstore drift account_activity --baseline-dataset fraud_detection --limit tx_amount_7d.wasserstein=50 \
         --fail-on-drift --as fraud__bob          # exit 1 when anything drifted
+    fstore drift account_profile --baseline commit=12 --current commit=13 --slice-by country \
+        --min-slice-rows 50 --as fraud__bob      # and per country (small ones folded into (other))
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from rich.table import Table
 
 from fstore import drift as drift_module
 from fstore.cli.base import console, err_console, main, project_user_option, store_as
-from fstore.cli.output import echo_json, json_option, shown_number
+from fstore.cli.output import echo_json, json_option, jsonable, shown_number
 
 
 def parse_limits(pairs: tuple[str, ...], option: str = "--limit") -> dict[str, dict[str, float]] | None:
@@ -80,15 +82,20 @@ def _window(pairs: tuple[str, ...], label: str) -> dict[str, Any] | None:
 @limit_option
 @click.option("--sample-rows", type=click.IntRange(min=1000), default=None, metavar="N",
               help="Measure windows larger than N rows on samples of about N rows (estimates, faster).")
-@click.option("--fail-on-drift", is_flag=True, help="Exit 1 when any feature drifted (for CI and cron).")
+@click.option("--slice-by", default=None, metavar="COLUMN",
+              help="Also the drift within each value of COLUMN (current slice against baseline slice).")
+@click.option("--min-slice-rows", type=click.IntRange(min=1), default=drift_module.DEFAULT_MIN_SLICE_ROWS,
+              show_default=True, help="With --slice-by: values with fewer rows in a window are folded into (other).")
+@click.option("--fail-on-drift", is_flag=True,
+              help="Exit 1 when any feature drifted, overall or in a slice (for CI and cron).")
 @click.option("--html", "html_path", default=None, metavar="PATH", help="Also write the report as one HTML file.")
 @json_option
 @project_user_option
 @click.pass_context
 def drift_command(ctx: click.Context, name: str, baseline: tuple[str, ...], baseline_dataset: str | None,
                   current: tuple[str, ...], version: int | None, features: tuple[str, ...], bins: int,
-                  threshold: float, limits: tuple[str, ...], sample_rows: int | None, fail_on_drift: bool, html_path: str | None,
-                  as_json: bool, as_role: str) -> None:
+                  threshold: float, limits: tuple[str, ...], sample_rows: int | None, slice_by: str | None,
+                  min_slice_rows: int, fail_on_drift: bool, html_path: str | None, as_json: bool, as_role: str) -> None:
     """Drift of the features of NAME between a baseline and a current window: PSI, Jensen-Shannon
     distance, Kolmogorov-Smirnov, Wasserstein-1, null rates, means and new categories. A feature
     drifted when any measure reached its threshold (--threshold: the PSI's; --limit: any measure,
@@ -106,15 +113,19 @@ def drift_command(ctx: click.Context, name: str, baseline: tuple[str, ...], base
             base = _window(baseline, "baseline")
         report = fs.drift(name, base, _window(current, "current"), version=version,
                           features=list(features) or None, bins=bins, threshold=threshold,
-                          thresholds=parse_limits(limits), sample_rows=sample_rows)
+                          thresholds=parse_limits(limits), sample_rows=sample_rows, slice_by=slice_by,
+                          min_slice_rows=min_slice_rows)
         if html_path:
             (err_console if as_json else console).print(f"wrote {report.to_html(html_path, fs)}")
     if as_json:
-        echo_json(report)
+        echo_json({**jsonable(report), "drifted": report.drifted, "drifted_slices": report.drifted_slices})
     else:
         _print_report(report)
-    if fail_on_drift and report.drifted:
-        err_console.print(f"drift: {', '.join(report.drifted)} drifted (--fail-on-drift)")
+        if report.slice_by is not None:
+            _print_slices(report)
+    if fail_on_drift and (report.drifted or report.drifted_slices):
+        where = ", ".join(report.drifted + [f"slice {s}" for s in report.drifted_slices])
+        err_console.print(f"drift: {where} drifted (--fail-on-drift)")
         ctx.exit(1)
 
 
@@ -137,3 +148,19 @@ def _print_report(report: drift_module.DriftReport) -> None:
         console.print("measured on samples of the windows (--sample-rows): the measures are estimates")
     console.print(f"drifted (any measure at its threshold; psi >= {report.threshold:g} unless set): "
                   f"{', '.join(report.drifted) or 'none'}")
+
+
+def _print_slices(report: drift_module.DriftReport) -> None:
+    table = Table(title=f"by {report.slice_by} (values with fewer than {report.min_slice_rows} rows in a window: "
+                        f"folded into (other))")
+    for column in ("slice", "rows", "feature", "psi", "ks", "w1", "drifted"):
+        table.add_column(column, justify="right" if column in ("rows", "psi", "ks", "w1") else "left")
+    for s in report.slices:
+        name = s.name + (f" [{s.folded_values} values folded]" if s.slice_kind == "other" else "")
+        for i, f in enumerate(s.features):
+            table.add_row(name if i == 0 else "", f"{shown_number(s.baseline_rows)} -> {shown_number(s.current_rows)}"
+                          if i == 0 else "", f.feature, shown_number(f.psi), shown_number(f.ks),
+                          shown_number(f.wasserstein),
+                          f"yes ({', '.join(f.tripped or [])})" if f.drifted else "-" if f.drifted is None else "no")
+    console.print(table)
+    console.print(f"drifted slices: {', '.join(report.drifted_slices) or 'none'}")

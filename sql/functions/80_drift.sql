@@ -201,21 +201,12 @@ declare
   v_label text;
   v_name text;
   v_kind text;
-  v_value text;
-  v_windows text;
-  v_fractions float8[];
   v_unknown text;
   v_call jsonb;
-  v_measures jsonb;
-  v_limit record;
-  v_checked boolean;
   v_names text[] := '{}';
   v_kinds text[] := '{}';
   v_columns text := '';
-  v_i integer;
-  v_null_rates constant text := '(select count(*) filter (where v is null)::float8 / nullif(count(*), 0) from base),
-    (select count(*) filter (where v is null)::float8 / nullif(count(*), 0) from cur)';
-  v_divergences constant text := fstore.drift_divergences_sql(14);
+  v_row record;
   -- the windows' values, passed as parameters $1-$6 (baseline) and $7-$12 (current)
   b_commit bigint;
   b_commits bigint[];
@@ -250,7 +241,6 @@ begin
   end if;
   v_call := fstore.check_drift_thresholds(v_fg.id, p_thresholds);
   v_table := format('%I.%I', v_fg.project, v_fg.offline_table);
-  select array_agg(i::float8 / p_bins order by i) into v_fractions from generate_series(1, p_bins - 1) i;
   -- the features measured, and what is measured of each (vectors by their L2 norm)
   for v_name, v_kind in
     select f.name, fstore.statistics_kind(a.atttypid)
@@ -305,66 +295,24 @@ begin
       case when baseline_rows = 0 then p_baseline else p_current end, v_label, session_user
       using errcode = '22023';
   end if;
-  v_windows := 'base as (select %1$s as v from pg_temp._fstore_drift_rows where in_base),
-     cur as (select %1$s as v from pg_temp._fstore_drift_rows where in_cur)';
-
-  for v_i in 1 .. cardinality(v_names) loop
-    v_name := v_names[v_i];
-    v_kind := v_kinds[v_i];
-    feature := v_name;
-    kind := v_kind;
-    baseline_mean := null; current_mean := null; psi := null; js_distance := null; ks := null; new_values := null;
-    wasserstein := null;
-    v_value := 'c' || v_i;
-
-    if v_kind = 'temporal' then
-      execute format('with ' || v_windows || ' select ' || v_null_rates, v_value)
-        into baseline_null_rate, current_null_rate
-        using b_commit, b_commits, b_up_to, b_after, b_from, b_to, c_commit, c_commits, c_up_to, c_after, c_from, c_to;
-    elsif v_kind in ('numeric', 'vector') then
-      execute format('with ' || v_windows || ',' || fstore.numeric_drift_sql(13, 14), v_value)
-        into baseline_null_rate, current_null_rate, baseline_mean, current_mean, psi, js_distance, ks, wasserstein
-        using b_commit, b_commits, b_up_to, b_after, b_from, b_to, c_commit, c_commits, c_up_to, c_after, c_from, c_to,
-              v_fractions, c_floor;
-    elsif v_kind = 'categorical' then
-      execute format('with ' || v_windows || ',
-        hb as (select v, count(*) as k from base where v is not null group by v),
-        hc as (select v, count(*) as k from cur where v is not null group by v),
-        bins as (select v, coalesce(hb.k, 0) as kb, coalesce(hc.k, 0) as kc,
-                        row_number() over (order by coalesce(hb.k, 0) + coalesce(hc.k, 0) desc, v) as r
-                   from hb full join hc using (v)),
-        lumped as (select case when r <= $13 then v end as bin, sum(kb) as kb, sum(kc) as kc from bins group by 1),
-        shares as (select kb::float8 / nullif(sum(kb) over (), 0) as b, kc::float8 / nullif(sum(kc) over (), 0) as c
-                     from lumped)
-        select ' || v_null_rates || ',
-               ' || v_divergences || ',
-               (select count(*) from bins where kb = 0)', v_value)
-        into baseline_null_rate, current_null_rate, psi, js_distance, new_values
-        using b_commit, b_commits, b_up_to, b_after, b_from, b_to, c_commit, c_commits, c_up_to, c_after, c_from, c_to,
-              c_top_values, c_floor;
-    end if;
-    thresholds := fstore.effective_drift_thresholds(v_fg.options->'drift_thresholds', v_call, p_threshold, v_name);
-    v_measures := jsonb_build_object('psi', psi, 'js_distance', js_distance, 'ks', ks, 'wasserstein', wasserstein,
-                                     'new_values', new_values,
-                                     'null_rate_change', abs(current_null_rate - baseline_null_rate));
-    tripped := '{}';
-    v_checked := false;
-    for v_limit in select t.key, t.value::text::float8 as bound, v_measures->>t.key as measured
-                     from jsonb_each(thresholds) t order by array_position(fstore.drift_measures(), t.key) loop
-      if v_limit.measured is not null then
-        v_checked := true;
-        if v_limit.measured::float8 >= v_limit.bound then
-          tripped := tripped || v_limit.key;
-        end if;
-      end if;
-    end loop;
-    drifted := case when cardinality(tripped) > 0 then true when v_checked then false end;
+  for v_row in select * from fstore.drift_row_measures(v_kinds, p_bins, c_floor, c_top_values) loop
+    feature := v_names[v_row.i];
+    kind := v_kinds[v_row.i];
+    baseline_null_rate := v_row.baseline_null_rate; current_null_rate := v_row.current_null_rate;
+    baseline_mean := v_row.baseline_mean; current_mean := v_row.current_mean;
+    psi := v_row.psi; js_distance := v_row.js_distance; ks := v_row.ks; wasserstein := v_row.wasserstein;
+    new_values := v_row.new_values;
+    thresholds := fstore.effective_drift_thresholds(v_fg.options->'drift_thresholds', v_call, p_threshold, feature);
+    select t.tripped, t.drifted into tripped, drifted
+      from fstore.drift_tripped(thresholds, jsonb_build_object('psi', psi, 'js_distance', js_distance, 'ks', ks,
+             'wasserstein', wasserstein, 'new_values', new_values,
+             'null_rate_change', abs(current_null_rate - baseline_null_rate))) t;
     return next;
   end loop;
   drop table pg_temp._fstore_drift_rows;
 end $$;
 comment on function fstore.feature_drift(bigint,jsonb,jsonb,text[],integer,double precision,jsonb,bigint) is
-  'Drift of each feature between a baseline and a current window of a feature group''s offline rows. One row per feature (p_features: these only, in this order; default all): rows in each window, null rate and mean in each (numeric), and psi population stability index over bins, sum (c - b) * ln(c / b) with each share floored at 0.0001. Numeric: p_bins bins at the baseline''s quantiles (percentile_cont; equal edges merged). Categorical (text, boolean, ...): one bin per value, the 50 most frequent over both windows, the rest in one bin. js_distance Jensen-Shannon distance (base 2, in [0, 1]) over the same bins ks two-sample Kolmogorov-Smirnov statistic, exact (numeric only) new_values distinct current values the baseline never had (categorical only) wasserstein Wasserstein-1 distance (numeric only; the area between the two empirical CDFs, in the feature''s own units, so on the baseline''s scale) thresholds the thresholds applied to the feature (fstore.effective_drift_thresholds: psi = p_threshold, 0.2 the usual "significant shift", under the group''s stored defaults and the call''s p_thresholds) tripped the measures that reached their threshold drifted any measure did (NULL when none of the thresholded measures applies to the feature). Vector features are measured by their L2 norm; temporal ones get counts and null rates only (time moves between windows by design). NULLs are not binned; they show in the null rates, and a window without values of a feature gives it no measures (NULL). One pass reads both windows of the offline table (the measured features only) into a temporary table that each feature''s measures read, so the function is VOLATILE and needs a read-write transaction. p_sample_rows: each window larger than that is sampled to about that many rows (uniform, random()); every measure but the row counts then comes from the samples and estimated is true (the KS, Wasserstein, PSI, means and null rates are estimates); baseline_rows and current_rows stay the windows'' real sizes.';
+  'Drift of each feature between a baseline and a current window of a feature group''s offline rows. One row per feature (p_features: these only, in this order; default all): rows in each window, null rate and mean in each (numeric), and psi population stability index over bins, sum (c - b) * ln(c / b) with each share floored at 0.0001. Numeric: p_bins bins at the baseline''s quantiles (percentile_cont; equal edges merged). Categorical (text, boolean, ...): one bin per value, the 50 most frequent over both windows, the rest in one bin. js_distance Jensen-Shannon distance (base 2, in [0, 1]) over the same bins ks two-sample Kolmogorov-Smirnov statistic, exact (numeric only) new_values distinct current values the baseline never had (categorical only) wasserstein Wasserstein-1 distance (numeric only; the area between the two empirical CDFs, in the feature''s own units, so on the baseline''s scale) thresholds the thresholds applied to the feature (fstore.effective_drift_thresholds: psi = p_threshold, 0.2 the usual "significant shift", under the group''s stored defaults and the call''s p_thresholds) tripped the measures that reached their threshold drifted any measure did (NULL when none of the thresholded measures applies to the feature). Vector features are measured by their L2 norm; temporal ones get counts and null rates only (time moves between windows by design). NULLs are not binned; they show in the null rates, and a window without values of a feature gives it no measures (NULL). One pass reads both windows of the offline table (the measured features only) into a temporary table that the measures read (fstore.drift_row_measures: one scan for counts, null rates and means of every feature; numeric features exact without sorting, fstore.drift_fine_bins: one scan each into fine bins, and one more reading value by value only the bins that need it; features with infinite values are sorted), so the function is VOLATILE and needs a read-write transaction. fstore.slice_drift gives the same measures per slice of a column. p_sample_rows: each window larger than that is sampled to about that many rows (uniform, random()); every measure but the row counts then comes from the samples and estimated is true (the KS, Wasserstein, PSI, means and null rates are estimates); baseline_rows and current_rows stay the windows'' real sizes.';
 
 grant execute on function
   fstore.drift_divergences_sql(integer), fstore.numeric_drift_sql(integer,integer),

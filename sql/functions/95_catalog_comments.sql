@@ -24,6 +24,8 @@ comment on table fstore.feature_view_fits is 'Transformation parameters of a fea
 comment on table fstore.served_vectors is 'Vectors served from feature views that log (keys, passed features, vector, who, when): read by the view''s project''s Data Owners';
 comment on table fstore.erasures is 'Erasures of an entity (fstore.forget, GDPR article 17), one per transaction: the keys'' names and digest (their values only while open), the tables targeted, the report; the one audited exception to append-only history';
 comment on table fstore.erased_rows is 'Rows an erasure removed, per table (counted by fstore''s own trigger) with the commits they came from; get_training_dataset of an older version says how many of its rows were erased';
+comment on table fstore.sensitive_features is 'Sensitive features (by feature-group name, every version): read only by the project''s Data Owners and the roles a sensitive grant names';
+comment on table fstore.sensitive_grants is 'Who besides the Data Owners may read a sensitive feature (a project-user or the data_scientist group), from the sensitive_grants of policies/<project>.yml';
 comment on view fstore.feature_group_overview is 'One row per feature-group version you can see, with its commit count, rows and last commit';
 
 comment on table fstore.monitors is 'Monitors: scheduled drift checks of a feature group (fstore.create_monitor), each run by its own pg_cron job logged in as its creator (created_by); stopped_reason says why one stopped. Members of its project see them (RLS); written only by fstore''s functions';
@@ -32,7 +34,5 @@ comment on table fstore.monitor_alerts is 'One row per drifted run of a monitor 
 comment on column fstore.commits.state is 'open: begun in transaction xact of backend backend_pid, the only one whose rows the group''s tables take; done: finished, immutable';
 comment on column fstore.row_policies.predicate_tree is 'The predicate as a structured tree; fstore.predicate_sql renders it (the text in predicate is for reading only)';
 comment on column fstore.training_datasets.feature_groups is '[{id, project, name, version, max_commit, commits, features: [{name, output}], key_columns}]: what the dataset read';
-comment on table fstore.sensitive_features is 'Features marked sensitive, per group name (every version): read only by the project''s Data Owners and the roles of fstore.sensitive_grants; hidden by column privileges and refused by name elsewhere (fstore.set_sensitive)';
-comment on table fstore.sensitive_grants is 'Who reads a sensitive feature besides the Data Owners, from the sensitive_grants of policies/<project>.yml (a project-user, or the data_scientist group); replaced whole by each fstore.set_sensitive_grants';
 
 reset role;
