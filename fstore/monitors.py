@@ -64,7 +64,7 @@ class MonitorRun:
     drifted_features: list[str]
     flagged_slices: list[str]
     results: list[dict[str, Any]]      # fstore.feature_drift's rows
-    slices: dict[str, Any] | None      # fstore.slice_statistics' rows (with slice_by)
+    slices: list[dict[str, Any]] | None  # with slice_by: each slice's rows, drifted, drifted_features
     error: str | None                  # the error of a failed run, or why a monitor stopped
 
 
@@ -130,7 +130,8 @@ class Monitors:
         identity's rights, stores the run and alerts when a feature drifts: its PSI reached
         ``threshold`` or any measure reached its ``thresholds`` entry (as :func:`fstore.drift.drift`,
         over the group's stored drift thresholds); ``sample_rows`` measures on samples. The job
-        starts within a minute. ``slice_by`` is refused until drift per slice exists.
+        starts within a minute. With ``slice_by`` each run measures drift per slice of that column too
+        (``fstore.slice_drift``); a drifted slice alerts like a drifted feature (``flagged_slices``).
 
         Example::
 

@@ -66,7 +66,7 @@ def monitor_group() -> None:
 @click.option("--every", required=True, help="1m, 5m, 1h, 1d, @daily or a cron expression.")
 @click.option("--feature", "features", multiple=True, help="Only these features (repeatable; default: all).")
 @click.option("--slice-by", default=None,
-              help="Drift per slice of this column (refused until the server has drift per slice).")
+              help="Also measure drift per slice of this column; a drifted slice alerts.")
 @click.option("--bins", type=int, default=DEFAULT_BINS, show_default=True, help="Bins for numeric features.")
 @click.option("--threshold", type=float, default=DEFAULT_THRESHOLD, show_default=True,
               help="PSI from which a feature counts as drifted.")

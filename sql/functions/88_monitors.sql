@@ -220,9 +220,14 @@ begin
     raise exception 'feature group % has no feature %', v_label, v_bad using errcode = '42703';
   end if;
   if p_slice_by is not null then
-    -- the column is kept in fstore.monitors for it; fstore.feature_drift has no per-slice form yet
-    raise exception 'monitors cannot slice yet (slice_by %): drift per slice is not in this server''s fstore.feature_drift; create the monitor without slice_by',
-      quote_literal(left(p_slice_by, 80)) using errcode = '0A000';
+    if not exists (select 1 from fstore.features x where x.feature_group_id = v_fg.id and x.name = p_slice_by) then
+      raise exception 'feature group % has no column % to slice by', v_label, quote_ident(left(p_slice_by, 80))
+        using errcode = '42703';
+    end if;
+    if not has_column_privilege(session_user, v_table, p_slice_by, 'SELECT') then
+      raise exception 'permission denied for feature % of feature group % (to %): it may not slice a monitor',
+        p_slice_by, v_label, session_user using errcode = '42501';
+    end if;
   end if;
   select string_agg(c, ', ') into v_bad from unnest(coalesce(p_features, '{}')) c
    where c is not null and not has_column_privilege(session_user, v_table, c, 'SELECT');
@@ -258,7 +263,7 @@ begin
   return v_id;
 end $$;
 comment on function fstore.create_monitor(text,bigint,jsonb,jsonb,text,text[],text,integer,double precision,jsonb,bigint) is
-  'Create monitor p_name of the caller''s project: every p_every (fstore.monitor_schedule) the drift of feature group p_feature_group_id between p_baseline and p_current (fstore.check_monitor_window) is measured by fstore.feature_drift in the caller''s rights by their own pg_cron job (logged in as session_user), stored, and alerted on (NOTIFY fstore_alerts) when a feature drifts: PSI >= p_threshold, or any measure of p_thresholds ({feature or "*": {measure: value}}, over the group''s stored drift thresholds); p_sample_rows measures larger windows on samples. p_slice_by is refused for now (no per-slice drift yet). The caller must be able to read the group (and each named feature). Jobs are scheduled within a minute. Audited.';
+  'Create monitor p_name of the caller''s project: every p_every (fstore.monitor_schedule) the drift of feature group p_feature_group_id between p_baseline and p_current (fstore.check_monitor_window) is measured by fstore.feature_drift in the caller''s rights by their own pg_cron job (logged in as session_user), stored, and alerted on (NOTIFY fstore_alerts) when a feature drifts: PSI >= p_threshold, or any measure of p_thresholds ({feature or "*": {measure: value}}, over the group''s stored drift thresholds); p_sample_rows measures larger windows on samples. With p_slice_by (a column the caller may read), each run measures drift per slice too (fstore.slice_drift) and a drifted slice alerts like a drifted feature. The caller must be able to read the group (and each named feature). Jobs are scheduled within a minute. Audited.';
 
 create or replace function fstore.drop_monitor(p_name text) returns void
 language plpgsql volatile security definer set search_path = pg_catalog, fstore, pg_temp as $$
@@ -357,18 +362,16 @@ begin
     insert into fstore.monitor_alerts (monitor_id, run_id, drifted_features, flagged_slices)
     values (v_monitor.id, v_run, coalesce(p_drifted, '{}'), coalesce(p_flagged, '{}'))
     returning id into v_alert;
-    -- any session of the database may LISTEN (PostgreSQL has no privilege for it): the payload holds
-    -- ids, names and the run's time, never a value of the data (the runs are read under RLS)
+    -- any session of the database may LISTEN (PostgreSQL has no privilege for it), so the payload
+    -- says only which alert of which project, and when: which monitor, group and features drifted
+    -- is read under RLS (fstore.monitor_alerts), by those who may
     perform pg_catalog.pg_notify('fstore_alerts', jsonb_build_object(
-      'alert', v_alert, 'monitor_id', v_monitor.id, 'monitor', v_monitor.name, 'project', v_monitor.project,
-      'feature_group', (select g.name || '@' || g.version from fstore.feature_groups g
-                         where g.id = v_monitor.feature_group_id),
-      'run_at', p_started_at, 'drifted', to_jsonb(coalesce(p_drifted, '{}')))::text);
+      'alert', v_alert, 'monitor_id', v_monitor.id, 'project', v_monitor.project, 'run_at', p_started_at)::text);
   end if;
   return v_status;
 end $$;
 comment on function fstore.record_monitor_run(bigint,timestamp with time zone,jsonb,jsonb,bigint,bigint,jsonb,text[],jsonb,text[],text) is
-  'Store one run of a monitor, from fstore.run_monitor in the monitor''s own pg_cron job only (a session of the creator without a client certificate: a pg_cron background worker, since project-users log in only with one): ok, drifted (then an alert and NOTIFY fstore_alerts {"alert", "monitor_id", "monitor", "project", "feature_group", "run_at", "drifted": [feature names]}, no data values) or error; a creator who lost membership, login or certificate stops the monitor instead, and the run says why.';
+  'Store one run of a monitor, from fstore.run_monitor in the monitor''s own pg_cron job only (a session of the creator without a client certificate: a pg_cron background worker, since project-users log in only with one): ok, drifted (then an alert and NOTIFY fstore_alerts {"alert", "monitor_id", "project", "run_at"}: no names of groups or features, no data values, since every session may LISTEN) or error; a creator who lost membership, login or certificate stops the monitor instead, and the run says why.';
 
 create or replace function fstore.run_monitor(p_monitor_id bigint) returns text
 language plpgsql volatile
@@ -384,6 +387,8 @@ declare
   v_drifted text[];
   v_baseline_rows bigint;
   v_current_rows bigint;
+  v_slices jsonb;
+  v_flagged text[];
 begin
   select * into v_monitor from fstore.monitors where id = p_monitor_id;
   if not found or v_monitor.created_by <> session_user::text then
@@ -395,22 +400,52 @@ begin
   v_baseline := fstore.resolve_monitor_window(v_monitor.baseline, v_started);
   v_current := fstore.resolve_monitor_window(v_monitor.current, v_started);
   begin
-    select coalesce(jsonb_agg(to_jsonb(d) - 'ordinality' order by d.ordinality), '[]'),
-           coalesce(array_agg(d.feature order by d.ordinality) filter (where d.drifted), '{}'),
-           max(d.baseline_rows), max(d.current_rows)
-      into v_results, v_drifted, v_baseline_rows, v_current_rows
-      from fstore.feature_drift(
-             p_feature_group_id => v_monitor.feature_group_id, p_baseline => v_baseline, p_current => v_current,
-             -- what the creator may read now (a feature made sensitive since is left out, or refused by name)
-             p_features => fstore.check_readable_features(v_monitor.feature_group_id, v_monitor.features),
-             p_bins => v_monitor.bins, p_threshold => v_monitor.threshold, p_thresholds => v_monitor.thresholds,
-             p_sample_rows => v_monitor.sample_rows) with ordinality d;
+    if v_monitor.slice_by is null then
+      select coalesce(jsonb_agg(to_jsonb(d) - 'ordinality' order by d.ordinality), '[]'),
+             coalesce(array_agg(d.feature order by d.ordinality) filter (where d.drifted), '{}'),
+             max(d.baseline_rows), max(d.current_rows)
+        into v_results, v_drifted, v_baseline_rows, v_current_rows
+        from fstore.feature_drift(
+               p_feature_group_id => v_monitor.feature_group_id, p_baseline => v_baseline, p_current => v_current,
+               -- what the creator may read now (a feature made sensitive since is left out, or refused by name)
+               p_features => fstore.check_readable_features(v_monitor.feature_group_id, v_monitor.features),
+               p_bins => v_monitor.bins, p_threshold => v_monitor.threshold, p_thresholds => v_monitor.thresholds,
+               p_sample_rows => v_monitor.sample_rows) with ordinality d;
+    else
+      -- per slice (fstore.slice_drift, in the creator's rights): the whole gives the results and the
+      -- drifted features; each slice its rows, whether it drifted and which features did
+      drop table if exists pg_temp._fstore_monitor_slices;
+      execute 'create temporary table _fstore_monitor_slices on commit drop as
+               select * from fstore.slice_drift(p_feature_group_id => $1, p_slice_by => $2, p_baseline => $3,
+                                                p_current => $4, p_features => $5, p_bins => $6, p_threshold => $7,
+                                                p_thresholds => $8, p_sample_rows => $9) with ordinality d'
+        using v_monitor.feature_group_id, v_monitor.slice_by, v_baseline, v_current,
+              fstore.check_readable_features(v_monitor.feature_group_id, v_monitor.features),
+              v_monitor.bins, v_monitor.threshold, v_monitor.thresholds, v_monitor.sample_rows;
+      select coalesce(jsonb_agg(to_jsonb(d) - 'ordinality' - 'slice' - 'slice_kind' - 'slice_baseline_rows'
+                                - 'slice_current_rows' - 'folded_values' - 'slice_drifted' order by d.ordinality), '[]'),
+             coalesce(array_agg(d.feature order by d.ordinality) filter (where d.drifted), '{}'),
+             max(d.baseline_rows), max(d.current_rows)
+        into v_results, v_drifted, v_baseline_rows, v_current_rows
+        from _fstore_monitor_slices d where d.slice_kind = 'all';
+      select coalesce(jsonb_agg(jsonb_build_object('slice', x.slice, 'kind', x.slice_kind,
+                                                   'baseline_rows', x.nb, 'current_rows', x.nc,
+                                                   'folded_values', x.folded, 'drifted', x.drifted,
+                                                   'drifted_features', x.features) order by x.first), '[]'),
+             coalesce(array_agg(coalesce(x.slice, '(null)') order by x.first) filter (where x.drifted), '{}')
+        into v_slices, v_flagged
+        from (select d.slice, d.slice_kind, max(d.slice_baseline_rows) as nb, max(d.slice_current_rows) as nc,
+                     max(d.folded_values) as folded, bool_or(d.slice_drifted) as drifted, min(d.ordinality) as first,
+                     coalesce(array_agg(d.feature order by d.ordinality) filter (where d.drifted), '{}') as features
+                from _fstore_monitor_slices d where d.slice_kind <> 'all'
+               group by d.slice, d.slice_kind) x;
+    end if;
   exception when others then
     return fstore.record_monitor_run(p_monitor_id, v_started, v_baseline, v_current, null, null, '[]', '{}', null,
                                      '{}', sqlerrm);
   end;
   return fstore.record_monitor_run(p_monitor_id, v_started, v_baseline, v_current, v_baseline_rows, v_current_rows,
-                                   v_results, v_drifted, null, '{}', null);
+                                   v_results, v_drifted, v_slices, coalesce(v_flagged, '{}'), null);
 end $$;
 comment on function fstore.run_monitor(bigint) is
   'One run of a monitor, as its pg_cron job calls it (logged in as the creator): the drift between its windows (relative ones resolved now) by fstore.feature_drift, with the caller''s rights (SECURITY INVOKER: RLS and row policies decide the rows, column grants the features), under the monitor''s threshold, thresholds and sample_rows and the group''s stored drift thresholds; stored by fstore.record_monitor_run. A failing drift is recorded as an error run.';

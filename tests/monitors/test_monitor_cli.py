@@ -31,11 +31,11 @@ def test_monitor_commands(make_project: Any) -> None:
                       "--sample-rows", "5000", "--as", bob).stdout
     assert "created monitor amount_drift" in created and "'0 * * * *'" in created and f"runs as {bob}" in created
 
-    # refusals, by name: slicing (not yet), a bad schedule, a bad window, a duplicate, a DS dropping alice's
+    # refusals, by name: slicing by a column the group lacks, a bad schedule, a bad window, a duplicate, a DS dropping alice's
     sliced = one_error_line(cli.run("monitor", "create", "sliced", "--group", "payments", "--baseline",
                                     f"up_to_commit={base}", "--current", "last 1 day", "--every", "1h",
-                                    "--slice-by", "amount", "--as", bob, code=1).stderr)
-    assert "monitors cannot slice yet" in sliced
+                                    "--slice-by", "nope", "--as", bob, code=1).stderr)
+    assert "has no column nope to slice by" in sliced
     schedule = one_error_line(cli.run("monitor", "create", "bad", "--group", "payments", "--baseline",
                                       f"up_to_commit={base}", "--current", "last 1 day", "--every", "90m",
                                       "--as", bob, code=1).stderr)

@@ -13,7 +13,7 @@ recorded only by a monitor's own pg_cron job). The cases check that
   the catalog is written only by fstore's functions; tenants have no access to pg_cron's schema
   (no ``cron.schedule``, no INSERT into ``cron.job``, no reading it); a run is recorded only by
   the creator's own job (a session without a client certificate), never from a member's login;
-* hostile names, schedules and windows are refused by name; slice_by is refused for now;
+* hostile names, schedules, windows and slice columns are refused by name;
 * a removed member's monitor stops at once, and the scheduler drops its job.
 
 Each refusal has an allowed counterpart.
@@ -145,8 +145,12 @@ CASES: list[Case] = [
          match="invalid schedule"),
     deny("window_injected", "bob", create("win", current='"last 1 day\'); drop table t; --"'), state="22023",
          match="current window"),
-    deny("slice_by_refused_for_now", "bob", create("sliced", slice_by="amount"), state="0A000",
-         match="cannot slice yet"),
+    deny("slice_by_unknown_column", "bob", create("sliced", slice_by="nope"), state="42703",
+         match="has no column nope to slice by"),
+    deny("slice_by_injected_column", "bob", create("sliced", slice_by='amount"; drop table t; --'), state="42703",
+         match="to slice by"),
+    allow("scientist_creates_a_sliced_monitor", "bob", "begin", create("sliced", slice_by="amount"),
+          "select slice_by, created_by from fstore.monitors where name = 'sliced'", rows=[("amount", "{bob}")]),
     deny("duplicate_monitor_name", "bob", create("amon"), state="42710", match="already exists"),
 ]
 
