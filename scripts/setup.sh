@@ -11,7 +11,7 @@ log() { printf '\033[1m[setup]\033[0m %s\n' "$*"; }
 
 need_apt=()
 for pkg in postgresql-$PG_MAJOR postgresql-contrib postgresql-server-dev-$PG_MAJOR \
-           postgresql-$PG_MAJOR-pgaudit postgresql-client-$PG_MAJOR build-essential \
+           postgresql-$PG_MAJOR-pgaudit postgresql-client-$PG_MAJOR build-essential python3-dev \
            chromium fonts-dejavu-core; do  # chromium: the drift report's test renders it headless
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || need_apt+=("$pkg")
 done
@@ -50,7 +50,9 @@ if [ ! -x "$ROOT/.venv/bin/python" ]; then
   python3 -m venv "$ROOT/.venv"
 fi
 stamp="$ROOT/.venv/.fstore-installed"
-if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
+# setup.py builds the C TFRecord encoder (fstore/_tfrecord_native.c): a change to it reinstalls too
+if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ setup.py -nt "$stamp" ] \
+   || [ fstore/_tfrecord_native.c -nt "$stamp" ] || ! ls fstore/_tfrecord_native.*.so >/dev/null 2>&1; then
   # the extras the demo (tf: its Keras model) and the tests (tf, torch: tf.data and PyTorch over exports) need
   log "installing Python packages (fstore with extras ${FSTORE_EXTRAS:=dev,tf,torch})"
   if ! { "$ROOT/.venv/bin/pip" install -q --upgrade pip && "$ROOT/.venv/bin/pip" install -q -e ".[$FSTORE_EXTRAS]"; } \
