@@ -28,7 +28,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import psycopg
 import yaml
@@ -37,8 +37,14 @@ from fstore.errors import InvalidInput, translated
 from fstore.roles import check_project_name
 from fstore.session import Session
 
-if TYPE_CHECKING:
-    from fstore.featuregroups import FeatureGroup
+
+
+class _Group(Protocol):
+    """What :func:`readable_features` needs of a feature group (a
+    :class:`fstore.featuregroups.FeatureGroup`, which imports this module: no import back)."""
+
+    id: int
+    store: Any
 
 NAME = re.compile(r"^[a-z][a-z0-9_]{0,40}$")
 REFERENCE = re.compile(r"^[a-z][a-z0-9_]*:[a-z_][a-z0-9_]*$")
@@ -80,7 +86,7 @@ def sensitive_features(fs: Session, group: str, project: str | None = None) -> l
     return [r[0] for r in rows]
 
 
-def readable_features(group: "FeatureGroup", features: Sequence[str] | None) -> list[str] | None:
+def readable_features(group: _Group, features: Sequence[str] | None) -> list[str] | None:
     """``features`` if the caller may read each one (else :class:`~fstore.errors.PermissionDenied`
     naming the first it may not: a sensitive feature); for ``None``, every feature it may read.
     Drift, statistics and reads ask it before touching rows.
