@@ -24,6 +24,8 @@ comment on table fstore.feature_view_fits is 'Transformation parameters of a fea
 comment on table fstore.served_vectors is 'Vectors served from feature views that log (keys, passed features, vector, who, when): read by the view''s project''s Data Owners';
 comment on table fstore.erasures is 'Erasures of an entity (fstore.forget, GDPR article 17), one per transaction: the keys'' names and digest (their values only while open), the tables targeted, the report; the one audited exception to append-only history';
 comment on table fstore.erased_rows is 'Rows an erasure removed, per table (counted by fstore''s own trigger) with the commits they came from; get_training_dataset of an older version says how many of its rows were erased';
+comment on table fstore.sensitive_features is 'Features marked sensitive (per project, feature group and feature): read only by the project''s Data Owners and the grantees of fstore.sensitive_grants';
+comment on table fstore.sensitive_grants is 'Who may read a sensitive feature besides the project''s Data Owners, from policies/: a project-user of the project or its data_scientist group';
 comment on view fstore.feature_group_overview is 'One row per feature-group version you can see, with its commit count, rows and last commit';
 
 comment on column fstore.commits.state is 'open: begun in transaction xact of backend backend_pid, the only one whose rows the group''s tables take; done: finished, immutable';
