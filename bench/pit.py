@@ -17,6 +17,7 @@ project that it deletes at the end. Every result is checked against DuckDB's.
 
     python bench/pit.py                                   # 1M spine x 10M rows, 100k entities
     python bench/pit.py --spine-rows 10000 --feature-rows 100000 --entities 1000
+    python bench/pit.py --scaling --spines 20000,200000 --histories 200000,2000000   # bench/pit_scaling.py
 """
 
 from __future__ import annotations
@@ -65,6 +66,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--shared-buffers", default="2GB", help="for the bench's own server")
     p.add_argument("--skip-range-join-multi", action="store_true", help="skip (b) with several groups")
     p.add_argument("--output", default=None, help="write the JSON here too")
+    p.add_argument("--scaling", action="store_true",
+                   help="the scaling grid against DuckDB instead (bench/pit_scaling.py; --spines, --histories)")
+    p.add_argument("--spines", default="100000,1000000,3000000", help="spine rows of the scaling grid")
+    p.add_argument("--histories", default="1000000,10000000,30000000", help="history rows of the scaling grid")
     p.add_argument("--keep", action="store_true", help="keep the server, home and project (to re-run with --project)")
     p.add_argument("--project", default=None,
                    help="re-use this project of --home, loaded by an earlier --keep run with the same sizes and seed")
@@ -343,6 +348,16 @@ def _server_version(home: FstoreHome) -> str:
 def main(argv: list[str] | None = None) -> None:
     """Run and print the JSON document."""
     args = parse_args(argv)
+    if args.scaling:
+        import importlib.util
+        from pathlib import Path
+        from types import SimpleNamespace
+
+        spec = importlib.util.spec_from_file_location("bench_pit_scaling", Path(__file__).with_name("pit_scaling.py"))
+        scaling = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(scaling)  # type: ignore[union-attr]
+        print_report(scaling.run_scaling(args, SimpleNamespace(**globals())), args.output)
+        return
     print_report(run(args), args.output)
 
 

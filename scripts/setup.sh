@@ -11,7 +11,7 @@ log() { printf '\033[1m[setup]\033[0m %s\n' "$*"; }
 
 need_apt=()
 for pkg in postgresql-$PG_MAJOR postgresql-contrib postgresql-server-dev-$PG_MAJOR \
-           postgresql-$PG_MAJOR-pgaudit postgresql-client-$PG_MAJOR libpq-dev build-essential \
+           postgresql-$PG_MAJOR-pgaudit postgresql-client-$PG_MAJOR libpq-dev build-essential python3-dev \
            postgresql-$PG_MAJOR-cron \
            chromium fonts-dejavu-core; do  # chromium: the drift report's test renders it headless
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || need_apt+=("$pkg")
@@ -51,7 +51,9 @@ if [ ! -x "$ROOT/.venv/bin/python" ]; then
   python3 -m venv "$ROOT/.venv"
 fi
 stamp="$ROOT/.venv/.fstore-installed"
-if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
+# setup.py builds the C TFRecord encoder (fstore/_tfrecord_native.c): a change to it reinstalls too
+if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ setup.py -nt "$stamp" ] \
+   || [ fstore/_tfrecord_native.c -nt "$stamp" ] || ! ls fstore/_tfrecord_native.*.so >/dev/null 2>&1; then
   # the extras the demo (tf: its Keras model) and the tests (tf, torch: tf.data and PyTorch over exports) need
   log "installing Python packages (fstore with extras ${FSTORE_EXTRAS:=dev,tf,torch})"
   if ! { "$ROOT/.venv/bin/pip" install -q --upgrade pip && "$ROOT/.venv/bin/pip" install -q -e ".[$FSTORE_EXTRAS]"; } \
@@ -59,16 +61,5 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
     cat "$ROOT/.venv/pip-install.log"; exit 1
   fi
   touch "$stamp"
-fi
-# dbt-postgres brings psycopg2-binary, whose wheel carries its own libssl/libcrypto: with the
-# other OpenSSL copies in one process (psycopg's, the system's) its SSL connect segfaults now and
-# then (psycopg/psycopg2#543). Build psycopg2 from source against Debian's libpq and OpenSSL.
-if "$ROOT/.venv/bin/pip" show -q psycopg2-binary >/dev/null 2>&1; then
-  log "replacing psycopg2-binary by psycopg2 built against the system libpq"
-  if ! { "$ROOT/.venv/bin/pip" uninstall -y -q psycopg2-binary \
-         && "$ROOT/.venv/bin/pip" install -q --no-binary psycopg2 "psycopg2>=2.9,<3"; } \
-       >> "$ROOT/.venv/pip-install.log" 2>&1; then
-    cat "$ROOT/.venv/pip-install.log"; exit 1
-  fi
 fi
 log "ready: PostgreSQL $($PG_BIN/postgres --version | awk '{print $3}'), pgvector, pgaudit, .venv"

@@ -33,5 +33,13 @@ def test_online_bench_small_run(home: Any, tmp_path: Path, capsys: Any) -> None:
             assert set(entry[name]) == {"p50_ms", "p99_ms", "mean_ms"}
             assert 0 < entry[name]["p50_ms"] <= entry[name]["p99_ms"]
         assert all(ratio > 0 for ratio in entry["ratios"].values())
-    assert set(document["targets_met"]) == {"p99_1_entity", "p99_10_entities", "within_1.3x_raw_p50"}
+    multi = document["results"]["groups_4"]
+    assert document["groups"] == 4
+    assert set(multi) == {"raw_4groups_1", "raw_binary_4groups_1", "fstore_4groups_1", "fstore_dict_4groups_1",
+                          "ratios"}
+    assert set(multi["ratios"]) == {f"{form}_4groups_1_vs_{raw}_{q}" for form in ("fstore", "fstore_dict")
+                                    for raw in ("raw", "raw_binary") for q in ("p50", "p99")}
+    assert all(ratio > 0 for ratio in multi["ratios"].values())
+    assert set(document["targets_met"]) == {"p99_1_entity", "p99_10_entities", "within_1.3x_raw_p50",
+                                            "4_groups_within_1.3x_raw"}
     assert all(isinstance(v, bool) for v in document["targets_met"].values())

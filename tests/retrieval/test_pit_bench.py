@@ -37,3 +37,22 @@ def test_pit_bench_small_run(home: Any, tmp_path: Path, capsys: Any) -> None:
         assert set(entry["sql_path_breakdown"]) == {"connect_s", "spine_load_s", "build_s", "query_and_fetch_s"}
     assert set(document["targets"]) == {"fstore_vs_duckdb", "range_join_vs_fstore"}
     assert all(isinstance(t["met"], bool) for t in document["targets"].values())
+
+
+def test_pit_scaling_small_grid(home: Any, tmp_path: Path, capsys: Any) -> None:
+    """``--scaling``: every (spine x history) point against DuckDB on the same data, results agreeing."""
+    output = tmp_path / "scaling.json"
+    _bench_module().main(["--home", str(home.root), "--scaling", "--spines", "300,1200", "--histories", "2000,6000",
+                          "--entities", "150", "--commit-rows", "4000", "--repeat", "1", "--output", str(output)])
+    captured = capsys.readouterr()
+    document = json.loads(captured.out)
+    assert document == json.loads(output.read_text())
+    assert document["benchmark"] == "point_in_time_join_scaling"
+    assert [(p["spine_rows"], p["history_rows"]) for p in document["grid"]] == [
+        (300, 2000), (1200, 2000), (300, 6000), (1200, 6000)]
+    assert document["all_agree"] is True
+    for point in document["grid"]:
+        assert point["results_agree"] is True and point["ratio_fstore_vs_duckdb"] > 0
+        assert point["fstore"]["best_s"] > 0 and point["duckdb_asof"]["best_s"] > 0
+    assert captured.err.count("[pit --scaling]") == 4  # each ratio printed as it is measured
+    assert isinstance(document["targets"]["met"], bool)
