@@ -174,12 +174,15 @@ begin
           '(select jsonb_agg(jsonb_build_object(''value'', t.v, ''count'', t.n) order by t.n desc, t.v)
               from (select v, n from g order by n desc, v limit $1) t)'
         else 'null::jsonb' end,
-        case when v_kind = 'numeric' and v_lo < v_hi and v_lo > '-infinity' and v_hi < 'infinity' then
+        -- the histogram counts the source's rows directly: read from g, g would be
+        -- materialized (referenced twice), which cost more than the grouping itself
+        -- (100k distinct values: 0.74 s against 0.41 s for g alone and 0.04 s for the bins)
+        case when v_kind = 'numeric' and v_lo < v_hi and v_lo > '-infinity' and v_hi < 'infinity' then format(
           '(select jsonb_build_object(
               ''edges'', (select jsonb_agg($2 + ($3 - $2) * i / $4 order by i) from generate_series(0, $4) i),
               ''counts'', (select jsonb_agg(coalesce(h.n, 0) order by i) from generate_series(1, $4) i
-                            left join (select least(width_bucket(v::float8, $2, $3, $4), $4) as b, sum(n) as n
-                                         from g group by 1) h on h.b = i)))'
+                            left join (select least(width_bucket(%1$I::float8, $2, $3, $4), $4) as b, count(*) as n
+                                         from %2$s where %1$I is not null group by 1) h on h.b = i)))', v_name, v_source)
         else 'null::jsonb' end)
         into v_group using c_top, v_lo, v_hi, c_bins;
       if v_sampled then
