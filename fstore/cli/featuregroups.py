@@ -163,7 +163,8 @@ def fg_stats(ctx: click.Context, name: str, version: int | None, commit_id: int 
         echo_json(stats)
         return
     first = next(iter(stats.values()), {})
-    sampled = f", order statistics from a {first.get('sample_rows'):,}-row sample" if first.get("sampled") else ""
+    sampled = (f", mean, stddev and order statistics from a {first.get('sample_rows'):,}-row sample"
+               if first.get("sampled") else "")
     table = Table(title=f"{fg.project}.{fg.name} v{fg.version}: {first.get('rows', 0):,} rows{sampled}")
     for column in ("column", "kind", "count", "nulls", "complete", "distinct", "min", "mean", "stddev",
                    "p50", "max", "top values / norm"):

@@ -28,13 +28,19 @@ comment on function fstore.statistics_kind(regtype) is
 --   categorical top_values [{value (as text), count}], the 10 most frequent, ties by value
 --   vector      dims {min, max}, norm {min, mean, max} of the L2 norm (vector_norm)
 --
--- Cost: one pass over the batch for count, nulls, min, max, mean, stddev and vector
--- summaries (exact, always). The order statistics (distinct, percentiles, histogram,
--- top values) are exact when the batch has at most options.statistics_sample_rows rows
--- (default 100000); above that they come from a uniform random sample of about that
--- many rows (one more pass), are flagged "sampled": true, histogram and top-value
--- counts are the sample's, and distinct is estimated with the Haas-Stokes Duj1
--- estimator that ANALYZE uses.
+-- Cost: one pass over the whole batch for rows, count, nulls, min and max (exact, always:
+-- the commit records its event-time range from them) and vector summaries. Everything
+-- else (mean, stddev, distinct, percentiles, histogram, top values) is exact when the
+-- batch has at most options.statistics_sample_rows rows (default 100000); above that it
+-- comes from a uniform random sample of about that many rows (TABLESAMPLE BERNOULLI,
+-- one more pass that reads the pages but evaluates no expression per row), and the
+-- column says so: "sampled": true and "sample_rows". Mean and stddev of a sample are
+-- unbiased estimates (standard error about stddev / sqrt(sample_rows)); histogram and
+-- top-value counts are the sample's, and distinct is estimated with the Haas-Stokes
+-- Duj1 estimator that ANALYZE uses. Measured at 1M rows, 2 loaded cores: mean and
+-- stddev over every row cost about as much as count, min and max together (the moments
+-- pass took 0.43-0.71 s, without mean and stddev 0.32-0.38 s), and drawing the sample
+-- with random() < p 0.21-0.31 s against 0.19 s with BERNOULLI.
 create or replace function fstore.batch_statistics(p_feature_group_id bigint, p_batch regclass) returns jsonb
 language plpgsql volatile
 set search_path = pg_catalog, public, fstore, pg_temp
@@ -71,7 +77,7 @@ begin
   v_fg := fstore.feature_group_by_id(p_feature_group_id);
   v_limit := greatest(coalesce((v_fg.options->>'statistics_sample_rows')::bigint, 100000), 1);
 
-  -- pass 1 over the whole batch: the exact moments of every column
+  -- pass 1 over the whole batch: the exact count, min and max of every column
   for v_col in
     select a.attname::text as name, fstore.statistics_kind(a.atttypid) as kind
       from pg_attribute a
@@ -83,8 +89,8 @@ begin
     v_kinds := v_kinds || jsonb_build_object(v_col.name, v_col.kind);
     v_parts := v_parts || case v_col.kind
       when 'numeric' then format(
-        'jsonb_build_object(%L, jsonb_build_object(''count'', count(%2$I), ''min'', min(%2$I), ''max'', max(%2$I),'
-        ' ''mean'', avg(%2$I::float8), ''stddev'', stddev_samp(%2$I::float8)))', v_col.name, v_col.name)
+        'jsonb_build_object(%L, jsonb_build_object(''count'', count(%2$I), ''min'', min(%2$I), ''max'', max(%2$I)))',
+        v_col.name, v_col.name)
       when 'temporal' then format(
         'jsonb_build_object(%L, jsonb_build_object(''count'', count(%2$I), ''min'', min(%2$I), ''max'', max(%2$I)))',
         v_col.name, v_col.name)
@@ -97,7 +103,8 @@ begin
     end;
     if v_col.kind = 'numeric' then
       v_pct_parts := v_pct_parts || format(
-        'jsonb_build_object(%L, percentile_cont($1) within group (order by %I::float8))', v_col.name, v_col.name);
+        'jsonb_build_object(%L, jsonb_build_object(''mean'', avg(%2$I::float8), ''stddev'', stddev_samp(%2$I::float8),'
+        ' ''percentiles'', percentile_cont($1) within group (order by %2$I::float8)))', v_col.name, v_col.name);
     end if;
   end loop;
   if cardinality(v_parts) = 0 then
@@ -112,15 +119,22 @@ begin
     if to_regclass('pg_temp._fstore_stats_sample') is not null then
       drop table pg_temp._fstore_stats_sample;
     end if;
-    execute format('create temp table _fstore_stats_sample on commit drop as select * from %s where random() < $1',
-                   p_batch) using v_limit::float8 / v_rows;
+    -- TABLESAMPLE reads tables and materialized views; anything else (a view) is filtered
+    execute format('create temp table _fstore_stats_sample on commit drop as select * from %s %s',
+                   p_batch, case when (select relkind from pg_class where oid = p_batch) in ('r', 'p', 'm')
+                                 then 'tablesample bernoulli ($1)' else 'where random() < $1 / 100' end)
+      using 100.0 * v_limit / v_rows;
     get diagnostics v_sample_rows = row_count;
     v_source := 'pg_temp._fstore_stats_sample';
-  else
+  end if;
+  if v_sampled and v_sample_rows = 0 then
+    v_sampled := false;  -- nothing drawn (a tiny options.statistics_sample_rows): the batch itself
+  end if;
+  if not v_sampled then
     v_source := p_batch::text;
   end if;
 
-  -- percentiles of every numeric column in one more pass over the source
+  -- mean, stddev and percentiles of every numeric column in one more pass over the source
   if cardinality(v_pct_parts) > 0 then
     execute format('select %s from %s', array_to_string(v_pct_parts, ' || '), v_source) into v_pcts using c_pct;
   end if;
@@ -134,9 +148,10 @@ begin
       'sampled', v_sampled, 'sample_rows', case when v_sampled then v_sample_rows end);
 
     if v_kind = 'numeric' then
-      v_s := v_s || jsonb_build_object('percentiles',
-        (select jsonb_object_agg(n, (v_pcts->v_name)->(i::int - 1))
-           from unnest(c_pct_names) with ordinality p(n, i) where jsonb_typeof(v_pcts->v_name) = 'array'));
+      v_s := v_s || jsonb_build_object('mean', v_pcts #> array[v_name, 'mean'], 'stddev', v_pcts #> array[v_name, 'stddev'],
+        'percentiles', (select jsonb_object_agg(n, (v_pcts #> array[v_name, 'percentiles'])->(i::int - 1))
+           from unnest(c_pct_names) with ordinality p(n, i)
+          where jsonb_typeof(v_pcts #> array[v_name, 'percentiles']) = 'array'));
       v_lo := (v_s->>'min')::float8;
       v_hi := (v_s->>'max')::float8;
       if v_lo = v_hi then
@@ -159,12 +174,15 @@ begin
           '(select jsonb_agg(jsonb_build_object(''value'', t.v, ''count'', t.n) order by t.n desc, t.v)
               from (select v, n from g order by n desc, v limit $1) t)'
         else 'null::jsonb' end,
-        case when v_kind = 'numeric' and v_lo < v_hi and v_lo > '-infinity' and v_hi < 'infinity' then
+        -- the histogram counts the source's rows directly: read from g, g would be
+        -- materialized (referenced twice), which cost more than the grouping itself
+        -- (100k distinct values: 0.74 s against 0.41 s for g alone and 0.04 s for the bins)
+        case when v_kind = 'numeric' and v_lo < v_hi and v_lo > '-infinity' and v_hi < 'infinity' then format(
           '(select jsonb_build_object(
               ''edges'', (select jsonb_agg($2 + ($3 - $2) * i / $4 order by i) from generate_series(0, $4) i),
               ''counts'', (select jsonb_agg(coalesce(h.n, 0) order by i) from generate_series(1, $4) i
-                            left join (select least(width_bucket(v::float8, $2, $3, $4), $4) as b, sum(n) as n
-                                         from g group by 1) h on h.b = i)))'
+                            left join (select least(width_bucket(%1$I::float8, $2, $3, $4), $4) as b, count(*) as n
+                                         from %2$s where %1$I is not null group by 1) h on h.b = i)))', v_name, v_source)
         else 'null::jsonb' end)
         into v_group using c_top, v_lo, v_hi, c_bins;
       if v_sampled then
