@@ -21,6 +21,8 @@ import psycopg
 from psycopg.rows import dict_row
 
 from fstore import certificates, pki
+from fstore.citus import is_cluster
+from fstore.cluster import drop_worker_roles, precreate_worker_roles, sync_workers
 from fstore.connection import material_for, write_service_entry
 from fstore.errors import NotFound, translated
 from fstore.home import FstoreHome
@@ -69,7 +71,20 @@ def _revoke_access(home: FstoreHome, roles: list[str]) -> int:
 
 def create_project(home: FstoreHome, conn: Connection, name: str, owner: str) -> MemberAccess:
     """Create project ``name`` with ``owner`` as its first Data Owner (admin only)."""
-    role = _call(conn, "create_project", name, owner)
+    if not is_cluster(home):
+        return _grant_access(home, _call(conn, "create_project", name, owner))
+    # a Citus cluster: the roles exist on the workers first (fstore.cluster.precreate_worker_roles);
+    # then the new group roles log in there and the database grants reach them
+    roles = [f"{name}__{kind}" for kind in ("owner", "data_owner", "data_scientist")] + [f"{name}__{owner}"]
+    owner_role, data_owner = f"{name}__owner", f"{name}__data_owner"
+    created = precreate_worker_roles(home, roles, [(owner_role, data_owner), (owner_role, "fstore_control"),
+                                                   (data_owner, f"{name}__{owner}")])
+    try:
+        role = _call(conn, "create_project", name, owner)
+    except Exception:
+        drop_worker_roles(home, created)
+        raise
+    sync_workers(home)
     return _grant_access(home, role)
 
 
