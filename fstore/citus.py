@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+from psycopg import sql
 
 from fstore.home import FstoreHome
 
@@ -85,6 +86,8 @@ def coordinator_settings(home: FstoreHome) -> dict[str, Any]:
         "shared_preload_libraries": "citus,pgaudit",  # citus must come first
         "citus.node_conninfo": node_conninfo(home, home),
         "citus.enable_create_role_propagation": "on",
+        # fstore's append-only and erasure triggers go with the tables to every shard
+        "citus.enable_unsafe_triggers": "on",
         "max_prepared_transactions": 100,  # two-phase commit of multi-node transactions
         "wal_level": "logical",  # shard moves (rebalance)
     }
@@ -95,6 +98,41 @@ def prepare_coordinator(home: FstoreHome, conn: psycopg.Connection[Any]) -> None
     extension and register the coordinator itself (group 0)."""
     conn.execute("create extension if not exists citus")
     conn.execute("select citus_set_coordinator_host('localhost', %s)", (home.port,))
+    revoke_tenant_citus_functions(conn)
+
+
+# Citus functions that run statements on the workers (where fstore's event triggers, the DDL
+# guards, do not run), distribute, move or change tables, or create objects: PUBLIC may
+# execute them by default; on an fstore coordinator only the superuser may. Querying and
+# the internals Citus's plans call as the user (read_intermediate_result, the partial
+# aggregates) stay available.
+TENANT_REFUSED_CITUS_FUNCTIONS = (
+    r"^(run_command_on_(workers|all_nodes|coordinator|shards|placements|colocated_placements)|master_run_on_worker|"
+    r"create_distributed_(table|table_concurrently|function)|create_reference_table|undistribute_table|"
+    r"alter_distributed_table|alter_table_set_access_method|alter_old_partitions_set_access_method|"
+    r"citus_add_local_table_to_metadata|truncate_local_data_after_distributing_table|"
+    r"citus_schema_(distribute|undistribute)|isolate_tenant_to_new_shard|citus_split_shard_by_split_points|"
+    r"(citus|master)_(move|copy)_shard_placement|rebalance_table_shards|citus_rebalance_start|"
+    r"citus_create_restore_point|create_time_partitions|drop_old_time_partitions|"
+    r"update_distributed_table_colocation|mark_tables_colocated|replicate_reference_tables|"
+    r"replicate_table_shards|create_intermediate_result)$"
+)
+# (Citus's own event triggers call other functions of it as the user, master_unmark_object_distributed
+# among them: those stay.)
+
+
+def revoke_tenant_citus_functions(conn: psycopg.Connection[Any]) -> int:
+    """Revoke EXECUTE from PUBLIC on the Citus functions of :data:`TENANT_REFUSED_CITUS_FUNCTIONS`
+    (operator connection, on the coordinator); returns how many were revoked."""
+    names = [r[0] for r in conn.execute(
+        "select p.oid::regprocedure::text from pg_proc p"
+        "  join pg_depend d on d.classid = 'pg_proc'::regclass and d.objid = p.oid and d.deptype = 'e'"
+        "  join pg_extension e on e.oid = d.refobjid and e.extname = 'citus'"
+        " where p.proname ~ %s and p.prokind = 'f' and has_function_privilege('public', p.oid, 'execute')",
+        (TENANT_REFUSED_CITUS_FUNCTIONS,))]
+    for name in names:  # regprocedure text: rendered by the catalog, quoted where needed
+        conn.execute(sql.SQL("revoke execute on function {} from public").format(sql.SQL(name)))
+    return len(names)
 
 
 def add_workers(home: FstoreHome, conn: psycopg.Connection[Any]) -> list[str]:

@@ -169,6 +169,7 @@ def _write_worker_config(home: FstoreHome, node: Node) -> bool:
         "citus.node_conninfo": node_conninfo(home, nhome),
         "max_prepared_transactions": 100,
         "wal_level": "logical",
+        "citus.enable_unsafe_triggers": "on",
         "log_connections": "on",
         "log_line_prefix": "%m [%p] %q%u@%d ",
         "timezone": "UTC",
