@@ -302,6 +302,22 @@ def precreate_worker_roles(home: FstoreHome, roles: list[str],
     return created
 
 
+def drop_owned_on_workers(home: FstoreHome, roles: list[str]) -> None:
+    """``REASSIGN OWNED BY`` each role to ``fstore_control`` and ``DROP OWNED BY`` it (its
+    privileges) on every worker, committed, before ``fstore.delete_project``
+    drops them: its DROP OWNED runs as ``fstore_control`` and its DROP ROLE as
+    ``fstore_roles`` over two connections, and the second cannot see what the first dropped
+    (``role ... cannot be dropped because some objects depend on it``). Deleting is final:
+    if the coordinator's call fails afterwards, the admin runs it again."""
+    for node in workers(home):
+        with connect_operator(node.home, autocommit=True) as conn:
+            conn.execute("set citus.enable_ddl_propagation = off")
+            existing = [r[0] for r in conn.execute("select rolname from pg_roles where rolname = any(%s)", (roles,))]
+            for role in existing:  # the schema stays (fstore_control's): the coordinator's DROP SCHEMA drops it
+                conn.execute(sql.SQL("reassign owned by {} to fstore_control").format(sql.Identifier(role)))
+                conn.execute(sql.SQL("drop owned by {}").format(sql.Identifier(role)))
+
+
 def drop_worker_roles(home: FstoreHome, roles: list[str]) -> None:
     """Drop ``roles`` from the workers where they own nothing (undo :func:`precreate_worker_roles`)."""
     for node in workers(home):

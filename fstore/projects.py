@@ -22,7 +22,7 @@ from psycopg.rows import dict_row
 
 from fstore import certificates, pki
 from fstore.citus import is_cluster
-from fstore.cluster import drop_worker_roles, precreate_worker_roles, sync_workers
+from fstore.cluster import drop_owned_on_workers, drop_worker_roles, precreate_worker_roles, sync_workers
 from fstore.connection import material_for, write_service_entry
 from fstore.errors import NotFound, translated
 from fstore.home import FstoreHome
@@ -90,6 +90,11 @@ def create_project(home: FstoreHome, conn: Connection, name: str, owner: str) ->
 
 def delete_project(home: FstoreHome, conn: Connection, name: str) -> list[str]:
     """Delete a project, its schema, roles and members' certificates (admin only)."""
+    if is_cluster(home):  # DROP OWNED runs as fstore_control on the workers: see create_project
+        pattern = name.replace("_", "\\_") + "\\_\\_%"
+        project_roles = [r[0] for r in conn.execute("select rolname from pg_roles where rolname like %s", (pattern,))]
+        precreate_worker_roles(home, [], [(role, "fstore_control") for role in project_roles])
+        drop_owned_on_workers(home, project_roles)
     roles = _call(conn, "delete_project", name)
     _revoke_access(home, roles)
     return roles
@@ -118,6 +123,8 @@ def set_member_role(conn: Connection, project: str, user: str, role: str) -> str
 
 def remove_member(home: FstoreHome, conn: Connection, project: str, user: str) -> str:
     """Remove a member: sessions end, login role dropped, certificates revoked (Data Owners only)."""
+    if is_cluster(home):  # REASSIGN/DROP OWNED run as fstore_control on the workers: see create_project
+        precreate_worker_roles(home, [], [(f"{project}__{user}", "fstore_control")])
     login_role = _call(conn, "remove_member", project, user)
     _revoke_access(home, [login_role])
     return login_role
