@@ -65,7 +65,7 @@ def server_start(ctx: click.Context, port: int | None, listen: str, workers: int
         workers = len(cluster.workers(home))
     if workers:
         result = cluster.start_cluster(home, workers, server.check_port(port) if port else None, listen=listen)
-        console.print(f"Citus workers: " + ", ".join(f"{n.name} on port {n.port}" for n in cluster.workers(home)))
+        console.print("Citus workers: " + ", ".join(f"{n.name} on port {n.port}" for n in cluster.workers(home)))
     else:
         result = server.start(home, server.check_port(port) if port else None, listen=listen)
     if result.already_running:
