@@ -200,7 +200,7 @@ def terminate_sessions(home: FstoreHome, serials: Iterable[str], timeout: float 
     with connect_operator(home, autocommit=True) as conn:
         pids = [pid for (pid,) in conn.execute(query, (serial_list,))]
         for pid in pids:
-            conn.execute("select pg_terminate_backend(%s, %s)", (pid, int(timeout * 1000)))
+            conn.execute("select pg_catalog.pg_terminate_backend(%s::integer, %s::bigint)", (pid, int(timeout * 1000)))
         deadline = time.monotonic() + timeout
         while pids and time.monotonic() < deadline:
             alive = conn.execute(

@@ -21,6 +21,8 @@ import psycopg
 from psycopg.rows import dict_row
 
 from fstore import certificates, pki
+from fstore.citus import is_cluster
+from fstore.cluster import drop_owned_on_workers, drop_worker_roles, precreate_worker_roles, sync_workers
 from fstore.connection import material_for, write_service_entry
 from fstore.errors import NotFound, translated
 from fstore.home import FstoreHome
@@ -69,12 +71,30 @@ def _revoke_access(home: FstoreHome, roles: list[str]) -> int:
 
 def create_project(home: FstoreHome, conn: Connection, name: str, owner: str) -> MemberAccess:
     """Create project ``name`` with ``owner`` as its first Data Owner (admin only)."""
-    role = _call(conn, "create_project", name, owner)
+    if not is_cluster(home):
+        return _grant_access(home, _call(conn, "create_project", name, owner))
+    # a Citus cluster: the roles exist on the workers first (fstore.cluster.precreate_worker_roles);
+    # then the new group roles log in there and the database grants reach them
+    roles = [f"{name}__{kind}" for kind in ("owner", "data_owner", "data_scientist")] + [f"{name}__{owner}"]
+    owner_role, data_owner = f"{name}__owner", f"{name}__data_owner"
+    created = precreate_worker_roles(home, roles, [(owner_role, data_owner), (owner_role, "fstore_control"),
+                                                   (data_owner, f"{name}__{owner}")])
+    try:
+        role = _call(conn, "create_project", name, owner)
+    except Exception:
+        drop_worker_roles(home, created)
+        raise
+    sync_workers(home)
     return _grant_access(home, role)
 
 
 def delete_project(home: FstoreHome, conn: Connection, name: str) -> list[str]:
     """Delete a project, its schema, roles and members' certificates (admin only)."""
+    if is_cluster(home):  # DROP OWNED runs as fstore_control on the workers: see create_project
+        pattern = name.replace("_", "\\_") + "\\_\\_%"
+        project_roles = [r[0] for r in conn.execute("select rolname from pg_roles where rolname like %s", (pattern,))]
+        precreate_worker_roles(home, [], [(role, "fstore_control") for role in project_roles])
+        drop_owned_on_workers(home, project_roles)
     roles = _call(conn, "delete_project", name)
     _revoke_access(home, roles)
     return roles
@@ -103,6 +123,8 @@ def set_member_role(conn: Connection, project: str, user: str, role: str) -> str
 
 def remove_member(home: FstoreHome, conn: Connection, project: str, user: str) -> str:
     """Remove a member: sessions end, login role dropped, certificates revoked (Data Owners only)."""
+    if is_cluster(home):  # REASSIGN/DROP OWNED run as fstore_control on the workers: see create_project
+        precreate_worker_roles(home, [], [(f"{project}__{user}", "fstore_control")])
     login_role = _call(conn, "remove_member", project, user)
     _revoke_access(home, [login_role])
     return login_role

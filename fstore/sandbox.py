@@ -22,7 +22,7 @@ from typing import Any
 
 from psycopg import sql
 
-from fstore import pki, projects, server
+from fstore import cluster, pki, projects, server
 from fstore.connection import connect, connect_operator
 from fstore.home import FstoreHome
 
@@ -35,14 +35,16 @@ def free_port() -> int:
 
 
 def start_home(existing: str | Path | None, prefix: str = "fst-bench-",
-               settings: Mapping[str, str] | None = None) -> tuple[FstoreHome, Callable[[], None]]:
+               settings: Mapping[str, str] | None = None,
+               workers: int = 0) -> tuple[FstoreHome, Callable[[], None]]:
     """A running home: ``existing`` as given, or a new temporary one with its own server.
 
     A new home gets its own CA, admin certificate, free port and service file
     (``PGSERVICEFILE`` points there until cleanup, so ``~/.pg_service.conf`` is never
     touched); ``settings`` are set with ALTER SYSTEM and the server restarted. Returns
     the home and a cleanup function (a no-op for an existing home) that stops the
-    server, removes the directory and puts ``PGSERVICEFILE`` back.
+    server, removes the directory and puts ``PGSERVICEFILE`` back. With ``workers`` the
+    server is a Citus coordinator with that many workers (:mod:`fstore.cluster`).
     """
     if existing:
         return FstoreHome(Path(existing)), lambda: None
@@ -52,7 +54,10 @@ def start_home(existing: str | Path | None, prefix: str = "fst-bench-",
     os.environ["PGSERVICEFILE"] = str(root / "pg_service.conf")
     pki.init_ca(home)
     pki.issue_certificate(home, "fstore_admin")
-    server.start(home, port=free_port())
+    if workers:
+        cluster.start_cluster(home, workers, port=free_port())
+    else:
+        server.start(home, port=free_port())
     if settings:
         with connect_operator(home, autocommit=True) as op:
             for name, value in settings.items():
@@ -62,7 +67,10 @@ def start_home(existing: str | Path | None, prefix: str = "fst-bench-",
 
     def cleanup() -> None:
         try:
-            server.stop(home)
+            if workers:
+                cluster.stop_cluster(home, mode="immediate")
+            else:
+                server.stop(home)
         finally:
             shutil.rmtree(root, ignore_errors=True)
             if previous_service_file is None:

@@ -33,6 +33,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
+from fstore.citus import add_workers, coordinator_settings, prepare_coordinator
 from fstore.cakeys import ca_passphrase, is_encrypted, load_intermediate, passphrase_env
 from fstore.connection import DATABASE, connect_operator
 from fstore.crl import crl_expiry, crl_health, crl_is_current, resign_crls
@@ -151,6 +152,8 @@ def _write_config(home: FstoreHome, port: int, listen: str) -> None:
         "timezone": "UTC",
         **memory_settings(),
     }
+    if home.settings().get("cluster"):  # a Citus coordinator (fstore.cluster)
+        settings.update(coordinator_settings(home))
     lines = ["# written by fstore; edit settings with `fstore server start` options"]
     for key, value in settings.items():
         rendered = value if isinstance(value, int) else "'" + str(value).replace("'", "''") + "'"
@@ -280,10 +283,15 @@ def bootstrap(home: FstoreHome) -> None:
         if not exists:
             conn.execute(sql.SQL("create database {} template template0").format(sql.Identifier(DATABASE)))
     with connect_operator(home, autocommit=True) as conn:
+        cluster = bool(home.settings().get("cluster"))
+        if cluster:  # a Citus coordinator: citus first; the workers join after the migrations
+            prepare_coordinator(home, conn)
         for extension in EXTENSIONS:
             conn.execute(sql.SQL("create extension if not exists {}").format(sql.Identifier(extension)))
         conn.execute(sql.SQL("revoke all on database {} from public").format(sql.Identifier(DATABASE)))
         apply_migrations(conn)
+        if cluster:
+            add_workers(home, conn)
         sync_catalog(home, conn, published=True)
 
 

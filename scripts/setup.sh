@@ -46,6 +46,44 @@ if [ ! -f "$(${PG_CONFIG} --pkglibdir)/vector.so" ]; then
   rm -rf "$work"
 fi
 
+# Citus (distributed PostgreSQL) for the cluster mode and its tests. Citus is not
+# packaged by Debian and is not downloadable here: it is built once from the vendored
+# source (../shared/vendor, see its README), with its one patch for PostgreSQL 15.20's
+# headers. About 4.5 minutes on 2 cores; skipped when citus.so is already installed.
+# Users install Citus from its own packages or images instead (README, docs/cluster.md).
+CITUS_VERSION=13.2.2
+CITUS_VENDOR=${FSTORE_VENDOR_DIR:-$ROOT/../shared/vendor}
+[ -d "$CITUS_VENDOR" ] || CITUS_VENDOR=/work/shared/vendor
+if [ ! -f "$(${PG_CONFIG} --pkglibdir)/citus.so" ] && [ "${FSTORE_SKIP_CITUS:-0}" != 1 ]; then
+  if [ -f "$CITUS_VENDOR/citus-$CITUS_VERSION.tar.gz" ]; then
+    need_citus=()
+    for pkg in liblz4-dev libzstd-dev libcurl4-openssl-dev libkrb5-dev; do
+      dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || need_citus+=("$pkg")
+    done
+    if ((${#need_citus[@]})); then
+      log "installing Citus build dependencies: ${need_citus[*]}"
+      export DEBIAN_FRONTEND=noninteractive
+      apt-get update -qq
+      apt-get install -y -qq --no-install-recommends "${need_citus[@]}" >/dev/null
+    fi
+    log "building Citus $CITUS_VERSION from $CITUS_VENDOR (about 4.5 minutes)"
+    work=$(mktemp -d)
+    src="$work/citus-$CITUS_VERSION"  # the tarball has no top directory
+    mkdir -p "$src"
+    tar -C "$src" -xzf "$CITUS_VENDOR/citus-$CITUS_VERSION.tar.gz"
+    for patch_file in "$CITUS_VENDOR"/citus-"$CITUS_VERSION"-*.patch; do
+      [ -f "$patch_file" ] && patch -s -d "$src" -p1 < "$patch_file"
+    done
+    if ! (cd "$src" && ./configure -q PG_CONFIG="$PG_CONFIG" && make -s -j"$(nproc)" && make -s install) \
+         > "$work/build.log" 2>&1; then
+      tail -50 "$work/build.log"; exit 1
+    fi
+    rm -rf "$work"
+  else
+    log "no Citus source in $CITUS_VENDOR: the cluster mode and its tests are unavailable"
+  fi
+fi
+
 if [ ! -x "$ROOT/.venv/bin/python" ]; then
   log "creating .venv"
   python3 -m venv "$ROOT/.venv"
@@ -62,4 +100,5 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ setup.py -nt "$stam
   fi
   touch "$stamp"
 fi
-log "ready: PostgreSQL $($PG_BIN/postgres --version | awk '{print $3}'), pgvector, pgaudit, .venv"
+citus_note=""; [ -f "$(${PG_CONFIG} --pkglibdir)/citus.so" ] && citus_note=", Citus $CITUS_VERSION"
+log "ready: PostgreSQL $($PG_BIN/postgres --version | awk '{print $3}'), pgvector, pgaudit$citus_note, .venv"

@@ -19,6 +19,8 @@ from fstore.home import FstoreHome
 from fstore.sandbox import free_port  # noqa: F401  (tests import it from here)
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+# FSTORE_TEST_CLUSTER=N: the session's server is a Citus coordinator with N workers (docs/cluster.md)
+TEST_CLUSTER_WORKERS = int(os.environ.get("FSTORE_TEST_CLUSTER") or 0)
 
 
 @pytest.hookimpl(hookwrapper=True)
@@ -39,7 +41,7 @@ def unique(prefix: str) -> str:
 @pytest.fixture(scope="session")
 def home() -> Iterator[FstoreHome]:
     """An initialised fstore home with a running server, stopped and removed at the end."""
-    fhome, cleanup = sandbox.start_home(None, prefix="fst-")
+    fhome, cleanup = sandbox.start_home(None, prefix="fst-", workers=TEST_CLUSTER_WORKERS)
     os.environ["FSTORE_HOME"] = str(fhome.root)
     write_service_entry(material_for(fhome, "fstore_admin"))
     try:

@@ -53,11 +53,21 @@ def server_group() -> None:
 @server_group.command("start")
 @click.option("--port", type=int, default=None, help=f"TCP port (default: last used, else {DEFAULT_PORT}).")
 @click.option("--listen", default="localhost", show_default=True, help="listen_addresses for TLS clients.")
+@click.option("--workers", type=int, default=None,
+              help="Run a Citus cluster: this server as coordinator and N workers (docs/cluster.md).")
 @click.pass_context
-def server_start(ctx: click.Context, port: int | None, listen: str) -> None:
+def server_start(ctx: click.Context, port: int | None, listen: str, workers: int | None) -> None:
     """Initialise (once) and start the server; a second start says it is running."""
+    from fstore import cluster
+
     home = home_of(ctx)
-    result = server.start(home, server.check_port(port) if port else None, listen=listen)
+    if workers is None and cluster.is_cluster(home):
+        workers = len(cluster.workers(home))
+    if workers:
+        result = cluster.start_cluster(home, workers, server.check_port(port) if port else None, listen=listen)
+        console.print("Citus workers: " + ", ".join(f"{n.name} on port {n.port}" for n in cluster.workers(home)))
+    else:
+        result = server.start(home, server.check_port(port) if port else None, listen=listen)
     if result.already_running:
         console.print(f"server already running on port {result.port}")
     else:
@@ -69,8 +79,15 @@ def server_start(ctx: click.Context, port: int | None, listen: str) -> None:
 @server_group.command("stop")
 @click.pass_context
 def server_stop(ctx: click.Context) -> None:
-    """Stop the server (idempotent)."""
-    console.print("server stopped" if server.stop(home_of(ctx)) else "server was not running")
+    """Stop the server (idempotent); on a cluster, the coordinator and its workers."""
+    from fstore import cluster
+
+    home = home_of(ctx)
+    if cluster.is_cluster(home):
+        stopped = cluster.stop_cluster(home)
+        console.print("stopped: " + ", ".join(stopped) if stopped else "cluster was not running")
+        return
+    console.print("server stopped" if server.stop(home) else "server was not running")
 
 
 @server_group.command("status")

@@ -33,7 +33,11 @@ create or replace function fstore.roles_create(p_role text, p_login boolean, p_i
 language plpgsql volatile security definer set search_path = pg_catalog, pg_temp as $$
 begin
   perform fstore.check_managed_role(p_role, false);
-  execute format('create role %I %s %s nosuperuser nocreatedb nocreaterole noreplication nobypassrls',
+  -- no superuser, createdb, createrole, replication or bypassrls: the defaults, not spelt out,
+  -- because Citus replays this statement on its workers as ALTER ROLE when the role exists
+  -- there, and PostgreSQL 15 lets only a superuser name the superuser, replication or
+  -- bypassrls attributes in ALTER ROLE
+  execute format('create role %I %s %s',
                  p_role, case when p_login then 'login' else 'nologin' end,
                  case when p_inherit then 'inherit' else 'noinherit' end);
 end $$;

@@ -1,0 +1,154 @@
+"""What a Citus coordinator needs to know of its cluster, without starting anything: where
+the workers live, their ports, the settings a coordinator adds and the registration of its
+nodes (:mod:`fstore.server` calls these; :mod:`fstore.cluster` starts and stops nodes).
+
+Example::
+
+    if is_cluster(home):
+        print([node.port for node in workers(home)])
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from fstore.home import FstoreHome
+
+NODE_CN = "fstore_node"
+
+
+@dataclass(frozen=True)
+class Node:
+    """One worker node: its name, port and the directories of its own server."""
+
+    name: str
+    port: int
+    home: FstoreHome  # a node home: server/pgdata, server/run, server/tls, server/postgresql.log
+
+    @property
+    def host(self) -> str:
+        return "localhost"
+
+
+def cluster_dir(home: FstoreHome) -> Path:
+    """Where the workers of ``home`` live."""
+    return home.root / "cluster"
+
+
+def cluster_ca_cert(home: FstoreHome) -> Path:
+    """The cluster CA's certificate: the only CA a worker trusts for client certificates."""
+    return home.ca_dir / "cluster-ca.crt"
+
+
+def cluster_ca_key(home: FstoreHome) -> Path:
+    return home.ca_dir / "cluster-ca.key"
+
+
+def node_cert(node_home: FstoreHome) -> Path:
+    """The node certificate (CN ``fstore_node``) a node presents to the workers."""
+    return node_home.server_tls_dir / "node-client.crt"
+
+
+def node_key(node_home: FstoreHome) -> Path:
+    return node_home.server_tls_dir / "node-client.key"
+
+
+def is_cluster(home: FstoreHome) -> bool:
+    """True when ``home``'s server is a Citus coordinator (``server start --workers N`` ran)."""
+    return bool(home.settings().get("cluster"))
+
+
+def workers(home: FstoreHome) -> list[Node]:
+    """The home's workers, as saved in its settings."""
+    entries = home.settings().get("cluster", {}).get("workers", [])
+    return [Node(e["name"], int(e["port"]), FstoreHome(cluster_dir(home) / e["name"])) for e in entries]
+
+
+def node_conninfo(home: FstoreHome, node_home: FstoreHome) -> str:
+    """``citus.node_conninfo`` of a node: verify the worker's server certificate against
+    fstore's CA bundle, present the node certificate."""
+    return " ".join([
+        "sslmode=verify-full",
+        f"sslrootcert={home.ca_bundle}",
+        f"sslcert={node_cert(node_home)}",
+        f"sslkey={node_key(node_home)}",
+    ])
+
+
+def coordinator_settings(home: FstoreHome) -> dict[str, Any]:
+    """Settings :func:`fstore.server.start` adds on a coordinator."""
+    return {
+        "shared_preload_libraries": "citus,pgaudit,pg_cron",  # citus must come first; pg_cron runs monitors
+        "citus.node_conninfo": node_conninfo(home, home),
+        "citus.enable_create_role_propagation": "on",
+        # fstore's append-only and erasure triggers go with the tables to every shard
+        "citus.enable_unsafe_triggers": "on",
+        "max_prepared_transactions": 100,  # two-phase commit of multi-node transactions
+        "wal_level": "logical",  # shard moves (rebalance)
+    }
+
+
+def prepare_coordinator(home: FstoreHome, conn: psycopg.Connection[Any]) -> None:
+    """On the coordinator (operator connection), before the migrations: create the citus
+    extension and register the coordinator itself (group 0)."""
+    conn.execute("create extension if not exists citus")
+    conn.execute("select citus_set_coordinator_host('localhost', %s)", (home.port,))
+    revoke_tenant_citus_functions(conn)
+
+
+# Citus functions that run statements on the workers (where fstore's event triggers, the DDL
+# guards, do not run), distribute, move or change tables, or create objects: PUBLIC may
+# execute them by default; on an fstore coordinator only the superuser may. Querying and
+# the internals Citus's plans call as the user (read_intermediate_result, the partial
+# aggregates) stay available.
+TENANT_REFUSED_CITUS_FUNCTIONS = (
+    r"^(run_command_on_(workers|all_nodes|coordinator|shards|placements|colocated_placements)|master_run_on_worker|"
+    r"create_distributed_(table|table_concurrently|function)|create_reference_table|undistribute_table|"
+    r"alter_distributed_table|alter_table_set_access_method|alter_old_partitions_set_access_method|"
+    r"citus_add_local_table_to_metadata|truncate_local_data_after_distributing_table|"
+    r"citus_schema_(distribute|undistribute)|isolate_tenant_to_new_shard|citus_split_shard_by_split_points|"
+    r"(citus|master)_(move|copy)_shard_placement|rebalance_table_shards|citus_rebalance_start|"
+    r"citus_create_restore_point|create_time_partitions|drop_old_time_partitions|"
+    r"update_distributed_table_colocation|mark_tables_colocated|replicate_reference_tables|"
+    r"replicate_table_shards|create_intermediate_result)$"
+)
+# (Citus's own event triggers call other functions of it as the user, master_unmark_object_distributed
+# among them: those stay.)
+
+
+def revoke_tenant_citus_functions(conn: psycopg.Connection[Any]) -> int:
+    """Revoke EXECUTE from PUBLIC on the Citus functions of :data:`TENANT_REFUSED_CITUS_FUNCTIONS`
+    (operator connection, on the coordinator); returns how many were revoked."""
+    names = [r[0] for r in conn.execute(
+        "select p.oid::regprocedure::text from pg_proc p"
+        "  join pg_depend d on d.classid = 'pg_proc'::regclass and d.objid = p.oid and d.deptype = 'e'"
+        "  join pg_extension e on e.oid = d.refobjid and e.extname = 'citus'"
+        " where p.proname ~ %s and p.prokind = 'f' and has_function_privilege('public', p.oid, 'execute')",
+        (TENANT_REFUSED_CITUS_FUNCTIONS,))]
+    for name in names:  # regprocedure text: rendered by the catalog, quoted where needed
+        conn.execute(sql.SQL("revoke execute on function {} from public").format(sql.SQL(name)))
+    return len(names)
+
+
+def add_workers(home: FstoreHome, conn: psycopg.Connection[Any]) -> list[str]:
+    """On the coordinator, after the migrations: add the workers not registered yet.
+
+    ``citus_add_node`` copies every role, membership and distributed object to the new
+    node. Adding the workers after the migrations (not before) matters: a migration that
+    creates a NOLOGIN role and then acts as it (``fstore_control``) would make Citus log
+    in to the workers as that role before :func:`fstore.cluster.sync_workers` can
+    let it. Returns the ``host:port`` of the nodes added.
+    """
+    added = []
+    for node in workers(home):
+        known = conn.execute("select 1 from pg_dist_node where nodename = %s and nodeport = %s",
+                             (node.host, node.port)).fetchone()
+        if not known:
+            conn.execute("select citus_add_node(%s, %s)", (node.host, node.port))
+            added.append(f"{node.host}:{node.port}")
+    return added

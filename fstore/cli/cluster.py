@@ -1,0 +1,50 @@
+"""``fstore cluster``: the Citus cluster of ``fstore server start --workers N``."""
+
+from __future__ import annotations
+
+import click
+from rich.table import Table
+
+from fstore import cluster
+from fstore.cli.base import console, home_of, main
+from fstore.cli.homes import require_server
+from fstore.cli.output import echo_json, json_option
+from fstore.cli.report import EXIT_ERROR, EXIT_NOT_RUNNING
+
+
+@main.group("cluster")
+def cluster_group() -> None:
+    """Inspect the Citus cluster (coordinator and workers)."""
+
+
+@cluster_group.command("status")
+@json_option
+@click.pass_context
+def cluster_status(ctx: click.Context, as_json: bool) -> None:
+    """Nodes (port, running, reachable from the coordinator, shard placements) and the
+    shards of each distributed table. Exits 3 when the coordinator is down, 1 when a
+    worker is unhealthy."""
+    home = home_of(ctx)
+    if not cluster.is_cluster(home):
+        raise click.UsageError(f"{home.root} is not a cluster: start it with `fstore server start --workers N`")
+    info = cluster.cluster_status(home)
+    if info["coordinator"]["running"]:
+        require_server(home)
+    if as_json:
+        echo_json(info)
+    else:
+        nodes = Table("node", "host:port", "running", "healthy", "shard placements", box=None)
+        for node in info["nodes"]:
+            nodes.add_row(node["name"], f"{node['host']}:{node['port']}", str(node.get("running", "")),
+                          str(node.get("healthy", "")), str(node.get("shards", "")))
+        console.print(nodes)
+        if info["tables"]:
+            tables = Table("table", "type", "distribution column", "shards", "colocation", box=None)
+            for table in info["tables"]:
+                tables.add_row(table["table"], table["type"], table["distribution_column"], str(table["shards"]),
+                               str(table["colocation_id"]))
+            console.print(tables)
+    if not info["coordinator"]["running"]:
+        ctx.exit(EXIT_NOT_RUNNING)
+    if any(node.get("healthy") is False or node.get("running") is False for node in info["nodes"]):
+        ctx.exit(EXIT_ERROR)

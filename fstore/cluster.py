@@ -1,0 +1,399 @@
+"""A local Citus cluster: the coordinator (the home's own server) and N workers.
+
+``fstore server start --workers N`` starts N worker nodes under
+``$FSTORE_HOME/cluster/workerI`` (each a data directory, port, socket, log and TLS
+server certificate of its own), then the coordinator with ``citus`` preloaded, registers
+the coordinator and the workers, and applies fstore's migrations on the coordinator,
+which Citus propagates (schemas, roles, grants, distributed tables, their policies).
+
+Node authentication (``docs/cluster.md``): clients connect to the coordinator only. A
+worker trusts one certificate authority, the *cluster CA* (``ca/cluster-ca.crt``), which
+is not the CA of fstore's users and signs exactly one certificate: the node certificate
+(CN ``fstore_node``) that the coordinator's Citus presents (``citus.node_conninfo``:
+``sslcert``, ``sslkey``, ``sslmode=verify-full``). A worker's ``pg_hba.conf`` accepts TLS
+logins whose client certificate chains to the cluster CA, as any role (Citus logs in as
+the session's role, and as the superuser for its metadata); a project-user's own
+certificate fails the TLS handshake there. PostgreSQL 15's ``pg_ident.conf`` cannot map
+one CN to every role (``all`` arrived in 16), hence this scheme; no password anywhere.
+
+Citus opens its connections to a worker as the session's *current* role, so the roles
+fstore creates NOLOGIN on the coordinator (project group roles, fstore's own roles) may
+log in on the workers (:func:`sync_workers`); only the node certificate reaches them.
+
+Example::
+
+    start_cluster(home, workers=2)
+    print(cluster_status(home))
+    stop_cluster(home)
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import getpass
+import ipaddress
+import socket
+from pathlib import Path
+from typing import Any
+
+from cryptography import x509
+from cryptography.x509.oid import ExtendedKeyUsageOID
+from psycopg import sql
+
+from fstore import server
+from fstore.cakeys import key_pem, load_intermediate, write_private, write_public
+from fstore.connection import DATABASE, connect_operator
+from fstore.errors import InvalidInput, ServerError
+from fstore.home import FstoreHome
+from fstore.roles import SUPERUSER_ROLE
+from fstore.signing import ca_certificate, cert_pem, leaf, new_key, subject_name
+from fstore.citus import (
+    NODE_CN,
+    Node,
+    cluster_ca_cert,
+    cluster_ca_key,
+    cluster_dir,
+    is_cluster,
+    node_cert,
+    node_conninfo,
+    node_key,
+    add_workers,
+    workers,
+)
+
+CLUSTER_CA_VALIDITY = dt.timedelta(days=1825)
+NODE_CERT_VALIDITY = dt.timedelta(days=825)
+MAX_WORKERS = 16
+WORKER_EXTENSIONS = ("citus", "vector", "sslinfo")
+# group and service roles: NOLOGIN on the coordinator, LOGIN on the workers (Citus's connections)
+_WORKER_LOGIN_ROLES = r"^([a-z][a-z0-9_]{0,29}[a-z0-9]__(owner|data_owner|data_scientist)|fstore_[a-z_]+)$"
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def citus_installed() -> bool:
+    """True when PostgreSQL 15 has the citus extension (``citus.so`` and its control file)."""
+    lib = server.pg_bin().parent / "lib" / "citus.so"
+    control = Path(f"/usr/share/postgresql/{server.PG_MAJOR}/extension/citus.control")
+    return lib.exists() and control.exists()
+
+
+def _plan_workers(home: FstoreHome, count: int) -> list[Node]:
+    """The first ``count`` workers: those already configured, then new ones on free ports."""
+    if not 1 <= count <= MAX_WORKERS:
+        raise InvalidInput(f"--workers must be between 1 and {MAX_WORKERS}, got {count}")
+    nodes = workers(home)
+    if len(nodes) > count:
+        raise InvalidInput(f"this home has {len(nodes)} workers; --workers {count} would drop some "
+                           "(removing workers is not supported)")
+    for index in range(len(nodes) + 1, count + 1):
+        name = f"worker{index}"
+        nodes.append(Node(name, _free_port(), FstoreHome(cluster_dir(home) / name)))
+    home.save_settings(cluster={"workers": [{"name": n.name, "port": n.port} for n in nodes]})
+    for node in nodes:
+        node.home.root.mkdir(parents=True, exist_ok=True)
+        node.home.save_settings(port=node.port)
+    return nodes
+
+
+# --- certificates --------------------------------------------------------------
+
+
+def _ensure_cluster_ca(home: FstoreHome) -> tuple[x509.Certificate, Any]:
+    """The cluster CA (a self-signed root, separate from fstore's user CA), made once."""
+    from cryptography.hazmat.primitives.serialization import load_pem_private_key
+
+    if cluster_ca_cert(home).exists() and cluster_ca_key(home).exists():
+        cert = x509.load_pem_x509_certificate(cluster_ca_cert(home).read_bytes())
+        return cert, load_pem_private_key(cluster_ca_key(home).read_bytes(), None)
+    key = new_key()
+    name = subject_name("fstore cluster CA")
+    cert = ca_certificate(name, key, name, key, CLUSTER_CA_VALIDITY, 0)
+    write_private(cluster_ca_key(home), key_pem(key))
+    write_public(cluster_ca_cert(home), cert_pem(cert))
+    return cert, key
+
+
+def _issue_node_certificate(home: FstoreHome, targets: list[FstoreHome]) -> None:
+    """Sign the node certificate with the cluster CA and copy it into every node's TLS dir."""
+    if all(node_cert(t).exists() and node_key(t).exists() for t in targets):
+        return
+    ca_cert, ca_key = _ensure_cluster_ca(home)
+    key = new_key()
+    cert = leaf(subject_name(NODE_CN, "service"), key.public_key(), ca_cert, ca_key, NODE_CERT_VALIDITY,
+                ExtendedKeyUsageOID.CLIENT_AUTH)
+    for target in targets:
+        target.server_tls_dir.mkdir(parents=True, exist_ok=True)
+        write_public(node_cert(target), cert_pem(cert))
+        write_private(node_key(target), key_pem(key))
+
+
+def _issue_worker_server_certificate(home: FstoreHome, node: Node) -> None:
+    """A TLS server certificate for the worker from fstore's intermediate (SANs: loopback)."""
+    cert_path = node.home.server_tls_dir / "server.crt"
+    if cert_path.exists():
+        return
+    inter_cert, inter_key = load_intermediate(home)
+    key = new_key()
+    sans: list[x509.GeneralName] = [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
+                                    x509.IPAddress(ipaddress.ip_address("::1"))]
+    cert = leaf(subject_name(f"localhost {node.name}", "service"), key.public_key(), inter_cert, inter_key,
+                NODE_CERT_VALIDITY, ExtendedKeyUsageOID.SERVER_AUTH, sans)
+    node.home.server_tls_dir.mkdir(parents=True, exist_ok=True)
+    write_public(cert_path, cert_pem(cert) + cert_pem(inter_cert))
+    write_private(node.home.server_tls_dir / "server.key", key_pem(key))
+
+
+# --- workers -------------------------------------------------------------------
+
+
+def _write_worker_config(home: FstoreHome, node: Node) -> bool:
+    """Write the worker's settings, pg_hba and pg_ident; True when any of them changed."""
+    nhome = node.home
+    tls = nhome.server_tls_dir
+    settings: dict[str, Any] = {
+        "port": node.port,
+        "listen_addresses": "localhost",
+        "unix_socket_directories": str(nhome.socket_dir),
+        "unix_socket_permissions": "0700",
+        "ssl": "on",
+        "ssl_cert_file": str(tls / "server.crt"),
+        "ssl_key_file": str(tls / "server.key"),
+        "ssl_ca_file": str(tls / "cluster-ca.crt"),  # only the cluster CA: users' certificates fail here
+        "ssl_min_protocol_version": "TLSv1.2",
+        # CREATE EXTENSION pgaudit (and pg_cron, which must be preloaded to be created) propagate here;
+        # a worker's pg_cron schedules nothing (monitors run on the coordinator)
+        "shared_preload_libraries": "citus,pgaudit,pg_cron",
+        "cron.database_name": DATABASE,
+        "citus.node_conninfo": node_conninfo(home, nhome),
+        "max_prepared_transactions": 100,
+        "wal_level": "logical",
+        "citus.enable_unsafe_triggers": "on",
+        "log_connections": "on",
+        "log_line_prefix": "%m [%p] %q%u@%d ",
+        "timezone": "UTC",
+    }
+    lines = ["# written by fstore: a Citus worker of the coordinator in " + str(home.root)]
+    for key, value in settings.items():
+        rendered = value if isinstance(value, int) else "'" + str(value).replace("'", "''") + "'"
+        lines.append(f"{key} = {rendered}")
+    conf = nhome.data_dir / "fstore.conf"
+    files = [conf, nhome.data_dir / "pg_ident.conf", nhome.data_dir / "pg_hba.conf"]
+    before = [path.read_text() if path.exists() else None for path in files]
+    conf.write_text("\n".join(lines) + "\n")
+    main_conf = nhome.data_dir / "postgresql.conf"
+    include = "include_if_exists = 'fstore.conf'"
+    if include not in main_conf.read_text():
+        with main_conf.open("a") as fh:
+            fh.write(f"\n{include}\n")
+    operators = sorted({getpass.getuser(), server.server_os_user()})
+    (nhome.data_dir / "pg_ident.conf").write_text(
+        "".join(f"fstore_operator {user} {SUPERUSER_ROLE}\n" for user in operators))
+    (nhome.data_dir / "pg_hba.conf").write_text(
+        "# written by fstore: a worker accepts the operator's socket and the node certificate only.\n"
+        "# ssl_ca_file is the cluster CA, which signs nothing but the node certificate (CN fstore_node),\n"
+        "# so verify-ca admits only it; it logs in as the session's role, as Citus requires.\n"
+        "# TYPE    DATABASE USER       ADDRESS METHOD\n"
+        f"local     all      {SUPERUSER_ROLE}            peer map=fstore_operator\n"
+        "local     all      all                 reject\n"
+        "hostnossl all      all        all      reject\n"
+        "hostssl   all      all        all      trust clientcert=verify-ca\n"
+    )
+    for path in files:
+        server._chown_to_server(path)
+    return before != [path.read_text() for path in files]
+
+
+def _start_worker(home: FstoreHome, node: Node) -> None:
+    nhome = node.home
+    _issue_worker_server_certificate(home, node)
+    write_public(nhome.server_tls_dir / "cluster-ca.crt", cluster_ca_cert(home).read_bytes())
+    server._prepare_server_dir(nhome)
+    for name in ("node-client.key", "node-client.crt", "cluster-ca.crt"):
+        server._chown_to_server(nhome.server_tls_dir / name)
+    if not (nhome.data_dir / "PG_VERSION").exists():
+        server._initdb(nhome)
+    changed = _write_worker_config(home, node)
+    if not server.is_running(nhome) or changed:
+        action = "restart" if server.is_running(nhome) else "start"
+        server._run([str(server.pg_bin() / "pg_ctl"), action, "-D", str(nhome.data_dir), "-l",
+                     str(nhome.log_file), "-w", "-t", "60"])
+    with connect_operator(nhome, dbname="postgres", autocommit=True) as conn:
+        if not conn.execute("select 1 from pg_database where datname = %s", (DATABASE,)).fetchone():
+            conn.execute(sql.SQL("create database {} template template0").format(sql.Identifier(DATABASE)))
+    with connect_operator(nhome, autocommit=True) as conn:
+        # CONNECT stays granted to PUBLIC here (unlike the coordinator): the gate of a worker
+        # is its pg_hba and the cluster CA, and Citus logs in as roles that hold no CONNECT
+        # on the coordinator (fstore_roles, p__owner)
+        present = {r[0] for r in conn.execute("select extname from pg_extension")}
+        for extension in WORKER_EXTENSIONS:  # once: a worker in a cluster refuses DDL of its own
+            if extension not in present:
+                conn.execute(sql.SQL("create extension {}").format(sql.Identifier(extension)))
+
+
+def sync_workers(home: FstoreHome) -> int:
+    """Bring the workers' role logins and database privileges in line with the coordinator;
+    returns how many changes were made.
+
+    Citus connects to a worker as the session's *current* role, so fstore's group and
+    service roles (NOLOGIN on the coordinator) may log in on the workers; only the node
+    certificate reaches them there. Project-users keep the coordinator's LOGIN/NOLOGIN
+    (Citus propagates it), so that removing a member reaches the workers. Citus does not
+    propagate privileges on a database it did not create: the coordinator's grants on
+    ``fstore`` (CREATE for ``fstore_control``, TEMPORARY for owners...) are copied.
+    Call it after creating a project (:func:`fstore.projects.create_project` does).
+    """
+    if not is_cluster(home):
+        return 0
+    with connect_operator(home) as conn:
+        grants = conn.execute(
+            "select a.grantee::regrole::text, a.privilege_type, a.is_grantable"
+            "  from pg_database d, aclexplode(d.datacl) a"
+            " where d.datname = current_database() and a.grantee <> 0 and a.grantee <> d.datdba").fetchall()
+    changed = 0
+    for node in workers(home):
+        with connect_operator(node.home, autocommit=True) as conn:
+            conn.execute("set citus.enable_ddl_propagation = off")  # a local change: Citus does the same
+            names = [r[0] for r in conn.execute(
+                "select rolname from pg_roles where not rolcanlogin and rolname ~ %s", (_WORKER_LOGIN_ROLES,))]
+            for name in names:
+                conn.execute(sql.SQL("alter role {} login").format(sql.Identifier(name)))
+            changed += len(names)
+            have = set(conn.execute(
+                "select a.grantee::regrole::text, a.privilege_type, a.is_grantable"
+                "  from pg_database d, aclexplode(d.datacl) a where d.datname = current_database()").fetchall())
+            existing = {r[0] for r in conn.execute("select rolname from pg_roles")}
+            for grantee, privilege, grantable in grants:
+                if (grantee, privilege, grantable) in have or grantee.strip('"') not in existing:
+                    continue
+                conn.execute(sql.SQL("grant {} on database {} to {}{}").format(
+                    sql.SQL(privilege), sql.Identifier(DATABASE), sql.Identifier(grantee.strip('"')),
+                    sql.SQL(" with grant option" if grantable else "")))
+                changed += 1
+    return changed
+
+
+def precreate_worker_roles(home: FstoreHome, roles: list[str],
+                           memberships: list[tuple[str, str]] = ()) -> list[str]:
+    """Create ``roles`` (LOGIN) on every worker where they are missing, committed, before a
+    control-plane call creates them on the coordinator; returns those created.
+
+    ``fstore.create_project`` creates roles as ``fstore_roles`` and then uses them as
+    ``fstore_control``; Citus sends each role's statements over its own connection, in one
+    distributed transaction, so the second connection would not see the roles the first
+    created (``role ... does not exist`` on the worker). Citus's propagated CREATE ROLE
+    becomes an ALTER of a role that exists; :func:`sync_workers` sets LOGIN back after.
+    ``memberships`` (group, member) are granted too, for the same reason (``GRANT
+    p__owner TO fstore_control`` runs as ``fstore_roles``, ``CREATE SCHEMA ... AUTHORIZATION
+    p__owner`` as ``fstore_control``).
+    """
+    created: list[str] = []
+    for node in workers(home):
+        with connect_operator(node.home, autocommit=True) as conn:
+            conn.execute("set citus.enable_ddl_propagation = off")
+            existing = {r[0] for r in conn.execute("select rolname from pg_roles where rolname = any(%s)", (roles,))}
+            for role in roles:
+                if role not in existing:
+                    conn.execute(sql.SQL("create role {} login").format(sql.Identifier(role)))
+                    created.append(role)
+            for group, member in memberships:
+                conn.execute(sql.SQL("grant {} to {}").format(sql.Identifier(group), sql.Identifier(member)))
+    return created
+
+
+def drop_owned_on_workers(home: FstoreHome, roles: list[str]) -> None:
+    """``REASSIGN OWNED BY`` each role to ``fstore_control`` and ``DROP OWNED BY`` it (its
+    privileges) on every worker, committed, before ``fstore.delete_project``
+    drops them: its DROP OWNED runs as ``fstore_control`` and its DROP ROLE as
+    ``fstore_roles`` over two connections, and the second cannot see what the first dropped
+    (``role ... cannot be dropped because some objects depend on it``). Deleting is final:
+    if the coordinator's call fails afterwards, the admin runs it again."""
+    for node in workers(home):
+        with connect_operator(node.home, autocommit=True) as conn:
+            conn.execute("set citus.enable_ddl_propagation = off")
+            existing = [r[0] for r in conn.execute("select rolname from pg_roles where rolname = any(%s)", (roles,))]
+            for role in existing:  # the schema stays (fstore_control's): the coordinator's DROP SCHEMA drops it
+                conn.execute(sql.SQL("reassign owned by {} to fstore_control").format(sql.Identifier(role)))
+                conn.execute(sql.SQL("drop owned by {}").format(sql.Identifier(role)))
+
+
+def drop_worker_roles(home: FstoreHome, roles: list[str]) -> None:
+    """Drop ``roles`` from the workers where they own nothing (undo :func:`precreate_worker_roles`)."""
+    for node in workers(home):
+        with connect_operator(node.home, autocommit=True) as conn:
+            conn.execute("set citus.enable_ddl_propagation = off")
+            for role in roles:
+                conn.execute(sql.SQL("drop role if exists {}").format(sql.Identifier(role)))
+
+
+def start_cluster(home: FstoreHome, workers_count: int, port: int | None = None,
+                  listen: str = "localhost") -> server.StartResult:
+    """Start (initialising once) ``workers_count`` workers, then the coordinator."""
+    if not home.exists():
+        raise ServerError(f"no fstore home at {home.root}: run `fstore init` first")
+    if not citus_installed():
+        raise ServerError("Citus is not installed for PostgreSQL 15: run scripts/setup.sh "
+                          "(or install Citus 13.2 from its packages)")
+    nodes = _plan_workers(home, workers_count)
+    _issue_node_certificate(home, [home, *(n.home for n in nodes)])
+    for node in nodes:
+        _start_worker(home, node)
+    for name in ("node-client.key", "node-client.crt"):
+        server._chown_to_server(home.server_tls_dir / name)
+    result = server.start(home, port=port, listen=listen)
+    if result.already_running:
+        with connect_operator(home, autocommit=True) as conn:
+            add_workers(home, conn)
+    sync_workers(home)
+    return result
+
+
+def stop_cluster(home: FstoreHome, mode: str = "fast") -> list[str]:
+    """Stop the coordinator (and its CRL keeper), then the workers; the names stopped."""
+    stopped = ["coordinator"] if server.stop(home) else []
+    for node in workers(home):
+        if server.is_running(node.home):
+            server._run([str(server.pg_bin() / "pg_ctl"), "stop", "-D", str(node.home.data_dir), "-m", mode,
+                         "-w", "-t", "60"])
+            stopped.append(node.name)
+    return stopped
+
+
+def cluster_status(home: FstoreHome) -> dict[str, Any]:
+    """The nodes (role, host, port, running, reachable from the coordinator) and their
+    shard placements, and the shards of each distributed table."""
+    info: dict[str, Any] = {"coordinator": {"port": home.port, "running": server.is_running(home)},
+                            "nodes": [], "tables": []}
+    local = {(n.host, n.port): n for n in workers(home)}
+    if not info["coordinator"]["running"]:
+        info["nodes"] = [{"name": n.name, "host": n.host, "port": n.port, "running": server.is_running(n.home)}
+                         for n in local.values()]
+        return info
+    with connect_operator(home, autocommit=True) as conn:
+        rows = conn.execute(
+            "select n.nodename, n.nodeport, n.groupid, n.isactive, n.noderole::text,"
+            "       (select count(*) from pg_dist_placement p where p.groupid = n.groupid)"
+            "  from pg_dist_node n order by n.groupid").fetchall()
+        for host, port, group, active, role, shards in rows:
+            node = local.get((host, port))
+            entry = {"name": "coordinator" if group == 0 else (node.name if node else f"{host}:{port}"),
+                     "host": host, "port": port, "group": group, "active": active, "role": role,
+                     "shards": shards}
+            if group != 0:
+                entry["healthy"] = bool(conn.execute(
+                    "select citus_check_connection_to_node(%s, %s)", (host, port)).fetchone()[0])
+            if node is not None:
+                entry["running"] = server.is_running(node.home)
+            info["nodes"].append(entry)
+        info["tables"] = [
+            {"table": str(table), "type": kind, "distribution_column": column, "shards": shards,
+             "colocation_id": colocation}
+            for table, kind, column, shards, colocation in conn.execute(
+                "select table_name::text, citus_table_type, distribution_column, shard_count, colocation_id"
+                "  from citus_tables order by 1")
+        ]
+    return info

@@ -1,0 +1,39 @@
+"""A Citus cluster of its own for the cluster tests: a coordinator and two workers.
+
+With ``FSTORE_TEST_CLUSTER=N`` the session's ``home`` is already a cluster and is used;
+otherwise these tests start one (they need Citus: ``scripts/setup.sh`` builds it).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import pytest
+
+from fstore import cluster, sandbox
+from fstore.connection import material_for, write_service_entry
+from fstore.home import FstoreHome
+from tests.conftest import TEST_CLUSTER_WORKERS
+
+
+@pytest.fixture(scope="session")
+def cluster_home(request: pytest.FixtureRequest) -> Iterator[FstoreHome]:
+    """A running coordinator with at least two workers."""
+    if not cluster.citus_installed():
+        pytest.skip("Citus is not installed: run scripts/setup.sh")
+    if TEST_CLUSTER_WORKERS >= 2:
+        yield request.getfixturevalue("home")
+        return
+    previous = os.environ.get("FSTORE_HOME")
+    fhome, cleanup = sandbox.start_home(None, prefix="fcl-", workers=2)
+    os.environ["FSTORE_HOME"] = str(fhome.root)
+    write_service_entry(material_for(fhome, "fstore_admin"))
+    try:
+        yield fhome
+    finally:
+        cleanup()
+        if previous is None:
+            os.environ.pop("FSTORE_HOME", None)
+        else:
+            os.environ["FSTORE_HOME"] = previous
