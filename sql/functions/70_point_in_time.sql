@@ -328,7 +328,8 @@ begin
 
   -- spine order, carried as a row number (_fstore_rn): the order column, else the physical
   -- order of a table as loaded (a temporary table is read in that order: no parallel or
-  -- synchronized scans; another table is numbered by ctid), else the order a view returns
+  -- synchronized scans; another table is numbered by ctid), else the order a view returns;
+  -- the spine columns carried along: those asked for, the keys, the time and the order column
   v_rn := case
     when not coalesce(p_sorted, true) then 'null::bigint'
     when p_order_column is not null then format('row_number() over (order by s.%I)', p_order_column)
@@ -336,13 +337,17 @@ begin
     when v_relkind in ('r', 'm', 't') then 'row_number() over (order by s.ctid)'
     when v_relkind = 'p' then 'row_number() over (order by s.tableoid, s.ctid)'
     else 'row_number() over ()' end;
-  v_x := format('(select %s as _fstore_rn, s.* from %s s)', v_rn, v_spine_name);
   v_all_names := array['_fstore_rn'];
   v_all_types := array['bigint'];
   select v_all_names || coalesce(array_agg(format('%I', a.attname) order by a.attnum), '{}'),
          v_all_types || coalesce(array_agg(format_type(a.atttypid, a.atttypmod) order by a.attnum), '{}')
     into v_all_names, v_all_types
-    from pg_attribute a where a.attrelid = p_spine and a.attnum > 0 and not a.attisdropped;
+    from pg_attribute a where a.attrelid = p_spine and a.attnum > 0 and not a.attisdropped
+     and (a.attname = any(v_spine_cols) or a.attname in (p_event_time_column, p_order_column)
+          or a.attname in (select jsonb_object_keys(coalesce(p_keys, '{}')))
+          or a.attname in (select jsonb_array_elements_text(g->'keys') from jsonb_array_elements(v_plan) g));
+  v_x := format('(select %s as _fstore_rn, %s from %s s)', v_rn,
+                (select string_agg('s.' || n, ', ') from unnest(v_all_names[2:]) n), v_spine_name);
 
   v_strategies := fstore.point_in_time_strategies(p_spine, v_plan, v_t, p_ttl, p_strategy);
 
