@@ -144,17 +144,18 @@ comment on function fstore.spine_time_expression(regclass,text) is
   'The spine''s event time as a timestamptz expression over alias s (a timestamp or date is UTC), or an error for another type.';
 
 -- The planner of the join: for each feature group, index probes or a merge, from sizes.
--- Measured on 2 cores (PostgreSQL 15): a probe costs 5-18 us per spine row whatever the
--- history; the merge (a sort-free pass over spine + history in index order, then a small
--- sort per entity) costs about 4 us per row of spine plus history. The merge wins while the
--- history it must read is at most about twice the spine (1M x 1M: merge 8.1 s, probe 11.3 s;
--- 1M x 10M: merge 44 s, probe 18 s), so that is the rule.
+-- Measured on 2 loaded cores (PostgreSQL 15), one connection: a probe costs 8-18 us per
+-- spine row whatever the history (1M spine x 1M history: 11.3 s; x 10M: 18 s); the merge (a
+-- pass over spine + history in index order, two window aggregates and a small sort per
+-- entity) costs 4-8 us per row of spine plus history (1M x 1M: 8.1-16.6 s; 1M x 10M: 44 s).
+-- The merge wins only while the history it reads is small against the spine: auto merges
+-- while that history is at most half the spine's rows.
 create or replace function fstore.point_in_time_strategies(
   p_spine regclass, p_plan jsonb, p_time text, p_ttl interval default null, p_strategy text default 'auto',
   p_spine_stats jsonb default null
 ) returns jsonb language plpgsql stable set search_path = pg_catalog, fstore, pg_temp as $$
 declare
-  c_ratio constant double precision := 2.0;  -- merge while history to read <= 2 x spine rows
+  c_ratio constant double precision := 0.5;  -- merge while history to read <= 0.5 x spine rows
   v_strategy text := lower(btrim(coalesce(p_strategy, 'auto')));
   v_given text[];  -- one strategy per group, as p_strategy 'merge,probe'
   v_spine_name text;
@@ -234,7 +235,7 @@ begin
   return v_out;
 end $$;
 comment on function fstore.point_in_time_strategies(regclass,jsonb,text,interval,text,jsonb) is
-  'The point-in-time planner: for each resolved feature group (fstore.resolve_features), probe (an index probe per spine row) or merge (one pass over spine and history in index order), with the reason. auto merges while the history to read (rows in [min spine time - ttl, max spine time], from pg_class and the commits'' event-time ranges) is at most twice the spine rows; probe or merge force one, and ''merge,probe'' gives one per group. p_spine_stats ({rows, min, max}) stands for the spine''s own sizes (a spine joined in shards).';
+  'The point-in-time planner: for each resolved feature group (fstore.resolve_features), probe (an index probe per spine row) or merge (one pass over spine and history in index order), with the reason. auto merges while the history to read (rows in [min spine time - ttl, max spine time], from pg_class and the commits'' event-time ranges) is at most half the spine rows; probe or merge force one, and ''merge,probe'' gives one per group. p_spine_stats ({rows, min, max}) stands for the spine''s own sizes (a spine joined in shards).';
 
 create or replace function fstore.training_data_sql(
   p_spine regclass, p_features text[], p_event_time_column text default 'event_time',
@@ -283,6 +284,11 @@ declare
   v_fnames text[];
   v_ftypes text[];
   v_first_key_bound text;
+  v_bounded boolean;  -- fstore's own spine (made for this query): its bounds go into the text
+  v_klo text;
+  v_khi text;
+  v_tmin timestamptz;
+  v_tmax timestamptz;
 begin
   if p_spine is null then
     raise exception 'give a spine relation' using errcode = '22023';
@@ -350,6 +356,14 @@ begin
                 (select string_agg('s.' || n, ', ') from unnest(v_all_names[2:]) n), v_spine_name);
 
   v_strategies := fstore.point_in_time_strategies(p_spine, v_plan, v_t, p_ttl, p_strategy);
+  -- the merge reads the history of the spine's time range (and key range) only: bounds as
+  -- literals (a subquery in the history's branch would cost the merge its index order), so
+  -- only for fstore's own temporary spine, loaded for this one query
+  v_bounded := v_spine_name = 'pg_temp._fstore_spine'
+               and exists (select 1 from jsonb_array_elements(v_strategies) g where g->>'strategy' = 'merge');
+  if v_bounded then
+    execute format('select min(%1$s), max(%1$s) from %2$s s', v_t, v_spine_name) into v_tmin, v_tmax;
+  end if;
 
   if not coalesce(p_sorted, true) then
     v_select := v_select || format('s.%I', p_order_column);
@@ -389,12 +403,13 @@ begin
       v_skeys := v_skeys || case when v_key_type = v_fg_key_type then format('s.%I', v_spine_key)
                                  else format('s.%I::%s', v_spine_key, format_type(v_fg_key_type, null)) end;
       v_hkeys := v_hkeys || format('o.%I', v_key);
-      if cardinality(v_ukeys) = 1 and v_fg_key_type in ('int2'::regtype, 'int4'::regtype, 'int8'::regtype,
+      if v_bounded and cardinality(v_ukeys) = 1 and v_fg_key_type in ('int2'::regtype, 'int4'::regtype, 'int8'::regtype,
            'text'::regtype, 'varchar'::regtype, 'numeric'::regtype, 'date'::regtype, 'timestamptz'::regtype,
            'timestamp'::regtype) then
         -- the merge reads the history of the spine's range of the first key only (a shard's)
-        v_first_key_bound := format('o.%1$I between (select min(%2$s) from %3$s s) and (select max(%2$s) from %3$s s)',
-                                    v_key, v_skeys[1], v_spine_name);
+        execute format('select min(%1$s)::text, max(%1$s)::text from %2$s s', v_skeys[1], v_spine_name)
+          into v_klo, v_khi;
+        v_first_key_bound := format('o.%I between %L and %L', v_key, v_klo, v_khi);
       end if;
     end loop;
     v_ttl := coalesce(p_ttl, (v_fg->>'ttl')::interval);
@@ -438,17 +453,20 @@ begin
       -- by (keys, time desc, commit desc), a spine row first among rows of its time (the bound
       -- is inclusive) and history in index order; a spine row's match is the next history row
       -- of its keys (the latest at or before its time; ties to the latest commit): a running
-      -- count of history rows puts each spine row in the group of that row
-      v_hconds := v_hconds || format('o.%I <= (select max(%s) from %s s)', v_fg->>'event_time', v_t, v_spine_name);
-      if v_ttl is not null then  -- no history older than the spine's earliest time minus the TTL
-        v_hconds := v_hconds || format('o.%I >= (select min(%s) from %s s) - %L::interval',
-                                       v_fg->>'event_time', v_t, v_spine_name, v_ttl);
+      -- count of history rows puts each spine row in the group of that row. (The history's
+      -- branch has its own ORDER BY: a branch with a WHERE is planned as a subquery, which
+      -- keeps its index order only when asked for it.)
+      if v_bounded then
+        v_hconds := v_hconds || format('o.%I <= %L::timestamptz', v_fg->>'event_time', v_tmax);
+        if v_ttl is not null then  -- no history older than the spine's earliest time minus the TTL
+          v_hconds := v_hconds || format('o.%I >= %L::timestamptz - %L::interval', v_fg->>'event_time', v_tmin, v_ttl);
+        end if;
       end if;
       if v_first_key_bound is not null then
         v_hconds := v_hconds || v_first_key_bound;
       end if;
       v_x := format(
-        E'(select %1$s%2$s\n from (select b.*, %3$s\n  from (select u.*, count(*) filter (where u._fstore_pit_c < %4$s) over (partition by %5$s order by u._fstore_pit_t desc, u._fstore_pit_c desc rows unbounded preceding)\n                 - (u._fstore_pit_c < %4$s)::integer as _fstore_pit_g\n    from (select %6$s, %7$s as _fstore_pit_t, %4$s::bigint as _fstore_pit_c, %8$s, null::timestamptz as _fstore_pit_ht, %9$s\n            from %10$s s\n          union all\n          select %11$s, o.%12$I, o._commit_id, %13$s, o.%12$I, %14$s\n            from %15$s o%16$s) u) b\n  window w as (partition by %17$s, b._fstore_pit_g order by b._fstore_pit_c)) m\n where m._fstore_pit_c = %4$s)',
+        E'(select %1$s%2$s\n from (select b.*, %3$s\n  from (select u.*, count(*) filter (where u._fstore_pit_c < %4$s) over (partition by %5$s order by u._fstore_pit_t desc, u._fstore_pit_c desc rows unbounded preceding)\n                 - (u._fstore_pit_c < %4$s)::integer as _fstore_pit_g\n    from (select %6$s, %7$s as _fstore_pit_t, %4$s::bigint as _fstore_pit_c, %8$s, null::timestamptz as _fstore_pit_ht, %9$s\n            from %10$s s\n          union all\n          (select %11$s, o.%12$I, o._commit_id, %13$s, o.%12$I, %14$s\n            from %15$s o%16$s\n           order by %11$s, o.%12$I desc, o._commit_id desc)) u) b\n  window w as (partition by %17$s, b._fstore_pit_g order by b._fstore_pit_c)) m\n where m._fstore_pit_c = %4$s)',
         array_to_string(v_all_names, ', '),
         (select string_agg(format(', case when %s then m._fstore_pit_m%s end as %I',
                                   case when v_ttl is null then 'true'
