@@ -143,19 +143,25 @@ end $$;
 comment on function fstore.spine_time_expression(regclass,text) is
   'The spine''s event time as a timestamptz expression over alias s (a timestamp or date is UTC), or an error for another type.';
 
--- The planner of the join: for each feature group, index probes or a merge, from sizes.
--- Measured on 2 loaded cores (PostgreSQL 15), one connection: a probe costs 8-18 us per
--- spine row whatever the history (1M spine x 1M history: 11.3 s; x 10M: 18 s); the merge (a
--- pass over spine + history in index order, two window aggregates and a small sort per
--- entity) costs 4-8 us per row of spine plus history (1M x 1M: 8.1-16.6 s; 1M x 10M: 44 s).
--- The merge wins only while the history it reads is small against the spine: auto merges
--- while that history is at most half the spine's rows.
+-- The planner of the join: for each feature group, index probes or a merge, by a cost model
+-- measured on this kind of machine (2 loaded cores, PostgreSQL 15, one connection, spine and
+-- history back to back): a probe costs about 11 us per spine row (1M spine x 1M history:
+-- 10-11 s); the merge (spine and history in one pass in index order, two window aggregates,
+-- a small sort per entity) about 12.5 us per spine row plus 6 us per history row it reads
+-- (1M x 1M: 16.6-24.6 s; 1M spine in a 10-day window, 1-day TTL, 30k history rows to read:
+-- 15-16.6 s against 13-14 s). A merge in SQL costs more per spine row than a probe, so auto
+-- picks probes at every size measured; the constants are here to change when the merge gets
+-- cheaper (a C merge, say).
 create or replace function fstore.point_in_time_strategies(
   p_spine regclass, p_plan jsonb, p_time text, p_ttl interval default null, p_strategy text default 'auto',
   p_spine_stats jsonb default null
 ) returns jsonb language plpgsql stable set search_path = pg_catalog, fstore, pg_temp as $$
 declare
-  c_ratio constant double precision := 0.5;  -- merge while history to read <= 0.5 x spine rows
+  c_probe_us constant double precision := 11.0;        -- per spine row
+  c_merge_spine_us constant double precision := 12.5;  -- per spine row
+  c_merge_history_us constant double precision := 6.0; -- per history row read
+  v_probe_cost double precision;
+  v_merge_cost double precision;
   v_strategy text := lower(btrim(coalesce(p_strategy, 'auto')));
   v_given text[];  -- one strategy per group, as p_strategy 'merge,probe'
   v_spine_name text;
@@ -217,25 +223,20 @@ begin
                    when v_hmax > v_hmin then v_hist * extract(epoch from v_hi - coalesce(v_lo, v_hmin))
                                                     / extract(epoch from v_hmax - v_hmin)
                    else v_hist end;
-    if v_rows = 0 then
-      v_choice := 'probe';
-      v_reason := 'an empty spine';
-    elsif v_read <= c_ratio * v_rows then
-      v_choice := 'merge';
-      v_reason := format('about %s history rows to read%s for %s spine rows: at most %s per spine row, a merge is cheaper than a probe per row',
-                         round(v_read), case when v_ttl is not null then format(' (ttl %s)', v_ttl) else '' end, v_rows, c_ratio);
-    else
-      v_choice := 'probe';
-      v_reason := format('about %s history rows to read%s for %s spine rows: more than %s per spine row, an index probe per spine row is cheaper',
-                         round(v_read), case when v_ttl is not null then format(' (ttl %s)', v_ttl) else '' end, v_rows, c_ratio);
-    end if;
+    v_probe_cost := c_probe_us * v_rows / 1e6;
+    v_merge_cost := (c_merge_spine_us * v_rows + c_merge_history_us * v_read) / 1e6;
+    v_choice := case when v_rows > 0 and v_merge_cost < v_probe_cost then 'merge' else 'probe' end;
+    v_reason := format('%s spine rows, about %s history rows to read%s: probes ~%s s, merge ~%s s (measured cost model)',
+                       v_rows, round(v_read), case when v_ttl is not null then format(' (ttl %s)', v_ttl) else '' end,
+                       round(v_probe_cost::numeric, 2), round(v_merge_cost::numeric, 2));
     v_out := v_out || jsonb_build_array(jsonb_build_object('group', v_label, 'strategy', v_choice, 'reason', v_reason,
-      'spine_rows', v_rows, 'history_rows', round(v_hist), 'history_rows_to_read', round(v_read)));
+      'spine_rows', v_rows, 'history_rows', round(v_hist), 'history_rows_to_read', round(v_read),
+      'probe_cost_s', round(v_probe_cost::numeric, 3), 'merge_cost_s', round(v_merge_cost::numeric, 3)));
   end loop;
   return v_out;
 end $$;
 comment on function fstore.point_in_time_strategies(regclass,jsonb,text,interval,text,jsonb) is
-  'The point-in-time planner: for each resolved feature group (fstore.resolve_features), probe (an index probe per spine row) or merge (one pass over spine and history in index order), with the reason. auto merges while the history to read (rows in [min spine time - ttl, max spine time], from pg_class and the commits'' event-time ranges) is at most half the spine rows; probe or merge force one, and ''merge,probe'' gives one per group. p_spine_stats ({rows, min, max}) stands for the spine''s own sizes (a spine joined in shards).';
+  'The point-in-time planner: for each resolved feature group (fstore.resolve_features), probe (an index probe per spine row) or merge (one pass over spine and history in index order), with the reason. auto compares a measured cost model: probes 11 us per spine row, merge 12.5 us per spine row plus 6 us per history row to read (rows in [min spine time - ttl, max spine time], from pg_class and the commits'' event-time ranges); probe or merge force one, and ''merge,probe'' gives one per group. p_spine_stats ({rows, min, max}) stands for the spine''s own sizes (a spine joined in shards).';
 
 create or replace function fstore.training_data_sql(
   p_spine regclass, p_features text[], p_event_time_column text default 'event_time',
