@@ -391,3 +391,24 @@ def test_with_a_ttl_the_merge_reads_no_history_older_than_the_spine_minus_the_tt
             "select fstore.training_data_sql('pg_temp._fstore_spine'::regclass, array['activity:n'],"
             " p_ttl => '1 day', p_strategy => 'probe')").fetchone()[0]).fetchall()
     assert merged == probed
+
+
+@pytest.mark.parametrize("strategy", ["probe", "merge"])
+def test_row_policies_and_sensitive_features_hold_in_each_strategy(fraud: Any, home: Any, strategy: str) -> None:
+    from fstore import policies
+
+    with fraud.connect("alice") as alice:
+        group = create_group(alice, fraud.name, "consented", {"customer": "text", "event_time": "timestamptz",
+                                                              "score": "double precision", "consent": "boolean"},
+                             ["customer"])
+        commit_rows(alice, group, [("c1", DAYS[0], 1.0, True), ("c1", DAYS[1], 2.0, False), ("c2", DAYS[0], 3.0, False)])
+        policies.apply_policies(alice, fraud.name, [
+            policies.RowPolicy("consented", "consented__v1", ("data_scientist",), "consent")])
+    spine = pd.DataFrame({"customer": ["c1", "c2", "c1"], "event_time": [DAYS[2], DAYS[2], DAYS[0]]})
+    scientist = fstore.connect(fraud.name, "bob", home=home)
+    owner = fstore.connect(fraud.name, "alice", home=home)
+    # the scientist's join sees consented rows only: c1's latest consented row, nothing for c2
+    assert scientist.get_historical_features(spine, ["consented:score"], strategy=strategy).column(
+        "score").to_pylist() == [1.0, None, 1.0]
+    assert owner.get_historical_features(spine, ["consented:score"], strategy=strategy).column(
+        "score").to_pylist() == [2.0, 3.0, 1.0]
