@@ -282,8 +282,8 @@ def spine_stats(table: pa.Table, event_time_column: str) -> dict[str, Any] | Non
     kind = column.type
     if not (pa.types.is_timestamp(kind) or pa.types.is_date(kind)):
         return None
-    if pa.types.is_date(kind):
-        column = column.cast(pa.timestamp("us"))
+    # microseconds are enough for the planner's estimate (and as_py keeps them)
+    column = column.cast(pa.timestamp("us", tz=None if pa.types.is_date(kind) else kind.tz), safe=False)
     bounds = pc.min_max(column)
     low, high = bounds["min"].as_py(), bounds["max"].as_py()
 
