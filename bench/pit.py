@@ -70,6 +70,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="the scaling grid against DuckDB instead (bench/pit_scaling.py; --spines, --histories)")
     p.add_argument("--spines", default="100000,1000000,3000000", help="spine rows of the scaling grid")
     p.add_argument("--histories", default="1000000,10000000,30000000", help="history rows of the scaling grid")
+    p.add_argument("--strategy", default="auto", help="point-in-time strategy of the fstore runs: auto, probe, merge")
+    p.add_argument("--compare-strategies", action="store_true",
+                   help="also time probe and merge forced, and the spine as a table of the database (the SQL path)")
     p.add_argument("--keep", action="store_true", help="keep the server, home and project (to re-run with --project)")
     p.add_argument("--project", default=None,
                    help="re-use this project of --home, loaded by an earlier --keep run with the same sizes and seed")
@@ -250,9 +253,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             duck.execute(f"create table {g} as select * from src")
             duck.unregister("src")
 
-        def fstore_run(groups: list[str], **kwargs: Any) -> Callable[[], pa.Table]:
+        def fstore_run(groups: list[str], source: Any = spine, **kwargs: Any) -> Callable[[], pa.Table]:
             refs = [f"{g}:*" for g in groups]
-            return lambda: fs.get_historical_features(spine, refs, full_feature_names=True, **kwargs)
+            kwargs.setdefault("strategy", args.strategy)
+            return lambda: fs.get_historical_features(source, refs, full_feature_names=True, **kwargs)
+
+        spine_table = _spine_table(home, project, spine) if args.compare_strategies else None
 
         def duck_run(groups: list[str]) -> Callable[[], pa.Table]:
             query = duckdb_query(groups)
@@ -277,6 +283,16 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             entry["fstore_one_worker"], single = timed(fstore_run(groups, workers=1), args.repeat)
             entry["one_worker_agrees"] = agree(single, reference, columns)
             entry["rows_out"] = ours.num_rows
+            entry["plan"] = fs.explain_historical_features(spine, [f"{g}:*" for g in groups], full_feature_names=True,
+                                                           strategy=args.strategy)
+            if spine_table:
+                for forced in ("probe", "merge"):
+                    entry[f"fstore_{forced}"], forced_result = timed(fstore_run(groups, strategy=forced), args.repeat)
+                    entry[f"{forced}_agrees"] = agree(forced_result, reference, columns)
+                entry["fstore_table_spine"], from_table = timed(fstore_run(groups, spine_table), args.repeat)
+                entry["table_spine_agrees"] = agree(from_table, reference, columns)
+                entry["ratio_table_spine_vs_dataframe"] = round(
+                    entry["fstore_table_spine"]["best_s"] / entry["fstore"]["best_s"], 2)
             if label == "one_group" or not args.skip_range_join_multi:
                 entry["range_join_row_number"], ranged = timed(
                     lambda: run_range_join(fs, spine, project, groups), max(1, min(args.repeat, 2)))
@@ -338,6 +354,23 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             except Exception as exc:  # report, but keep the figures
                 print(f"could not delete project {project}: {exc}", file=sys.stderr)
         cleanup()
+
+
+def _spine_table(home: FstoreHome, project: str, spine: pd.DataFrame) -> str:
+    """The spine as a table of the project (the SQL path), created by the Data Owner as the owner."""
+    fs = fstore.connect(project, "alice", home=home)
+    with adbc_session(fs.material) as (conn, cursor):
+        cursor.adbc_ingest("_bench_spine", pa.Table.from_pandas(spine, preserve_index=False), mode="create",
+                           temporary=True)
+        cursor.execute(sql.SQL("grant select on pg_temp._bench_spine to {}").format(
+            sql.Identifier(f"{project}__owner")).as_string(None))
+        cursor.execute(sql.SQL("set role {}").format(sql.Identifier(f"{project}__owner")).as_string(None))
+        cursor.execute(sql.SQL("drop table if exists {}").format(sql.Identifier(project, "bench_spine")).as_string(None))
+        cursor.execute(sql.SQL("create table {} as select * from pg_temp._bench_spine").format(
+            sql.Identifier(project, "bench_spine")).as_string(None))
+        cursor.execute(sql.SQL("analyze {}").format(sql.Identifier(project, "bench_spine")).as_string(None))
+        conn.commit()
+    return f"{project}.bench_spine"
 
 
 def _server_version(home: FstoreHome) -> str:

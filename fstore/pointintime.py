@@ -26,6 +26,7 @@ from typing import Any, Union
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 from psycopg import sql
 
 from fstore.connection import adbc_session
@@ -41,6 +42,7 @@ PARALLEL_MIN_ROWS = 100_000
 DEFAULT_WORKERS = 2
 INGEST_BATCH_ROWS = 65_536
 WORK_MEM = "256MB"  # the final sort into spine order stays in memory for ~1M rows
+STRATEGIES = ("auto", "probe", "merge")
 TABLE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_$]*(\.[A-Za-z_][A-Za-z0-9_$]*)?$")
 
 
@@ -184,16 +186,24 @@ def builder_arguments(
     ttl: dt.timedelta | str | None,
     full_feature_names: bool,
     keys: Mapping[str, str] | None,
+    strategy: str = "auto",
 ) -> dict[str, Any]:
-    """The builder's arguments, checked; sent as one JSON parameter (ADBC binds text reliably)."""
+    """The builder's arguments, checked; sent as one JSON parameter (ADBC binds text reliably).
+
+    ``strategy`` is ``"auto"`` (the database's planner picks per feature group), ``"probe"``
+    (an index probe per spine row) or ``"merge"`` (one pass over spine and history).
+    """
     if keys is not None and not (
         isinstance(keys, Mapping) and all(isinstance(k, str) and isinstance(v, str) for k, v in keys.items())
     ):
         raise InvalidInput('keys must map spine columns to feature-group keys, e.g. {"customer": "account_id"}')
+    if not isinstance(strategy, str) or not set(strategy.replace(" ", "").split(",")) <= set(STRATEGIES):
+        raise InvalidInput(f"strategy must be one of {', '.join(STRATEGIES)} (or one per group: 'merge,probe'),"
+                           f" not {strategy!r}")
     return {
         "features": feature_list(features), "event_time_column": event_time_column,
         "ttl": ttl_text(ttl), "full_feature_names": bool(full_feature_names),
-        "keys": dict(keys) if keys is not None else None,
+        "keys": dict(keys) if keys is not None else None, "strategy": strategy,
     }
 
 
@@ -201,7 +211,16 @@ BUILD_QUERY = """
 select fstore.training_data_sql(
   $1::regclass, array(select jsonb_array_elements_text(a->'features')), a->>'event_time_column',
   (a->>'ttl')::interval, (a->>'full_feature_names')::boolean, nullif(a->'keys', 'null'::jsonb),
-  p_order_column => a->>'order_column', p_sorted => a->>'order_column' is null)
+  p_order_column => a->>'order_column', p_sorted => a->>'order_column' is null,
+  p_strategy => coalesce(a->>'strategy', 'auto'))
+  from (select $2::jsonb as a) args
+"""
+
+EXPLAIN_QUERY = """
+select fstore.explain_historical_features(
+  $1::regclass, array(select jsonb_array_elements_text(a->'features')), a->>'event_time_column',
+  (a->>'ttl')::interval, (a->>'full_feature_names')::boolean, coalesce(a->>'strategy', 'auto'),
+  nullif(a->'spine_stats', 'null'::jsonb))
   from (select $2::jsonb as a) args
 """
 
@@ -254,18 +273,47 @@ def _presorted(fs_cursor: Any, table: pa.Table, arguments: Mapping[str, Any]) ->
     return table.sort_by([(c, "ascending") for c in columns])
 
 
-def _join_shards(fs: Session, table: pa.Table, arguments: Mapping[str, Any], workers: int) -> pa.Table:
-    """Join the spine in ``workers`` contiguous shards, one connection each, in parallel, all
-    reading one exported snapshot (so every shard sees the same commits); rows in spine order."""
+def spine_stats(table: pa.Table, event_time_column: str) -> dict[str, Any] | None:
+    """The whole spine's sizes for the planner (rows, earliest and latest time, UTC), when the
+    event time is a timestamp or date column; else None (the builder reports the column)."""
+    if event_time_column not in table.column_names:
+        return None
+    column = table.column(event_time_column)
+    kind = column.type
+    if not (pa.types.is_timestamp(kind) or pa.types.is_date(kind)):
+        return None
+    # microseconds are enough for the planner's estimate (and as_py keeps them)
+    column = column.cast(pa.timestamp("us", tz=None if pa.types.is_date(kind) else kind.tz), safe=False)
+    bounds = pc.min_max(column)
+    low, high = bounds["min"].as_py(), bounds["max"].as_py()
+
+    def iso(value: Any) -> str | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:  # timestamps without a time zone are UTC
+            value = value.replace(tzinfo=dt.timezone.utc)
+        return value.isoformat()
+    return {"rows": table.num_rows, "min": iso(low), "max": iso(high)}
+
+
+def _explained(cursor: Any, relation: str, arguments: Mapping[str, Any],
+               stats: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
+    """The planner's choice per feature group (``fstore.explain_historical_features``)."""
+    cursor.execute(EXPLAIN_QUERY, parameters=(relation, json.dumps({**arguments, "spine_stats": stats})))
+    return json.loads(cursor.fetchone()[0])
+
+
+def _parallel(fs: Session, workers: int, prepare: Any, job: Any) -> list[Any]:
+    """``prepare(conn, cursor)`` on the first of ``workers`` connections, then ``job(i, conn,
+    cursor)`` on each in parallel, all reading one exported snapshot (so every shard sees the
+    same commits); the jobs' results in order."""
     with ExitStack() as stack:
         sessions = [stack.enter_context(adbc_session(fs.material)) for _ in range(workers)]
         first = sessions[0][1]
         first.execute("set transaction isolation level repeatable read")
         first.execute("select pg_export_snapshot()")
         snapshot = first.fetchone()[0]
-        table = table.append_column(ROW_COLUMN, pa.array(np.arange(table.num_rows, dtype=np.int64)))
-        table = _presorted(first, table, arguments)
-        step = -(-table.num_rows // workers) or 1
+        prepare(*sessions[0])
         results: list[Any] = [None] * workers
 
         def shard(i: int) -> None:
@@ -275,11 +323,7 @@ def _join_shards(fs: Session, table: pa.Table, arguments: Mapping[str, Any], wor
                     cursor.execute("set transaction isolation level repeatable read")
                     cursor.execute(sql.SQL("set transaction snapshot {}").format(sql.Literal(snapshot))
                                    .as_string(None))
-                relation = load_spine(conn, cursor, table.slice(i * step, step))
-                query = point_in_time_query(cursor, relation, arguments, order_column=ROW_COLUMN)
-                session_settings(cursor)
-                cursor.execute(query)
-                results[i] = cursor.fetch_arrow_table()
+                results[i] = job(i, conn, cursor)
             except BaseException as exc:  # re-raised by the caller's thread
                 results[i] = exc
 
@@ -292,11 +336,76 @@ def _join_shards(fs: Session, table: pa.Table, arguments: Mapping[str, Any], wor
         for result in results:
             if isinstance(result, BaseException):
                 raise result
-        joined = pa.concat_tables(results)
+        return results
+
+
+def _join_shards(fs: Session, table: pa.Table, arguments: Mapping[str, Any], workers: int,
+                 plan: list[Any], want_plan: bool = False) -> pa.Table:
+    """Join a DataFrame spine in ``workers`` contiguous shards of the presorted spine, one
+    connection each; every shard gets the strategies planned for the whole spine; rows in
+    spine order (restored from :data:`ROW_COLUMN`)."""
+    table = table.append_column(ROW_COLUMN, pa.array(np.arange(table.num_rows, dtype=np.int64)))
+    state: dict[str, Any] = {}
+
+    def prepare(conn: Any, cursor: Any) -> None:
+        state["table"] = _presorted(cursor, table, arguments)
+        state["arguments"] = dict(arguments)
+        auto = arguments.get("strategy", "auto") == "auto"
+        if (auto and workers > 1) or want_plan:
+            load_spine(conn, cursor, table.slice(0, 0))  # for the column types; replaced by the shard
+            plan[:] = _explained(cursor, sql.Identifier("pg_temp", SPINE_TABLE).as_string(None), arguments,
+                                 spine_stats(table, arguments["event_time_column"]))
+            if auto:
+                state["arguments"]["strategy"] = ",".join(g["strategy"] for g in plan)
+
+    def job(i: int, conn: Any, cursor: Any) -> pa.Table:
+        step = -(-table.num_rows // workers) or 1
+        relation = load_spine(conn, cursor, state["table"].slice(i * step, step))
+        query = point_in_time_query(cursor, relation, state["arguments"], order_column=ROW_COLUMN)
+        session_settings(cursor)
+        cursor.execute(query)
+        return cursor.fetch_arrow_table()
+
+    joined = pa.concat_tables(_parallel(fs, workers, prepare, job))
     rows = joined.column(ROW_COLUMN).to_numpy()
     order = np.empty_like(rows)
     order[rows] = np.arange(len(rows), dtype=rows.dtype)
     return joined.take(order).drop_columns([ROW_COLUMN])
+
+
+TABLE_SIZE = """
+select c.relkind::text, greatest(c.reltuples, 0)::bigint,
+       pg_relation_size(c.oid) / current_setting('block_size')::bigint
+  from pg_class c where c.oid = $1::regclass
+"""
+
+
+def _join_table_shards(fs: Session, relation: str, arguments: Mapping[str, Any], workers: int, blocks: int,
+                       rows: int, plan: list[Any]) -> pa.Table:
+    """Join a spine table of the database as a DataFrame spine is joined: in ``workers``
+    contiguous shards (TID range scans into temporary tables), one connection each, on one
+    snapshot, every shard with the strategies planned for the whole table; shards' rows
+    concatenated in order (each in its own physical order)."""
+    bounds = [blocks * i // workers for i in range(workers)] + [None]
+    state: dict[str, Any] = {"arguments": dict(arguments)}
+
+    def prepare(conn: Any, cursor: Any) -> None:
+        plan[:] = _explained(cursor, relation, arguments)
+        state["arguments"]["strategy"] = ",".join(g["strategy"] for g in plan)
+
+    def job(i: int, conn: Any, cursor: Any) -> pa.Table:
+        target = sql.Identifier("pg_temp", SPINE_TABLE)
+        cursor.execute(sql.SQL("drop table if exists {}").format(target).as_string(None))
+        upper = sql.SQL(" and ctid < {}::tid").format(sql.Literal(f"({bounds[i + 1]},0)")) \
+            if bounds[i + 1] is not None else sql.SQL("")
+        cursor.execute(sql.SQL("create temp table {} as select * from {} where ctid >= {}::tid{}").format(
+            sql.Identifier(SPINE_TABLE), sql.SQL(relation), sql.Literal(f"({bounds[i]},0)"), upper).as_string(None))
+        query = point_in_time_query(cursor, target.as_string(None), state["arguments"])
+        session_settings(cursor)
+        cursor.execute(query)
+        return cursor.fetch_arrow_table()
+
+    return pa.concat_tables(_parallel(fs, workers, prepare, job))
 
 
 def get_historical_features(
@@ -309,6 +418,8 @@ def get_historical_features(
     full_feature_names: bool = False,
     keys: Mapping[str, str] | None = None,
     workers: int | None = None,
+    strategy: str = "auto",
+    plan: list[Any] | None = None,
 ) -> pa.Table:
     """Point-in-time correct features for every spine row, as an Arrow table in spine order.
 
@@ -317,23 +428,64 @@ def get_historical_features(
     ``"group@2:feature"`` (a version) or ``"project.group:feature"`` (a shared
     project's group). ``keys`` maps spine columns to feature-group keys whose
     names differ; ``ttl`` (timedelta or ``'30 days'``) overrides each group's TTL.
-    A DataFrame or Arrow spine is joined by ``workers`` connections in parallel
-    (default: 2 from 100k rows on), all reading the same snapshot.
+    A DataFrame or Arrow spine, or a table of 100k rows or more, is joined by
+    ``workers`` connections in parallel (default: 2 from 100k rows on), all reading
+    the same snapshot. ``strategy``: ``"auto"`` (per feature group, from sizes),
+    ``"probe"`` or ``"merge"``: the same rows either way. ``plan``, a list, receives
+    the strategy each group got and why (when the spine was planned as a whole).
 
     Example::
 
         table = fs.get_historical_features(labels_df, ["activity:n_tx", "activity:amount"],
                                            ttl=dt.timedelta(days=30))
     """
-    arguments = builder_arguments(features, event_time_column, ttl, full_feature_names, keys)
+    arguments = builder_arguments(features, event_time_column, ttl, full_feature_names, keys, strategy)
+    want_plan = plan is not None
+    plan = plan if plan is not None else []
     if not isinstance(spine, str):
         table = spine_reader(spine).read_all()
         if ROW_COLUMN in table.column_names:
             raise InvalidInput(f"the spine may not have a column named {ROW_COLUMN} (fstore uses it)")
-        return _join_shards(fs, table, arguments, workers_for(table.num_rows, workers))
+        return _join_shards(fs, table, arguments, workers_for(table.num_rows, workers), plan, want_plan)
     with adbc_session(fs.material) as (conn, cursor):
         relation = load_spine(conn, cursor, spine)
+        if relation != sql.Identifier("pg_temp", SPINE_TABLE).as_string(None):  # a table of the database
+            cursor.execute(TABLE_SIZE, parameters=(relation,))
+            kind, rows, blocks = cursor.fetchone()
+            if kind == "r" and blocks > 1 and workers_for(rows, workers) > 1:
+                conn.rollback()
+                return _join_table_shards(fs, relation, arguments, workers_for(rows, workers), blocks, rows, plan)
+        if want_plan:
+            plan[:] = _explained(cursor, relation, arguments)
         query = point_in_time_query(cursor, relation, arguments)
         session_settings(cursor)
         cursor.execute(query)
         return cursor.fetch_arrow_table()
+
+
+def explain_historical_features(
+    fs: Session,
+    spine: Spine,
+    features: str | Sequence[str],
+    *,
+    event_time_column: str = "event_time",
+    ttl: dt.timedelta | str | None = None,
+    full_feature_names: bool = False,
+    strategy: str = "auto",
+) -> list[dict[str, Any]]:
+    """How :func:`get_historical_features` joins each feature group to this spine: a list of
+    ``{"group", "strategy" ("probe" or "merge"), "reason", "spine_rows", "history_rows",
+    "history_rows_to_read"}``, from the database's planner (``fstore.point_in_time_strategies``).
+
+    Example::
+
+        for group in fs.explain_historical_features(labels_df, ["activity:*"]):
+            print(group["group"], group["strategy"], group["reason"])
+    """
+    arguments = builder_arguments(features, event_time_column, ttl, full_feature_names, None, strategy)
+    with adbc_session(fs.material) as (conn, cursor):
+        if isinstance(spine, str):
+            return _explained(cursor, load_spine(conn, cursor, spine), arguments)
+        table = spine_reader(spine).read_all()
+        relation = load_spine(conn, cursor, table.slice(0, 0))
+        return _explained(cursor, relation, arguments, spine_stats(table, event_time_column))

@@ -174,13 +174,15 @@ class FeatureStore:
     def get_historical_features(
         self, spine: "Spine", features: str | Sequence[str], *, event_time_column: str = "event_time",
         ttl: dt.timedelta | str | None = None, full_feature_names: bool = False,
-        keys: Mapping[str, str] | None = None, workers: int | None = None,
+        keys: Mapping[str, str] | None = None, workers: int | None = None, strategy: str = "auto",
+        plan: list[Any] | None = None,
     ) -> "pa.Table":
         """Point-in-time correct features for every spine row, as an Arrow table in spine order.
 
         ``spine`` is a DataFrame, Arrow data, a table name or a SELECT; ``features`` are
         references (``group:feature``, ``group:*``, ``group@2:feature``, ``project.group:feature``).
-        See :func:`fstore.pointintime.get_historical_features`.
+        ``strategy``: ``"auto"``, ``"probe"`` or ``"merge"``; a ``plan`` list receives each
+        group's strategy and why. See :func:`fstore.pointintime.get_historical_features`.
 
         Example::
 
@@ -190,7 +192,23 @@ class FeatureStore:
 
         return pointintime.get_historical_features(
             self, spine, features, event_time_column=event_time_column, ttl=ttl,
-            full_feature_names=full_feature_names, keys=keys, workers=workers)
+            full_feature_names=full_feature_names, keys=keys, workers=workers, strategy=strategy, plan=plan)
+
+    def explain_historical_features(
+        self, spine: "Spine", features: str | Sequence[str], *, event_time_column: str = "event_time",
+        ttl: dt.timedelta | str | None = None, full_feature_names: bool = False, strategy: str = "auto",
+    ) -> list[dict[str, Any]]:
+        """Which join each feature group gets for this spine (probe or merge) and why.
+
+        Example::
+
+            [(g["group"], g["strategy"]) for g in fs.explain_historical_features(labels_df, ["activity:*"])]
+        """
+        from fstore import pointintime
+
+        return pointintime.explain_historical_features(
+            self, spine, features, event_time_column=event_time_column, ttl=ttl,
+            full_feature_names=full_feature_names, strategy=strategy)
 
     def create_training_dataset(
         self, name: str, spine: "Spine", features: str | Sequence[str], *,

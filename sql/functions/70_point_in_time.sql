@@ -123,22 +123,141 @@ end $$;
 comment on function fstore.spine_column_type(regclass,text,text) is
   'A column of a relation: its type, or an error naming the column and what it is for.';
 
+drop function if exists fstore.training_data_sql(regclass,text[],text,interval,boolean,jsonb,jsonb,text[],text,text,boolean);
+
+create or replace function fstore.spine_time_expression(p_spine regclass, p_event_time_column text) returns text
+language plpgsql stable set search_path = pg_catalog, fstore, pg_temp as $$
+declare
+  v_type oid := fstore.spine_column_type(p_spine, p_event_time_column, 'the event time column');
+begin
+  -- spine time: timestamptz as is, timestamp (and date) as UTC
+  case v_type
+    when 'timestamptz'::regtype then return format('s.%I', p_event_time_column);
+    when 'timestamp'::regtype then return format('(s.%I at time zone ''UTC'')', p_event_time_column);
+    when 'date'::regtype then return format('(s.%I::timestamp at time zone ''UTC'')', p_event_time_column);
+    else
+      raise exception 'spine column % must be a timestamp, timestamptz or date, not %', quote_ident(p_event_time_column),
+        format_type(v_type, null) using errcode = '22023';
+  end case;
+end $$;
+comment on function fstore.spine_time_expression(regclass,text) is
+  'The spine''s event time as a timestamptz expression over alias s (a timestamp or date is UTC), or an error for another type.';
+
+-- The planner of the join: for each feature group, index probes or a merge, by a cost model
+-- measured on this kind of machine (2 loaded cores, PostgreSQL 15, one connection, spine and
+-- history back to back): a probe costs about 11 us per spine row (1M spine x 1M history:
+-- 10-11 s); the merge (spine and history in one pass in index order, two window aggregates,
+-- a small sort per entity) about 12.5 us per spine row plus 6 us per history row it reads
+-- (1M x 1M: 16.6-24.6 s; 1M spine in a 10-day window, 1-day TTL, 30k history rows to read:
+-- 15-16.6 s against 13-14 s). A merge in SQL costs more per spine row than a probe, so auto
+-- picks probes at every size measured; the constants are here to change when the merge gets
+-- cheaper (a C merge, say).
+create or replace function fstore.point_in_time_strategies(
+  p_spine regclass, p_plan jsonb, p_time text, p_ttl interval default null, p_strategy text default 'auto',
+  p_spine_stats jsonb default null
+) returns jsonb language plpgsql stable set search_path = pg_catalog, fstore, pg_temp as $$
+declare
+  c_probe_us constant double precision := 11.0;        -- per spine row
+  c_merge_spine_us constant double precision := 12.5;  -- per spine row
+  c_merge_history_us constant double precision := 6.0; -- per history row read
+  v_probe_cost double precision;
+  v_merge_cost double precision;
+  v_strategy text := lower(btrim(coalesce(p_strategy, 'auto')));
+  v_given text[];  -- one strategy per group, as p_strategy 'merge,probe'
+  v_spine_name text;
+  v_rows bigint;
+  v_min timestamptz;
+  v_max timestamptz;
+  v_fg jsonb;
+  v_out jsonb := '[]';
+  v_hist double precision;
+  v_hmin timestamptz;
+  v_hmax timestamptz;
+  v_ttl interval;
+  v_lo timestamptz;
+  v_hi timestamptz;
+  v_read double precision;
+  v_label text;
+  v_choice text;
+  v_reason text;
+begin
+  v_given := string_to_array(replace(v_strategy, ' ', ''), ',');
+  if not (v_given <@ array['auto', 'probe', 'merge'])
+     or (cardinality(v_given) > 1 and cardinality(v_given) <> jsonb_array_length(p_plan)) then
+    raise exception 'strategy must be auto, probe or merge (or one per feature group: merge,probe), not %',
+      coalesce(quote_literal(p_strategy), 'NULL') using errcode = '22023';
+  end if;
+  if cardinality(v_given) > 1 then
+    return (select jsonb_agg(jsonb_build_object('group', format('%s.%s@%s', g->>'project', g->>'name', g->>'version'),
+                                                'strategy', v_given[i], 'reason', 'chosen for the whole spine')
+                             order by i)
+              from jsonb_array_elements(p_plan) with ordinality e(g, i));
+  end if;
+  if p_spine_stats is not null then  -- a spine joined in shards: the whole spine's sizes
+    v_rows := (p_spine_stats->>'rows')::bigint;
+    v_min := (p_spine_stats->>'min')::timestamptz;
+    v_max := (p_spine_stats->>'max')::timestamptz;
+  elsif v_strategy = 'auto' then
+    select case when c.relpersistence = 't' then format('pg_temp.%I', c.relname) else format('%I.%I', n.nspname, c.relname) end
+      into v_spine_name from pg_class c join pg_namespace n on n.oid = c.relnamespace where c.oid = p_spine;
+    execute format('select count(*), min(%s), max(%s) from %s s', p_time, p_time, v_spine_name) into v_rows, v_min, v_max;
+  end if;
+  for v_fg in select g from jsonb_array_elements(p_plan) g loop
+    v_label := format('%s.%s@%s', v_fg->>'project', v_fg->>'name', v_fg->>'version');
+    if v_strategy <> 'auto' then
+      v_out := v_out || jsonb_build_array(jsonb_build_object('group', v_label, 'strategy', v_strategy,
+        'reason', format('asked for (strategy %s)', v_strategy)));
+      continue;
+    end if;
+    select nullif(c.reltuples, -1) into v_hist from pg_class c
+     where c.oid = format('%I.%I', v_fg->>'project', v_fg->>'table')::regclass;
+    select coalesce(v_hist, sum(m.rows)), min(m.min_event_time), max(m.max_event_time)
+      into v_hist, v_hmin, v_hmax
+      from fstore.commits m where m.feature_group_id = (v_fg->>'id')::bigint and m.state = 'done';
+    v_hist := coalesce(v_hist, 0);
+    v_ttl := coalesce(p_ttl, (v_fg->>'ttl')::interval);
+    -- the history the merge reads: event times in [min spine time - ttl, max spine time]
+    v_lo := greatest(v_hmin, v_min - v_ttl);
+    v_hi := least(v_hmax, v_max);
+    v_read := case when v_rows = 0 or v_hi < v_lo then 0
+                   when v_hmax > v_hmin then v_hist * extract(epoch from v_hi - coalesce(v_lo, v_hmin))
+                                                    / extract(epoch from v_hmax - v_hmin)
+                   else v_hist end;
+    v_probe_cost := c_probe_us * v_rows / 1e6;
+    v_merge_cost := (c_merge_spine_us * v_rows + c_merge_history_us * v_read) / 1e6;
+    v_choice := case when v_rows > 0 and v_merge_cost < v_probe_cost then 'merge' else 'probe' end;
+    v_reason := format('%s spine rows, about %s history rows to read%s: probes ~%s s, merge ~%s s (measured cost model)',
+                       v_rows, round(v_read), case when v_ttl is not null then format(' (ttl %s)', v_ttl) else '' end,
+                       round(v_probe_cost::numeric, 2), round(v_merge_cost::numeric, 2));
+    v_out := v_out || jsonb_build_array(jsonb_build_object('group', v_label, 'strategy', v_choice, 'reason', v_reason,
+      'spine_rows', v_rows, 'history_rows', round(v_hist), 'history_rows_to_read', round(v_read),
+      'probe_cost_s', round(v_probe_cost::numeric, 3), 'merge_cost_s', round(v_merge_cost::numeric, 3)));
+  end loop;
+  return v_out;
+end $$;
+comment on function fstore.point_in_time_strategies(regclass,jsonb,text,interval,text,jsonb) is
+  'The point-in-time planner: for each resolved feature group (fstore.resolve_features), probe (an index probe per spine row) or merge (one pass over spine and history in index order), with the reason. auto compares a measured cost model: probes 11 us per spine row, merge 12.5 us per spine row plus 6 us per history row to read (rows in [min spine time - ttl, max spine time], from pg_class and the commits'' event-time ranges); probe or merge force one, and ''merge,probe'' gives one per group. p_spine_stats ({rows, min, max}) stands for the spine''s own sizes (a spine joined in shards).';
+
 create or replace function fstore.training_data_sql(
   p_spine regclass, p_features text[], p_event_time_column text default 'event_time',
   p_ttl interval default null, p_full_feature_names boolean default false, p_keys jsonb default null,
   p_as_of_commits jsonb default null, p_spine_columns text[] default null, p_order_column text default null,
-  p_row_number text default null, p_sorted boolean default true
+  p_row_number text default null, p_sorted boolean default true, p_strategy text default 'auto'
 ) returns text language plpgsql stable set search_path = pg_catalog, fstore, pg_temp as $$
 declare
+  c_spine_commit constant text := '9223372036854775807';  -- a spine row sorts before history at the same time
   v_plan jsonb := fstore.resolve_features(p_features, p_full_feature_names);
+  v_strategies jsonb;
   v_relkind "char";
+  v_temp boolean;
   v_spine_cols text[];
+  v_all_names text[] := '{}';  -- columns carried from one merge to the next (quoted) and their types
+  v_all_types text[] := '{}';
   v_select text[] := '{}';
   v_joins text := '';
   v_t text;
-  v_t_type oid;
-  v_order text;
-  v_from text;
+  v_rn text;
+  v_x text;  -- the spine so far: a subquery with _fstore_rn, every spine column and the merged features
   v_fg jsonb;
   v_feature jsonb;
   v_key text;
@@ -146,72 +265,49 @@ declare
   v_key_type oid;
   v_fg_key_type oid;
   v_conds text[];
+  v_hconds text[];
   v_ttl interval;
   v_as_of jsonb;
   v_holes bigint[];
   v_alias text;
   v_i integer := 0;
+  v_j integer;
   v_col text;
   v_offline regclass;
   v_spine_name text;
   v_sort_cols text[];
   v_sort_list text;
   v_presort boolean;
+  v_probe_first jsonb;
+  v_ukeys text[];
+  v_skeys text[];
+  v_hkeys text[];
+  v_fnames text[];
+  v_ftypes text[];
+  v_first_key_bound text;
+  v_bounded boolean;  -- fstore's own spine (made for this query): its bounds go into the text
+  v_klo text;
+  v_khi text;
+  v_tmin timestamptz;
+  v_tmax timestamptz;
 begin
   if p_spine is null then
     raise exception 'give a spine relation' using errcode = '22023';
   end if;
   -- the spine's qualified name, so the query means the same relation in the caller's search_path
-  select c.relkind, case when c.relpersistence = 't' then format('pg_temp.%I', c.relname)
-                         else format('%I.%I', n.nspname, c.relname) end
-    into v_relkind, v_spine_name
+  select c.relkind, c.relpersistence = 't', case when c.relpersistence = 't' then format('pg_temp.%I', c.relname)
+                                                 else format('%I.%I', n.nspname, c.relname) end
+    into v_relkind, v_temp, v_spine_name
     from pg_class c join pg_namespace n on n.oid = c.relnamespace where c.oid = p_spine;
   if p_keys is not null and jsonb_typeof(p_keys) <> 'object' then
     raise exception 'keys must map spine columns to feature-group keys, e.g. {"customer": "customer_id"}'
       using errcode = '22023';
   end if;
-
-  -- spine time: timestamptz as is, timestamp (and date) as UTC
-  v_t_type := fstore.spine_column_type(p_spine, p_event_time_column, 'the event time column');
-  v_t := case v_t_type
-           when 'timestamptz'::regtype then format('s.%I', p_event_time_column)
-           when 'timestamp'::regtype then format('(s.%I at time zone ''UTC'')', p_event_time_column)
-           when 'date'::regtype then format('(s.%I::timestamp at time zone ''UTC'')', p_event_time_column)
-         end;
-  if v_t is null then
-    raise exception 'spine column % must be a timestamp, timestamptz or date, not %', quote_ident(p_event_time_column),
-      format_type(v_t_type, null) using errcode = '22023';
-  end if;
-
-  -- the spine is read in the order of the first feature group's keys and time (its index
-  -- probes then walk the index in order: much less work per probe); the rows come out in
-  -- spine order: an explicit column, else the physical order of a table (as loaded)
-  select array_agg(format('%I', coalesce((select k.key from jsonb_each_text(coalesce(p_keys, '{}')) k
-                                           where k.value = g.key limit 1), g.key)) order by g.i)
-    into v_sort_cols from jsonb_array_elements_text(v_plan->0->'keys') with ordinality g(key, i);
-  -- (only when every sort column is there: otherwise the join reports the missing one)
-  v_presort := coalesce(p_sorted, true) and v_relkind in ('r', 'm', 't')
-    and (select count(*) from pg_attribute a where a.attrelid = p_spine and a.attnum > 0 and not a.attisdropped
-           and format('%I', a.attname) = any(v_sort_cols)) = cardinality(v_sort_cols)
-    and not exists (select 1 from pg_attribute a where a.attrelid = p_spine and a.attname = '_fstore_ctid');
-  v_sort_list := array_to_string(v_sort_cols || format('%I', p_event_time_column), ', ');
-  if p_order_column is not null then
-    perform fstore.spine_column_type(p_spine, p_order_column, 'the order column');
-    v_order := format('s.%I', p_order_column);
-    v_from := case when v_presort then format('(select * from %s order by %s) s', v_spine_name, v_sort_list)
-                   else format('%s s', v_spine_name) end;
-  elsif v_relkind in ('r', 'm', 't') and v_presort then
-    v_order := 's._fstore_ctid';
-    v_from := format('(select ctid as _fstore_ctid, * from %s order by %s) s', v_spine_name, v_sort_list);
-  elsif v_relkind in ('r', 'm', 't') then
-    v_order := 's.ctid';
-    v_from := format('%s s', v_spine_name);
-  elsif v_relkind = 'p' then
-    v_order := 's.tableoid, s.ctid';
-    v_from := format('%s s', v_spine_name);
-  else  -- a view or foreign table: the order it returns rows in
-    v_order := 's._fstore_spine_row';
-    v_from := format('(select row_number() over () as _fstore_spine_row, v.* from %s v) s', v_spine_name);
+  v_t := fstore.spine_time_expression(p_spine, p_event_time_column);
+  if exists (select 1 from pg_attribute a where a.attrelid = p_spine and a.attnum > 0 and not a.attisdropped
+               and (a.attname = '_fstore_rn' or a.attname like '\_fstore\_pit\_%')) then
+    raise exception 'the spine may not have a column named _fstore_rn or _fstore_pit_* (fstore uses them)'
+      using errcode = '42701';
   end if;
 
   if p_spine_columns is not null then
@@ -225,19 +321,56 @@ begin
      where a.attrelid = p_spine and a.attnum > 0 and not a.attisdropped
        and a.attname::text is distinct from p_order_column;
   end if;
+  if p_order_column is not null then
+    perform fstore.spine_column_type(p_spine, p_order_column, 'the order column');
+  end if;
+  if not coalesce(p_sorted, true) and (p_order_column is null or p_row_number is not null) then
+    raise exception 'an unsorted point-in-time query needs an order column (and no row number)'
+      using errcode = '22023';
+  end if;
+  if p_row_number is not null and p_row_number = any(v_spine_cols) then
+    raise exception 'spine column % clashes with the row number column', quote_ident(p_row_number)
+      using errcode = '42702';
+  end if;
+
+  -- spine order, carried as a row number (_fstore_rn): the order column, else the physical
+  -- order of a table as loaded (a temporary table is read in that order: no parallel or
+  -- synchronized scans; another table is numbered by ctid), else the order a view returns;
+  -- the spine columns carried along: those asked for, the keys, the time and the order column
+  v_rn := case
+    when not coalesce(p_sorted, true) then 'null::bigint'
+    when p_order_column is not null then format('row_number() over (order by s.%I)', p_order_column)
+    when v_relkind in ('r', 'm', 't') and v_temp then 'row_number() over ()'
+    when v_relkind in ('r', 'm', 't') then 'row_number() over (order by s.ctid)'
+    when v_relkind = 'p' then 'row_number() over (order by s.tableoid, s.ctid)'
+    else 'row_number() over ()' end;
+  v_all_names := array['_fstore_rn'];
+  v_all_types := array['bigint'];
+  select v_all_names || coalesce(array_agg(format('%I', a.attname) order by a.attnum), '{}'),
+         v_all_types || coalesce(array_agg(format_type(a.atttypid, a.atttypmod) order by a.attnum), '{}')
+    into v_all_names, v_all_types
+    from pg_attribute a where a.attrelid = p_spine and a.attnum > 0 and not a.attisdropped
+     and (a.attname = any(v_spine_cols) or a.attname in (p_event_time_column, p_order_column)
+          or a.attname in (select jsonb_object_keys(coalesce(p_keys, '{}')))
+          or a.attname in (select jsonb_array_elements_text(g->'keys') from jsonb_array_elements(v_plan) g));
+  v_x := format('(select %s as _fstore_rn, %s from %s s)', v_rn,
+                (select string_agg('s.' || n, ', ') from unnest(v_all_names[2:]) n), v_spine_name);
+
+  v_strategies := fstore.point_in_time_strategies(p_spine, v_plan, v_t, p_ttl, p_strategy);
+  -- the merge reads the history of the spine's time range (and key range) only: bounds as
+  -- literals (a subquery in the history's branch would cost the merge its index order), so
+  -- only for fstore's own temporary spine, loaded for this one query
+  v_bounded := v_spine_name = 'pg_temp._fstore_spine'
+               and exists (select 1 from jsonb_array_elements(v_strategies) g where g->>'strategy' = 'merge');
+  if v_bounded then
+    execute format('select min(%1$s), max(%1$s) from %2$s s', v_t, v_spine_name) into v_tmin, v_tmax;
+  end if;
+
   if not coalesce(p_sorted, true) then
-    if p_order_column is null or p_row_number is not null then
-      raise exception 'an unsorted point-in-time query needs an order column (and no row number)'
-        using errcode = '22023';
-    end if;
     v_select := v_select || format('s.%I', p_order_column);
   end if;
   if p_row_number is not null then
-    if p_row_number = any(v_spine_cols) then
-      raise exception 'spine column % clashes with the row number column', quote_ident(p_row_number)
-        using errcode = '42702';
-    end if;
-    v_select := v_select || format('row_number() over (order by %s) as %I', v_order, p_row_number);
+    v_select := v_select || format('s._fstore_rn as %I', p_row_number);
   end if;
   foreach v_col in array v_spine_cols loop
     v_select := v_select || format('s.%I', v_col);
@@ -248,6 +381,11 @@ begin
     v_alias := 'f' || v_i;
     v_offline := format('%I.%I', v_fg->>'project', v_fg->>'table')::regclass;
     v_conds := '{}';
+    v_hconds := '{}';
+    v_ukeys := '{}';
+    v_skeys := '{}';
+    v_hkeys := '{}';
+    v_first_key_bound := null;
     for v_key in select jsonb_array_elements_text(v_fg->'keys') loop
       select k.key into v_spine_key from jsonb_each_text(coalesce(p_keys, '{}')) k where k.value = v_key;
       if (select count(*) from jsonb_each_text(coalesce(p_keys, '{}')) k where k.value = v_key) > 1 then
@@ -262,12 +400,20 @@ begin
       v_conds := v_conds || case when v_key_type = v_fg_key_type
                                  then format('o.%I = s.%I', v_key, v_spine_key)
                                  else format('o.%I = s.%I::%s', v_key, v_spine_key, format_type(v_fg_key_type, null)) end;
+      v_ukeys := v_ukeys || format('_fstore_pit_k%s', cardinality(v_ukeys) + 1);
+      v_skeys := v_skeys || case when v_key_type = v_fg_key_type then format('s.%I', v_spine_key)
+                                 else format('s.%I::%s', v_spine_key, format_type(v_fg_key_type, null)) end;
+      v_hkeys := v_hkeys || format('o.%I', v_key);
+      if v_bounded and cardinality(v_ukeys) = 1 and v_fg_key_type in ('int2'::regtype, 'int4'::regtype, 'int8'::regtype,
+           'text'::regtype, 'varchar'::regtype, 'numeric'::regtype, 'date'::regtype, 'timestamptz'::regtype,
+           'timestamp'::regtype) then
+        -- the merge reads the history of the spine's range of the first key only (a shard's)
+        execute format('select min(%1$s)::text, max(%1$s)::text from %2$s s', v_skeys[1], v_spine_name)
+          into v_klo, v_khi;
+        v_first_key_bound := format('o.%I between %L and %L', v_key, v_klo, v_khi);
+      end if;
     end loop;
-    v_conds := v_conds || format('o.%I <= %s', v_fg->>'event_time', v_t);
     v_ttl := coalesce(p_ttl, (v_fg->>'ttl')::interval);
-    if v_ttl is not null then
-      v_conds := v_conds || format('o.%I >= %s - %L::interval', v_fg->>'event_time', v_t, v_ttl);
-    end if;
     if p_as_of_commits is not null then
       v_as_of := p_as_of_commits->(v_fg->>'id');
       if v_as_of is null then
@@ -276,39 +422,132 @@ begin
       end if;
       if jsonb_typeof(v_as_of) = 'object' then
         if v_as_of->'max_commit' is null or jsonb_typeof(v_as_of->'max_commit') = 'null' then
-          v_conds := v_conds || 'false'::text;  -- it had no commits then
+          v_hconds := v_hconds || 'false'::text;  -- it had no commits then
         else
-          v_conds := v_conds || format('o._commit_id <= %s', (v_as_of->>'max_commit')::bigint);
+          v_hconds := v_hconds || format('o._commit_id <= %s', (v_as_of->>'max_commit')::bigint);
           -- commits that were in flight then and landed later with a lower id
           select array_agg(c.id order by c.id) into v_holes from fstore.commits c
            where c.feature_group_id = (v_fg->>'id')::bigint and c.id <= (v_as_of->>'max_commit')::bigint
              and not (coalesce(v_as_of->'commits', '[]') @> to_jsonb(c.id));
           if v_holes is not null then
-            v_conds := v_conds || format('o._commit_id <> all (%L::bigint[])', v_holes);
+            v_hconds := v_hconds || format('o._commit_id <> all (%L::bigint[])', v_holes);
           end if;
         end if;
       else
-        v_conds := v_conds || format('o._commit_id <= %s', (v_as_of #>> '{}')::bigint);
+        v_hconds := v_hconds || format('o._commit_id <= %s', (v_as_of #>> '{}')::bigint);
       end if;
     end if;
+    select coalesce(array_agg(format('%I', f->>'name') order by i), '{}'),
+           coalesce(array_agg(format_type(a.atttypid, a.atttypmod) order by i), '{}')
+      into v_fnames, v_ftypes
+      from jsonb_array_elements(v_fg->'features') with ordinality e(f, i)
+      join pg_attribute a on a.attrelid = v_offline and a.attname = f->>'name';
     for v_feature in select f from jsonb_array_elements(v_fg->'features') f loop
       if v_feature->>'output' = any(v_spine_cols) then
         raise exception 'feature name % is ambiguous: the spine has a column of that name too', v_feature->>'output'
           using errcode = '42702', hint = 'rename the spine column or ask for full feature names (group__feature)';
       end if;
-      v_select := v_select || format('%I.%I as %I', v_alias, v_feature->>'name', v_feature->>'output');
     end loop;
-    v_joins := v_joins || format(
-      E'\n  left join lateral (select %s from %s o\n     where %s\n     order by o.%I desc, o._commit_id desc limit 1) %I on true',
-      (select string_agg(format('o.%I', f->>'name'), ', ') from jsonb_array_elements(v_fg->'features') f),
-      v_offline, array_to_string(v_conds, E'\n       and '), v_fg->>'event_time', v_alias);
+
+    if v_strategies->(v_i - 1)->>'strategy' = 'merge' then
+      -- THE join as a merge: spine rows and history rows of this group in one stream ordered
+      -- by (keys, time desc, commit desc), a spine row first among rows of its time (the bound
+      -- is inclusive) and history in index order; a spine row's match is the next history row
+      -- of its keys (the latest at or before its time; ties to the latest commit): a running
+      -- count of history rows puts each spine row in the group of that row. (The history's
+      -- branch has its own ORDER BY: a branch with a WHERE is planned as a subquery, which
+      -- keeps its index order only when asked for it.)
+      if v_bounded then
+        v_hconds := v_hconds || format('o.%I <= %L::timestamptz', v_fg->>'event_time', v_tmax);
+        if v_ttl is not null then  -- no history older than the spine's earliest time minus the TTL
+          v_hconds := v_hconds || format('o.%I >= %L::timestamptz - %L::interval', v_fg->>'event_time', v_tmin, v_ttl);
+        end if;
+      end if;
+      if v_first_key_bound is not null then
+        v_hconds := v_hconds || v_first_key_bound;
+      end if;
+      v_x := format(
+        E'(select %1$s%2$s\n from (select b.*, %3$s\n  from (select u.*, count(*) filter (where u._fstore_pit_c < %4$s) over (partition by %5$s order by u._fstore_pit_t desc, u._fstore_pit_c desc rows unbounded preceding)\n                 - (u._fstore_pit_c < %4$s)::integer as _fstore_pit_g\n    from (select %6$s, %7$s as _fstore_pit_t, %4$s::bigint as _fstore_pit_c, %8$s, null::timestamptz as _fstore_pit_ht, %9$s\n            from %10$s s\n          union all\n          (select %11$s, o.%12$I, o._commit_id, %13$s, o.%12$I, %14$s\n            from %15$s o%16$s\n           order by %11$s, o.%12$I desc, o._commit_id desc)) u) b\n  window w as (partition by %17$s, b._fstore_pit_g order by b._fstore_pit_c)) m\n where m._fstore_pit_c = %4$s)',
+        array_to_string(v_all_names, ', '),
+        (select string_agg(format(', case when %s then m._fstore_pit_m%s end as %I',
+                                  case when v_ttl is null then 'true'
+                                       else format('m._fstore_pit_mt >= m._fstore_pit_t - %L::interval', v_ttl) end,
+                                  i, f->>'output'), '' order by i)
+           from jsonb_array_elements(v_fg->'features') with ordinality e(f, i)),
+        'first_value(b._fstore_pit_ht) over w as _fstore_pit_mt'
+          || (select string_agg(format(', first_value(b._fstore_pit_h%s) over w as _fstore_pit_m%s', i, i), '' order by i)
+                from generate_series(1, cardinality(v_fnames)) i),
+        c_spine_commit,
+        (select string_agg('u.' || k, ', ') from unnest(v_ukeys) k),
+        (select string_agg(format('%s as %s', e, k), ', ') from unnest(v_skeys, v_ukeys) x(e, k)),
+        v_t,
+        (select string_agg('s.' || n, ', ') from unnest(v_all_names) n),
+        (select string_agg(format('null::%s as _fstore_pit_h%s', t, i), ', ' order by i)
+           from unnest(v_ftypes) with ordinality x(t, i)),
+        v_x,
+        array_to_string(v_hkeys, ', '),
+        v_fg->>'event_time',
+        (select string_agg(format('null::%s', t), ', ' order by i) from unnest(v_all_types) with ordinality x(t, i)),
+        (select string_agg('o.' || n, ', ' order by i) from unnest(v_fnames) with ordinality x(n, i)),
+        v_offline,
+        case when cardinality(v_hconds) > 0 then E'\n           where ' || array_to_string(v_hconds, E'\n             and ') else '' end,
+        (select string_agg('b.' || k, ', ') from unnest(v_ukeys) k));
+      v_all_names := v_all_names || (select array_agg(format('%I', f->>'output') order by i)
+                                        from jsonb_array_elements(v_fg->'features') with ordinality e(f, i));
+      v_all_types := v_all_types || v_ftypes;
+      for v_feature in select f from jsonb_array_elements(v_fg->'features') f loop
+        v_select := v_select || format('s.%I', v_feature->>'output');
+      end loop;
+    else
+      -- THE join as index probes: per spine row, the latest row at or before its time
+      v_probe_first := coalesce(v_probe_first, v_fg);
+      v_conds := v_conds || format('o.%I <= %s', v_fg->>'event_time', v_t);
+      if v_ttl is not null then
+        v_conds := v_conds || format('o.%I >= %s - %L::interval', v_fg->>'event_time', v_t, v_ttl);
+      end if;
+      v_conds := v_conds || v_hconds;
+      for v_feature in select f from jsonb_array_elements(v_fg->'features') f loop
+        v_select := v_select || format('%I.%I as %I', v_alias, v_feature->>'name', v_feature->>'output');
+      end loop;
+      v_joins := v_joins || format(
+        E'\n  left join lateral (select %s from %s o\n     where %s\n     order by o.%I desc, o._commit_id desc limit 1) %I on true',
+        (select string_agg(format('o.%I', f->>'name'), ', ') from jsonb_array_elements(v_fg->'features') f),
+        v_offline, array_to_string(v_conds, E'\n       and '), v_fg->>'event_time', v_alias);
+    end if;
   end loop;
 
-  return format(E'select %s\n  from %s%s%s', array_to_string(v_select, ', '), v_from, v_joins,
-                case when coalesce(p_sorted, true) then E'\n order by ' || v_order else '' end);
+  -- the probes read the spine in the order of the first probed group's keys and time (its
+  -- index probes then walk the index in order: much less work per probe)
+  if v_probe_first is not null then
+    select array_agg(format('%I', coalesce((select k.key from jsonb_each_text(coalesce(p_keys, '{}')) k
+                                             where k.value = g.key limit 1), g.key)) order by g.i)
+      into v_sort_cols from jsonb_array_elements_text(v_probe_first->'keys') with ordinality g(key, i);
+    v_presort := (select count(*) from pg_attribute a where a.attrelid = p_spine and a.attnum > 0 and not a.attisdropped
+                    and format('%I', a.attname) = any(v_sort_cols)) = cardinality(v_sort_cols);
+    if v_presort then
+      v_sort_list := array_to_string(v_sort_cols || format('%I', p_event_time_column), ', ');
+      v_x := format('(select * from %s s order by %s)', v_x, v_sort_list);
+    end if;
+  end if;
+
+  return format(E'select %s\n  from %s s%s%s', array_to_string(v_select, ', '), v_x, v_joins,
+                case when coalesce(p_sorted, true) then E'\n order by s._fstore_rn' else '' end);
 end $$;
-comment on function fstore.training_data_sql(regclass,text[],text,interval,boolean,jsonb,jsonb,text[],text,text,boolean) is
-  'THE point-in-time join, as the text of a query over a spine relation: for each spine row (entity keys, time t) and each feature group, the row with the same keys and the greatest event_time <= t (and >= t - ttl), ties to the latest commit; one output row per spine row, in spine order. Run it yourself, or use fstore.historical_features(table, spine, features) to get a temporary table in one statement.';
+comment on function fstore.training_data_sql(regclass,text[],text,interval,boolean,jsonb,jsonb,text[],text,text,boolean,text) is
+  'THE point-in-time join, as the text of a query over a spine relation: for each spine row (entity keys, time t) and each feature group, the row with the same keys and the greatest event_time <= t (and >= t - ttl), ties to the latest commit; one output row per spine row, in spine order. p_strategy: auto (fstore.point_in_time_strategies picks per group), probe (an index probe per spine row) or merge (one pass over spine and history in index order); the same rows either way. Run it yourself, or use fstore.historical_features(table, spine, features) to get a temporary table in one statement.';
+
+create or replace function fstore.explain_historical_features(
+  p_spine regclass, p_features text[], p_event_time_column text default 'event_time',
+  p_ttl interval default null, p_full_feature_names boolean default false, p_strategy text default 'auto',
+  p_spine_stats jsonb default null
+) returns jsonb language plpgsql stable set search_path = pg_catalog, fstore, pg_temp as $$
+begin
+  return fstore.point_in_time_strategies(p_spine, fstore.resolve_features(p_features, p_full_feature_names),
+                                         fstore.spine_time_expression(p_spine, p_event_time_column), p_ttl, p_strategy,
+                                         p_spine_stats);
+end $$;
+comment on function fstore.explain_historical_features(regclass,text[],text,interval,boolean,text,jsonb) is
+  'How fstore.training_data_sql would join each feature group to this spine: [{group, strategy (probe or merge), reason, spine_rows, history_rows, history_rows_to_read}], from the same planner (fstore.point_in_time_strategies). p_spine_stats ({rows, min, max}): the sizes of a whole spine of which p_spine is a shard.';
 
 -- Point-in-time features in one statement from psql: the join (fstore.training_data_sql)
 -- into a new temporary table of the caller's session, read with the caller's rights.
@@ -339,6 +578,9 @@ grant execute on function
   fstore.require_session_project(),
   fstore.resolve_features(text[],boolean),
   fstore.spine_column_type(regclass,text,text),
-  fstore.training_data_sql(regclass,text[],text,interval,boolean,jsonb,jsonb,text[],text,text,boolean)
+  fstore.training_data_sql(regclass,text[],text,interval,boolean,jsonb,jsonb,text[],text,text,boolean,text),
+  fstore.spine_time_expression(regclass,text),
+  fstore.point_in_time_strategies(regclass,jsonb,text,interval,text,jsonb),
+  fstore.explain_historical_features(regclass,text[],text,interval,boolean,text,jsonb)
   to public;
 reset role;

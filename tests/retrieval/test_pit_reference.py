@@ -6,6 +6,9 @@ DESIGN.md spelled out by hand: ties on event_time go to the latest commit
 without a zone are UTC. The generated data has ties, NULL keys, unknown keys,
 duplicate spine rows, spine times exactly on feature times, composite keys, a
 catalog TTL, two versions of a group and spines in several time zones.
+
+Every test runs once per strategy of the join, forced in turn (index probes, the merge)
+and as the planner picks: the same rows, whichever way they are joined.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import pandas as pd
 import polars as pl
 import pyarrow as pa
 import pytest
+from psycopg import sql
 
 import fstore
 from fstore.errors import InvalidInput, NotFound
@@ -54,6 +58,32 @@ class History:
         frame = frame.drop_duplicates([*self.group.keys, "event_time"], keep="last")
         frame["event_time"] = frame["event_time"].map(lambda t: t.astimezone(UTC).replace(tzinfo=None))
         return frame.drop(columns="_commit")
+
+
+STRATEGIES = ["probe", "merge", "auto"]
+
+
+@pytest.fixture(params=STRATEGIES)
+def strategy(request: Any) -> str:
+    """The join strategy every point-in-time call of a test is made with."""
+    return request.param
+
+
+class Forced:
+    """A FeatureStore whose point-in-time calls all use one strategy."""
+
+    def __init__(self, fs: fstore.FeatureStore, strategy: str) -> None:
+        self.fs, self.strategy = fs, strategy
+
+    def get_historical_features(self, *args: Any, **kwargs: Any) -> pa.Table:
+        return self.fs.get_historical_features(*args, strategy=self.strategy, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.fs, name)
+
+
+def bob(pit: "PitData", home: Any, strategy: str) -> Forced:
+    return Forced(fstore.connect(pit.project, "bob", home=home), strategy)
 
 
 @dataclass
@@ -144,8 +174,8 @@ def expected_rows(frame: pd.DataFrame, columns: list[str]) -> list[tuple]:
 
 
 @pytest.mark.parametrize("workers", [1, 3])
-def test_join_matches_duckdb_asof_row_by_row(pit: PitData, home: Any, workers: int) -> None:
-    fs = fstore.connect(pit.project, "bob", home=home)
+def test_join_matches_duckdb_asof_row_by_row(pit: PitData, home: Any, strategy: str, workers: int) -> None:
+    fs = bob(pit, home, strategy)
     table = fs.get_historical_features(pit.spine, ["activity:*", "risk@1:*"], workers=workers)
 
     assert table.column_names == ["customer", "merchant", "event_time", "label",
@@ -171,8 +201,8 @@ def test_join_matches_duckdb_asof_row_by_row(pit: PitData, home: Any, workers: i
     assert expired.sum() > 5, "matches older than the TTL"
 
 
-def test_ttl_argument_and_versions(pit: PitData, home: Any) -> None:
-    fs = fstore.connect(pit.project, "bob", home=home)
+def test_ttl_argument_and_versions(pit: PitData, home: Any, strategy: str) -> None:
+    fs = bob(pit, home, strategy)
     ttl = dt.timedelta(days=2)
     table = fs.get_historical_features(pit.spine, ["activity:amount", "activity:note", "risk:*"], ttl=ttl, workers=2)
     assert table.column_names[-4:] == ["amount", "note", "score", "band"]  # risk without @ is version 2
@@ -187,8 +217,8 @@ def test_ttl_argument_and_versions(pit: PitData, home: Any) -> None:
         fs.get_historical_features(pit.spine, ["risk@1:score", "risk@2:score"], full_feature_names=True)
 
 
-def test_time_zones_and_spine_kinds_give_the_same_features(pit: PitData, home: Any) -> None:
-    fs = fstore.connect(pit.project, "bob", home=home)
+def test_time_zones_and_spine_kinds_give_the_same_features(pit: PitData, home: Any, strategy: str) -> None:
+    fs = bob(pit, home, strategy)
     features = ["activity:amount", "activity:n", "risk@1:score"]
     naive_utc = fs.get_historical_features(pit.spine, features)
     expected = as_rows(naive_utc, ["amount", "n", "score"])
@@ -213,8 +243,8 @@ def test_time_zones_and_spine_kinds_give_the_same_features(pit: PitData, home: A
     assert as_rows(from_query, ["amount", "n", "score"]) == expected
 
 
-def test_keys_can_be_mapped_from_other_spine_columns(pit: PitData, home: Any) -> None:
-    fs = fstore.connect(pit.project, "bob", home=home)
+def test_keys_can_be_mapped_from_other_spine_columns(pit: PitData, home: Any, strategy: str) -> None:
+    fs = bob(pit, home, strategy)
     spine = pit.spine.rename(columns={"customer": "cust", "merchant": "shop"})
     keys = {"cust": "customer", "shop": "merchant"}
     table = fs.get_historical_features(spine, ["activity:amount", "risk@1:tier"], keys=keys, workers=2)
@@ -225,12 +255,12 @@ def test_keys_can_be_mapped_from_other_spine_columns(pit: PitData, home: Any) ->
     assert as_rows(table, ["tier"]) == expected_rows(risk, ["tier"])
 
 
-def test_name_clashes_need_full_feature_names(pit: PitData, fraud: Any, home: Any) -> None:
+def test_name_clashes_need_full_feature_names(pit: PitData, fraud: Any, home: Any, strategy: str) -> None:
     with fraud.connect("alice") as alice:
         other = History(create_group(alice, fraud.name, "other", {"customer": "text", "event_time": "timestamptz",
                                                                   "amount": "double precision"}, ["customer"]), [])
         other.commit(alice, [(c, DAYS[0], 1.5) for c in CUSTOMERS])
-    fs = fstore.connect(pit.project, "bob", home=home)
+    fs = bob(pit, home, strategy)
     with pytest.raises(InvalidInput, match=r"amount is ambiguous.*activity.*other"):
         fs.get_historical_features(pit.spine, ["activity:amount", "other:amount"])
     table = fs.get_historical_features(pit.spine, ["activity:amount", "other:amount"], full_feature_names=True)
@@ -241,8 +271,8 @@ def test_name_clashes_need_full_feature_names(pit: PitData, fraud: Any, home: An
         fs.get_historical_features(pit.spine.rename(columns={"label": "amount"}), ["activity:amount"])
 
 
-def test_errors_name_what_is_wrong(pit: PitData, home: Any) -> None:
-    fs = fstore.connect(pit.project, "bob", home=home)
+def test_errors_name_what_is_wrong(pit: PitData, home: Any, strategy: str) -> None:
+    fs = bob(pit, home, strategy)
     for workers in (1, 2):  # from parallel shards too
         with pytest.raises(InvalidInput, match=r"no column merchant .*entity key merchant of feature group"):
             fs.get_historical_features(pit.spine.drop(columns="merchant"), ["activity:amount"], workers=workers)
@@ -266,15 +296,15 @@ def test_errors_name_what_is_wrong(pit: PitData, home: Any) -> None:
         fs.get_historical_features("select 1; drop table x", ["activity:amount"])
 
 
-def test_empty_spine_gives_empty_table_with_columns(pit: PitData, home: Any) -> None:
-    fs = fstore.connect(pit.project, "bob", home=home)
+def test_empty_spine_gives_empty_table_with_columns(pit: PitData, home: Any, strategy: str) -> None:
+    fs = bob(pit, home, strategy)
     table = fs.get_historical_features(pit.spine.iloc[:0], ["activity:amount", "risk@1:tier"])
     assert table.num_rows == 0
     assert table.column_names == ["customer", "merchant", "event_time", "label", "amount", "tier"]
 
 
-def test_query_spines_are_one_select_run_read_only(pit: PitData, home: Any) -> None:
-    fs = fstore.connect(pit.project, "bob", home=home)
+def test_query_spines_are_one_select_run_read_only(pit: PitData, home: Any, strategy: str) -> None:
+    fs = bob(pit, home, strategy)
     query = "select 'c1' as customer, 1 as merchant, timestamp '2024-01-10' as event_time; -- labels"
     table = fs.get_historical_features(query, ["activity:n"])
     assert table.column_names == ["customer", "merchant", "event_time", "n"] and table.num_rows == 1
@@ -288,3 +318,97 @@ def test_query_spines_are_one_select_run_read_only(pit: PitData, home: Any) -> N
                                    f"{pit.project}.activity__v1 where "
                                    f"fstore.record_training_export({dataset.id}, 'csv', '/x', 0)::text is not null",
                                    ["activity:n"])
+
+
+def _spine_table(fraud: Any, pit: PitData) -> str:
+    """The spine as a table of the project, rows inserted in spine order (created by the Data Owner)."""
+    name = sql.Identifier(pit.project, "pit_labels")
+    with fraud.connect("alice") as alice, alice.transaction():
+        alice.execute(sql.SQL("set local role {}").format(sql.Identifier(f"{pit.project}__owner")))
+        alice.execute(sql.SQL("create table {} (customer text, merchant bigint, event_time timestamp, label integer)"
+                              " with (fillfactor = 10)").format(name))  # a few rows a page: several pages to shard
+        alice.cursor().executemany(sql.SQL("insert into {} values (%s, %s, %s, %s)").format(name), [
+            tuple(None if pd.isna(v) else v for v in row) for row in pit.spine.itertuples(index=False)])
+    return f"{pit.project}.pit_labels"
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_spine_table_is_joined_like_a_dataframe(pit: PitData, fraud: Any, home: Any, strategy: str,
+                                                  workers: int) -> None:
+    labels = _spine_table(fraud, pit)
+    fs = bob(pit, home, strategy)
+    features = ["activity:*", "risk@1:*"]
+    from_table = fs.get_historical_features(labels, features, workers=workers)
+    from_frame = fs.get_historical_features(pit.spine, features)
+    columns = ["customer", "merchant", "label", "amount", "n", "flag", "note", "score", "tier"]
+    assert as_rows(from_table, columns) == as_rows(from_frame, columns)
+    activity = reference(pit.spine, pit.activity, ["amount", "n", "flag", "note"], None)
+    assert as_rows(from_table, ["amount", "n", "flag", "note"]) == expected_rows(activity, ["amount", "n", "flag", "note"])
+
+    with fraud.connect("bob") as conn:  # a psql user: the builder's query as is, with a row number
+        query = conn.execute("select fstore.training_data_sql(%s::regclass, %s, p_row_number => 'i',"
+                             " p_strategy => %s)", (labels, features, strategy)).fetchone()[0]
+        rows = conn.execute(query).fetchall()
+    assert [r[0] for r in rows] == list(range(1, len(pit.spine) + 1))
+    assert [r[5:9] for r in rows] == expected_rows(activity, ["amount", "n", "flag", "note"])
+
+
+def test_the_planner_says_which_strategy_each_group_gets(pit: PitData, home: Any) -> None:
+    fs = fstore.connect(pit.project, "bob", home=home)
+    plan = fs.explain_historical_features(pit.spine, ["activity:*", "risk@1:*"])
+    assert [g["group"] for g in plan] == [f"{pit.project}.activity@1", f"{pit.project}.risk@1"]
+    assert all(g["strategy"] in ("probe", "merge") and g["reason"] for g in plan)
+    assert plan[0]["spine_rows"] == len(pit.spine) and "probes ~" in plan[0]["reason"]
+    # the choice follows the cost model: a spine much smaller than the history gets probes
+    small = fs.explain_historical_features(pit.spine.iloc[:3], ["activity:*"])[0]
+    assert small["strategy"] == "probe" and small["probe_cost_s"] < small["merge_cost_s"]
+    assert all(g["strategy"] == ("merge" if g["merge_cost_s"] < g["probe_cost_s"] else "probe") for g in plan)
+    late = pit.spine[pit.spine["event_time"] >= DAYS[15].replace(tzinfo=None)]
+    unbounded = fs.explain_historical_features(late, ["activity:*"])[0]
+    bounded = fs.explain_historical_features(late, ["activity:*"], ttl="1 day")[0]
+    assert bounded["history_rows_to_read"] < unbounded["history_rows_to_read"], "a TTL bounds the history to read"
+    forced = fs.explain_historical_features(pit.spine, ["activity:*"], strategy="merge")
+    assert forced[0]["strategy"] == "merge" and "asked for" in forced[0]["reason"]
+    # the plan of a run, and one strategy per group
+    got: list[Any] = []
+    mixed = fs.get_historical_features(pit.spine, ["activity:*", "risk@1:*"], strategy="merge,probe", plan=got)
+    assert [g["strategy"] for g in got] == ["merge", "probe"]
+    assert mixed.equals(fs.get_historical_features(pit.spine, ["activity:*", "risk@1:*"], strategy="probe"))
+    with pytest.raises(InvalidInput, match="strategy must be"):
+        fs.get_historical_features(pit.spine, ["activity:*"], strategy="hash")
+
+
+def test_with_a_ttl_the_merge_reads_no_history_older_than_the_spine_minus_the_ttl(pit: PitData, fraud: Any) -> None:
+    with fraud.connect("bob") as conn:
+        conn.execute("create temp table _fstore_spine (customer text, merchant bigint, event_time timestamptz)")
+        conn.execute("insert into _fstore_spine values ('c1', 1, '2024-01-10 00:00+00'), ('c2', 2, '2024-01-12 00:00+00')")
+        query = conn.execute("select fstore.training_data_sql('pg_temp._fstore_spine'::regclass, array['activity:n'],"
+                             " p_ttl => '1 day', p_strategy => 'merge')").fetchone()[0]
+        assert "o.event_time >= '2024-01-10 00:00:00+00'::timestamptz - '1 day'::interval" in query
+        assert "o.event_time <= '2024-01-12 00:00:00+00'::timestamptz" in query
+        merged = conn.execute(query).fetchall()
+        probed = conn.execute(conn.execute(
+            "select fstore.training_data_sql('pg_temp._fstore_spine'::regclass, array['activity:n'],"
+            " p_ttl => '1 day', p_strategy => 'probe')").fetchone()[0]).fetchall()
+    assert merged == probed
+
+
+@pytest.mark.parametrize("strategy", ["probe", "merge"])
+def test_row_policies_and_sensitive_features_hold_in_each_strategy(fraud: Any, home: Any, strategy: str) -> None:
+    from fstore import policies
+
+    with fraud.connect("alice") as alice:
+        group = create_group(alice, fraud.name, "consented", {"customer": "text", "event_time": "timestamptz",
+                                                              "score": "double precision", "consent": "boolean"},
+                             ["customer"])
+        commit_rows(alice, group, [("c1", DAYS[0], 1.0, True), ("c1", DAYS[1], 2.0, False), ("c2", DAYS[0], 3.0, False)])
+        policies.apply_policies(alice, fraud.name, [
+            policies.RowPolicy("consented", "consented__v1", ("data_scientist",), "consent")])
+    spine = pd.DataFrame({"customer": ["c1", "c2", "c1"], "event_time": [DAYS[2], DAYS[2], DAYS[0]]})
+    scientist = fstore.connect(fraud.name, "bob", home=home)
+    owner = fstore.connect(fraud.name, "alice", home=home)
+    # the scientist's join sees consented rows only: c1's latest consented row, nothing for c2
+    assert scientist.get_historical_features(spine, ["consented:score"], strategy=strategy).column(
+        "score").to_pylist() == [1.0, None, 1.0]
+    assert owner.get_historical_features(spine, ["consented:score"], strategy=strategy).column(
+        "score").to_pylist() == [2.0, 3.0, 1.0]
