@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -17,9 +18,11 @@ from fstore.home import FstoreHome
 from tests.conftest import TEST_CLUSTER_WORKERS
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def cluster_home(request: pytest.FixtureRequest) -> Iterator[FstoreHome]:
-    """A running coordinator with at least two workers."""
+    """A running coordinator with at least two workers, for this package's tests only: the
+    session's ``home`` (FSTORE_HOME and the admin's service entry) is put back afterwards,
+    so the tests after these talk to it again."""
     if not cluster.citus_installed():
         pytest.skip("Citus is not installed: run scripts/setup.sh")
     if TEST_CLUSTER_WORKERS >= 2:
@@ -37,3 +40,4 @@ def cluster_home(request: pytest.FixtureRequest) -> Iterator[FstoreHome]:
             os.environ.pop("FSTORE_HOME", None)
         else:
             os.environ["FSTORE_HOME"] = previous
+            write_service_entry(material_for(FstoreHome(Path(previous)), "fstore_admin"))
