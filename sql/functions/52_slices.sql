@@ -33,6 +33,35 @@ end $$;
 comment on function fstore.check_slice_options(integer,integer) is
   'Refuse a min_slice_rows below 1 and bins outside [2, 1000], naming the option.';
 
+create or replace function fstore.check_slice_by(p_feature_group_id bigint, p_slice_by text, p_features text[],
+                                                 p_purpose text)
+returns void language plpgsql stable set search_path = pg_catalog, fstore, pg_temp as $$
+declare
+  v_fg fstore.feature_groups := fstore.feature_group_by_id(p_feature_group_id);
+  v_label text := v_fg.project || '.' || v_fg.name || '@' || v_fg.version;
+  v_bad text;
+begin
+  if p_slice_by is null or not exists (select 1 from fstore.features f
+                                        where f.feature_group_id = v_fg.id and f.name = p_slice_by) then
+    raise exception 'feature group % has no column % to slice by; slice by one of: %', v_label,
+      coalesce(quote_literal(left(p_slice_by, 80)), 'NULL'),
+      (select string_agg(f.name, ', ' order by f.position) from fstore.features f where f.feature_group_id = v_fg.id)
+      using errcode = '42703';
+  end if;
+  select string_agg(f, ', ') into v_bad from unnest(p_features) f
+   where f = p_slice_by
+      or not exists (select 1 from fstore.features x where x.feature_group_id = v_fg.id and x.name = f and not x.is_key);
+  if v_bad is not null then
+    raise exception 'feature group % has no feature % to % per slice (not a key, nor the slice_by column %)',
+      v_label, v_bad, p_purpose, p_slice_by using errcode = '42703';
+  end if;
+  -- a column the caller may not read (a sensitive feature): refused by name, before any row is read
+  perform fstore.check_readable_features(v_fg.id, p_slice_by || coalesce(p_features, '{}'));
+end $$;
+comment on function fstore.check_slice_by(bigint,text,text[],text) is
+  'Refuses, by name, a slice_by column that is not a column of the group (listing the ones it has), a feature that is a key, unknown or the slice column itself (p_purpose says what was asked: describe, measure), and any of them the session may not read (fstore.check_readable_features). Slice statistics, slice drift and monitors ask it.';
+
+
 -- The two-sided p-value of a standard normal z: erfc(|z| / sqrt 2), by the Chebyshev fit of
 -- Numerical Recipes' erfcc (fractional error below 1.2e-7 everywhere). PostgreSQL 15 has no erf.
 create or replace function fstore.normal_two_sided_p(p_z float8) returns float8
@@ -68,7 +97,6 @@ declare
   v_columns text[] := '{}';
   v_names text[] := '{}';
   v_kinds text[] := '{}';
-  v_unknown text;
   v_name text;
   v_kind text;
   v_total bigint;
@@ -84,27 +112,7 @@ begin
   if p_threshold is null then
     raise exception 'threshold must be a number, not NULL' using errcode = '22023';
   end if;
-  if p_slice_by is null or not exists (select 1 from fstore.features f
-                                        where f.feature_group_id = v_fg.id and f.name = p_slice_by) then
-    raise exception 'feature group % has no column % to slice by; slice by one of: %', v_label,
-      coalesce(quote_literal(left(p_slice_by, 80)), 'NULL'),
-      (select string_agg(f.name, ', ' order by f.position) from fstore.features f where f.feature_group_id = v_fg.id)
-      using errcode = '42703';
-  end if;
-  select string_agg(f, ', ') into v_unknown from unnest(p_features) f
-   where f = p_slice_by
-      or not exists (select 1 from fstore.features x where x.feature_group_id = v_fg.id and x.name = f and not x.is_key);
-  if v_unknown is not null then
-    raise exception 'feature group % has no feature % to describe per slice (not a key, nor the slice_by column %)',
-      v_label, v_unknown, p_slice_by using errcode = '42703';
-  end if;
-  -- a column the caller may not read (a sensitive feature): refused by name, before any row is read
-  select string_agg(c, ', ') into v_unknown from unnest(p_slice_by || coalesce(p_features, '{}')) c
-   where not has_column_privilege(v_table, c, 'SELECT');
-  if v_unknown is not null then
-    raise exception 'permission denied for feature % of feature group % (to %)', v_unknown, v_label, session_user
-      using errcode = '42501';
-  end if;
+  perform fstore.check_slice_by(v_fg.id, p_slice_by, p_features, 'describe');
   if p_commit is not null and not exists (select 1 from fstore.commits c
                                            where c.id = p_commit and c.feature_group_id = v_fg.id) then
     raise exception 'commit % is not a commit of feature group %', p_commit, v_label using errcode = 'P0002';
@@ -384,6 +392,7 @@ comment on function fstore.training_dataset_slices(text,text,integer,text,text,i
 grant execute on function
   fstore.max_slices(),
   fstore.check_slice_options(integer,integer),
+  fstore.check_slice_by(bigint,text,text[],text),
   fstore.normal_two_sided_p(double precision),
   fstore.slice_statistics(bigint,text,text[],bigint,integer,double precision,integer),
   fstore.training_dataset_slices(text,text,integer,text,text,integer,double precision,double precision,text)

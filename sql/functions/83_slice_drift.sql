@@ -60,22 +60,7 @@ begin
   if p_sample_rows is not null and p_sample_rows < 1000 then
     raise exception 'sample_rows must be at least 1000, not %', p_sample_rows using errcode = '22023';
   end if;
-  if p_slice_by is null or not exists (select 1 from fstore.features f
-                                        where f.feature_group_id = v_fg.id and f.name = p_slice_by) then
-    raise exception 'feature group % has no column % to slice by; slice by one of: %', v_label,
-      coalesce(quote_literal(left(p_slice_by, 80)), 'NULL'),
-      (select string_agg(f.name, ', ' order by f.position) from fstore.features f where f.feature_group_id = v_fg.id)
-      using errcode = '42703';
-  end if;
-  select string_agg(f, ', ') into v_name from unnest(p_features) f
-   where f = p_slice_by
-      or not exists (select 1 from fstore.features x where x.feature_group_id = v_fg.id and x.name = f and not x.is_key);
-  if v_name is not null then
-    raise exception 'feature group % has no feature % to measure per slice (not a key, nor the slice_by column %)',
-      v_label, v_name, p_slice_by using errcode = '42703';
-  end if;
-  -- a column the caller may not read (a sensitive feature): refused by name, before any row is read
-  perform fstore.check_readable_features(v_fg.id, p_slice_by || coalesce(p_features, '{}'));
+  perform fstore.check_slice_by(v_fg.id, p_slice_by, p_features, 'measure');
   v_features := coalesce(p_features, fstore.check_readable_features(v_fg.id, null));
   v_call := fstore.check_drift_thresholds(v_fg.id, p_thresholds);
   select (p_baseline->>'commit')::bigint, array(select jsonb_array_elements_text(p_baseline->'commits')::bigint),

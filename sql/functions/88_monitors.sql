@@ -220,14 +220,7 @@ begin
     raise exception 'feature group % has no feature %', v_label, v_bad using errcode = '42703';
   end if;
   if p_slice_by is not null then
-    if not exists (select 1 from fstore.features x where x.feature_group_id = v_fg.id and x.name = p_slice_by) then
-      raise exception 'feature group % has no column % to slice by', v_label, quote_ident(left(p_slice_by, 80))
-        using errcode = '42703';
-    end if;
-    if not has_column_privilege(session_user, v_table, p_slice_by, 'SELECT') then
-      raise exception 'permission denied for feature % of feature group % (to %): it may not slice a monitor',
-        p_slice_by, v_label, session_user using errcode = '42501';
-    end if;
+    perform fstore.check_slice_by(v_fg.id, p_slice_by, p_features, 'measure');
   end if;
   select string_agg(c, ', ') into v_bad from unnest(coalesce(p_features, '{}')) c
    where c is not null and not has_column_privilege(session_user, v_table, c, 'SELECT');

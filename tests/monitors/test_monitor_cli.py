@@ -35,7 +35,7 @@ def test_monitor_commands(make_project: Any) -> None:
     sliced = one_error_line(cli.run("monitor", "create", "sliced", "--group", "payments", "--baseline",
                                     f"up_to_commit={base}", "--current", "last 1 day", "--every", "1h",
                                     "--slice-by", "nope", "--as", bob, code=1).stderr)
-    assert "has no column nope to slice by" in sliced
+    assert "has no column 'nope' to slice by" in sliced
     schedule = one_error_line(cli.run("monitor", "create", "bad", "--group", "payments", "--baseline",
                                       f"up_to_commit={base}", "--current", "last 1 day", "--every", "90m",
                                       "--as", bob, code=1).stderr)

@@ -146,7 +146,7 @@ CASES: list[Case] = [
     deny("window_injected", "bob", create("win", current='"last 1 day\'); drop table t; --"'), state="22023",
          match="current window"),
     deny("slice_by_unknown_column", "bob", create("sliced", slice_by="nope"), state="42703",
-         match="has no column nope to slice by"),
+         match="has no column 'nope' to slice by"),
     deny("slice_by_injected_column", "bob", create("sliced", slice_by='amount"; drop table t; --'), state="42703",
          match="to slice by"),
     allow("scientist_creates_a_sliced_monitor", "bob", "begin", create("sliced", slice_by="amount"),
