@@ -50,6 +50,32 @@ $$;
 comment on function fstore.drift_window_sql(jsonb,integer,text) is
   'The WHERE condition of a window (see above) over the offline table, as SQL text whose values are the parameters $n .. $n+5 of the query it goes into, in the order of fstore.drift_window_values: commit, commits, up_to_commit, after_commit, from, to. Only the keys the window has become conditions (so the planner sees plain comparisons).';
 
+create or replace function fstore.drift_window_values(p_window jsonb, out commit_id bigint, out commit_ids bigint[],
+  out up_to_commit bigint, out after_commit bigint, out from_time timestamptz, out to_time timestamptz)
+language sql immutable set search_path = pg_catalog, pg_temp as $$
+  select (p_window->>'commit')::bigint, array(select jsonb_array_elements_text(p_window->'commits')::bigint),
+         (p_window->>'up_to_commit')::bigint, (p_window->>'after_commit')::bigint,
+         (p_window->>'from')::timestamptz, (p_window->>'to')::timestamptz
+$$;
+comment on function fstore.drift_window_values(jsonb) is
+  'The values of a window (checked by fstore.check_drift_window) in the order of the parameters of fstore.drift_window_sql: commit, commits, up_to_commit, after_commit, from, to (NULL where the window has no such key).';
+
+create or replace function fstore.check_group_features(p_feature_group_id bigint, p_features text[]) returns void
+language plpgsql stable set search_path = pg_catalog, fstore, pg_temp as $$
+declare
+  v_fg fstore.feature_groups := fstore.feature_group_by_id(p_feature_group_id);
+  v_unknown text;
+begin
+  select string_agg(f, ', ') into v_unknown from unnest(p_features) f
+   where not exists (select 1 from fstore.features x where x.feature_group_id = v_fg.id and x.name = f and not x.is_key);
+  if v_unknown is not null then
+    raise exception 'feature group %.%@% has no feature %', v_fg.project, v_fg.name, v_fg.version, v_unknown
+      using errcode = '42703';
+  end if;
+end $$;
+comment on function fstore.check_group_features(bigint,text[]) is
+  'Refuses, naming them, the names of p_features that are not non-key features of the group. Drift, histograms and monitors ask it.';
+
 -- The PSI and Jensen-Shannon distance of the bin shares (b, c) of a query's "shares" CTE,
 -- as two select-list expressions; $p_floor is the floor of a share in the PSI.
 create or replace function fstore.drift_divergences_sql(p_floor integer) returns text
@@ -201,7 +227,6 @@ declare
   v_label text;
   v_name text;
   v_kind text;
-  v_unknown text;
   v_call jsonb;
   v_names text[] := '{}';
   v_kinds text[] := '{}';
@@ -224,21 +249,12 @@ begin
   v_fg := fstore.feature_group_by_id(p_feature_group_id);
   v_label := v_fg.project || '.' || v_fg.name || '@' || v_fg.version;
   perform fstore.check_drift_window(p_baseline, 'baseline'), fstore.check_drift_window(p_current, 'current');
-  select (p_baseline->>'commit')::bigint, array(select jsonb_array_elements_text(p_baseline->'commits')::bigint),
-         (p_baseline->>'up_to_commit')::bigint, (p_baseline->>'after_commit')::bigint,
-         (p_baseline->>'from')::timestamptz, (p_baseline->>'to')::timestamptz,
-         (p_current->>'commit')::bigint, array(select jsonb_array_elements_text(p_current->'commits')::bigint),
-         (p_current->>'up_to_commit')::bigint, (p_current->>'after_commit')::bigint,
-         (p_current->>'from')::timestamptz, (p_current->>'to')::timestamptz
-    into b_commit, b_commits, b_up_to, b_after, b_from, b_to, c_commit, c_commits, c_up_to, c_after, c_from, c_to;
+  select w.* into b_commit, b_commits, b_up_to, b_after, b_from, b_to from fstore.drift_window_values(p_baseline) w;
+  select w.* into c_commit, c_commits, c_up_to, c_after, c_from, c_to from fstore.drift_window_values(p_current) w;
   if p_bins is null or p_bins < 2 or p_bins > 1000 then
     raise exception 'bins must be between 2 and 1000, not %', coalesce(p_bins::text, 'NULL') using errcode = '22023';
   end if;
-  select string_agg(f, ', ') into v_unknown from unnest(p_features) f
-   where not exists (select 1 from fstore.features x where x.feature_group_id = v_fg.id and x.name = f and not x.is_key);
-  if v_unknown is not null then
-    raise exception 'feature group % has no feature %', v_label, v_unknown using errcode = '42703';
-  end if;
+  perform fstore.check_group_features(v_fg.id, p_features);
   v_call := fstore.check_drift_thresholds(v_fg.id, p_thresholds);
   v_table := format('%I.%I', v_fg.project, v_fg.offline_table);
   -- the features measured, and what is measured of each (vectors by their L2 norm)
@@ -317,7 +333,8 @@ comment on function fstore.feature_drift(bigint,jsonb,jsonb,text[],integer,doubl
 grant execute on function
   fstore.drift_divergences_sql(integer), fstore.numeric_drift_sql(integer,integer),
   fstore.check_drift_window(jsonb,text),
-  fstore.drift_window_sql(jsonb,integer,text),
+  fstore.drift_window_sql(jsonb,integer,text), fstore.drift_window_values(jsonb),
+  fstore.check_group_features(bigint,text[]),
   fstore.feature_drift(bigint,jsonb,jsonb,text[],integer,double precision,jsonb,bigint),
   fstore.drift_measures(), fstore.check_drift_thresholds(bigint,jsonb),
   fstore.set_drift_thresholds(bigint,jsonb),

@@ -24,7 +24,6 @@ declare
   v_name text;
   v_kind text;
   v_value text;
-  v_unknown text;
   v_lo float8;
   v_hi float8;
   v_count integer;
@@ -42,18 +41,9 @@ begin
     raise exception 'top_values must be between 1 and 1000, not %', coalesce(p_top_values::text, 'NULL')
       using errcode = '22023';
   end if;
-  select string_agg(f, ', ') into v_unknown from unnest(p_features) f
-   where not exists (select 1 from fstore.features x where x.feature_group_id = v_fg.id and x.name = f and not x.is_key);
-  if v_unknown is not null then
-    raise exception 'feature group % has no feature %', v_label, v_unknown using errcode = '42703';
-  end if;
-  select (p_baseline->>'commit')::bigint, array(select jsonb_array_elements_text(p_baseline->'commits')::bigint),
-         (p_baseline->>'up_to_commit')::bigint, (p_baseline->>'after_commit')::bigint,
-         (p_baseline->>'from')::timestamptz, (p_baseline->>'to')::timestamptz,
-         (p_current->>'commit')::bigint, array(select jsonb_array_elements_text(p_current->'commits')::bigint),
-         (p_current->>'up_to_commit')::bigint, (p_current->>'after_commit')::bigint,
-         (p_current->>'from')::timestamptz, (p_current->>'to')::timestamptz
-    into b_commit, b_commits, b_up_to, b_after, b_from, b_to, c_commit, c_commits, c_up_to, c_after, c_from, c_to;
+  perform fstore.check_group_features(v_fg.id, p_features);
+  select w.* into b_commit, b_commits, b_up_to, b_after, b_from, b_to from fstore.drift_window_values(p_baseline) w;
+  select w.* into c_commit, c_commits, c_up_to, c_after, c_from, c_to from fstore.drift_window_values(p_current) w;
   v_table := format('%I.%I', v_fg.project, v_fg.offline_table);
   v_windows := format(
     'base as (select %%1$s as v from %1$s where %2$s),

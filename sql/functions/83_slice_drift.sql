@@ -63,13 +63,8 @@ begin
   perform fstore.check_slice_by(v_fg.id, p_slice_by, p_features, 'measure');
   v_features := coalesce(p_features, fstore.check_readable_features(v_fg.id, null));
   v_call := fstore.check_drift_thresholds(v_fg.id, p_thresholds);
-  select (p_baseline->>'commit')::bigint, array(select jsonb_array_elements_text(p_baseline->'commits')::bigint),
-         (p_baseline->>'up_to_commit')::bigint, (p_baseline->>'after_commit')::bigint,
-         (p_baseline->>'from')::timestamptz, (p_baseline->>'to')::timestamptz,
-         (p_current->>'commit')::bigint, array(select jsonb_array_elements_text(p_current->'commits')::bigint),
-         (p_current->>'up_to_commit')::bigint, (p_current->>'after_commit')::bigint,
-         (p_current->>'from')::timestamptz, (p_current->>'to')::timestamptz
-    into b_commit, b_commits, b_up_to, b_after, b_from, b_to, c_commit, c_commits, c_up_to, c_after, c_from, c_to;
+  select w.* into b_commit, b_commits, b_up_to, b_after, b_from, b_to from fstore.drift_window_values(p_baseline) w;
+  select w.* into c_commit, c_commits, c_up_to, c_after, c_from, c_to from fstore.drift_window_values(p_current) w;
   v_b := fstore.drift_window_sql(p_baseline, 1, v_fg.event_time);
   v_c := fstore.drift_window_sql(p_current, 7, v_fg.event_time);
 

@@ -190,7 +190,6 @@ declare
   v_fg fstore.feature_groups;
   v_label text;
   v_table regclass;
-  v_bad text;
   v_since timestamptz;
   v_baseline jsonb;
   v_current jsonb;
@@ -214,20 +213,11 @@ begin
     raise exception 'permission denied: % may not read feature group %, so may not monitor it', session_user, v_label
       using errcode = '42501';
   end if;
-  select string_agg(f, ', ') into v_bad from unnest(p_features) f
-   where not exists (select 1 from fstore.features x where x.feature_group_id = v_fg.id and x.name = f and not x.is_key);
-  if v_bad is not null then
-    raise exception 'feature group % has no feature %', v_label, v_bad using errcode = '42703';
-  end if;
+  perform fstore.check_group_features(v_fg.id, p_features);
   if p_slice_by is not null then
     perform fstore.check_slice_by(v_fg.id, p_slice_by, p_features, 'measure');
   end if;
-  select string_agg(c, ', ') into v_bad from unnest(coalesce(p_features, '{}')) c
-   where c is not null and not has_column_privilege(session_user, v_table, c, 'SELECT');
-  if v_bad is not null then
-    raise exception 'permission denied for feature % of feature group % (to %)', v_bad, v_label, session_user
-      using errcode = '42501';
-  end if;
+  perform fstore.check_readable_features(v_fg.id, p_features);
   if p_bins is null or p_bins < 2 or p_bins > 1000 then
     raise exception 'bins must be between 2 and 1000, not %', coalesce(p_bins::text, 'NULL') using errcode = '22023';
   end if;
