@@ -38,6 +38,7 @@ from typing import Any
 
 from cryptography import x509
 from cryptography.x509.oid import ExtendedKeyUsageOID
+import psycopg
 from psycopg import sql
 
 from fstore import server
@@ -319,6 +320,21 @@ def drop_owned_on_workers(home: FstoreHome, roles: list[str]) -> None:
             for role in existing:  # the schema stays (fstore_control's): the coordinator's DROP SCHEMA drops it
                 conn.execute(sql.SQL("reassign owned by {} to fstore_control").format(sql.Identifier(role)))
                 conn.execute(sql.SQL("drop owned by {}").format(sql.Identifier(role)))
+                _revoke_database_privileges(conn, role)
+
+
+def _revoke_database_privileges(conn: psycopg.Connection[Any], role: str) -> None:
+    """Revoke what ``role`` holds on the database, as each grantor: DROP OWNED revokes only
+    what the database's owner granted, and Citus's propagated grants on ``fstore`` are
+    ``fstore_control``'s (``privileges for database fstore`` then blocks DROP ROLE)."""
+    grantors = [r[0] for r in conn.execute(
+        "select distinct a.grantor::regrole::text from pg_database d, aclexplode(d.datacl) a"
+        " where d.datname = current_database() and a.grantee = %s::regrole", (role,))]
+    for grantor in grantors:
+        conn.execute(sql.SQL("set role {}").format(sql.Identifier(grantor.strip('"'))))
+        conn.execute(sql.SQL("revoke all on database {} from {} cascade").format(
+            sql.Identifier(DATABASE), sql.Identifier(role)))
+        conn.execute("reset role")
 
 
 def drop_worker_roles(home: FstoreHome, roles: list[str]) -> None:

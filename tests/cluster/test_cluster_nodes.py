@@ -60,11 +60,24 @@ def test_plain_tcp_to_a_worker_is_refused(cluster_home: FstoreHome) -> None:
 
 
 def test_no_password_logins_on_any_node(cluster_home: FstoreHome) -> None:
+    """No node accepts a password; a member may set their own (PostgreSQL lets anyone, and
+    Citus propagates it to the workers), and it opens no login anywhere."""
+    project = sandbox.create_project(cluster_home, prefix="clpw")
+    member = f"{project}__bob"
+    with connect(cluster_home, member, autocommit=True) as bob:
+        bob.execute("alter role current_user password 'guessable'")
     for node_home in [cluster_home, *(n.home for n in cluster.workers(cluster_home))]:
         hba = (node_home.data_dir / "pg_hba.conf").read_text().lower()
         assert "md5" not in hba and "scram" not in hba and "password" not in hba
         with connect_operator(node_home) as conn:
-            assert conn.execute("select count(*) from pg_authid where rolpassword is not null").fetchone()[0] == 0
+            with_password = [r[0] for r in conn.execute("select rolname from pg_authid where rolpassword is not null")]
+            # only project-users set them (their own): fstore's roles, group roles and the superuser have none
+            assert member in with_password or node_home != cluster_home
+            assert not [r for r in with_password if r.startswith(("fstore", "postgres"))
+                        or r.endswith(("__owner", "__data_owner", "__data_scientist"))], with_password
+        with pytest.raises(psycopg.OperationalError):
+            psycopg.connect(host="127.0.0.1", port=node_home.port, user=member, dbname="fstore", password="guessable",
+                            sslmode="require", connect_timeout=5).close()
 
 
 def test_project_roles_reach_the_workers_and_group_roles_log_in_there(cluster_home: FstoreHome) -> None:
@@ -100,8 +113,6 @@ def test_member_removal_reaches_the_workers(cluster_home: FstoreHome) -> None:
             assert not conn.execute("select 1 from pg_roles where rolname = %s", (f"{project}__bob",)).fetchone()
 
 
-@pytest.mark.xfail(strict=True, reason="docs/cluster.md: DROP ROLE on a worker still sees the database privileges "
-                                       "(cross-role connections); delete_project fails on a cluster")
 def test_project_deletion_reaches_the_workers(cluster_home: FstoreHome) -> None:
     from fstore import projects
 
