@@ -24,7 +24,7 @@ from rich.console import Console
 from rich.table import Table
 
 import fstore
-from fstore import pki, policies, projects, server
+from fstore import cluster, pki, policies, projects, server
 from fstore.connection import connect, material_for, write_service_entry
 from fstore.errors import Conflict, NotFound, PermissionDenied
 from fstore.home import FstoreHome
@@ -61,13 +61,16 @@ def _ensure_certificate(home: FstoreHome, role: str) -> None:
     write_service_entry(material_for(home, role))
 
 
-def setup_platform(home: FstoreHome, port: int | None) -> None:
-    """CA, server, the two projects and bob."""
+def setup_platform(home: FstoreHome, port: int | None, workers: int | None = None) -> None:
+    """CA, server (with ``workers``: a Citus coordinator and its workers), the two projects and bob."""
     if pki.init_ca(home):
         pki.issue_certificate(home, "fstore_admin")
         console.print(f"created the CA, server and admin certificates in {home.root}")
-    result = server.start(home, port)
-    console.print(f"PostgreSQL {'already running' if result.already_running else 'started'} on port {result.port}")
+    if workers is None and cluster.is_cluster(home):
+        workers = len(cluster.workers(home))
+    result = cluster.start_cluster(home, workers, port) if workers else server.start(home, port)
+    console.print(f"PostgreSQL {'already running' if result.already_running else 'started'} on port {result.port}"
+                  + (f", a Citus coordinator with {workers} workers" if workers else ""))
     write_service_entry(material_for(home, "fstore_admin"))
     with connect(home, "fstore_admin", autocommit=True) as admin:
         who, version, serial = admin.execute(
@@ -342,12 +345,25 @@ def show_row_policy(home: FstoreHome) -> None:
                   f"(feature groups, online tables, training datasets, lookups, statistics): {sum(seen.values())}")
 
 
-def run_demo(home: FstoreHome, port: int | None = None, transactions: int = 1_000_000) -> None:
-    """Run every demo step against the embedded server of ``home``."""
+def show_cluster(home: FstoreHome) -> None:
+    """The nodes of the cluster and where each feature group's shards are."""
+    status = cluster.cluster_status(home)
+    for node in status["nodes"]:
+        console.print(f"{node['name']}: {node['host']}:{node['port']} {'DOWN' if node.get('healthy') is False else 'up'}"
+                      f", {node['shards']} shard(s)")
+    tables = status.get("tables", [])
+    console.print(f"distributed tables: {len(tables)}"
+                  + "".join(f"\n  {t['table']}: {t['shards']} shard(s) by {t['distribution_column']}" for t in tables))
+
+
+def run_demo(home: FstoreHome, port: int | None = None, transactions: int = 1_000_000,
+             workers: int | None = None) -> None:
+    """Run every demo step against the embedded server of ``home`` (with ``workers``: on a
+    Citus cluster of that many workers)."""
     out = home.root / "demo"
     out.mkdir(parents=True, exist_ok=True)
     with step("1. the fstore CA, the embedded PostgreSQL and two projects"):
-        setup_platform(home, port)
+        setup_platform(home, port, workers)
     with step("2. synthetic AML data and dbt feature groups (as Data Owner fraud__alice)"):
         load_and_engineer(home, transactions)
     with step("3. feature groups (fstore fg list --as fraud__alice)"):
@@ -366,5 +382,8 @@ def run_demo(home: FstoreHome, port: int | None = None, transactions: int = 1_00
         show_governance(home, out, report)
     with step("10. a sensitive feature: is_pep, Data Owners only (as fraud__bob, then fraud__alice)"):
         show_sensitive_feature(home)
+    if cluster.is_cluster(home):
+        with step("11. the cluster: nodes and shards (fstore cluster status)"):
+            show_cluster(home)
     console.rule("[bold green]done")
     console.print(f"server: `fstore server status`; psql: `psql \"service=fraud__alice\"`; files in {out}")
