@@ -136,9 +136,10 @@ def _prepare_primary(home: FstoreHome) -> None:
             conn.execute(sql.SQL("create role {} login replication").format(sql.Identifier(REPLICATOR_ROLE)))
     hba = home.data_dir / "pg_hba.conf"
     lines = replication_hba(home)
-    if lines and lines not in hba.read_text():
-        with hba.open("a") as fh:
-            fh.write(lines)
+    text = hba.read_text()
+    if lines and lines not in text:  # before the catch-all certificate line, which would match first
+        catch_all = "hostssl   all      all        all      cert\n"
+        hba.write_text(text.replace(catch_all, lines + catch_all) if catch_all in text else text + lines)
         server.reload(home)
 
 
@@ -211,9 +212,15 @@ def _start(home: FstoreHome, rep: Replica, timeout: int = 120) -> None:
         return
     server._run([str(server.pg_bin() / "pg_ctl"), "start", "-D", str(rep.home.data_dir), "-l",
                  str(rep.home.log_file), "-w", "-t", str(timeout)])
-    with connect_operator(rep.home) as conn:
+    with connect_operator(rep.home, autocommit=True) as conn:
         if not conn.execute("select pg_is_in_recovery()").fetchone()[0]:
             raise ServerError(f"replica {rep.name} is not in recovery: it is not a standby of {home.root}")
+        deadline = time.monotonic() + timeout
+        while conn.execute("select status from pg_stat_wal_receiver").fetchone() != ("streaming",):
+            if time.monotonic() > deadline:
+                raise ServerError(f"replica {rep.name} does not stream from {home.root} after {timeout}s: "
+                                  f"see {rep.home.log_file}")
+            time.sleep(0.02)
 
 
 def start_replica(home: FstoreHome, port: int | None = None) -> Replica:

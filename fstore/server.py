@@ -178,8 +178,8 @@ def _write_config(home: FstoreHome, port: int, listen: str) -> None:
         "local     all      all                 reject\n"
         "hostnossl all      all        all      reject\n"
         f"hostssl   all      {SUPERUSER_ROLE}   all      reject\n"
-        "hostssl   all      all        all      cert\n"
         + replication_hba(home)  # read replicas (fstore.replica): the replicator's certificate, replication only
+        + "hostssl   all      all        all      cert\n"
     )
     for name in ("pg_ident.conf", "pg_hba.conf"):
         _chown_to_server(home.data_dir / name)
