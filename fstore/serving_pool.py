@@ -221,4 +221,5 @@ class OnlineStore:
 
     def __repr__(self) -> str:
         names = ", ".join(t.name for t in self._replicas)
-        return f"OnlineStore(project={self.project!r}, role={self.role!r}" + (f", replicas=[{names}])" if names else ")")
+        tail = f", replicas=[{names}])" if names else ")"
+        return f"OnlineStore(project={self.project!r}, role={self.role!r}" + tail
