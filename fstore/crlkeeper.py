@@ -49,6 +49,7 @@ from fstore.errors import FstoreError
 from fstore.home import FstoreHome
 from fstore.keeper_process import daemonize, keeper_status, start_keeper, stop_keeper, try_lock, write_pid
 from fstore.registry import CertificateRecord, now, publication_lock, registry, sync_catalog
+from fstore.replica_nodes import reload_replicas
 from fstore.roles import ADMIN_ROLE
 
 CHANNEL = "fstore_certificates"
@@ -155,7 +156,9 @@ def renew_if_due(home: FstoreHome, *, reachable: bool) -> bool:
             log(f"renewed the CRLs; next update {next_update.isoformat(timespec='seconds')}")
         exported = export_crl(home)
         if (due or exported) and reachable:
-            server.reload(home)
+            server.reload(home)  # the read replicas too (fstore.replica_nodes.reload_replicas)
+        elif due or exported:  # the primary is down: its replicas still serve, with the renewed CRL
+            reload_replicas(home)
         return due
 
 

@@ -41,6 +41,7 @@ from fstore.errors import InvalidInput, ServerError
 from fstore.home import DEFAULT_PORT, FstoreHome
 from fstore.keeper_process import keeper_status, start_keeper, stop_keeper
 from fstore.registry import publication_lock, sync_catalog
+from fstore.replica_nodes import reload_replicas, replica_status, replicas, replication_hba
 from fstore.roles import SUPERUSER_ROLE
 
 PG_MAJOR = 15
@@ -177,7 +178,8 @@ def _write_config(home: FstoreHome, port: int, listen: str) -> None:
         "local     all      all                 reject\n"
         "hostnossl all      all        all      reject\n"
         f"hostssl   all      {SUPERUSER_ROLE}   all      reject\n"
-        "hostssl   all      all        all      cert\n"
+        + replication_hba(home)  # read replicas (fstore.replica): the replicator's certificate, replication only
+        + "hostssl   all      all        all      cert\n"
     )
     for name in ("pg_ident.conf", "pg_hba.conf"):
         _chown_to_server(home.data_dir / name)
@@ -267,6 +269,9 @@ def stop(home: FstoreHome) -> bool:
     """Stop the CRL keeper and the server (fast shutdown). Returns False when the server
     was not running."""
     stop_keeper(home)
+    for rep in replicas(home):  # read replicas (fstore.replica) first: the primary's walsenders wait for them
+        if is_running(rep.home):
+            _run([str(pg_bin() / "pg_ctl"), "stop", "-D", str(rep.home.data_dir), "-m", "fast", "-w", "-t", "60"])
     if not is_running(home):
         return False
     _run([str(pg_bin() / "pg_ctl"), "stop", "-D", str(home.data_dir), "-m", "fast", "-w", "-t", "60"])
@@ -321,6 +326,11 @@ def status(home: FstoreHome) -> dict[str, Any]:
     info["crl_state"] = state
     info["keeper"] = keeper_status(home)
     info["warnings"], info["errors"] = [], []
+    if home.settings().get("replicas"):
+        info["replicas"] = replica_status(home)
+        info["warnings"] += [f"replica {r['name']} (port {r['port']}) is " + ("not running" if not r["running"] else
+                             "not streaming from this server") for r in info["replicas"]
+                             if info["running"] and (not r["running"] or r["state"] != "streaming")]
     if message:
         info["errors" if state == "error" else "warnings"].append(message)
     if info["running"] and not info["keeper"]["running"]:
@@ -355,9 +365,11 @@ def reload(home: FstoreHome, timeout: float = 10.0) -> None:
     while time.monotonic() < deadline:
         with connect_operator(home) as conn:
             if conn.execute("select pg_conf_load_time()").fetchone()[0] > before:
-                return
+                break
         time.sleep(0.02)
-    raise ServerError(f"the server did not reload its configuration within {timeout:.0f}s")
+    else:
+        raise ServerError(f"the server did not reload its configuration within {timeout:.0f}s")
+    reload_replicas(home)  # the same CRL and rules on the read replicas, their revoked sessions ended
 
 
 def remove(home: FstoreHome) -> None:

@@ -55,10 +55,14 @@ def server_group() -> None:
 @click.option("--listen", default="localhost", show_default=True, help="listen_addresses for TLS clients.")
 @click.option("--workers", type=int, default=None,
               help="Run a Citus cluster: this server as coordinator and N workers (docs/cluster.md).")
+@click.option("--replica", "one_replica", is_flag=True,
+              help="Also run a streaming read replica (at least one; docs/replicas.md).")
+@click.option("--replicas", type=click.IntRange(0, 8), default=0, help="Run at least N read replicas.")
 @click.pass_context
-def server_start(ctx: click.Context, port: int | None, listen: str, workers: int | None) -> None:
-    """Initialise (once) and start the server; a second start says it is running."""
-    from fstore import cluster
+def server_start(ctx: click.Context, port: int | None, listen: str, workers: int | None, one_replica: bool,
+                 replicas: int) -> None:
+    """Initialise (once) and start the server (and its replicas); a second start says it is running."""
+    from fstore import cluster, replica
 
     home = home_of(ctx)
     if workers is None and cluster.is_cluster(home):
@@ -74,12 +78,16 @@ def server_start(ctx: click.Context, port: int | None, listen: str, workers: int
         note = " (new data directory)" if result.initialised else ""
         console.print(f"server started on port {result.port}{note}")
     console.print(f"CRL keeper running (pid {result.keeper_pid}, log {home.keeper_log_file})")
+    wanted = max(replicas, 1 if one_replica else 0)
+    if wanted or replica.replicas(home):
+        for rep in replica.start_replicas(home, wanted):
+            console.print(f"read replica {rep.name} running on port {rep.port} ({rep.home.data_dir})")
 
 
 @server_group.command("stop")
 @click.pass_context
 def server_stop(ctx: click.Context) -> None:
-    """Stop the server (idempotent); on a cluster, the coordinator and its workers."""
+    """Stop the server and its read replicas (idempotent); on a cluster, the coordinator and its workers."""
     from fstore import cluster
 
     home = home_of(ctx)
@@ -109,6 +117,11 @@ def server_status(ctx: click.Context, as_json: bool) -> None:
                 continue
             if isinstance(value, dict):
                 value = ", ".join(f"{k} {v}" for k, v in value.items())
+            if key == "replicas":  # one line each: port, running, streaming, lag
+                value = "\n".join(
+                    f"{r['name']}: port {r['port']}, {'running' if r['running'] else 'stopped'}, "
+                    f"{r['state'] or 'not streaming'}, lag {r['lag_bytes'] if r['lag_bytes'] is not None else '?'}"
+                    f" bytes ({r['replay_lag_s'] or 0:.3f} s)" for r in value)
             table.add_row(f"[bold]{key}[/]", str(value))
         console.print(table)
         for message in info["warnings"]:
