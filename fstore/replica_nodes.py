@@ -23,8 +23,8 @@ from fstore.connection import connect_operator
 from fstore.crl import crl_serials
 from fstore.errors import NotFound, ServerError
 from fstore.home import FstoreHome
+from fstore.roles import REPLICATOR_ROLE
 
-REPLICATOR_ROLE = "fstore_replicator"  # LOGIN REPLICATION; only `hostssl replication ... cert` admits it
 
 
 @dataclass(frozen=True)

@@ -29,6 +29,7 @@ SEPARATOR = "__"
 RESERVED_USER_NAMES = frozenset({"owner", "data_owner", "data_scientist"})
 ADMIN_ROLE = "fstore_admin"
 SUPERUSER_ROLE = "postgres"
+REPLICATOR_ROLE = "fstore_replicator"  # LOGIN REPLICATION; only `hostssl replication ... cert` admits it
 MAX_ROLE_LENGTH = 63
 MAX_USER_NAME_LENGTH = 60  # as fstore.check_user_name in SQL
 
