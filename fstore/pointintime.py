@@ -42,7 +42,7 @@ PARALLEL_MIN_ROWS = 100_000
 DEFAULT_WORKERS = 2
 INGEST_BATCH_ROWS = 65_536
 WORK_MEM = "256MB"  # the final sort into spine order stays in memory for ~1M rows
-STRATEGIES = ("auto", "probe", "merge")
+STRATEGIES = ("auto", "probe", "merge", "asof")
 TABLE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_$]*(\.[A-Za-z_][A-Za-z0-9_$]*)?$")
 
 

@@ -60,7 +60,7 @@ class History:
         return frame.drop(columns="_commit")
 
 
-STRATEGIES = ["probe", "merge", "auto"]
+STRATEGIES = ["probe", "merge", "asof", "auto"]
 
 
 @pytest.fixture(params=STRATEGIES)
@@ -393,7 +393,7 @@ def test_with_a_ttl_the_merge_reads_no_history_older_than_the_spine_minus_the_tt
     assert merged == probed
 
 
-@pytest.mark.parametrize("strategy", ["probe", "merge"])
+@pytest.mark.parametrize("strategy", ["probe", "merge", "asof"])
 def test_row_policies_and_sensitive_features_hold_in_each_strategy(fraud: Any, home: Any, strategy: str) -> None:
     from fstore import policies
 
