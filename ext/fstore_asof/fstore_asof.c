@@ -51,6 +51,7 @@ typedef struct Stream
 	bool		last_batch;		/* no more rows after this batch */
 	bool		started;
 	TupleDesc	desc;
+	int			eager;			/* columns deformed on every row (the rest: stream_deform_all) */
 	Datum	   *values;			/* the current row, deformed */
 	bool	   *nulls;
 } Stream;
@@ -69,6 +70,7 @@ stream_open(Stream *s, const char *what, const char *query)
 	if (s->desc == NULL)
 		ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 						errmsg("fstore_asof: the %s query returns no rows", what)));
+	s->eager = s->desc->natts;
 	s->values = palloc(sizeof(Datum) * s->desc->natts);
 	s->nulls = palloc(sizeof(bool) * s->desc->natts);
 	s->rows = NULL;
@@ -99,8 +101,24 @@ stream_next(Stream *s)
 		if (s->count == 0)
 			return false;
 	}
-	heap_deform_tuple(s->rows->vals[s->pos], s->rows->tupdesc, s->values, s->nulls);
+	if (s->eager == s->desc->natts)
+		heap_deform_tuple(s->rows->vals[s->pos], s->rows->tupdesc, s->values, s->nulls);
+	else
+	{
+		int			i;
+
+		for (i = 0; i < s->eager; i++)	/* leading columns: cached offsets, cheap */
+			s->values[i] = heap_getattr(s->rows->vals[s->pos], i + 1, s->rows->tupdesc, &s->nulls[i]);
+	}
 	return true;
+}
+
+/* Deform every column of the current row (a history row that matched). */
+static void
+stream_deform_all(Stream *s)
+{
+	if (s->eager < s->desc->natts)
+		heap_deform_tuple(s->rows->vals[s->pos], s->rows->tupdesc, s->values, s->nulls);
 }
 
 static void
@@ -209,6 +227,7 @@ fstore_asof_join(PG_FUNCTION_ARGS)
 	out_nulls = palloc(sizeof(bool) * (npass + nfeatures));
 	row_context = AllocSetContextCreate(CurrentMemoryContext, "fstore_asof row", ALLOCSET_SMALL_SIZES);
 
+	history.eager = nkeys + 1;	/* keys and event time; the features of a match only */
 	have_history = stream_next(&history);
 	while (stream_next(&spine))
 	{
@@ -251,6 +270,8 @@ fstore_asof_join(PG_FUNCTION_ARGS)
 			}
 		}
 		MemoryContextSwitchTo(outer);
+		if (matched)
+			stream_deform_all(&history);
 		for (i = 0; i < npass; i++)
 		{
 			out_values[i] = spine.values[i];
