@@ -151,7 +151,7 @@ comment on function fstore.spine_time_expression(regclass,text) is
 -- (1M x 1M: 16.6-24.6 s; 1M spine in a 10-day window, 1-day TTL, 30k history rows to read:
 -- 15-16.6 s against 13-14 s). A merge in SQL costs more per spine row than a probe. The
 -- asof merge (the fstore_asof extension: one pass in C over the spine sorted by keys and time
--- and the history in index order) costs about 3 us per spine row plus 0.8 us per
+-- and the history in index order) costs about 3 us per spine row plus 2 us per
 -- history row it reads (docs/point_in_time.md has the runs); it is offered only where the
 -- extension is installed.
 create or replace function fstore.point_in_time_strategies(
@@ -163,7 +163,7 @@ declare
   c_merge_spine_us constant double precision := 12.5;  -- per spine row
   c_merge_history_us constant double precision := 6.0; -- per history row read
   c_asof_spine_us constant double precision := 3.0;    -- per spine row (with the spine presorted as a DataFrame spine is)
-  c_asof_history_us constant double precision := 0.8;  -- per history row read (index order, one pass)
+  c_asof_history_us constant double precision := 2.0;  -- per history row read (index order, one pass)
   v_asof boolean := exists (select 1 from pg_extension where extname = 'fstore_asof');
   v_asof_cost double precision;
   v_probe_cost double precision;
@@ -252,7 +252,7 @@ begin
   return v_out;
 end $$;
 comment on function fstore.point_in_time_strategies(regclass,jsonb,text,interval,text,jsonb) is
-  'The point-in-time planner: for each resolved feature group (fstore.resolve_features), probe (an index probe per spine row), merge (one pass over spine and history in index order, window functions) or asof (the same pass in C, the fstore_asof extension, where installed), with the reason. auto compares a measured cost model: probes 11 us per spine row, merge 12.5 us per spine row plus 6 us per history row to read, asof 3 us per spine row plus 0.8 us per history row to read (rows in [min spine time - ttl, max spine time], from pg_class and the commits'' event-time ranges); probe, merge or asof force one, and ''merge,probe'' gives one per group. p_spine_stats ({rows, min, max}) stands for the spine''s own sizes (a spine joined in shards).';
+  'The point-in-time planner: for each resolved feature group (fstore.resolve_features), probe (an index probe per spine row), merge (one pass over spine and history in index order, window functions) or asof (the same pass in C, the fstore_asof extension, where installed), with the reason. auto compares a measured cost model: probes 11 us per spine row, merge 12.5 us per spine row plus 6 us per history row to read, asof 3 us per spine row plus 2 us per history row to read (rows in [min spine time - ttl, max spine time], from pg_class and the commits'' event-time ranges); probe, merge or asof force one, and ''merge,probe'' gives one per group. p_spine_stats ({rows, min, max}) stands for the spine''s own sizes (a spine joined in shards).';
 
 create or replace function fstore.training_data_sql(
   p_spine regclass, p_features text[], p_event_time_column text default 'event_time',
