@@ -74,7 +74,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--scaling-strategies", default="probe,merge,asof",
                    help="with --scaling: also time each of these strategies forced at every point ('' for none)")
     p.add_argument("--compare-strategies", action="store_true",
-                   help="also time probe and merge forced, and the spine as a table of the database (the SQL path)")
+                   help="also time probe, merge and asof forced, and the spine as a table of the database (the SQL path)")
     p.add_argument("--keep", action="store_true", help="keep the server, home and project (to re-run with --project)")
     p.add_argument("--project", default=None,
                    help="re-use this project of --home, loaded by an earlier --keep run with the same sizes and seed")

@@ -1,7 +1,7 @@
 -- Versioned schema migration: the fstore_asof extension (ext/fstore_asof, built and
 -- installed by scripts/setup.sh), the one-pass ASOF merge of the point-in-time join's
 -- 'asof' strategy. Created by the superuser that applies migrations, in its own schema
--- fstore_asof (no project may take that name: create_project refuses an existing schema).
+-- fstore_asof (no project may take that name: fstore* names are reserved).
 -- Where the extension is not installed (an image without it), nothing is created: the
 -- planner then never offers 'asof' (fstore.point_in_time_strategies checks pg_extension),
 -- and a server that gets it later creates it with: create extension fstore_asof.
