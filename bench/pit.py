@@ -70,9 +70,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="the scaling grid against DuckDB instead (bench/pit_scaling.py; --spines, --histories)")
     p.add_argument("--spines", default="100000,1000000,3000000", help="spine rows of the scaling grid")
     p.add_argument("--histories", default="1000000,10000000,30000000", help="history rows of the scaling grid")
-    p.add_argument("--strategy", default="auto", help="point-in-time strategy of the fstore runs: auto, probe, merge")
+    p.add_argument("--strategy", default="auto", help="point-in-time strategy of the fstore runs: auto, probe, merge, asof")
+    p.add_argument("--scaling-strategies", default="probe,merge,asof",
+                   help="with --scaling: also time each of these strategies forced at every point ('' for none)")
     p.add_argument("--compare-strategies", action="store_true",
-                   help="also time probe and merge forced, and the spine as a table of the database (the SQL path)")
+                   help="also time probe, merge and asof forced, and the spine as a table of the database (the SQL path)")
     p.add_argument("--keep", action="store_true", help="keep the server, home and project (to re-run with --project)")
     p.add_argument("--project", default=None,
                    help="re-use this project of --home, loaded by an earlier --keep run with the same sizes and seed")
@@ -286,7 +288,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             entry["plan"] = fs.explain_historical_features(spine, [f"{g}:*" for g in groups], full_feature_names=True,
                                                            strategy=args.strategy)
             if spine_table:
-                for forced in ("probe", "merge"):
+                for forced in ("probe", "merge", "asof"):
                     entry[f"fstore_{forced}"], forced_result = timed(fstore_run(groups, strategy=forced), args.repeat)
                     entry[f"{forced}_agrees"] = agree(forced_result, reference, columns)
                 entry["fstore_table_spine"], from_table = timed(fstore_run(groups, spine_table), args.repeat)

@@ -40,6 +40,7 @@ def sizes(text: str) -> list[int]:
 def run_scaling(args: argparse.Namespace, pit: Any) -> dict[str, Any]:
     """Every grid point; ``pit`` holds bench/pit.py's names (generators, loader, timer, comparison)."""
     spines, histories = sizes(args.spines), sizes(args.histories)
+    forced_strategies = [f for f in (args.scaling_strategies or "").split(",") if f.strip()]
     rng = np.random.default_rng(args.seed)
     spine_frames = {s: pit.spine_frame(rng, s, args.entities) for s in spines}
     home, cleanup = pit.start_home(args)
@@ -66,8 +67,9 @@ def run_scaling(args: argparse.Namespace, pit: Any) -> dict[str, Any]:
             for spine_rows in spines:
                 spine = spine_frames[spine_rows]
 
-                def ours() -> pa.Table:
-                    found = fs.get_historical_features(spine, [f"{name}:*"], full_feature_names=True)
+                def ours(strategy: str = args.strategy) -> pa.Table:
+                    found = fs.get_historical_features(spine, [f"{name}:*"], full_feature_names=True,
+                                                       strategy=strategy)
                     return found.rename_columns([c.replace(f"{name}__", "g1__", 1) for c in found.column_names])
 
                 def theirs() -> pa.Table:
@@ -82,10 +84,18 @@ def run_scaling(args: argparse.Namespace, pit: Any) -> dict[str, Any]:
                 point = {"spine_rows": spine_rows, "history_rows": history_rows, "fstore": fstore_t,
                          "duckdb_asof": duck_t, "results_agree": pit.agree(mine, reference, columns),
                          "ratio_fstore_vs_duckdb": round(fstore_t["best_s"] / duck_t["best_s"], 2)}
+                for forced in forced_strategies:  # each strategy forced, against the same DuckDB run
+                    forced_t, forced_result = pit.timed(lambda: ours(forced), args.repeat)
+                    point[f"fstore_{forced}"] = forced_t
+                    point[f"{forced}_agrees"] = pit.agree(forced_result, reference, columns)
+                    point[f"ratio_{forced}_vs_duckdb"] = round(forced_t["best_s"] / duck_t["best_s"], 2)
+                point["plan"] = fs.explain_historical_features(spine, [f"{name}:*"])[0]["strategy"]
                 grid.append(point)
                 print(f"[pit --scaling] spine {spine_rows:>9,} x history {history_rows:>11,}: fstore "
                       f"{fstore_t['best_s']:.3f} s, DuckDB {duck_t['best_s']:.3f} s, ratio "
-                      f"{point['ratio_fstore_vs_duckdb']:.2f}, agree {point['results_agree']}",
+                      f"{point['ratio_fstore_vs_duckdb']:.2f} (auto: {point['plan']}), agree {point['results_agree']}"
+                      + "".join(f"; {f} {point[f'fstore_{f}']['best_s']:.3f} s ({point[f'ratio_{f}_vs_duckdb']:.2f}x,"
+                                f" agree {point[f'{f}_agrees']})" for f in forced_strategies),
                       file=sys.stderr, flush=True)
         fs.close()
         duck.close()
@@ -98,7 +108,8 @@ def run_scaling(args: argparse.Namespace, pit: Any) -> dict[str, Any]:
     return {
         "benchmark": "point_in_time_join_scaling", "spines": spines, "histories": histories,
         "entities": args.entities, "repeat": args.repeat, "load": loads, "grid": grid,
-        "all_agree": all(p["results_agree"] for p in grid),
+        "all_agree": all(p["results_agree"] and all(p[f"{f}_agrees"] for f in forced_strategies) for p in grid),
+        "strategies_forced": forced_strategies,
         "targets": {"fstore_vs_duckdb_max": pit.TARGETS["fstore_vs_duckdb_max"], "worst_ratio": worst,
                     "met": worst <= pit.TARGETS["fstore_vs_duckdb_max"]},
         "environment": {"duckdb": duckdb.__version__, "cpus": os.cpu_count(),

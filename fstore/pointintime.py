@@ -42,7 +42,7 @@ PARALLEL_MIN_ROWS = 100_000
 DEFAULT_WORKERS = 2
 INGEST_BATCH_ROWS = 65_536
 WORK_MEM = "256MB"  # the final sort into spine order stays in memory for ~1M rows
-STRATEGIES = ("auto", "probe", "merge")
+STRATEGIES = ("auto", "probe", "merge", "asof")
 TABLE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_$]*(\.[A-Za-z_][A-Za-z0-9_$]*)?$")
 
 
@@ -191,7 +191,8 @@ def builder_arguments(
     """The builder's arguments, checked; sent as one JSON parameter (ADBC binds text reliably).
 
     ``strategy`` is ``"auto"`` (the database's planner picks per feature group), ``"probe"``
-    (an index probe per spine row) or ``"merge"`` (one pass over spine and history).
+    (an index probe per spine row), ``"merge"`` (one pass over spine and history, window
+    functions) or ``"asof"`` (that pass in C: the fstore_asof extension, where installed).
     """
     if keys is not None and not (
         isinstance(keys, Mapping) and all(isinstance(k, str) and isinstance(v, str) for k, v in keys.items())
@@ -249,6 +250,15 @@ def session_settings(cursor: Any) -> None:
     cursor.execute("set local jit = off")
 
 
+def run_join(cursor: Any, relation: str, arguments: Mapping[str, Any], order_column: str | None = None) -> pa.Table:
+    """Build the point-in-time query over ``relation`` (:func:`point_in_time_query`), run it with
+    :func:`session_settings` and fetch the result as Arrow: what every shard and a whole spine do."""
+    query = point_in_time_query(cursor, relation, arguments, order_column=order_column)
+    session_settings(cursor)
+    cursor.execute(query)
+    return cursor.fetch_arrow_table()
+
+
 def workers_for(rows: int, workers: int | None) -> int:
     """How many connections share the join: ``workers``, or 2 from 100k spine rows on."""
     if workers is None:
@@ -259,7 +269,8 @@ def workers_for(rows: int, workers: int | None) -> int:
 
 
 def _presorted(fs_cursor: Any, table: pa.Table, arguments: Mapping[str, Any]) -> pa.Table:
-    """The spine sorted by the first feature group's keys and time, for index locality.
+    """The spine sorted by the first feature group's keys and time (latest first: the index's
+    order, so probes walk it forward and the asof merge's sort finds its input in order).
 
     Spine order is kept in :data:`ROW_COLUMN`; columns the builder will report as
     missing are simply not sorted on.
@@ -270,7 +281,7 @@ def _presorted(fs_cursor: Any, table: pa.Table, arguments: Mapping[str, Any]) ->
     columns = [mapped.get(k, k) for k in plan[0]["keys"]] + [arguments["event_time_column"]]
     if not all(c in table.column_names for c in columns):
         return table
-    return table.sort_by([(c, "ascending") for c in columns])
+    return table.sort_by([(c, "ascending") for c in columns[:-1]] + [(columns[-1], "descending")])
 
 
 def spine_stats(table: pa.Table, event_time_column: str) -> dict[str, Any] | None:
@@ -361,10 +372,7 @@ def _join_shards(fs: Session, table: pa.Table, arguments: Mapping[str, Any], wor
     def job(i: int, conn: Any, cursor: Any) -> pa.Table:
         step = -(-table.num_rows // workers) or 1
         relation = load_spine(conn, cursor, state["table"].slice(i * step, step))
-        query = point_in_time_query(cursor, relation, state["arguments"], order_column=ROW_COLUMN)
-        session_settings(cursor)
-        cursor.execute(query)
-        return cursor.fetch_arrow_table()
+        return run_join(cursor, relation, state["arguments"], order_column=ROW_COLUMN)
 
     joined = pa.concat_tables(_parallel(fs, workers, prepare, job))
     rows = joined.column(ROW_COLUMN).to_numpy()
@@ -400,10 +408,7 @@ def _join_table_shards(fs: Session, relation: str, arguments: Mapping[str, Any],
             if bounds[i + 1] is not None else sql.SQL("")
         cursor.execute(sql.SQL("create temp table {} as select * from {} where ctid >= {}::tid{}").format(
             sql.Identifier(SPINE_TABLE), sql.SQL(relation), sql.Literal(f"({bounds[i]},0)"), upper).as_string(None))
-        query = point_in_time_query(cursor, target.as_string(None), state["arguments"])
-        session_settings(cursor)
-        cursor.execute(query)
-        return cursor.fetch_arrow_table()
+        return run_join(cursor, target.as_string(None), state["arguments"])
 
     return pa.concat_tables(_parallel(fs, workers, prepare, job))
 
@@ -431,7 +436,7 @@ def get_historical_features(
     A DataFrame or Arrow spine, or a table of 100k rows or more, is joined by
     ``workers`` connections in parallel (default: 2 from 100k rows on), all reading
     the same snapshot. ``strategy``: ``"auto"`` (per feature group, from sizes),
-    ``"probe"`` or ``"merge"``: the same rows either way. ``plan``, a list, receives
+    ``"probe"``, ``"merge"`` or ``"asof"``: the same rows either way. ``plan``, a list, receives
     the strategy each group got and why (when the spine was planned as a whole).
 
     Example::
@@ -457,10 +462,7 @@ def get_historical_features(
                 return _join_table_shards(fs, relation, arguments, workers_for(rows, workers), blocks, rows, plan)
         if want_plan:
             plan[:] = _explained(cursor, relation, arguments)
-        query = point_in_time_query(cursor, relation, arguments)
-        session_settings(cursor)
-        cursor.execute(query)
-        return cursor.fetch_arrow_table()
+        return run_join(cursor, relation, arguments)
 
 
 def explain_historical_features(
@@ -474,7 +476,7 @@ def explain_historical_features(
     strategy: str = "auto",
 ) -> list[dict[str, Any]]:
     """How :func:`get_historical_features` joins each feature group to this spine: a list of
-    ``{"group", "strategy" ("probe" or "merge"), "reason", "spine_rows", "history_rows",
+    ``{"group", "strategy" ("probe", "merge" or "asof"), "reason", "spine_rows", "history_rows",
     "history_rows_to_read"}``, from the database's planner (``fstore.point_in_time_strategies``).
 
     Example::

@@ -46,6 +46,16 @@ if [ ! -f "$(${PG_CONFIG} --pkglibdir)/vector.so" ]; then
   rm -rf "$work"
 fi
 
+# fstore_asof (ext/fstore_asof): the point-in-time join's one-pass ASOF merge, a PGXS
+# extension; rebuilt when its C, SQL or control file is newer than the installed library.
+asof_so="$(${PG_CONFIG} --pkglibdir)/fstore_asof.so"
+if [ ! -f "$asof_so" ] || [ -n "$(find ext/fstore_asof -newer "$asof_so" -type f \( -name '*.c' -o -name '*.sql' -o -name '*.control' -o -name Makefile \))" ]; then
+  log "building the fstore_asof extension"
+  make -s -C ext/fstore_asof PG_CONFIG="$PG_CONFIG" clean >/dev/null
+  make -s -C ext/fstore_asof PG_CONFIG="$PG_CONFIG" >/dev/null
+  make -s -C ext/fstore_asof PG_CONFIG="$PG_CONFIG" install >/dev/null
+fi
+
 # Citus (distributed PostgreSQL) for the cluster mode and its tests. Citus is not
 # packaged by Debian and is not downloadable here: it is built once from the vendored
 # source (../shared/vendor, see its README), with its one patch for PostgreSQL 15.20's

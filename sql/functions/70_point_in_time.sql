@@ -149,9 +149,11 @@ comment on function fstore.spine_time_expression(regclass,text) is
 -- 10-11 s); the merge (spine and history in one pass in index order, two window aggregates,
 -- a small sort per entity) about 12.5 us per spine row plus 6 us per history row it reads
 -- (1M x 1M: 16.6-24.6 s; 1M spine in a 10-day window, 1-day TTL, 30k history rows to read:
--- 15-16.6 s against 13-14 s). A merge in SQL costs more per spine row than a probe, so auto
--- picks probes at every size measured; the constants are here to change when the merge gets
--- cheaper (a C merge, say).
+-- 15-16.6 s against 13-14 s). A merge in SQL costs more per spine row than a probe. The
+-- asof merge (the fstore_asof extension: one pass in C over the spine sorted by keys and time
+-- and the history in index order) costs about 3 us per spine row plus 2 us per
+-- history row it reads (docs/point_in_time.md has the runs); it is offered only where the
+-- extension is installed.
 create or replace function fstore.point_in_time_strategies(
   p_spine regclass, p_plan jsonb, p_time text, p_ttl interval default null, p_strategy text default 'auto',
   p_spine_stats jsonb default null
@@ -160,6 +162,10 @@ declare
   c_probe_us constant double precision := 11.0;        -- per spine row
   c_merge_spine_us constant double precision := 12.5;  -- per spine row
   c_merge_history_us constant double precision := 6.0; -- per history row read
+  c_asof_spine_us constant double precision := 3.0;    -- per spine row (with the spine presorted as a DataFrame spine is)
+  c_asof_history_us constant double precision := 2.0;  -- per history row read (index order, one pass)
+  v_asof boolean := exists (select 1 from pg_extension where extname = 'fstore_asof');
+  v_asof_cost double precision;
   v_probe_cost double precision;
   v_merge_cost double precision;
   v_strategy text := lower(btrim(coalesce(p_strategy, 'auto')));
@@ -182,10 +188,14 @@ declare
   v_reason text;
 begin
   v_given := string_to_array(replace(v_strategy, ' ', ''), ',');
-  if not (v_given <@ array['auto', 'probe', 'merge'])
+  if not (v_given <@ array['auto', 'probe', 'merge', 'asof'])
      or (cardinality(v_given) > 1 and cardinality(v_given) <> jsonb_array_length(p_plan)) then
-    raise exception 'strategy must be auto, probe or merge (or one per feature group: merge,probe), not %',
+    raise exception 'strategy must be auto, probe, merge or asof (or one per feature group: merge,probe), not %',
       coalesce(quote_literal(p_strategy), 'NULL') using errcode = '22023';
+  end if;
+  if 'asof' = any(v_given) and not v_asof then
+    raise exception 'strategy asof needs the fstore_asof extension, which this server does not have'
+      using errcode = '22023', hint = 'scripts/setup.sh builds ext/fstore_asof; then, as the superuser: create extension fstore_asof';
   end if;
   if cardinality(v_given) > 1 then
     return (select jsonb_agg(jsonb_build_object('group', format('%s.%s@%s', g->>'project', g->>'name', g->>'version'),
@@ -225,18 +235,24 @@ begin
                    else v_hist end;
     v_probe_cost := c_probe_us * v_rows / 1e6;
     v_merge_cost := (c_merge_spine_us * v_rows + c_merge_history_us * v_read) / 1e6;
-    v_choice := case when v_rows > 0 and v_merge_cost < v_probe_cost then 'merge' else 'probe' end;
-    v_reason := format('%s spine rows, about %s history rows to read%s: probes ~%s s, merge ~%s s (measured cost model)',
+    v_asof_cost := case when v_asof then (c_asof_spine_us * v_rows + c_asof_history_us * v_read) / 1e6 end;
+    v_choice := case when v_rows = 0 then 'probe'
+                     when v_asof_cost < least(v_probe_cost, v_merge_cost) then 'asof'
+                     when v_merge_cost < v_probe_cost then 'merge' else 'probe' end;
+    v_reason := format('%s spine rows, about %s history rows to read%s: probes ~%s s, merge ~%s s, %s (measured cost model)',
                        v_rows, round(v_read), case when v_ttl is not null then format(' (ttl %s)', v_ttl) else '' end,
-                       round(v_probe_cost::numeric, 2), round(v_merge_cost::numeric, 2));
+                       round(v_probe_cost::numeric, 2), round(v_merge_cost::numeric, 2),
+                       case when v_asof then format('asof ~%s s', round(v_asof_cost::numeric, 2))
+                            else 'no asof (the fstore_asof extension is not installed)' end);
     v_out := v_out || jsonb_build_array(jsonb_build_object('group', v_label, 'strategy', v_choice, 'reason', v_reason,
       'spine_rows', v_rows, 'history_rows', round(v_hist), 'history_rows_to_read', round(v_read),
-      'probe_cost_s', round(v_probe_cost::numeric, 3), 'merge_cost_s', round(v_merge_cost::numeric, 3)));
+      'probe_cost_s', round(v_probe_cost::numeric, 3), 'merge_cost_s', round(v_merge_cost::numeric, 3),
+      'asof_cost_s', round(v_asof_cost::numeric, 3)));
   end loop;
   return v_out;
 end $$;
 comment on function fstore.point_in_time_strategies(regclass,jsonb,text,interval,text,jsonb) is
-  'The point-in-time planner: for each resolved feature group (fstore.resolve_features), probe (an index probe per spine row) or merge (one pass over spine and history in index order), with the reason. auto compares a measured cost model: probes 11 us per spine row, merge 12.5 us per spine row plus 6 us per history row to read (rows in [min spine time - ttl, max spine time], from pg_class and the commits'' event-time ranges); probe or merge force one, and ''merge,probe'' gives one per group. p_spine_stats ({rows, min, max}) stands for the spine''s own sizes (a spine joined in shards).';
+  'The point-in-time planner: for each resolved feature group (fstore.resolve_features), probe (an index probe per spine row), merge (one pass over spine and history in index order, window functions) or asof (the same pass in C, the fstore_asof extension, where installed), with the reason. auto compares a measured cost model: probes 11 us per spine row, merge 12.5 us per spine row plus 6 us per history row to read, asof 3 us per spine row plus 2 us per history row to read (rows in [min spine time - ttl, max spine time], from pg_class and the commits'' event-time ranges); probe, merge or asof force one, and ''merge,probe'' gives one per group. p_spine_stats ({rows, min, max}) stands for the spine''s own sizes (a spine joined in shards).';
 
 create or replace function fstore.training_data_sql(
   p_spine regclass, p_features text[], p_event_time_column text default 'event_time',
@@ -282,6 +298,7 @@ declare
   v_ukeys text[];
   v_skeys text[];
   v_hkeys text[];
+  v_askeys text[];  -- the spine's keys in the history key's collation (the asof merge's order)
   v_fnames text[];
   v_ftypes text[];
   v_first_key_bound text;
@@ -361,7 +378,7 @@ begin
   -- literals (a subquery in the history's branch would cost the merge its index order), so
   -- only for fstore's own temporary spine, loaded for this one query
   v_bounded := v_spine_name = 'pg_temp._fstore_spine'
-               and exists (select 1 from jsonb_array_elements(v_strategies) g where g->>'strategy' = 'merge');
+               and exists (select 1 from jsonb_array_elements(v_strategies) g where g->>'strategy' in ('merge', 'asof'));
   if v_bounded then
     execute format('select min(%1$s), max(%1$s) from %2$s s', v_t, v_spine_name) into v_tmin, v_tmax;
   end if;
@@ -385,6 +402,7 @@ begin
     v_ukeys := '{}';
     v_skeys := '{}';
     v_hkeys := '{}';
+    v_askeys := '{}';
     v_first_key_bound := null;
     for v_key in select jsonb_array_elements_text(v_fg->'keys') loop
       select k.key into v_spine_key from jsonb_each_text(coalesce(p_keys, '{}')) k where k.value = v_key;
@@ -404,6 +422,12 @@ begin
       v_skeys := v_skeys || case when v_key_type = v_fg_key_type then format('s.%I', v_spine_key)
                                  else format('s.%I::%s', v_spine_key, format_type(v_fg_key_type, null)) end;
       v_hkeys := v_hkeys || format('o.%I', v_key);
+      v_askeys := v_askeys || (select v_skeys[cardinality(v_skeys)]
+                                      || case when a.attcollation <> 0 then format(' collate %I.%I', cn.nspname, c.collname)
+                                              else '' end
+                                 from pg_attribute a left join pg_collation c on c.oid = a.attcollation
+                                 left join pg_namespace cn on cn.oid = c.collnamespace
+                                where a.attrelid = v_offline and a.attname = v_key);
       if v_bounded and cardinality(v_ukeys) = 1 and v_fg_key_type in ('int2'::regtype, 'int4'::regtype, 'int8'::regtype,
            'text'::regtype, 'varchar'::regtype, 'numeric'::regtype, 'date'::regtype, 'timestamptz'::regtype,
            'timestamp'::regtype) then
@@ -449,14 +473,8 @@ begin
       end if;
     end loop;
 
-    if v_strategies->(v_i - 1)->>'strategy' = 'merge' then
-      -- THE join as a merge: spine rows and history rows of this group in one stream ordered
-      -- by (keys, time desc, commit desc), a spine row first among rows of its time (the bound
-      -- is inclusive) and history in index order; a spine row's match is the next history row
-      -- of its keys (the latest at or before its time; ties to the latest commit): a running
-      -- count of history rows puts each spine row in the group of that row. (The history's
-      -- branch has its own ORDER BY: a branch with a WHERE is planned as a subquery, which
-      -- keeps its index order only when asked for it.)
+    if v_strategies->(v_i - 1)->>'strategy' in ('merge', 'asof') then
+      -- the history of the spine's time (and first key) range only, for fstore's own spine
       if v_bounded then
         v_hconds := v_hconds || format('o.%I <= %L::timestamptz', v_fg->>'event_time', v_tmax);
         if v_ttl is not null then  -- no history older than the spine's earliest time minus the TTL
@@ -466,6 +484,43 @@ begin
       if v_first_key_bound is not null then
         v_hconds := v_hconds || v_first_key_bound;
       end if;
+    end if;
+    if v_strategies->(v_i - 1)->>'strategy' = 'asof' then
+      -- THE join as one pass in C (fstore_asof.asof_join): the spine so far sorted by (keys,
+      -- time desc), the history in its index order (keys, event_time desc, commit desc); each
+      -- spine row takes the first history row of its keys at or before its time (ties to the
+      -- latest commit), nothing for a NULL key, nothing older than t - ttl. Both queries run
+      -- as the caller (RLS applies), read-only; every name in them is quoted here.
+      v_x := format(
+        E'(select * from fstore_asof.asof_join(\n   %L,\n   %L,\n   %s, %s)\n   as m(%s))',
+        format('select %s, %s, %s from %s s order by %s, %s desc',
+               (select string_agg('s.' || n, ', ') from unnest(v_all_names) n),
+               array_to_string(v_askeys, ', '), v_t, v_x, array_to_string(v_askeys, ', '), v_t),
+        format('select %s, o.%I, %s from %s o%s order by %s, o.%I desc, o._commit_id desc',
+               array_to_string(v_hkeys, ', '), v_fg->>'event_time',
+               (select string_agg('o.' || n, ', ' order by i) from unnest(v_fnames) with ordinality x(n, i)),
+               v_offline,
+               case when cardinality(v_hconds) > 0 then ' where ' || array_to_string(v_hconds, ' and ') else '' end,
+               array_to_string(v_hkeys, ', '), v_fg->>'event_time'),
+        cardinality(v_hkeys), coalesce(format('%L::interval', v_ttl), 'null'),
+        (select string_agg(format('%s %s', n, t), ', ' order by i)
+           from unnest(v_all_names, v_all_types) with ordinality x(n, t, i))
+          || (select string_agg(format(', %I %s', f->>'output', v_ftypes[i]), '' order by i)
+                from jsonb_array_elements(v_fg->'features') with ordinality e(f, i)));
+      v_all_names := v_all_names || (select array_agg(format('%I', f->>'output') order by i)
+                                        from jsonb_array_elements(v_fg->'features') with ordinality e(f, i));
+      v_all_types := v_all_types || v_ftypes;
+      for v_feature in select f from jsonb_array_elements(v_fg->'features') f loop
+        v_select := v_select || format('s.%I', v_feature->>'output');
+      end loop;
+    elsif v_strategies->(v_i - 1)->>'strategy' = 'merge' then
+      -- THE join as a merge: spine rows and history rows of this group in one stream ordered
+      -- by (keys, time desc, commit desc), a spine row first among rows of its time (the bound
+      -- is inclusive) and history in index order; a spine row's match is the next history row
+      -- of its keys (the latest at or before its time; ties to the latest commit): a running
+      -- count of history rows puts each spine row in the group of that row. (The history's
+      -- branch has its own ORDER BY: a branch with a WHERE is planned as a subquery, which
+      -- keeps its index order only when asked for it.)
       v_x := format(
         E'(select %1$s%2$s\n from (select b.*, %3$s\n  from (select u.*, count(*) filter (where u._fstore_pit_c < %4$s) over (partition by %5$s order by u._fstore_pit_t desc, u._fstore_pit_c desc rows unbounded preceding)\n                 - (u._fstore_pit_c < %4$s)::integer as _fstore_pit_g\n    from (select %6$s, %7$s as _fstore_pit_t, %4$s::bigint as _fstore_pit_c, %8$s, null::timestamptz as _fstore_pit_ht, %9$s\n            from %10$s s\n          union all\n          (select %11$s, o.%12$I, o._commit_id, %13$s, o.%12$I, %14$s\n            from %15$s o%16$s\n           order by %11$s, o.%12$I desc, o._commit_id desc)) u) b\n  window w as (partition by %17$s, b._fstore_pit_g order by b._fstore_pit_c)) m\n where m._fstore_pit_c = %4$s)',
         array_to_string(v_all_names, ', '),
@@ -534,7 +589,7 @@ begin
                 case when coalesce(p_sorted, true) then E'\n order by s._fstore_rn' else '' end);
 end $$;
 comment on function fstore.training_data_sql(regclass,text[],text,interval,boolean,jsonb,jsonb,text[],text,text,boolean,text) is
-  'THE point-in-time join, as the text of a query over a spine relation: for each spine row (entity keys, time t) and each feature group, the row with the same keys and the greatest event_time <= t (and >= t - ttl), ties to the latest commit; one output row per spine row, in spine order. p_strategy: auto (fstore.point_in_time_strategies picks per group), probe (an index probe per spine row) or merge (one pass over spine and history in index order); the same rows either way. Run it yourself, or use fstore.historical_features(table, spine, features) to get a temporary table in one statement.';
+  'THE point-in-time join, as the text of a query over a spine relation: for each spine row (entity keys, time t) and each feature group, the row with the same keys and the greatest event_time <= t (and >= t - ttl), ties to the latest commit; one output row per spine row, in spine order. p_strategy: auto (fstore.point_in_time_strategies picks per group), probe (an index probe per spine row), merge (one pass over spine and history in index order, window functions) or asof (that pass in C: the fstore_asof extension); the same rows either way. Run it yourself, or use fstore.historical_features(table, spine, features) to get a temporary table in one statement.';
 
 create or replace function fstore.explain_historical_features(
   p_spine regclass, p_features text[], p_event_time_column text default 'event_time',
@@ -547,7 +602,7 @@ begin
                                          p_spine_stats);
 end $$;
 comment on function fstore.explain_historical_features(regclass,text[],text,interval,boolean,text,jsonb) is
-  'How fstore.training_data_sql would join each feature group to this spine: [{group, strategy (probe or merge), reason, spine_rows, history_rows, history_rows_to_read}], from the same planner (fstore.point_in_time_strategies). p_spine_stats ({rows, min, max}): the sizes of a whole spine of which p_spine is a shard.';
+  'How fstore.training_data_sql would join each feature group to this spine: [{group, strategy (probe, merge or asof), reason, spine_rows, history_rows, history_rows_to_read, probe_cost_s, merge_cost_s, asof_cost_s}], from the same planner (fstore.point_in_time_strategies). p_spine_stats ({rows, min, max}): the sizes of a whole spine of which p_spine is a shard.';
 
 -- Point-in-time features in one statement from psql: the join (fstore.training_data_sql)
 -- into a new temporary table of the caller's session, read with the caller's rights.

@@ -54,5 +54,8 @@ def test_pit_scaling_small_grid(home: Any, tmp_path: Path, capsys: Any) -> None:
     for point in document["grid"]:
         assert point["results_agree"] is True and point["ratio_fstore_vs_duckdb"] > 0
         assert point["fstore"]["best_s"] > 0 and point["duckdb_asof"]["best_s"] > 0
+        for forced in ("probe", "merge", "asof"):  # each strategy forced, on the same data, agreeing
+            assert point[f"{forced}_agrees"] is True and point[f"ratio_{forced}_vs_duckdb"] > 0
+        assert point["plan"] in ("probe", "merge", "asof")
     assert captured.err.count("[pit --scaling]") == 4  # each ratio printed as it is measured
     assert isinstance(document["targets"]["met"], bool)

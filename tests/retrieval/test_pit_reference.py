@@ -60,7 +60,7 @@ class History:
         return frame.drop(columns="_commit")
 
 
-STRATEGIES = ["probe", "merge", "auto"]
+STRATEGIES = ["probe", "merge", "asof", "auto"]
 
 
 @pytest.fixture(params=STRATEGIES)
@@ -357,12 +357,14 @@ def test_the_planner_says_which_strategy_each_group_gets(pit: PitData, home: Any
     fs = fstore.connect(pit.project, "bob", home=home)
     plan = fs.explain_historical_features(pit.spine, ["activity:*", "risk@1:*"])
     assert [g["group"] for g in plan] == [f"{pit.project}.activity@1", f"{pit.project}.risk@1"]
-    assert all(g["strategy"] in ("probe", "merge") and g["reason"] for g in plan)
+    assert all(g["strategy"] in ("probe", "merge", "asof") and g["reason"] for g in plan)
     assert plan[0]["spine_rows"] == len(pit.spine) and "probes ~" in plan[0]["reason"]
     # the choice follows the cost model: a spine much smaller than the history gets probes
     small = fs.explain_historical_features(pit.spine.iloc[:3], ["activity:*"])[0]
-    assert small["strategy"] == "probe" and small["probe_cost_s"] < small["merge_cost_s"]
-    assert all(g["strategy"] == ("merge" if g["merge_cost_s"] < g["probe_cost_s"] else "probe") for g in plan)
+    assert small["strategy"] == "probe" and small["probe_cost_s"] <= min(small["merge_cost_s"], small["asof_cost_s"])
+    for g in plan:  # the cheapest of the three, by the model's figures
+        costs = {"probe": g["probe_cost_s"], "merge": g["merge_cost_s"], "asof": g["asof_cost_s"]}
+        assert costs[g["strategy"]] == min(costs.values())
     late = pit.spine[pit.spine["event_time"] >= DAYS[15].replace(tzinfo=None)]
     unbounded = fs.explain_historical_features(late, ["activity:*"])[0]
     bounded = fs.explain_historical_features(late, ["activity:*"], ttl="1 day")[0]
@@ -378,14 +380,17 @@ def test_the_planner_says_which_strategy_each_group_gets(pit: PitData, home: Any
         fs.get_historical_features(pit.spine, ["activity:*"], strategy="hash")
 
 
-def test_with_a_ttl_the_merge_reads_no_history_older_than_the_spine_minus_the_ttl(pit: PitData, fraud: Any) -> None:
+@pytest.mark.parametrize("merge", ["merge", "asof"])
+def test_with_a_ttl_the_merge_reads_no_history_older_than_the_spine_minus_the_ttl(pit: PitData, fraud: Any,
+                                                                                  merge: str) -> None:
     with fraud.connect("bob") as conn:
         conn.execute("create temp table _fstore_spine (customer text, merchant bigint, event_time timestamptz)")
         conn.execute("insert into _fstore_spine values ('c1', 1, '2024-01-10 00:00+00'), ('c2', 2, '2024-01-12 00:00+00')")
         query = conn.execute("select fstore.training_data_sql('pg_temp._fstore_spine'::regclass, array['activity:n'],"
-                             " p_ttl => '1 day', p_strategy => 'merge')").fetchone()[0]
-        assert "o.event_time >= '2024-01-10 00:00:00+00'::timestamptz - '1 day'::interval" in query
-        assert "o.event_time <= '2024-01-12 00:00:00+00'::timestamptz" in query
+                             " p_ttl => '1 day', p_strategy => %s)", (merge,)).fetchone()[0]
+        quoted = (lambda text: text.replace("'", "''")) if merge == "asof" else (lambda text: text)  # asof: in a literal
+        assert quoted("o.event_time >= '2024-01-10 00:00:00+00'::timestamptz - '1 day'::interval") in query
+        assert quoted("o.event_time <= '2024-01-12 00:00:00+00'::timestamptz") in query
         merged = conn.execute(query).fetchall()
         probed = conn.execute(conn.execute(
             "select fstore.training_data_sql('pg_temp._fstore_spine'::regclass, array['activity:n'],"
@@ -393,7 +398,7 @@ def test_with_a_ttl_the_merge_reads_no_history_older_than_the_spine_minus_the_tt
     assert merged == probed
 
 
-@pytest.mark.parametrize("strategy", ["probe", "merge"])
+@pytest.mark.parametrize("strategy", ["probe", "merge", "asof"])
 def test_row_policies_and_sensitive_features_hold_in_each_strategy(fraud: Any, home: Any, strategy: str) -> None:
     from fstore import policies
 
