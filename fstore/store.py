@@ -181,7 +181,7 @@ class FeatureStore:
 
         ``spine`` is a DataFrame, Arrow data, a table name or a SELECT; ``features`` are
         references (``group:feature``, ``group:*``, ``group@2:feature``, ``project.group:feature``).
-        ``strategy``: ``"auto"``, ``"probe"`` or ``"merge"``; a ``plan`` list receives each
+        ``strategy``: ``"auto"``, ``"probe"``, ``"merge"`` or ``"asof"``; a ``plan`` list receives each
         group's strategy and why. See :func:`fstore.pointintime.get_historical_features`.
 
         Example::
@@ -198,7 +198,7 @@ class FeatureStore:
         self, spine: "Spine", features: str | Sequence[str], *, event_time_column: str = "event_time",
         ttl: dt.timedelta | str | None = None, full_feature_names: bool = False, strategy: str = "auto",
     ) -> list[dict[str, Any]]:
-        """Which join each feature group gets for this spine (probe or merge) and why.
+        """Which join each feature group gets for this spine (probe, merge or asof) and why.
 
         Example::
 
