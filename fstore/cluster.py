@@ -365,7 +365,8 @@ def stop_cluster(home: FstoreHome, mode: str = "fast") -> list[str]:
 
 def cluster_status(home: FstoreHome) -> dict[str, Any]:
     """The nodes (role, host, port, running, reachable from the coordinator) and their
-    shard placements, and the shards of each distributed table."""
+    shard placements, and the shards of each distributed table with their placement per
+    node (``placements``: node name -> shards there)."""
     info: dict[str, Any] = {"coordinator": {"port": home.port, "running": server.is_running(home)},
                             "nodes": [], "tables": []}
     local = {(n.host, n.port): n for n in workers(home)}
@@ -389,9 +390,18 @@ def cluster_status(home: FstoreHome) -> dict[str, Any]:
             if node is not None:
                 entry["running"] = server.is_running(node.home)
             info["nodes"].append(entry)
+        names = {(e["host"], e["port"]): e["name"] for e in info["nodes"]}
+        placements: dict[str, dict[str, int]] = {}
+        for table, host, port, count in conn.execute(
+                "select table_name::text, nodename, nodeport, count(*) from citus_shards group by 1, 2, 3 order by 1, 2, 3"):
+            placements.setdefault(table, {})[names.get((host, port), f"{host}:{port}")] = int(count)
+        groups = {table: group for table, group in conn.execute(
+            "select format('%I.%I', project, t), format('%s.%s v%s', project, name, version)"
+            "  from fstore.feature_groups, unnest(array[offline_table, online_table]) t where t is not null")}
         info["tables"] = [
             {"table": str(table), "type": kind, "distribution_column": column, "shards": shards,
-             "colocation_id": colocation}
+             "colocation_id": colocation, "placements": placements.get(str(table), {}),
+             "feature_group": groups.get(str(table))}
             for table, kind, column, shards, colocation in conn.execute(
                 "select table_name::text, citus_table_type, distribution_column, shard_count, colocation_id"
                 "  from citus_tables order by 1")

@@ -22,7 +22,7 @@ def cluster_group() -> None:
 @click.pass_context
 def cluster_status(ctx: click.Context, as_json: bool) -> None:
     """Nodes (port, running, reachable from the coordinator, shard placements) and the
-    shards of each distributed table. Exits 3 when the coordinator is down, 1 when a
+    shards of each distributed table (its feature group, shard count, placement per node). Exits 3 when the coordinator is down, 1 when a
     worker is unhealthy."""
     home = home_of(ctx)
     if not cluster.is_cluster(home):
@@ -39,9 +39,12 @@ def cluster_status(ctx: click.Context, as_json: bool) -> None:
                           str(node.get("healthy", "")), str(node.get("shards", "")))
         console.print(nodes)
         if info["tables"]:
-            tables = Table("table", "type", "distribution column", "shards", "colocation", box=None)
+            tables = Table("table", "feature group", "type", "distribution column", "shards", "placement",
+                           "colocation", box=None)
             for table in info["tables"]:
-                tables.add_row(table["table"], table["type"], table["distribution_column"], str(table["shards"]),
+                placement = ", ".join(f"{node}: {count}" for node, count in table["placements"].items())
+                tables.add_row(table["table"], table["feature_group"] or "", table["type"],
+                               table["distribution_column"], str(table["shards"]), placement,
                                str(table["colocation_id"]))
             console.print(tables)
     if not info["coordinator"]["running"]:
