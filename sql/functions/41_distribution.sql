@@ -137,6 +137,10 @@ begin
       using errcode = '42501', hint = 'rows reach a distributed feature group only through fstore.commit_feature_rows';
   end if;
   v_offline := format('%I.%I', v_fg.project, v_fg.offline_table)::regclass;
+  if not fstore.is_distributed(v_offline) then
+    raise exception 'feature group %.% is not distributed: its rows come from fstore.commit_feature_rows', v_fg.project,
+      v_fg.name using errcode = '42501';
+  end if;
   -- the batch: a plain table of this session's own temporary schema, with nothing that would
   -- run code of the caller's while it is read here (no row security, rules, triggers,
   -- indexes; read with ONLY, so no child table), and exactly the target's column types (so
