@@ -407,3 +407,40 @@ def cluster_status(home: FstoreHome) -> dict[str, Any]:
                 "  from citus_tables order by 1")
         ]
     return info
+
+
+def add_worker(home: FstoreHome) -> Node:
+    """Start one more local worker (initdb, certificates, extensions) and add it to the
+    running coordinator (``citus_add_node``: roles, memberships and distributed objects
+    are copied to it); its shards come with :func:`rebalance`.
+
+    Example::
+
+        node = add_worker(home)
+        rebalance(home)
+    """
+    before = {n.name for n in workers(home)}
+    start_cluster(home, len(before) + 1)
+    return next(n for n in workers(home) if n.name not in before)
+
+
+def rebalance(home: FstoreHome) -> dict[str, Any]:
+    """Move shards so that every worker holds about as many (Citus's
+    ``rebalance_table_shards``, co-located shards moving together, writes blocked on a
+    shard while it is copied); returns the moves planned and the placements after.
+
+    Example::
+
+        report = rebalance(home)
+        print(len(report["moves"]), report["placements"])
+    """
+    with connect_operator(home, autocommit=True) as conn:
+        moves = [{"table": str(t), "shard": int(s), "from": f"{sh}:{sp}", "to": f"{th}:{tp}"}
+                 for t, s, _size, sh, sp, th, tp in conn.execute(
+                     "select table_name::text, shardid, shard_size, sourcename, sourceport, targetname, targetport"
+                     "  from get_rebalance_table_shards_plan()")]
+        if moves:
+            conn.execute("select rebalance_table_shards(shard_transfer_mode => 'block_writes')")
+        placements = {f"{h}:{p}": int(c) for h, p, c in conn.execute(
+            "select nodename, nodeport, count(*) from citus_shards group by 1, 2 order by 1, 2")}
+    return {"moves": moves, "placements": placements}

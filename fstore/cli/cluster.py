@@ -51,3 +51,38 @@ def cluster_status(ctx: click.Context, as_json: bool) -> None:
         ctx.exit(EXIT_NOT_RUNNING)
     if any(node.get("healthy") is False or node.get("running") is False for node in info["nodes"]):
         ctx.exit(EXIT_ERROR)
+
+
+@cluster_group.command("add-worker")
+@json_option
+@click.pass_context
+def cluster_add_worker(ctx: click.Context, as_json: bool) -> None:
+    """Start one more local worker and add it to the coordinator (its shards come with
+    `fstore cluster rebalance`)."""
+    home = home_of(ctx)
+    if not cluster.is_cluster(home):
+        raise click.UsageError(f"{home.root} is not a cluster: start it with `fstore server start --workers N`")
+    require_server(home)
+    node = cluster.add_worker(home)
+    info = {"name": node.name, "host": node.host, "port": node.port}
+    if as_json:
+        echo_json(info)
+    else:
+        console.print(f"added {node.name} ({node.host}:{node.port}); run `fstore cluster rebalance` to move shards to it")
+
+
+@cluster_group.command("rebalance")
+@json_option
+@click.pass_context
+def cluster_rebalance(ctx: click.Context, as_json: bool) -> None:
+    """Move shards so that every worker holds about as many (co-located shards together)."""
+    home = home_of(ctx)
+    if not cluster.is_cluster(home):
+        raise click.UsageError(f"{home.root} is not a cluster: start it with `fstore server start --workers N`")
+    require_server(home)
+    report = cluster.rebalance(home)
+    if as_json:
+        echo_json(report)
+    else:
+        console.print(f"{len(report['moves'])} shard move(s); placements: "
+                      + ", ".join(f"{node}: {count}" for node, count in report["placements"].items()))
