@@ -122,6 +122,15 @@ def _issue_node_certificate(home: FstoreHome, targets: list[FstoreHome]) -> None
     """Sign the node certificate with the cluster CA and copy it into every node's TLS dir."""
     if all(node_cert(t).exists() and node_key(t).exists() for t in targets):
         return
+    if node_cert(home).exists() and node_key(home).exists():
+        # a node added to a running cluster gets the same certificate: the running nodes'
+        # copies stay untouched (rewriting a key a node is using breaks its connections)
+        for target in targets:
+            if not (node_cert(target).exists() and node_key(target).exists()):
+                target.server_tls_dir.mkdir(parents=True, exist_ok=True)
+                write_public(node_cert(target), node_cert(home).read_bytes())
+                write_private(node_key(target), node_key(home).read_bytes())
+        return
     ca_cert, ca_key = _ensure_cluster_ca(home)
     key = new_key()
     cert = leaf(subject_name(NODE_CN, "service"), key.public_key(), ca_cert, ca_key, NODE_CERT_VALIDITY,
@@ -419,9 +428,30 @@ def add_worker(home: FstoreHome) -> Node:
         node = add_worker(home)
         rebalance(home)
     """
-    before = {n.name for n in workers(home)}
-    start_cluster(home, len(before) + 1)
-    return next(n for n in workers(home) if n.name not in before)
+    if not server.is_running(home):
+        raise ServerError("the coordinator is not running: `fstore server start` first")
+    nodes = _plan_workers(home, len(workers(home)) + 1)
+    node = nodes[-1]
+    _issue_node_certificate(home, [home, *(n.home for n in nodes)])
+    _start_worker(home, node)
+    for name in ("node-client.key", "node-client.crt"):
+        server._chown_to_server(home.server_tls_dir / name)
+    # every role first (as precreate_worker_roles does for a new project): citus_add_node's
+    # metadata sync otherwise meets memberships granted by roles it has not created yet
+    # (`role "fstore_roles" does not exist` once a project exists)
+    with connect_operator(home) as conn:
+        roles = [r[0] for r in conn.execute(
+            "select rolname from pg_roles where rolname !~ '^pg_' and not rolsuper order by oid")]
+    with connect_operator(node.home, autocommit=True) as conn:
+        conn.execute("set citus.enable_ddl_propagation = off")
+        existing = {r[0] for r in conn.execute("select rolname from pg_roles")}
+        for role in roles:
+            if role not in existing:
+                conn.execute(sql.SQL("create role {} login").format(sql.Identifier(role)))
+    with connect_operator(home, autocommit=True) as conn:
+        add_workers(home, conn)
+    sync_workers(home)
+    return node
 
 
 def rebalance(home: FstoreHome) -> dict[str, Any]:
@@ -435,6 +465,10 @@ def rebalance(home: FstoreHome) -> dict[str, Any]:
         print(len(report["moves"]), report["placements"])
     """
     with connect_operator(home, autocommit=True) as conn:
+        if conn.execute("show citus.local_hostname").fetchone()[0] != str(home.socket_dir):
+            # a cluster started before fstore set it (fstore.citus.coordinator_settings)
+            conn.execute(sql.SQL("alter system set citus.local_hostname = {}").format(sql.Literal(str(home.socket_dir))))
+            conn.execute("select pg_reload_conf()")
         moves = [{"table": str(t), "shard": int(s), "from": f"{sh}:{sp}", "to": f"{th}:{tp}"}
                  for t, s, _size, sh, sp, th, tp in conn.execute(
                      "select table_name::text, shardid, shard_size, sourcename, sourceport, targetname, targetport"
