@@ -246,3 +246,18 @@ def test_read_write_partner_commits_through_the_pipeline(world: dict[str, Any],
     row = conns["alice"].execute(sql.SQL("select clicks, _commit_id from {}.activity__v1__online where id = 500")
                                  .format(sql.Identifier(world["a"]))).fetchone()
     assert row == (5, commit)
+
+
+def test_row_policies_changed_after_distribution_reach_the_shards(world: dict[str, Any],
+                                                                  conns: dict[str, psycopg.Connection[Any]]) -> None:
+    alice, bob, a = conns["alice"], conns["bob"], world["a"]
+    query = sql.SQL("select distinct id from {}.activity__v1 where id < 100 order by id").format(sql.Identifier(a))
+    declared = [policies.RowPolicy("consent_only", "activity", ("data_scientist",), "consent")]
+    policies.apply_policies(alice, a, [*declared, policies.RowPolicy("few_clicks", "activity", ("data_scientist",),
+                                                                     "clicks < 50")])
+    try:
+        assert bob.execute(query).fetchall() == [(i,) for i in range(1, 5) if i % 4 != 0]
+        assert alice.execute(query).fetchall() == [(i,) for i in range(1, 9)]
+    finally:
+        policies.apply_policies(alice, a, declared)
+    assert bob.execute(query).fetchall() == CONSENTING
