@@ -90,6 +90,10 @@ def coordinator_settings(home: FstoreHome) -> dict[str, Any]:
         "citus.enable_unsafe_triggers": "on",
         "max_prepared_transactions": 100,  # two-phase commit of multi-node transactions
         "wal_level": "logical",  # shard moves (rebalance)
+        # Citus's connections from the coordinator to itself (the cleanup records of shard
+        # moves) go over its Unix socket (peer, as the operator; no TLS there): over TCP they
+        # would present the node certificate, which the coordinator does not trust
+        "citus.local_hostname": str(home.socket_dir),
     }
 
 

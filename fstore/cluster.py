@@ -123,6 +123,15 @@ def _issue_node_certificate(home: FstoreHome, targets: list[FstoreHome]) -> None
     """Sign the node certificate with the cluster CA and copy it into every node's TLS dir."""
     if all(node_cert(t).exists() and node_key(t).exists() for t in targets):
         return
+    if node_cert(home).exists() and node_key(home).exists():
+        # a node added to a running cluster gets the same certificate: the running nodes'
+        # copies stay untouched (rewriting a key a node is using breaks its connections)
+        for target in targets:
+            if not (node_cert(target).exists() and node_key(target).exists()):
+                target.server_tls_dir.mkdir(parents=True, exist_ok=True)
+                write_public(node_cert(target), node_cert(home).read_bytes())
+                write_private(node_key(target), node_key(home).read_bytes())
+        return
     ca_cert, ca_key = _ensure_cluster_ca(home)
     key = new_key()
     cert = leaf(subject_name(NODE_CN, "service"), key.public_key(), ca_cert, ca_key, NODE_CERT_VALIDITY,
@@ -381,7 +390,8 @@ def stop_cluster(home: FstoreHome, mode: str = "fast") -> list[str]:
 
 def cluster_status(home: FstoreHome) -> dict[str, Any]:
     """The nodes (role, host, port, running, reachable from the coordinator) and their
-    shard placements, and the shards of each distributed table."""
+    shard placements, and the shards of each distributed table with their placement per
+    node (``placements``: node name -> shards there)."""
     info: dict[str, Any] = {"coordinator": {"port": home.port, "running": server.is_running(home)},
                             "nodes": [], "tables": []}
     local = {(n.host, n.port): n for n in workers(home)}
@@ -405,11 +415,82 @@ def cluster_status(home: FstoreHome) -> dict[str, Any]:
             if node is not None:
                 entry["running"] = server.is_running(node.home)
             info["nodes"].append(entry)
+        names = {(e["host"], e["port"]): e["name"] for e in info["nodes"]}
+        placements: dict[str, dict[str, int]] = {}
+        for table, host, port, count in conn.execute(
+                "select table_name::text, nodename, nodeport, count(*) from citus_shards group by 1, 2, 3 order by 1, 2, 3"):
+            placements.setdefault(table, {})[names.get((host, port), f"{host}:{port}")] = int(count)
+        groups = {table: group for table, group in conn.execute(
+            "select format('%I.%I', project, t), format('%s.%s v%s', project, name, version)"
+            "  from fstore.feature_groups, unnest(array[offline_table, online_table]) t where t is not null")}
         info["tables"] = [
             {"table": str(table), "type": kind, "distribution_column": column, "shards": shards,
-             "colocation_id": colocation}
+             "colocation_id": colocation, "placements": placements.get(str(table), {}),
+             "feature_group": groups.get(str(table))}
             for table, kind, column, shards, colocation in conn.execute(
                 "select table_name::text, citus_table_type, distribution_column, shard_count, colocation_id"
                 "  from citus_tables order by 1")
         ]
     return info
+
+
+def add_worker(home: FstoreHome) -> Node:
+    """Start one more local worker (initdb, certificates, extensions) and add it to the
+    running coordinator (``citus_add_node``: roles, memberships and distributed objects
+    are copied to it); its shards come with :func:`rebalance`.
+
+    Example::
+
+        node = add_worker(home)
+        rebalance(home)
+    """
+    if not server.is_running(home):
+        raise ServerError("the coordinator is not running: `fstore server start` first")
+    nodes = _plan_workers(home, len(workers(home)) + 1)
+    node = nodes[-1]
+    _issue_node_certificate(home, [home, *(n.home for n in nodes)])
+    _start_worker(home, node)
+    for name in ("node-client.key", "node-client.crt"):
+        server._chown_to_server(home.server_tls_dir / name)
+    # every role first (as precreate_worker_roles does for a new project): citus_add_node's
+    # metadata sync otherwise meets memberships granted by roles it has not created yet
+    # (`role "fstore_roles" does not exist` once a project exists)
+    with connect_operator(home) as conn:
+        roles = [r[0] for r in conn.execute(
+            "select rolname from pg_roles where rolname !~ '^pg_' and not rolsuper order by oid")]
+    with connect_operator(node.home, autocommit=True) as conn:
+        conn.execute("set citus.enable_ddl_propagation = off")
+        existing = {r[0] for r in conn.execute("select rolname from pg_roles")}
+        for role in roles:
+            if role not in existing:
+                conn.execute(sql.SQL("create role {} login").format(sql.Identifier(role)))
+    with connect_operator(home, autocommit=True) as conn:
+        add_workers(home, conn)
+    sync_workers(home)
+    return node
+
+
+def rebalance(home: FstoreHome) -> dict[str, Any]:
+    """Move shards so that every worker holds about as many (Citus's
+    ``rebalance_table_shards``, co-located shards moving together, writes blocked on a
+    shard while it is copied); returns the moves planned and the placements after.
+
+    Example::
+
+        report = rebalance(home)
+        print(len(report["moves"]), report["placements"])
+    """
+    with connect_operator(home, autocommit=True) as conn:
+        if conn.execute("show citus.local_hostname").fetchone()[0] != str(home.socket_dir):
+            # a cluster started before fstore set it (fstore.citus.coordinator_settings)
+            conn.execute(sql.SQL("alter system set citus.local_hostname = {}").format(sql.Literal(str(home.socket_dir))))
+            conn.execute("select pg_reload_conf()")
+        moves = [{"table": str(t), "shard": int(s), "from": f"{sh}:{sp}", "to": f"{th}:{tp}"}
+                 for t, s, _size, sh, sp, th, tp in conn.execute(
+                     "select table_name::text, shardid, shard_size, sourcename, sourceport, targetname, targetport"
+                     "  from get_rebalance_table_shards_plan()")]
+        if moves:
+            conn.execute("select rebalance_table_shards(shard_transfer_mode => 'block_writes')")
+        placements = {f"{h}:{p}": int(c) for h, p, c in conn.execute(
+            "select nodename, nodeport, count(*) from citus_shards group by 1, 2 order by 1, 2")}
+    return {"moves": moves, "placements": placements}

@@ -22,7 +22,7 @@ def cluster_group() -> None:
 @click.pass_context
 def cluster_status(ctx: click.Context, as_json: bool) -> None:
     """Nodes (port, running, reachable from the coordinator, shard placements) and the
-    shards of each distributed table. Exits 3 when the coordinator is down, 1 when a
+    shards of each distributed table (its feature group, shard count, placement per node). Exits 3 when the coordinator is down, 1 when a
     worker is unhealthy."""
     home = home_of(ctx)
     if not cluster.is_cluster(home):
@@ -39,12 +39,50 @@ def cluster_status(ctx: click.Context, as_json: bool) -> None:
                           str(node.get("healthy", "")), str(node.get("shards", "")))
         console.print(nodes)
         if info["tables"]:
-            tables = Table("table", "type", "distribution column", "shards", "colocation", box=None)
+            tables = Table("table", "feature group", "type", "distribution column", "shards", "placement",
+                           "colocation", box=None)
             for table in info["tables"]:
-                tables.add_row(table["table"], table["type"], table["distribution_column"], str(table["shards"]),
+                placement = ", ".join(f"{node}: {count}" for node, count in table["placements"].items())
+                tables.add_row(table["table"], table["feature_group"] or "", table["type"],
+                               table["distribution_column"], str(table["shards"]), placement,
                                str(table["colocation_id"]))
             console.print(tables)
     if not info["coordinator"]["running"]:
         ctx.exit(EXIT_NOT_RUNNING)
     if any(node.get("healthy") is False or node.get("running") is False for node in info["nodes"]):
         ctx.exit(EXIT_ERROR)
+
+
+@cluster_group.command("add-worker")
+@json_option
+@click.pass_context
+def cluster_add_worker(ctx: click.Context, as_json: bool) -> None:
+    """Start one more local worker and add it to the coordinator (its shards come with
+    `fstore cluster rebalance`)."""
+    home = home_of(ctx)
+    if not cluster.is_cluster(home):
+        raise click.UsageError(f"{home.root} is not a cluster: start it with `fstore server start --workers N`")
+    require_server(home)
+    node = cluster.add_worker(home)
+    info = {"name": node.name, "host": node.host, "port": node.port}
+    if as_json:
+        echo_json(info)
+    else:
+        console.print(f"added {node.name} ({node.host}:{node.port}); run `fstore cluster rebalance` to move shards to it")
+
+
+@cluster_group.command("rebalance")
+@json_option
+@click.pass_context
+def cluster_rebalance(ctx: click.Context, as_json: bool) -> None:
+    """Move shards so that every worker holds about as many (co-located shards together)."""
+    home = home_of(ctx)
+    if not cluster.is_cluster(home):
+        raise click.UsageError(f"{home.root} is not a cluster: start it with `fstore server start --workers N`")
+    require_server(home)
+    report = cluster.rebalance(home)
+    if as_json:
+        echo_json(report)
+    else:
+        console.print(f"{len(report['moves'])} shard move(s); placements: "
+                      + ", ".join(f"{node}: {count}" for node, count in report["placements"].items()))

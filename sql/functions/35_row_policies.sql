@@ -215,6 +215,25 @@ $$;
 comment on function fstore.policy_guard(text,text[]) is
   'The guard that exempts readers a policy does not bind (see the header), as SQL ending in "or ".';
 
+create or replace function fstore.policy_guard_distributed(p_project text, p_roles text[]) returns text
+language sql immutable set search_path = pg_catalog, fstore, pg_temp as $$
+  -- Citus allows no subquery in the policies of a distributed table, and it checks them on
+  -- the workers, where session_user is the role Citus logged in as: the coordinator's
+  -- *current* role (a member, or the role they SET ROLE to). Any role a session may SET
+  -- is one session_user is a member of, so "member of p__owner" exempts no one the
+  -- single-node guard binds. A policy for Data Owners binds every member of p__owner
+  -- (p__data_owner, p__owner itself, fstore_control): on a worker, a Data Owner acting
+  -- as p__owner is still bound.
+  select case
+    when 'everyone' = any(p_roles) or ('data_owner' = any(p_roles) and 'data_scientist' = any(p_roles)) then ''
+    when 'data_scientist' = any(p_roles)
+      then format('pg_catalog.pg_has_role(session_user, %L, ''MEMBER'') or ', fstore.owner_role(p_project))
+    else format('(not pg_catalog.pg_has_role(session_user, %L, ''MEMBER'')) or ', fstore.owner_role(p_project))
+  end
+$$;
+comment on function fstore.policy_guard_distributed(text,text[]) is
+  'fstore.policy_guard for a distributed table: no subquery, and p__owner bound by Data Owner policies.';
+
 create or replace function fstore.session_bound_by_policies(p_project text, p_relid oid) returns boolean
 language sql stable security definer set search_path = pg_catalog, fstore, pg_temp as $$
   select exists (
@@ -234,7 +253,9 @@ language plpgsql set search_path = pg_catalog, pg_temp as $$
 begin
   -- the one exception: a DELETE during an erasure open in this transaction that targets this
   -- table (sql/functions/87_erasure.sql); fstore_erasure_rows then checks every row's keys
-  if tg_op = 'DELETE' and fstore.erasure_columns(tg_relid) is not null then
+  -- (on a Citus worker, where a distributed table's shards fire this trigger, the catalog
+  -- is not there: no erasure is open, the change is refused)
+  if tg_op = 'DELETE' and to_regclass('fstore.erasures') is not null and fstore.erasure_columns(tg_relid) is not null then
     return null;
   end if;
   raise exception '% on %.% is not allowed: %', tg_op, tg_table_schema, tg_table_name,
@@ -273,6 +294,9 @@ declare
   v_map jsonb;
   v_project text;
   v_old record;
+  v_distributed boolean;
+  v_read text[] := '{}';   -- distributed tables: what a reader must pass (select and all)
+  v_all text[] := '{}';    -- ... and what every command must pass (policies for all)
 begin
   select c.oid, c.relname, c.relkind, c.relowner, n.nspname into v_rel
     from pg_catalog.pg_class c join pg_catalog.pg_namespace n on n.oid = c.relnamespace where c.oid = p_table;
@@ -287,7 +311,10 @@ begin
   execute format('drop trigger if exists fstore_append_only on %s', v_name);
   execute format('drop trigger if exists fstore_erasure_rows on %s', v_name);
   execute format('drop trigger if exists fstore_erasure_count on %s', v_name);
-  execute format('create policy fstore_access on %s as permissive for all to public using (true) with check (true)', v_name);
+  v_distributed := fstore.is_distributed(p_table);
+  if not v_distributed then
+    execute format('create policy fstore_access on %s as permissive for all to public using (true) with check (true)', v_name);
+  end if;
 
   -- fstore's own tables: feature-group history, online rows, training datasets
   select * into v_fg from fstore.feature_groups
@@ -309,11 +336,11 @@ begin
     on conflict (relid) do update set relname = excluded.relname, kind = excluded.kind, columns = excluded.columns,
       feature_group_id = excluded.feature_group_id, training_dataset_id = excluded.training_dataset_id;
   end if;
-  if v_kind in ('offline', 'online') then
+  if v_kind in ('offline', 'online') and not v_distributed then
     execute format('create policy fstore_commit_rows on %s as restrictive for insert to public '
                    'with check (_commit_id = (select fstore.open_commit(%s)))', v_name, v_fg.id);
   end if;
-  if v_kind = 'online' then
+  if v_kind = 'online' and not v_distributed then
     execute format('create policy fstore_commit_updates on %s as restrictive for update to public '
                    'using (true) with check (_commit_id = (select fstore.open_commit(%s)))', v_name, v_fg.id);
   end if;
@@ -335,9 +362,18 @@ begin
   for v_policy in select * from fstore.row_policies where project = v_rel.nspname order by name loop
     if v_policy.table_name = v_rel.relname or v_rel.relname ~ ('^' || v_policy.table_name || '__v[0-9]+(__online)?$') then
       -- rendered again from the tree: text in the catalog (a restore, an old release) never runs
+      if v_distributed then
+        v_sql := format('(%s(%s))', fstore.policy_guard_distributed(v_rel.nspname, v_policy.roles),
+                        fstore.predicate_sql(v_policy.predicate_tree));
+        v_read := v_read || v_sql;
+        if v_policy.command = 'all' then
+          v_all := v_all || v_sql;
+        end if;
+      else
       execute format('create policy %I on %s as restrictive for %s to public using (%s(%s))',
                      'fstore_rls_' || v_policy.name, v_name, case v_policy.command when 'all' then 'all' else 'select' end,
                      fstore.policy_guard(v_rel.nspname, v_policy.roles), fstore.predicate_sql(v_policy.predicate_tree));
+      end if;
     elsif v_kind = 'training' and v_policy.entity_key is null then
       -- a training dataset carries the row policies of the groups it read, over the
       -- columns it took from them; one whose columns it lacks hides its rows (fail closed)
@@ -357,7 +393,12 @@ begin
     if v_policy.entity_key is not null and v_rel.relname <> v_policy.table_name
        and exists (select 1 from pg_catalog.pg_attribute a where a.attrelid = v_rel.oid and a.attname = v_policy.entity_key
                       and not a.attisdropped) then
-      if to_regclass(format('%I.%I', v_rel.nspname, v_policy.table_name)) is not null then
+      if v_distributed then
+        -- the entity table is coordinator-local and a distributed table's policy may not
+        -- read it: the rows an entity policy governs stay hidden from the readers it binds
+        v_read := v_read || format('(%sfalse)', fstore.policy_guard_distributed(v_rel.nspname, v_policy.roles));
+        continue;
+      elsif to_regclass(format('%I.%I', v_rel.nspname, v_policy.table_name)) is not null then
         v_sql := format('exists (select 1 from %I.%I e where e.%I = %s.%I)', v_rel.nspname, v_policy.table_name,
                         v_policy.entity_key, v_name, v_policy.entity_key);
       else
@@ -367,6 +408,29 @@ begin
                      'fstore_entity_' || v_policy.name, v_name, fstore.policy_guard(v_rel.nspname, v_policy.roles), v_sql);
     end if;
   end loop;
+
+  -- a distributed table: one permissive policy per command (Citus makes restrictive policies
+  -- permissive on the shards, see sql/functions/41_distribution.sql), none for all
+  if v_distributed then
+    execute format('create policy fstore_read on %s as permissive for select to public using (%s)', v_name,
+                   coalesce(nullif(array_to_string(v_read, ' and '), ''), 'true'));
+    execute format('create policy fstore_delete on %s as permissive for delete to public using (%s)', v_name,
+                   coalesce(nullif(array_to_string(v_all, ' and '), ''), 'true'));
+    if v_kind in ('offline', 'online') then
+      -- the commit gate a worker can check: rows come only from fstore.write_commit_batch
+      execute format('create policy fstore_insert on %s as permissive for insert to public '
+                     'with check (current_user = ''fstore_writer'')', v_name);
+      execute format('create policy fstore_update on %s as permissive for update to public using (%s) '
+                     'with check (current_user = ''fstore_writer'')', v_name,
+                     coalesce(nullif(array_to_string(v_all, ' and '), ''), 'true'));
+    else
+      execute format('create policy fstore_insert on %s as permissive for insert to public with check (%s)', v_name,
+                     coalesce(nullif(array_to_string(v_all, ' and '), ''), 'true'));
+      execute format('create policy fstore_update on %s as permissive for update to public using (%s) with check (%s)',
+                     v_name, coalesce(nullif(array_to_string(v_all, ' and '), ''), 'true'),
+                     coalesce(nullif(array_to_string(v_all, ' and '), ''), 'true'));
+    end if;
+  end if;
 
   -- a training dataset built from a shared project's groups follows the share
   if v_kind = 'training' then
@@ -441,6 +505,7 @@ grant execute on function
   fstore.predicate_sql(jsonb,jsonb,integer),
   fstore.check_row_policies(jsonb),
   fstore.policy_guard(text,text[]),
+  fstore.policy_guard_distributed(text,text[]),
   fstore.session_bound_by_policies(text,oid),
   fstore.refuse_history_change(),
   fstore.secure_table(regclass)

@@ -235,6 +235,7 @@ declare
   v_include text[] := '{}';
   v_key text;
   v_hnsw record;
+  v_id bigint;
 begin
   perform fstore.check_project_name(p_project);
   perform fstore.check_feature_group_name(p_name);
@@ -259,6 +260,7 @@ begin
       raise exception 'entity key column % is not among the columns of %', v_key, p_name using errcode = '42703';
     end if;
   end loop;
+  perform fstore.check_distribution_key(p_name, p_keys, coalesce(p_options, '{}'));
   for v_col in select * from jsonb_array_elements(p_columns) loop
     perform fstore.check_column_name(v_col->>'name');
     if v_col->>'name' = p_event_time then
@@ -323,8 +325,14 @@ begin
       execute format('create index on %I.%I using hnsw (%I %I)', p_project, v_online, v_hnsw.col, v_hnsw.ops);
     end loop;
   end if;
-  return fstore.register_feature_group(p_project, p_name, v_version, p_keys, p_event_time, v_features,
+  v_id := fstore.register_feature_group(p_project, p_name, v_version, p_keys, p_event_time, v_features,
     p_online, p_ttl, p_description, p_tags, p_statistics, p_options, p_upstream);
+  -- on a Citus coordinator with workers both tables are distributed, last: once registered
+  -- and secured (sql/functions/41_distribution.sql)
+  if fstore.cluster_has_workers() then
+    perform fstore.distribute_feature_group(v_id);
+  end if;
+  return v_id;
 end $$;
 comment on function fstore.create_feature_group(text,text,integer,text[],text,jsonb,boolean,interval,text,text[],boolean,jsonb,jsonb) is
   'Create the offline (and online) tables of a new version and register it. SECURITY INVOKER: the caller must be acting as p__owner (SET ROLE), so the tables belong to the project; default privileges and the DDL guard then grant access and apply row-level security and the declared row policies.';

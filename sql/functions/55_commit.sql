@@ -86,6 +86,8 @@ declare
   v_early text[] := '{}';  -- the steps before the commit record exists, reported with its id
   v_message text;
   v_empty boolean;
+  v_distributed boolean;
+  v_written bigint[];
 begin
   v_fg := fstore.feature_group_by_id(p_feature_group_id);
   if p_mode is null or p_mode not in ('append', 'merge', 'incremental') then
@@ -104,6 +106,7 @@ begin
          string_agg(format('s.%1$I = l.%1$I', k), ' and ')
     into v_keys, v_key_match, v_key_join from unnest(v_fg.entity_keys) k;
   v_offline := format('%I.%I', v_fg.project, v_fg.offline_table)::regclass;
+  v_distributed := fstore.is_distributed(v_offline);
 
   if p_mode = 'merge' then
     -- re-running the same data adds nothing: skip rows whose (keys, event_time) exist
@@ -151,6 +154,9 @@ begin
   -- offline append: the bulk path for a batch as large as the table, else row by row
   v_owner := fstore.owner_role(v_fg.project);
   v_bulk := pg_relation_size(v_batch) > 0 and pg_relation_size(v_batch) >= pg_relation_size(v_offline);
+  if v_distributed then
+    v_bulk := false;  -- the shell table is empty (pg_relation_size 0); its indexes live on the shards
+  end if;
   if v_bulk and current_user::text <> v_owner then
     v_as_owner := pg_has_role(session_user, v_owner, 'MEMBER');
     v_bulk := v_as_owner;
@@ -208,6 +214,20 @@ begin
       perform set_config('role', v_caller_role, true);
     end if;
     v_step := fstore.commit_step_done(v_commit, 'offline_index_build', v_step);
+  elsif v_distributed then
+    -- a distributed group (sql/functions/41_distribution.sql): the rows, with the commit's
+    -- column types, in a temporary table of this session that fstore.write_commit_batch
+    -- (fstore_writer, the one role the shards take rows from) writes offline and online
+    if to_regclass('pg_temp._fstore_commit_batch') is not null then drop table pg_temp._fstore_commit_batch; end if;
+    execute format('create temp table _fstore_commit_batch (like %s) on commit drop', v_offline);
+    execute format('insert into pg_temp._fstore_commit_batch (%1$s, %2$I, _commit_id) select %1$s, %2$I, $1 from %3$s',
+                   v_cols, v_fg.event_time, v_batch) using v_commit;
+    grant select on pg_temp._fstore_commit_batch to fstore_writer;
+    v_written := fstore.write_commit_batch(p_feature_group_id, 'pg_temp._fstore_commit_batch'::regclass);
+    v_rows := v_written[1];
+    v_online_rows := v_written[2];
+    drop table pg_temp._fstore_commit_batch;
+    v_step := fstore.commit_step_done(v_commit, 'offline_online_write', v_step, 'distributed');
   else
     -- in index order (keys, event_time desc): far fewer index pages touched
     execute format('insert into %1$s (%2$s, %3$I, _commit_id) select %2$s, %3$I, $1 from %4$s order by %5$s, %3$I desc',
@@ -216,7 +236,7 @@ begin
     v_step := fstore.commit_step_done(v_commit, 'offline_append', v_step, v_detail);
   end if;
 
-  if v_fg.online and v_rows > 0 then
+  if v_fg.online and v_rows > 0 and not v_distributed then
     select string_agg(format('%1$I = excluded.%1$I', name), ', ') into v_updates
       from fstore.features where feature_group_id = p_feature_group_id and not is_key;
     v_updates := concat_ws(', ', v_updates, format('%1$I = excluded.%1$I', v_fg.event_time),

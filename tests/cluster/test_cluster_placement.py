@@ -1,12 +1,11 @@
 """Data placement on the cluster, and the guards around it.
 
-What holds today (docs/cluster.md): tenants cannot run statements on the workers or
-distribute tables themselves (those Citus functions are revoked from PUBLIC on the
-coordinator), and row policies hold for reads through the coordinator. What does not
-work yet, asserted so that the day it changes is noticed: fstore's feature-group
-tables cannot be distributed, because Citus refuses policies with subqueries
-(fstore's commit gate ``_commit_id = (select fstore.open_commit(id))`` and the declared
-row policies' ``(select pg_has_role(session_user, ...))``).
+Tenants cannot run statements on the workers or distribute tables themselves (those
+Citus functions are revoked from PUBLIC on the coordinator), and row policies hold for
+reads of a project's own (coordinator-local) tables. A plain table under a declared row
+policy keeps the single-node policies (with subqueries), which Citus refuses to
+distribute: no shard ever lacks them. Feature groups are distributed with policies of
+their own: tests/cluster/test_cluster_distributed.py.
 """
 
 from __future__ import annotations
@@ -18,7 +17,6 @@ from psycopg import sql
 from fstore import policies, sandbox
 from fstore.connection import connect, connect_operator
 from fstore.home import FstoreHome
-from tests.retrieval.conftest import commit_rows, create_group
 
 
 @pytest.fixture(scope="module")
@@ -75,23 +73,3 @@ def test_a_table_under_a_row_policy_cannot_be_distributed(cluster_home: FstoreHo
             op.execute("select create_distributed_table(%s, 'id')", (f"{project}.t",))
         assert op.execute("select count(*) from citus_tables where table_name = %s::regclass",
                           (f"{project}.t",)).fetchone()[0] == 0
-
-
-def test_feature_group_tables_are_not_distributed_yet(cluster_home: FstoreHome, project: str) -> None:
-    """The known gap of issue 12 step 3: the commit gate's policy has a subquery."""
-    with connect(cluster_home, f"{project}__alice", autocommit=True) as alice:
-        group = create_group(alice, project, "activity", {"id": "bigint", "event_time": "timestamptz",
-                                                          "clicks": "integer"}, ["id"], online=True)
-        commit_rows(alice, group, [(1, "2024-01-01", 3)])
-    table = f"{project}.activity__v1"
-    with connect_operator(cluster_home, autocommit=True) as op:
-        assert op.execute("select count(*) from citus_tables where table_name = %s::regclass",
-                          (table,)).fetchone()[0] == 0
-        op.execute(sql.SQL("create table {}.empty_copy (like {}.activity__v1)").format(
-            sql.Identifier(project), sql.Identifier(project)))
-        op.execute(sql.SQL(
-            "create policy gate on {}.empty_copy as restrictive for insert to public"
-            " with check (_commit_id = (select fstore.open_commit({})))").format(sql.Identifier(project),
-                                                                             sql.Literal(group.id)))
-        with pytest.raises(psycopg.errors.FeatureNotSupported, match="cannot create policy"):
-            op.execute("select create_distributed_table(%s, 'id')", (f"{project}.empty_copy",))

@@ -77,20 +77,24 @@ def test_the_control_plane_roles_hold_only_what_they_need(operator: psycopg.Conn
     attributes = dict(operator.execute(
         "select rolname, row(rolsuper, rolcreaterole, rolcreatedb, rolreplication, rolbypassrls, rolcanlogin)::text"
         "  from pg_roles where rolname in ('fstore_control', 'fstore_roles', 'fstore_builder', 'fstore_auditor',"
-        "                                  'fstore_admin')").fetchall())
+        "                                  'fstore_admin', 'fstore_writer')").fetchall())
+    # fstore_writer: BYPASSRLS, owns only fstore.write_commit_batch, the one writer of
+    # distributed feature tables (sql/functions/41_distribution.sql, docs/cluster.md)
     assert attributes == {
         "fstore_control": "(f,f,f,f,f,f)", "fstore_roles": "(f,t,f,f,f,f)", "fstore_builder": "(f,f,f,f,f,f)",
-        "fstore_auditor": "(f,f,f,f,f,f)", "fstore_admin": "(f,f,f,f,f,t)"}
+        "fstore_auditor": "(f,f,f,f,f,f)", "fstore_admin": "(f,f,f,f,f,t)", "fstore_writer": "(f,f,f,f,t,f)"}
     memberships = operator.execute(
         "select m.member::regrole::text, m.roleid::regrole::text from pg_auth_members m"
-        " where m.member::regrole::text in ('fstore_control', 'fstore_roles', 'fstore_builder', 'fstore_admin')"
+        " where m.member::regrole::text in ('fstore_control', 'fstore_roles', 'fstore_builder', 'fstore_admin',"
+        "                                   'fstore_writer')"
         "   and m.roleid::regrole::text not like '%\\_\\_owner' order by 1, 2").fetchall()
     assert memberships == [("fstore_control", "pg_signal_backend")]
     # nothing but fstore's own definers is owned by the roles that run them
     owned = operator.execute(
         "select r.rolname, count(*) from pg_proc p join pg_roles r on r.oid = p.proowner"
-        " where r.rolname in ('fstore_roles', 'fstore_builder') group by 1 order by 1").fetchall()
-    assert owned == [("fstore_builder", 2), ("fstore_roles", 5)]  # build_training_table, fit_feature_view
+        " where r.rolname in ('fstore_roles', 'fstore_builder', 'fstore_writer') group by 1 order by 1").fetchall()
+    # build_training_table, fit_feature_view; the role functions; write_commit_batch
+    assert owned == [("fstore_builder", 2), ("fstore_roles", 5), ("fstore_writer", 1)]
     tally.deny("control_without_createrole", "builder_without_createrole", "control_only_signal_backend")
     tally.allow("role_management_holds_createrole")
 
