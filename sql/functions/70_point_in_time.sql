@@ -199,7 +199,11 @@ begin
   end if;
   if cardinality(v_given) > 1 then
     return (select jsonb_agg(jsonb_build_object('group', format('%s.%s@%s', g->>'project', g->>'name', g->>'version'),
-                                                'strategy', v_given[i], 'reason', 'chosen for the whole spine')
+                                                'strategy', case when fstore.is_distributed(format('%I.%I', g->>'project', g->>'table')::regclass)
+                                                                 then 'merge' else v_given[i] end,
+                                                'reason', case when fstore.is_distributed(format('%I.%I', g->>'project', g->>'table')::regclass)
+                                                               then 'a distributed feature group: merge on the workers'
+                                                               else 'chosen for the whole spine' end)
                              order by i)
               from jsonb_array_elements(p_plan) with ordinality e(g, i));
   end if;
@@ -214,6 +218,16 @@ begin
   end if;
   for v_fg in select g from jsonb_array_elements(p_plan) g loop
     v_label := format('%s.%s@%s', v_fg->>'project', v_fg->>'name', v_fg->>'version');
+    if fstore.is_distributed(format('%I.%I', v_fg->>'project', v_fg->>'table')::regclass) then
+      -- Citus refuses a LATERAL join from a spine on the coordinator into a distributed
+      -- table (probe), and the asof pass would pull the whole history to the coordinator:
+      -- the merge is the one that runs on the workers (docs/cluster.md)
+      v_out := v_out || jsonb_build_array(jsonb_build_object('group', v_label, 'strategy', 'merge',
+        'reason', format('a distributed feature group: merge on the workers%s',
+                         case when v_strategy not in ('auto', 'merge') then format(' (%s asked for; not possible on a cluster)', v_strategy)
+                              else '' end)));
+      continue;
+    end if;
     if v_strategy <> 'auto' then
       v_out := v_out || jsonb_build_array(jsonb_build_object('group', v_label, 'strategy', v_strategy,
         'reason', format('asked for (strategy %s)', v_strategy)));
@@ -252,7 +266,7 @@ begin
   return v_out;
 end $$;
 comment on function fstore.point_in_time_strategies(regclass,jsonb,text,interval,text,jsonb) is
-  'The point-in-time planner: for each resolved feature group (fstore.resolve_features), probe (an index probe per spine row), merge (one pass over spine and history in index order, window functions) or asof (the same pass in C, the fstore_asof extension, where installed), with the reason. auto compares a measured cost model: probes 11 us per spine row, merge 12.5 us per spine row plus 6 us per history row to read, asof 3 us per spine row plus 2 us per history row to read (rows in [min spine time - ttl, max spine time], from pg_class and the commits'' event-time ranges); probe, merge or asof force one, and ''merge,probe'' gives one per group. p_spine_stats ({rows, min, max}) stands for the spine''s own sizes (a spine joined in shards).';
+  'The point-in-time planner: for each resolved feature group (fstore.resolve_features), probe (an index probe per spine row), merge (one pass over spine and history in index order, window functions) or asof (the same pass in C, the fstore_asof extension, where installed), with the reason. auto compares a measured cost model: probes 11 us per spine row, merge 12.5 us per spine row plus 6 us per history row to read, asof 3 us per spine row plus 2 us per history row to read (rows in [min spine time - ttl, max spine time], from pg_class and the commits'' event-time ranges); probe, merge or asof force one, and ''merge,probe'' gives one per group. p_spine_stats ({rows, min, max}) stands for the spine''s own sizes (a spine joined in shards). A distributed feature group (a Citus cluster) always gets merge, the join Citus runs on the workers.';
 
 create or replace function fstore.training_data_sql(
   p_spine regclass, p_features text[], p_event_time_column text default 'event_time',
