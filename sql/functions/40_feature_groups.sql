@@ -327,9 +327,12 @@ begin
   end if;
   v_id := fstore.register_feature_group(p_project, p_name, v_version, p_keys, p_event_time, v_features,
     p_online, p_ttl, p_description, p_tags, p_statistics, p_options, p_upstream);
-  -- on a Citus coordinator with workers both tables are distributed, last: once registered
-  -- and secured (sql/functions/41_distribution.sql)
-  if fstore.cluster_has_workers() then
+  -- on a Citus coordinator with workers, a group given options.distribution_key has both
+  -- tables distributed, last: once registered and secured (sql/functions/41_distribution.sql).
+  -- Opt-in for now: merge-mode commits, add_features and dbt models do not work on
+  -- distributed groups yet (docs/cluster.md); without the option the group stays on the
+  -- coordinator, where everything works
+  if fstore.cluster_has_workers() and coalesce(p_options, '{}') ? 'distribution_key' then
     perform fstore.distribute_feature_group(v_id);
   end if;
   return v_id;

@@ -43,9 +43,9 @@ def world(cluster_home: FstoreHome) -> Iterator[dict[str, Any]]:
     with connect(home, f"{a}__alice", autocommit=True) as alice:
         policies.apply_policies(alice, a, [policies.RowPolicy("consent_only", "activity", ("data_scientist",),
                                                               "consent")])
-        activity = create_group(alice, a, "activity", ACTIVITY, ["id"], online=True)
+        activity = create_group(alice, a, "activity", ACTIVITY, ["id"], online=True, distribution_key="id")
         risk = create_group(alice, a, "risk", {"id": "bigint", "event_time": "timestamptz", "score": "float8"},
-                            ["id"], online=True)
+                            ["id"], online=True, distribution_key="id")
         with alice.transaction():
             alice.execute(sql.SQL("set local role {}").format(sql.Identifier(f"{a}__owner")))
             pairs = alice.execute(

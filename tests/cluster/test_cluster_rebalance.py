@@ -70,7 +70,7 @@ def test_a_third_worker_takes_shards_and_answers_do_not_change(fresh_cluster: Fs
                                                                     "consent")])
         group = create_group(alice, project, "activity", {"id": "bigint", "event_time": "timestamptz",
                                                           "clicks": "integer", "consent": "boolean"},
-                             ["id"], online=True)
+                             ["id"], online=True, distribution_key="id")
         for day in (1, 2, 3):
             commit_rows(alice, group, [(i, f"2024-01-0{day}", i * day, i % 5 != 0) for i in IDS])
     before = _answers(home, project)

@@ -20,6 +20,8 @@ import psycopg
 import pytest
 from psycopg import sql
 
+from tests.conftest import TEST_CLUSTER_WORKERS
+
 
 @dataclass(frozen=True)
 class SqlFeatureGroup:
@@ -40,20 +42,26 @@ class SqlFeatureGroup:
 def create_group(
     conn: psycopg.Connection, project: str, name: str, columns: dict[str, str], keys: Sequence[str],
     *, version: int = 1, ttl: str | None = None, online: bool = False, event_time: str = "event_time",
-    statistics: bool = False,
+    statistics: bool = False, distribution_key: str | None = None,
 ) -> SqlFeatureGroup:
     """Create a feature group as the Data Owner on ``conn`` (``SET ROLE <project>__owner``).
 
     ``columns`` maps names to types (the event time column included, as timestamptz).
-    Commit statistics are off unless asked for (retrieval tests do not need them).
+    Commit statistics are off unless asked for (retrieval tests do not need them). On a
+    cluster (``FSTORE_TEST_CLUSTER``) the group is distributed by ``distribution_key``,
+    default its first key; elsewhere only when ``distribution_key`` is given.
     """
     spec = [{"name": n, "type": t} for n, t in columns.items()]
+    if distribution_key is None and TEST_CLUSTER_WORKERS:
+        distribution_key = keys[0]
+    options = {"distribution_key": distribution_key} if distribution_key else None
     with conn.transaction():
         conn.execute(sql.SQL("set local role {}").format(sql.Identifier(f"{project}__owner")))
         fg_id = conn.execute(
             "select fstore.create_feature_group(%s, %s, %s, %s, %s, %s::jsonb, %s, %s::interval,"
-            " p_statistics => %s)",
-            (project, name, version, list(keys), event_time, json.dumps(spec), online, ttl, statistics),
+            " p_statistics => %s, p_options => %s::jsonb)",
+            (project, name, version, list(keys), event_time, json.dumps(spec), online, ttl, statistics,
+             json.dumps(options or {})),
         ).fetchone()[0]
     return SqlFeatureGroup(fg_id, project, name, version, tuple(keys), tuple(columns))
 

@@ -152,7 +152,7 @@ def test_commit_and_sessions_of_others(home: FstoreHome, make_project, tally) ->
         with pytest.raises(psycopg.errors.InsufficientPrivilege, match="must be a member of the role whose process is being terminated"):
             hank.execute("select pg_terminate_backend(%s::integer)", (alice_pid,))
         with pytest.raises(psycopg.errors.InsufficientPrivilege, match="must be a member of the role whose query is being canceled"):
-            bob.execute("select pg_cancel_backend(%s)", (alice_pid,))
+            bob.execute("select pg_cancel_backend(%s::integer)", (alice_pid,))
         shown = hank.execute("select query from pg_stat_activity where pid = %s", (alice_pid,)).fetchone()[0]
         assert shown == "<insufficient privilege>"
         ssl = hank.execute("select count(*) from pg_stat_ssl where pid = %s", (alice_pid,)).fetchone()[0]
