@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -28,8 +29,16 @@ def cluster_home(request: pytest.FixtureRequest) -> Iterator[FstoreHome]:
     if TEST_CLUSTER_WORKERS >= 2:
         yield request.getfixturevalue("home")
         return
+    with own_cluster("fcl-") as fhome:
+        yield fhome
+
+
+@contextmanager
+def own_cluster(prefix: str, workers: int = 2) -> Iterator[FstoreHome]:
+    """A new coordinator with ``workers`` workers in a temporary home, FSTORE_HOME and the
+    admin's service entry pointing at it until the block ends (then put back)."""
     previous = os.environ.get("FSTORE_HOME")
-    fhome, cleanup = sandbox.start_home(None, prefix="fcl-", workers=2)
+    fhome, cleanup = sandbox.start_home(None, prefix=prefix, workers=workers)
     os.environ["FSTORE_HOME"] = str(fhome.root)
     write_service_entry(material_for(fhome, "fstore_admin"))
     try:

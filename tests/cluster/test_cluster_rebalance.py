@@ -6,9 +6,7 @@ shards keep the commit gate and the row policy."""
 from __future__ import annotations
 
 import datetime as dt
-import os
 from collections.abc import Iterator
-from pathlib import Path
 
 import pandas as pd
 import psycopg
@@ -19,8 +17,9 @@ from psycopg import sql
 import fstore
 from fstore import cluster, policies, sandbox
 from fstore.cli import main
-from fstore.connection import connect, material_for, write_service_entry
+from fstore.connection import connect
 from fstore.home import FstoreHome
+from tests.cluster.conftest import own_cluster
 from tests.retrieval.conftest import commit_rows, create_group
 
 IDS = range(1, 41)
@@ -30,19 +29,8 @@ IDS = range(1, 41)
 def fresh_cluster() -> Iterator[FstoreHome]:
     if not cluster.citus_installed():
         pytest.skip("Citus is not installed: run scripts/setup.sh")
-    previous = os.environ.get("FSTORE_HOME")
-    fhome, cleanup = sandbox.start_home(None, prefix="fcr-", workers=2)
-    os.environ["FSTORE_HOME"] = str(fhome.root)
-    write_service_entry(material_for(fhome, "fstore_admin"))
-    try:
+    with own_cluster("fcr-") as fhome:
         yield fhome
-    finally:
-        cleanup()
-        if previous is None:
-            os.environ.pop("FSTORE_HOME", None)
-        else:
-            os.environ["FSTORE_HOME"] = previous
-            write_service_entry(material_for(FstoreHome(Path(previous)), "fstore_admin"))
 
 
 def _answers(home: FstoreHome, project: str) -> tuple[list[dict], list[tuple], list[tuple]]:

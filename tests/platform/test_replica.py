@@ -9,7 +9,6 @@ import dataclasses
 import datetime as dt
 import json
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import psycopg
@@ -26,16 +25,6 @@ from tests.retrieval.conftest import commit_rows, create_group
 UTC = dt.timezone.utc
 ACTIVITY = {"account_id": "bigint", "event_time": "timestamptz", "amount": "double precision"}
 LAG_TIMEOUT = 60.0  # generous: a deadline for polling, not a threshold
-
-
-@pytest.fixture(scope="module")
-def rep(home: FstoreHome) -> Iterator[replica.Replica]:
-    """Replica 1 of the session's server (made for this module, removed after it)."""
-    made = replica.start_replicas(home, 1)[0]
-    try:
-        yield made
-    finally:
-        replica.remove_replica(home, made.name)
 
 
 def on_replica(rep: replica.Replica, home: FstoreHome, who: str, **overrides: Any) -> psycopg.Connection[Any]:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import datetime as dt
 import threading
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -24,16 +23,6 @@ from tests.retrieval.conftest import commit_rows, create_group
 UTC = dt.timezone.utc
 ACTIVITY = {"account_id": "bigint", "event_time": "timestamptz", "amount": "double precision"}
 KEYS = range(1, 51)
-
-
-@pytest.fixture(scope="module")
-def rep(home: FstoreHome) -> Iterator[replica.Replica]:
-    """Replica 1 of the session's server (made for this module, removed after it)."""
-    made = replica.start_replicas(home, 1)[0]
-    try:
-        yield made
-    finally:
-        replica.remove_replica(home, made.name)
 
 
 @pytest.fixture
