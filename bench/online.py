@@ -70,8 +70,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def load_group(home: FstoreHome, project: str, name: str, entities: int) -> None:
-    """An online feature group with one row per entity, committed through the pipeline."""
+def load_group(home: FstoreHome, project: str, name: str, entities: int,
+               options: dict[str, Any] | None = None) -> None:
+    """An online feature group with one row per entity, committed through the pipeline
+    (``options``: the group's options, e.g. its distribution key)."""
     columns = [{"name": "account_id", "type": "bigint"}, {"name": "event_time", "type": "timestamptz"}]
     columns += [{"name": n, "type": t} for n, t in FEATURES.items()]
     with connect(home, f"{project}__alice", autocommit=True) as alice:
@@ -79,7 +81,8 @@ def load_group(home: FstoreHome, project: str, name: str, entities: int) -> None
             alice.execute(sql.SQL("set local role {}").format(sql.Identifier(f"{project}__owner")))
             fg_id = alice.execute(
                 "select fstore.create_feature_group(%s, %s, 1, array['account_id'], 'event_time', %s::jsonb,"
-                " true, null, '', '{}', false)", (project, name, json.dumps(columns))).fetchone()[0]
+                " true, null, '', '{}', false, %s::jsonb)",
+                (project, name, json.dumps(columns), json.dumps(options or {}))).fetchone()[0]
         with alice.transaction():
             alice.execute(
                 "create temp table _bench_stage on commit drop as select i::bigint as account_id,"

@@ -122,8 +122,10 @@ def start_home(args: argparse.Namespace) -> tuple[FstoreHome, Callable[[], None]
     return home, cleanup
 
 
-def load_group(home: FstoreHome, project: str, name: str, table: pa.Table, commit_rows: int) -> dict[str, Any]:
-    """Create a feature group and commit ``table`` through the one commit pipeline."""
+def load_group(home: FstoreHome, project: str, name: str, table: pa.Table, commit_rows: int,
+               options: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Create a feature group (``options``: the group's options, e.g. its distribution key) and commit
+    ``table`` through the one commit pipeline."""
     columns = [{"name": "entity_id", "type": "bigint"}, {"name": "event_time", "type": "timestamptz"}]
     columns += [{"name": n, "type": t} for n, t in FEATURES.items()]
     started = time.perf_counter()
@@ -131,7 +133,8 @@ def load_group(home: FstoreHome, project: str, name: str, table: pa.Table, commi
         alice.execute(sql.SQL("set role {}").format(sql.Identifier(f"{project}__owner")))
         fg_id = alice.execute(
             "select fstore.create_feature_group(%s, %s, 1, array['entity_id'], 'event_time', %s::jsonb,"
-            " false, null, '', '{}', false)", (project, name, json.dumps(columns))).fetchone()[0]
+            " false, null, '', '{}', false, %s::jsonb)",
+            (project, name, json.dumps(columns), json.dumps(options or {}))).fetchone()[0]
         alice.execute("reset role")
     fs = fstore.connect(project, "alice", home=home)
     with adbc_session(fs.material) as (conn, cursor):

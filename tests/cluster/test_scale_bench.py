@@ -51,3 +51,12 @@ def test_scale_bench_small_run(cluster_home: FstoreHome, tmp_path: Path, capsys:
     assert reads["one_replica"]["served_by"]["replica 1"] == reads["one_replica"]["reads"] > 0
     assert document["ratio_reads_per_s_one_replica_vs_none"] > 0
     assert replica.replicas(cluster_home) == []  # the bench's replica was on its own single node
+    # on the cluster the bench's groups are distributed by their key: shards on the workers, and
+    # a lookup of one key is a router query (one task, one shard)
+    tables = next(w["citus_tables"] for w in document["cluster"]["node_work"] if "citus_tables" in w)
+    distributed = {t["table"].split(".")[1]: t for t in tables if t["type"] == "distributed"}
+    assert {"bulk__v1", "hist__v1", "serving__v1", "serving__v1__online"} <= set(distributed)
+    assert {distributed[t]["distribution_column"] for t in ("bulk__v1", "hist__v1")} == {"entity_id"}
+    assert distributed["serving__v1__online"]["distribution_column"] == "account_id"
+    assert any("Task Count: 1" in line for line in document["cluster"]["online"]["explain_1_key"])
+    assert not any("Task Count" in line for line in document["single"]["online"]["explain_1_key"])
