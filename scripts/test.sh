@@ -19,10 +19,25 @@ CLUSTER_SUITE=(
   tests/security/test_membership_lifecycle.py
 )
 
+# tests that mostly wait (pg_cron schedules by the minute): a second pytest process runs them
+# beside the rest of the suite, on its own server, and its output follows the suite's
+BESIDE=(tests/monitors)
+
 paths=0
 for arg in "$@"; do [[ "$arg" == -* ]] || paths=1; done
 status=0
-.venv/bin/python -m pytest "$@" || status=$?
+if [[ $paths == 0 ]]; then
+  beside_log=$(mktemp)
+  .venv/bin/python -m pytest "$@" "${BESIDE[@]}" >"$beside_log" 2>&1 &
+  beside_pid=$!
+  .venv/bin/python -m pytest "$@" "${BESIDE[@]/#/--ignore=}" || status=$?
+  wait "$beside_pid" || status=$?
+  echo "== ${BESIDE[*]}, run beside the suite =="
+  cat "$beside_log"
+  rm -f "$beside_log"
+else
+  .venv/bin/python -m pytest "$@" || status=$?
+fi
 if [[ $paths == 0 ]]; then
   echo "== the suite's core on a Citus coordinator with 2 workers (FSTORE_TEST_CLUSTER=2) =="
   FSTORE_TEST_CLUSTER=2 .venv/bin/python -m pytest "$@" "${CLUSTER_SUITE[@]}" || status=$?
