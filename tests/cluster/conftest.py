@@ -50,3 +50,36 @@ def own_cluster(prefix: str, workers: int = 2) -> Iterator[FstoreHome]:
         else:
             os.environ["FSTORE_HOME"] = previous
             write_service_entry(material_for(FstoreHome(Path(previous)), "fstore_admin"))
+
+
+@contextmanager
+def own_remote_node(coordinator: FstoreHome, host: str = "localhost") -> Iterator[tuple[FstoreHome, Path]]:
+    """A "remote" node for ``coordinator``: another home on this machine, set up as an
+    operator would on the node's machine (``fstore cluster node-bundle HOST`` on the
+    coordinator, then ``fstore --home NODE node init --bundle FILE --port P``, both through
+    the CLI); yields the node's home and the bundle; stops the node and removes both after."""
+    import shutil
+    import tempfile
+
+    from click.testing import CliRunner
+
+    from fstore import sandbox
+    from fstore.cli import main
+    from fstore.cluster_nodes import stop_node_server
+
+    root = Path(tempfile.mkdtemp(prefix="fnode-", dir="/tmp"))
+    nhome = FstoreHome(root / "node")
+    bundle = root / "node.bundle"
+    try:
+        made = CliRunner().invoke(main, ["--home", str(coordinator.root), "cluster", "node-bundle", host,
+                                         "--out", str(bundle), "--json"], catch_exceptions=False)
+        assert made.exit_code == 0, made.output
+        started = CliRunner().invoke(main, ["--home", str(nhome.root), "node", "init", "--bundle", str(bundle),
+                                            "--port", str(sandbox.free_port()), "--listen", "localhost", "--json"],
+                                     catch_exceptions=False)
+        assert started.exit_code == 0, started.output
+        yield nhome, bundle
+    finally:
+        if (nhome.data_dir / "PG_VERSION").exists():
+            stop_node_server(nhome, mode="immediate")
+        shutil.rmtree(root, ignore_errors=True)
