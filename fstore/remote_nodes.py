@@ -173,8 +173,8 @@ def _refusal(host: str, port: int, exc: psycopg.OperationalError) -> Exception:
         return InvalidInput(f"{where}: its server certificate is not for host {host!r} (verify-full); "
                             f"make its bundle with `fstore cluster node-bundle {host}` ({text})")
     if "certificate verify failed" in text:
-        return InvalidInput(f"{where}: its server certificate is not signed by this fstore's CA "
-                            f"(verify-full against {text and 'ca-bundle.crt'}): use a bundle of this coordinator")
+        return InvalidInput(f"{where}: its server certificate is not signed by this fstore's CA (verify-full "
+                            f"against ca/ca-bundle.crt): use a bundle of this coordinator ({text})")
     if "unknown ca" in text or "certificate unknown" in text or "bad certificate" in text:
         return InvalidInput(f"{where} does not accept the node certificate: its ssl_ca_file must be the "
                             f"cluster CA of this coordinator ({text})")
