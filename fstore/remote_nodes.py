@@ -21,6 +21,7 @@ Example::
 
 from __future__ import annotations
 
+import ipaddress
 import json
 from pathlib import Path
 from typing import Any
@@ -77,15 +78,15 @@ def write_node_bundle(home: FstoreHome, host: str, out: Path, alt_names: tuple[s
         raise InvalidInput(f"node host {host!r} is not a host name or IP address")
     issue_node_certificate(home, [home])
     cert, key = node_server_certificate(home, host, (host, *[a for a in alt_names if a != host]))
+    # the settings of `fstore node init`, for a server set up by hand: the files in TLS_DIR,
+    # its own port and socket directory
     tls = Path(TLS_DIR_PLACEHOLDER)
-    manual = FstoreHome(Path("NODE_HOME"))
-    settings = node_settings(manual, 5432, _remote_conninfo(manual), "*")
-    settings = {k: v for k, v in settings.items() if k not in ("port", "unix_socket_directories")}
-    for name, file in (("ssl_cert_file", "server.crt"), ("ssl_key_file", "server.key"),
-                       ("ssl_ca_file", "cluster-ca.crt")):
-        settings[name] = str(tls / file)
-    settings["citus.node_conninfo"] = (f"sslmode=verify-full sslrootcert={tls / 'ca-bundle.crt'} "
-                                       f"sslcert={tls / 'node-client.crt'} sslkey={tls / 'node-client.key'}")
+    settings = {k: v for k, v in node_settings(FstoreHome(Path("/")), 0, "", "*").items()
+                if k not in ("port", "unix_socket_directories", "unix_socket_permissions")}
+    settings |= {"ssl_cert_file": str(tls / "server.crt"), "ssl_key_file": str(tls / "server.key"),
+                 "ssl_ca_file": str(tls / "cluster-ca.crt"),
+                 "citus.node_conninfo": f"sslmode=verify-full sslrootcert={tls / 'ca-bundle.crt'} "
+                                        f"sslcert={tls / 'node-client.crt'} sslkey={tls / 'node-client.key'}"}
     bundle = {
         "format": BUNDLE_FORMAT,
         "host": host,
@@ -107,8 +108,6 @@ def write_node_bundle(home: FstoreHome, host: str, out: Path, alt_names: tuple[s
 
 
 def _is_ipv6(host: str) -> bool:
-    import ipaddress
-
     try:
         return ipaddress.ip_address(host).version == 6
     except ValueError:

@@ -22,7 +22,7 @@ from fstore import cluster, policies, sandbox, server
 from fstore.cli import main
 from fstore.connection import connect, connect_operator, material_for
 from fstore.home import FstoreHome
-from tests.cluster.conftest import own_cluster, own_remote_node
+from tests.cluster.conftest import manual_node, own_cluster, own_remote_node
 from tests.cluster.test_cluster_rebalance import IDS, _answers
 from tests.retrieval.conftest import commit_rows, create_group
 
@@ -218,6 +218,31 @@ def test_add_node_then_rebalance_moves_shards_there_and_answers_do_not_change(
         assert bob.execute(sql.SQL("select count(*), min(clicks) from {}.activity__v1__online").format(
             sql.Identifier(project))).fetchone() == (32, -39)
     STATE["answers"] = _answers(home, project)
+
+
+def test_a_server_set_up_by_hand_from_the_bundle_joins_too(coordinator: FstoreHome) -> None:
+    """The README's steps for a server fstore did not create (no `fstore node init`)."""
+    home = coordinator
+    with manual_node(home) as (_data, port):
+        code, output = _cli(home, "cluster", "add-node", f"localhost:{port}")
+        assert code == 0, output
+        try:
+            code, output = _cli(home, "cluster", "rebalance", "--json")
+            assert code == 0, output
+            table = next(t for t in cluster.cluster_status(home)["tables"]
+                         if t["table"] == f"{STATE['project']}.activity__v1")
+            assert len(table["placements"]) == 3 and table["placements"][f"localhost:{port}"] >= 8, table
+            assert _answers(home, str(STATE["project"])) == STATE["answers"]
+        finally:  # hand its shards back before the node goes (the tests after this one expect two nodes)
+            with connect_operator(home, autocommit=True) as conn:
+                conn.execute("select citus_drain_node('localhost', %s, shard_transfer_mode => 'block_writes')",
+                             (port,))
+                conn.execute("select citus_remove_node('localhost', %s)", (port,))
+            from fstore.citus import all_nodes
+            from fstore.cluster import save_nodes
+
+            save_nodes(home, [n for n in all_nodes(home) if n.port != port])
+    assert _answers(home, str(STATE["project"])) == STATE["answers"]
 
 
 def test_add_node_refuses_a_member(coordinator: FstoreHome, remote: tuple[FstoreHome, Path]) -> None:
