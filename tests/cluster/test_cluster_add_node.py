@@ -156,6 +156,43 @@ def test_add_node_refuses_a_node_that_trusts_another_ca(coordinator: FstoreHome,
         _reload(nhome)
 
 
+def _other_ca_server_certificate() -> tuple[bytes, bytes, bytes]:
+    """A CA that is not this fstore's, and a server certificate for localhost from it."""
+    import datetime as dt
+
+    from cryptography.x509.oid import ExtendedKeyUsageOID
+
+    from fstore.cakeys import key_pem
+    from fstore.signing import ca_certificate, cert_pem, leaf, new_key, subject_name
+
+    ca_key, key = new_key(), new_key()
+    name = subject_name("another CA")
+    ca = ca_certificate(name, ca_key, name, ca_key, dt.timedelta(days=1), 0)
+    cert = leaf(subject_name("localhost"), key.public_key(), ca, ca_key, dt.timedelta(days=1),
+                ExtendedKeyUsageOID.SERVER_AUTH, [x509.DNSName("localhost")])
+    return cert_pem(cert), key_pem(key), cert_pem(ca)
+
+
+@pytest.mark.parametrize("swap", ["server certificate", "client CA"])
+def test_add_node_refuses_a_node_of_another_ca(coordinator: FstoreHome, remote: tuple[FstoreHome, Path],
+                                              swap: str) -> None:
+    nhome, _ = remote
+    cert, key, ca = _other_ca_server_certificate()
+    files = {"server certificate": {"server.crt": cert, "server.key": key}, "client CA": {"cluster-ca.crt": ca}}[swap]
+    originals = {name: (nhome.server_tls_dir / name).read_bytes() for name in files}
+    try:
+        for name, data in files.items():
+            (nhome.server_tls_dir / name).write_bytes(data)
+        _reload(nhome)
+        _refused(coordinator, f"localhost:{nhome.port}",
+                 "its server certificate is not signed by this fstore's CA" if swap == "server certificate"
+                 else "does not accept the node certificate")
+    finally:
+        for name, data in originals.items():
+            (nhome.server_tls_dir / name).write_bytes(data)
+        _reload(nhome)
+
+
 def test_add_node_then_rebalance_moves_shards_there_and_answers_do_not_change(
         coordinator: FstoreHome, remote: tuple[FstoreHome, Path]) -> None:
     home, (nhome, _) = coordinator, remote
