@@ -100,7 +100,12 @@ def _san(host: str) -> x509.GeneralName:
 def node_server_certificate(home: FstoreHome, name: str, hosts: tuple[str, ...]) -> tuple[bytes, bytes]:
     """A TLS server certificate for a node from fstore's intermediate CA, with ``hosts``
     as its subject alternative names (what the coordinator's ``verify-full`` checks):
-    the certificate then the intermediate (PEM), and the key (PEM)."""
+    the certificate then the intermediate (PEM), and the key (PEM).
+
+    Example::
+
+        cert, key = node_server_certificate(home, "db2", ("db2.internal", "10.0.0.7"))
+    """
     inter_cert, inter_key = load_intermediate(home)
     key = new_key()
     cert = leaf(subject_name(f"{hosts[0]} {name}", "service"), key.public_key(), inter_cert, inter_key,
@@ -179,7 +184,12 @@ def start_node_server(nhome: FstoreHome, settings: dict[str, Any], origin: str) 
     """Initialise (once), configure and start (or restart, if its configuration changed) a
     worker node's server, then create the database and the extensions a worker needs.
     Its TLS files must be in place (``server.{crt,key}``, ``node-client.{crt,key}``,
-    ``cluster-ca.crt``)."""
+    ``cluster-ca.crt``).
+
+    Example::
+
+        start_node_server(nhome, node_settings(nhome, 5432, conninfo), "a Citus node")
+    """
     server._prepare_server_dir(nhome)
     for name in ("node-client.key", "node-client.crt", "cluster-ca.crt"):
         server._chown_to_server(nhome.server_tls_dir / name)
@@ -238,6 +248,10 @@ def create_roles_on_node(home: FstoreHome, node: Node) -> list[str]:
     ``citus_add_node``'s metadata sync otherwise meets memberships granted by roles it has
     not created yet (``role "fstore_roles" does not exist`` once a project exists);
     :func:`fstore.cluster.sync_workers` sets the logins afterwards.
+
+    Example::
+
+        create_roles_on_node(home, node)   # then citus_add_node
     """
     with connect_operator(home) as conn:
         roles = [r[0] for r in conn.execute(

@@ -115,7 +115,12 @@ def _is_ipv6(host: str) -> bool:
 
 
 def read_bundle(path: Path) -> dict[str, Any]:
-    """A node bundle, checked: its format and every file."""
+    """A node bundle, checked: its format and every file.
+
+    Example::
+
+        read_bundle(Path("node.bundle"))["host"]
+    """
     try:
         bundle = json.loads(path.read_text())
     except (OSError, ValueError) as exc:
@@ -151,7 +156,12 @@ def init_node(nhome: FstoreHome, bundle_path: Path, port: int, listen: str = "*"
 
 
 def start_node(nhome: FstoreHome) -> None:
-    """Start a node that :func:`init_node` set up (its settings are in ``nhome``)."""
+    """Start a node that :func:`init_node` set up (its settings are in ``nhome``).
+
+    Example::
+
+        start_node(FstoreHome(Path("/srv/fstore-node")))
+    """
     node = nhome.settings().get("node")
     if not node:
         raise InvalidInput(f"{nhome.root} is not a node home: run `fstore node init --bundle FILE --port P`")
@@ -160,7 +170,12 @@ def start_node(nhome: FstoreHome) -> None:
 
 
 def stop_node(nhome: FstoreHome, mode: str = "fast") -> bool:
-    """Stop a node's server on this machine; False when it was not running."""
+    """Stop a node's server on this machine; False when it was not running.
+
+    Example::
+
+        stop_node(FstoreHome(Path("/srv/fstore-node")))
+    """
     return stop_node_server(nhome, mode)
 
 
