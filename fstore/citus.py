@@ -24,15 +24,31 @@ NODE_CN = "fstore_node"
 
 @dataclass(frozen=True)
 class Node:
-    """One worker node: its name, port and the directories of its own server."""
+    """One worker node: its name, port and host; a local worker also has the directories
+    of its own server (``home``), a remote node (``fstore cluster add-node``) has none."""
 
     name: str
     port: int
-    home: FstoreHome  # a node home: server/pgdata, server/run, server/tls, server/postgresql.log
+    home: FstoreHome | None  # a local node's home: server/pgdata, server/run, server/tls, server/postgresql.log
+    host: str = "localhost"
 
     @property
-    def host(self) -> str:
-        return "localhost"
+    def remote(self) -> bool:
+        """True for a node on another machine, which fstore neither starts nor stops."""
+        return self.home is None
+
+    def entry(self) -> dict[str, Any]:
+        """Its entry in the coordinator's ``settings.json`` (``cluster.workers``)."""
+        if self.remote:
+            return {"name": self.name, "host": self.host, "port": self.port, "remote": True}
+        return {"name": self.name, "port": self.port}
+
+    @property
+    def local_home(self) -> FstoreHome:
+        """The home of a local worker (refused for a remote node: fstore has no files of it)."""
+        if self.home is None:
+            raise ValueError(f"{self.name} is a remote node: fstore has no files of it")
+        return self.home
 
 
 def cluster_dir(home: FstoreHome) -> Path:
@@ -63,10 +79,23 @@ def is_cluster(home: FstoreHome) -> bool:
     return bool(home.settings().get("cluster"))
 
 
-def workers(home: FstoreHome) -> list[Node]:
-    """The home's workers, as saved in its settings."""
+def all_nodes(home: FstoreHome) -> list[Node]:
+    """Every worker node of the cluster, as saved in its settings: the local workers and
+    the remote nodes (``fstore cluster add-node``), in the order they were added."""
     entries = home.settings().get("cluster", {}).get("workers", [])
-    return [Node(e["name"], int(e["port"]), FstoreHome(cluster_dir(home) / e["name"])) for e in entries]
+    return [Node(e["name"], int(e["port"]), None, e["host"]) if e.get("remote")
+            else Node(e["name"], int(e["port"]), FstoreHome(cluster_dir(home) / e["name"])) for e in entries]
+
+
+def workers(home: FstoreHome) -> list[Node]:
+    """The home's local workers (under ``$FSTORE_HOME/cluster``, started and stopped with
+    the coordinator); :func:`all_nodes` adds the remote ones."""
+    return [node for node in all_nodes(home) if not node.remote]
+
+
+def remote_nodes(home: FstoreHome) -> list[Node]:
+    """The remote nodes of the cluster (``fstore cluster add-node``)."""
+    return [node for node in all_nodes(home) if node.remote]
 
 
 def node_conninfo(home: FstoreHome, node_home: FstoreHome) -> str:
@@ -146,10 +175,17 @@ def add_workers(home: FstoreHome, conn: psycopg.Connection[Any]) -> list[str]:
     node. Adding the workers after the migrations (not before) matters: a migration that
     creates a NOLOGIN role and then acts as it (``fstore_control``) would make Citus log
     in to the workers as that role before :func:`fstore.cluster.sync_workers` can
-    let it. Returns the ``host:port`` of the nodes added.
+    let it. Remote nodes are added by ``fstore cluster add-node`` (:mod:`fstore.remote_nodes`),
+    which creates the roles on them first. Returns the ``host:port`` of the nodes added.
     """
+    return register_nodes(conn, workers(home))
+
+
+def register_nodes(conn: psycopg.Connection[Any], nodes: list[Node]) -> list[str]:
+    """``citus_add_node`` for each of ``nodes`` not in ``pg_dist_node`` yet (operator
+    connection, on the coordinator); the ``host:port`` of those added."""
     added = []
-    for node in workers(home):
+    for node in nodes:
         known = conn.execute("select 1 from pg_dist_node where nodename = %s and nodeport = %s",
                              (node.host, node.port)).fetchone()
         if not known:

@@ -29,43 +29,42 @@ Example::
 
 from __future__ import annotations
 
-import datetime as dt
-import getpass
-import ipaddress
 import socket
 from pathlib import Path
 from typing import Any
 
-from cryptography import x509
-from cryptography.x509.oid import ExtendedKeyUsageOID
 import psycopg
 from psycopg import sql
 
 from fstore import server
-from fstore.cakeys import key_pem, load_intermediate, write_private, write_public
 from fstore.connection import DATABASE, connect_operator
 from fstore.errors import InvalidInput, ServerError
 from fstore.home import FstoreHome
-from fstore.roles import SUPERUSER_ROLE
-from fstore.signing import ca_certificate, cert_pem, leaf, new_key, subject_name
 from fstore.citus import (
-    NODE_CN,
     Node,
+    all_nodes,
     cluster_ca_cert,
-    cluster_ca_key,
     cluster_dir,
     is_cluster,
-    node_cert,
     node_conninfo,
-    node_key,
     add_workers,
+    register_nodes,
+    remote_nodes,
     workers,
 )
+from fstore.cluster_nodes import (
+    LOOPBACK,
+    connect_node,
+    create_roles_on_node,
+    install_node_tls,
+    issue_node_certificate,
+    node_server_certificate,
+    node_settings,
+    start_node_server,
+    stop_node_server,
+)
 
-CLUSTER_CA_VALIDITY = dt.timedelta(days=1825)
-NODE_CERT_VALIDITY = dt.timedelta(days=825)
 MAX_WORKERS = 16
-WORKER_EXTENSIONS = ("citus", "vector", "sslinfo")
 # group and service roles: NOLOGIN on the coordinator, LOGIN on the workers (Citus's connections)
 _WORKER_LOGIN_ROLES = r"^([a-z][a-z0-9_]{0,29}[a-z0-9]__(owner|data_owner|data_scientist)|fstore_[a-z_]+)$"
 
@@ -94,155 +93,32 @@ def _plan_workers(home: FstoreHome, count: int) -> list[Node]:
     for index in range(len(nodes) + 1, count + 1):
         name = f"worker{index}"
         nodes.append(Node(name, _free_port(), FstoreHome(cluster_dir(home) / name)))
-    home.save_settings(cluster={"workers": [{"name": n.name, "port": n.port} for n in nodes]})
+    save_nodes(home, [*nodes, *remote_nodes(home)])
     for node in nodes:
-        node.home.root.mkdir(parents=True, exist_ok=True)
-        node.home.save_settings(port=node.port)
+        node.local_home.root.mkdir(parents=True, exist_ok=True)
+        node.local_home.save_settings(port=node.port)
     return nodes
 
 
-# --- certificates --------------------------------------------------------------
-
-
-def _ensure_cluster_ca(home: FstoreHome) -> tuple[x509.Certificate, Any]:
-    """The cluster CA (a self-signed root, separate from fstore's user CA), made once."""
-    from cryptography.hazmat.primitives.serialization import load_pem_private_key
-
-    if cluster_ca_cert(home).exists() and cluster_ca_key(home).exists():
-        cert = x509.load_pem_x509_certificate(cluster_ca_cert(home).read_bytes())
-        return cert, load_pem_private_key(cluster_ca_key(home).read_bytes(), None)
-    key = new_key()
-    name = subject_name("fstore cluster CA")
-    cert = ca_certificate(name, key, name, key, CLUSTER_CA_VALIDITY, 0)
-    write_private(cluster_ca_key(home), key_pem(key))
-    write_public(cluster_ca_cert(home), cert_pem(cert))
-    return cert, key
-
-
-def _issue_node_certificate(home: FstoreHome, targets: list[FstoreHome]) -> None:
-    """Sign the node certificate with the cluster CA and copy it into every node's TLS dir."""
-    if all(node_cert(t).exists() and node_key(t).exists() for t in targets):
-        return
-    if node_cert(home).exists() and node_key(home).exists():
-        # a node added to a running cluster gets the same certificate: the running nodes'
-        # copies stay untouched (rewriting a key a node is using breaks its connections)
-        for target in targets:
-            if not (node_cert(target).exists() and node_key(target).exists()):
-                target.server_tls_dir.mkdir(parents=True, exist_ok=True)
-                write_public(node_cert(target), node_cert(home).read_bytes())
-                write_private(node_key(target), node_key(home).read_bytes())
-        return
-    ca_cert, ca_key = _ensure_cluster_ca(home)
-    key = new_key()
-    cert = leaf(subject_name(NODE_CN, "service"), key.public_key(), ca_cert, ca_key, NODE_CERT_VALIDITY,
-                ExtendedKeyUsageOID.CLIENT_AUTH)
-    for target in targets:
-        target.server_tls_dir.mkdir(parents=True, exist_ok=True)
-        write_public(node_cert(target), cert_pem(cert))
-        write_private(node_key(target), key_pem(key))
-
-
-def _issue_worker_server_certificate(home: FstoreHome, node: Node) -> None:
-    """A TLS server certificate for the worker from fstore's intermediate (SANs: loopback)."""
-    cert_path = node.home.server_tls_dir / "server.crt"
-    if cert_path.exists():
-        return
-    inter_cert, inter_key = load_intermediate(home)
-    key = new_key()
-    sans: list[x509.GeneralName] = [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
-                                    x509.IPAddress(ipaddress.ip_address("::1"))]
-    cert = leaf(subject_name(f"localhost {node.name}", "service"), key.public_key(), inter_cert, inter_key,
-                NODE_CERT_VALIDITY, ExtendedKeyUsageOID.SERVER_AUTH, sans)
-    node.home.server_tls_dir.mkdir(parents=True, exist_ok=True)
-    write_public(cert_path, cert_pem(cert) + cert_pem(inter_cert))
-    write_private(node.home.server_tls_dir / "server.key", key_pem(key))
+def save_nodes(home: FstoreHome, nodes: list[Node]) -> None:
+    """Record the cluster's nodes (local and remote) in the coordinator's settings."""
+    home.save_settings(cluster={"workers": [node.entry() for node in nodes]})
 
 
 # --- workers -------------------------------------------------------------------
 
 
-def _write_worker_config(home: FstoreHome, node: Node) -> bool:
-    """Write the worker's settings, pg_hba and pg_ident; True when any of them changed."""
-    nhome = node.home
-    tls = nhome.server_tls_dir
-    settings: dict[str, Any] = {
-        "port": node.port,
-        "listen_addresses": "localhost",
-        "unix_socket_directories": str(nhome.socket_dir),
-        "unix_socket_permissions": "0700",
-        "ssl": "on",
-        "ssl_cert_file": str(tls / "server.crt"),
-        "ssl_key_file": str(tls / "server.key"),
-        "ssl_ca_file": str(tls / "cluster-ca.crt"),  # only the cluster CA: users' certificates fail here
-        "ssl_min_protocol_version": "TLSv1.2",
-        # CREATE EXTENSION pgaudit (and pg_cron, which must be preloaded to be created) propagate here;
-        # a worker's pg_cron schedules nothing (monitors run on the coordinator)
-        "shared_preload_libraries": "citus,pgaudit,pg_cron",
-        "cron.database_name": DATABASE,
-        "citus.node_conninfo": node_conninfo(home, nhome),
-        "max_prepared_transactions": 100,
-        "wal_level": "logical",
-        "citus.enable_unsafe_triggers": "on",
-        "log_connections": "on",
-        "log_line_prefix": "%m [%p] %q%u@%d ",
-        "timezone": "UTC",
-    }
-    lines = ["# written by fstore: a Citus worker of the coordinator in " + str(home.root)]
-    for key, value in settings.items():
-        rendered = value if isinstance(value, int) else "'" + str(value).replace("'", "''") + "'"
-        lines.append(f"{key} = {rendered}")
-    conf = nhome.data_dir / "fstore.conf"
-    files = [conf, nhome.data_dir / "pg_ident.conf", nhome.data_dir / "pg_hba.conf"]
-    before = [path.read_text() if path.exists() else None for path in files]
-    conf.write_text("\n".join(lines) + "\n")
-    main_conf = nhome.data_dir / "postgresql.conf"
-    include = "include_if_exists = 'fstore.conf'"
-    if include not in main_conf.read_text():
-        with main_conf.open("a") as fh:
-            fh.write(f"\n{include}\n")
-    operators = sorted({getpass.getuser(), server.server_os_user()})
-    (nhome.data_dir / "pg_ident.conf").write_text(
-        "".join(f"fstore_operator {user} {SUPERUSER_ROLE}\n" for user in operators))
-    (nhome.data_dir / "pg_hba.conf").write_text(
-        "# written by fstore: a worker accepts the operator's socket and the node certificate only.\n"
-        "# ssl_ca_file is the cluster CA, which signs nothing but the node certificate (CN fstore_node),\n"
-        "# so verify-ca admits only it; it logs in as the session's role, as Citus requires.\n"
-        "# TYPE    DATABASE USER       ADDRESS METHOD\n"
-        f"local     all      {SUPERUSER_ROLE}            peer map=fstore_operator\n"
-        "local     all      all                 reject\n"
-        "hostnossl all      all        all      reject\n"
-        "hostssl   all      all        all      trust clientcert=verify-ca\n"
-    )
-    for path in files:
-        server._chown_to_server(path)
-    return before != [path.read_text() for path in files]
-
-
 def _start_worker(home: FstoreHome, node: Node) -> None:
-    nhome = node.home
-    _issue_worker_server_certificate(home, node)
-    write_public(nhome.server_tls_dir / "cluster-ca.crt", cluster_ca_cert(home).read_bytes())
-    server._prepare_server_dir(nhome)
-    for name in ("node-client.key", "node-client.crt", "cluster-ca.crt"):
-        server._chown_to_server(nhome.server_tls_dir / name)
-    if not (nhome.data_dir / "PG_VERSION").exists():
-        server._initdb(nhome)
-    changed = _write_worker_config(home, node)
-    if not server.is_running(nhome) or changed:
-        action = "restart" if server.is_running(nhome) else "start"
-        server._run([str(server.pg_bin() / "pg_ctl"), action, "-D", str(nhome.data_dir), "-l",
-                     str(nhome.log_file), "-w", "-t", "60"])
-    with connect_operator(nhome, dbname="postgres", autocommit=True) as conn:
-        if not conn.execute("select 1 from pg_database where datname = %s", (DATABASE,)).fetchone():
-            conn.execute(sql.SQL("create database {} template template0").format(sql.Identifier(DATABASE)))
-    with connect_operator(nhome, autocommit=True) as conn:
-        # CONNECT stays granted to PUBLIC here (unlike the coordinator): the gate of a worker
-        # is its pg_hba and the cluster CA, and Citus logs in as roles that hold no CONNECT
-        # on the coordinator (fstore_roles, p__owner)
-        present = {r[0] for r in conn.execute("select extname from pg_extension")}
-        for extension in WORKER_EXTENSIONS:  # once: a worker in a cluster refuses DDL of its own
-            if extension not in present:
-                conn.execute(sql.SQL("create extension {}").format(sql.Identifier(extension)))
+    """Certificates (once), configuration and start of a local worker (as ``fstore node
+    init`` does for a remote node: :func:`fstore.cluster_nodes.start_node_server`)."""
+    nhome = node.local_home
+    files = {"cluster-ca.crt": cluster_ca_cert(home).read_bytes()}
+    if not (nhome.server_tls_dir / "server.crt").exists():
+        cert, key = node_server_certificate(home, node.name, LOOPBACK)
+        files |= {"server.crt": cert, "server.key": key}
+    install_node_tls(nhome, files)
+    start_node_server(nhome, node_settings(nhome, node.port, node_conninfo(home, nhome)),
+                      "a Citus worker of the coordinator in " + str(home.root))
 
 
 def sync_workers(home: FstoreHome) -> int:
@@ -265,8 +141,14 @@ def sync_workers(home: FstoreHome) -> int:
             "  from pg_database d, aclexplode(d.datacl) a"
             " where d.datname = current_database() and a.grantee <> 0 and a.grantee <> d.datdba").fetchall()
     changed = 0
-    for node in workers(home):
-        with connect_operator(node.home, autocommit=True) as conn:
+    for node in all_nodes(home):
+        try:
+            conn = connect_node(home, node, autocommit=True)
+        except psycopg.OperationalError:
+            if node.remote:  # a remote node that is down: `cluster status` shows it; synced next time
+                continue
+            raise
+        with conn:
             conn.execute("set citus.enable_ddl_propagation = off")  # a local change: Citus does the same
             names = [r[0] for r in conn.execute(
                 "select rolname from pg_roles where not rolcanlogin and rolname ~ %s", (_WORKER_LOGIN_ROLES,))]
@@ -302,8 +184,8 @@ def precreate_worker_roles(home: FstoreHome, roles: list[str],
     p__owner`` as ``fstore_control``).
     """
     created: list[str] = []
-    for node in workers(home):
-        with connect_operator(node.home, autocommit=True) as conn:
+    for node in all_nodes(home):
+        with connect_node(home, node, autocommit=True) as conn:
             conn.execute("set citus.enable_ddl_propagation = off")
             existing = {r[0] for r in conn.execute("select rolname from pg_roles where rolname = any(%s)", (roles,))}
             for role in roles:
@@ -322,8 +204,8 @@ def drop_owned_on_workers(home: FstoreHome, roles: list[str]) -> None:
     ``fstore_roles`` over two connections, and the second cannot see what the first dropped
     (``role ... cannot be dropped because some objects depend on it``). Deleting is final:
     if the coordinator's call fails afterwards, the admin runs it again."""
-    for node in workers(home):
-        with connect_operator(node.home, autocommit=True) as conn:
+    for node in all_nodes(home):
+        with connect_node(home, node, autocommit=True) as conn:
             conn.execute("set citus.enable_ddl_propagation = off")
             existing = [r[0] for r in conn.execute("select rolname from pg_roles where rolname = any(%s)", (roles,))]
             for role in existing:  # the schema stays (fstore_control's): the coordinator's DROP SCHEMA drops it
@@ -348,8 +230,8 @@ def _revoke_database_privileges(conn: psycopg.Connection[Any], role: str) -> Non
 
 def drop_worker_roles(home: FstoreHome, roles: list[str]) -> None:
     """Drop ``roles`` from the workers where they own nothing (undo :func:`precreate_worker_roles`)."""
-    for node in workers(home):
-        with connect_operator(node.home, autocommit=True) as conn:
+    for node in all_nodes(home):
+        with connect_node(home, node, autocommit=True) as conn:
             conn.execute("set citus.enable_ddl_propagation = off")
             for role in roles:
                 conn.execute(sql.SQL("drop role if exists {}").format(sql.Identifier(role)))
@@ -364,7 +246,7 @@ def start_cluster(home: FstoreHome, workers_count: int, port: int | None = None,
         raise ServerError("Citus is not installed for PostgreSQL 15: run scripts/setup.sh "
                           "(or install Citus 13.2 from its packages)")
     nodes = _plan_workers(home, workers_count)
-    _issue_node_certificate(home, [home, *(n.home for n in nodes)])
+    issue_node_certificate(home, [home, *(n.local_home for n in nodes)])
     for node in nodes:
         _start_worker(home, node)
     for name in ("node-client.key", "node-client.crt"):
@@ -378,12 +260,11 @@ def start_cluster(home: FstoreHome, workers_count: int, port: int | None = None,
 
 
 def stop_cluster(home: FstoreHome, mode: str = "fast") -> list[str]:
-    """Stop the coordinator (and its CRL keeper), then the workers; the names stopped."""
+    """Stop the coordinator (and its CRL keeper), then the local workers; the names
+    stopped. Remote nodes are left alone (their machines run them)."""
     stopped = ["coordinator"] if server.stop(home) else []
     for node in workers(home):
-        if server.is_running(node.home):
-            server._run([str(server.pg_bin() / "pg_ctl"), "stop", "-D", str(node.home.data_dir), "-m", mode,
-                         "-w", "-t", "60"])
+        if stop_node_server(node.local_home, mode):
             stopped.append(node.name)
     return stopped
 
@@ -394,10 +275,10 @@ def cluster_status(home: FstoreHome) -> dict[str, Any]:
     node (``placements``: node name -> shards there)."""
     info: dict[str, Any] = {"coordinator": {"port": home.port, "running": server.is_running(home)},
                             "nodes": [], "tables": []}
-    local = {(n.host, n.port): n for n in workers(home)}
+    known = {(n.host, n.port): n for n in all_nodes(home)}
     if not info["coordinator"]["running"]:
-        info["nodes"] = [{"name": n.name, "host": n.host, "port": n.port, "running": server.is_running(n.home)}
-                         for n in local.values()]
+        info["nodes"] = [{"name": n.name, "host": n.host, "port": n.port, "remote": n.remote}
+                         | ({} if n.home is None else {"running": server.is_running(n.home)}) for n in known.values()]
         return info
     with connect_operator(home, autocommit=True) as conn:
         rows = conn.execute(
@@ -405,14 +286,15 @@ def cluster_status(home: FstoreHome) -> dict[str, Any]:
             "       (select count(*) from pg_dist_placement p where p.groupid = n.groupid)"
             "  from pg_dist_node n order by n.groupid").fetchall()
         for host, port, group, active, role, shards in rows:
-            node = local.get((host, port))
+            node = known.get((host, port))
             entry = {"name": "coordinator" if group == 0 else (node.name if node else f"{host}:{port}"),
                      "host": host, "port": port, "group": group, "active": active, "role": role,
                      "shards": shards}
             if group != 0:
+                entry["remote"] = node is None or node.remote
                 entry["healthy"] = bool(conn.execute(
                     "select citus_check_connection_to_node(%s, %s)", (host, port)).fetchone()[0])
-            if node is not None:
+            if node is not None and node.home is not None:  # a remote node's server is not ours to see
                 entry["running"] = server.is_running(node.home)
             info["nodes"].append(entry)
         names = {(e["host"], e["port"]): e["name"] for e in info["nodes"]}
@@ -436,8 +318,7 @@ def cluster_status(home: FstoreHome) -> dict[str, Any]:
 
 def add_worker(home: FstoreHome) -> Node:
     """Start one more local worker (initdb, certificates, extensions) and add it to the
-    running coordinator (``citus_add_node``: roles, memberships and distributed objects
-    are copied to it); its shards come with :func:`rebalance`.
+    running coordinator (:func:`join`); its shards come with :func:`rebalance`.
 
     Example::
 
@@ -448,26 +329,25 @@ def add_worker(home: FstoreHome) -> Node:
         raise ServerError("the coordinator is not running: `fstore server start` first")
     nodes = _plan_workers(home, len(workers(home)) + 1)
     node = nodes[-1]
-    _issue_node_certificate(home, [home, *(n.home for n in nodes)])
+    issue_node_certificate(home, [home, *(n.local_home for n in nodes)])
     _start_worker(home, node)
+    join(home, node)
+    return node
+
+
+def join(home: FstoreHome, node: Node) -> None:
+    """Add a started node (local or remote) to the running coordinator: every role first,
+    then ``citus_add_node`` (roles, memberships and distributed objects are copied to it),
+    then the logins and database privileges (:func:`sync_workers`). ``node`` must be in
+    the settings already (:func:`save_nodes`)."""
     for name in ("node-client.key", "node-client.crt"):
         server._chown_to_server(home.server_tls_dir / name)
     # every role first (as precreate_worker_roles does for a new project): citus_add_node's
     # metadata sync otherwise meets memberships granted by roles it has not created yet
-    # (`role "fstore_roles" does not exist` once a project exists)
-    with connect_operator(home) as conn:
-        roles = [r[0] for r in conn.execute(
-            "select rolname from pg_roles where rolname !~ '^pg_' and not rolsuper order by oid")]
-    with connect_operator(node.home, autocommit=True) as conn:
-        conn.execute("set citus.enable_ddl_propagation = off")
-        existing = {r[0] for r in conn.execute("select rolname from pg_roles")}
-        for role in roles:
-            if role not in existing:
-                conn.execute(sql.SQL("create role {} login").format(sql.Identifier(role)))
+    create_roles_on_node(home, node)
     with connect_operator(home, autocommit=True) as conn:
-        add_workers(home, conn)
+        register_nodes(conn, [node])
     sync_workers(home)
-    return node
 
 
 def rebalance(home: FstoreHome) -> dict[str, Any]:

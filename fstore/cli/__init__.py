@@ -27,6 +27,7 @@ from fstore.cli import demo, drift, export, featuregroups, featureviews, platfor
 from fstore.cli import dbt  # noqa: E402, F401
 from fstore.cli import erasure  # noqa: E402, F401
 from fstore.cli import cluster  # noqa: E402, F401
+from fstore.cli import node  # noqa: E402, F401
 from fstore.cli import monitors  # noqa: E402, F401
 
 __all__ = ["FstoreCommand", "FstoreGroup", "as_option", "connect_as", "console", "err_console", "home_of", "main",

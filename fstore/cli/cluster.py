@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 from rich.table import Table
 
@@ -35,7 +37,8 @@ def cluster_status(ctx: click.Context, as_json: bool) -> None:
     else:
         nodes = Table("node", "host:port", "running", "healthy", "shard placements", box=None)
         for node in info["nodes"]:
-            nodes.add_row(node["name"], f"{node['host']}:{node['port']}", str(node.get("running", "")),
+            running = "remote" if node.get("remote") else str(node.get("running", ""))
+            nodes.add_row(node["name"], f"{node['host']}:{node['port']}", running,
                           str(node.get("healthy", "")), str(node.get("shards", "")))
         console.print(nodes)
         if info["tables"]:
@@ -86,3 +89,57 @@ def cluster_rebalance(ctx: click.Context, as_json: bool) -> None:
     else:
         console.print(f"{len(report['moves'])} shard move(s); placements: "
                       + ", ".join(f"{node}: {count}" for node, count in report["placements"].items()))
+
+
+@cluster_group.command("node-bundle")
+@click.argument("host")
+@click.option("--out", "out", type=click.Path(dir_okay=False, path_type=Path), required=True,
+              help="The bundle file to write (0600: it holds private keys).")
+@click.option("--alt-name", "alt_names", multiple=True, help="Another name or IP of the node for its certificate.")
+@json_option
+@click.pass_context
+def cluster_node_bundle(ctx: click.Context, host: str, out: Path, alt_names: tuple[str, ...], as_json: bool) -> None:
+    """Write what a node on HOST needs to join (its server certificate for HOST, the node
+    certificate and key, the cluster CA, fstore's CA bundle, the settings and pg_hba.conf);
+    on the node's machine: `fstore --home DIR node init --bundle FILE --port P`."""
+    from fstore import remote_nodes
+
+    home = home_of(ctx)
+    info = remote_nodes.write_node_bundle(home, host, out, alt_names)
+    if as_json:
+        echo_json(info)
+    else:
+        console.print(f"wrote {out} for {host}: {info['warning']}")
+        console.print(f"next, on {host}: fstore --home DIR node init --bundle {out.name} --port P; "
+                      f"then here: fstore cluster add-node {host}:P")
+
+
+def _host_port(value: str) -> tuple[str, int]:
+    host, _, port = value.rpartition(":")
+    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    if not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise click.BadParameter(f"{value!r} is not HOST:PORT (e.g. 10.0.0.7:5432)", param_hint="HOST:PORT")
+    return host, int(port)
+
+
+@cluster_group.command("add-node")
+@click.argument("address", metavar="HOST:PORT")
+@json_option
+@click.pass_context
+def cluster_add_node(ctx: click.Context, address: str, as_json: bool) -> None:
+    """Add a node on another machine (set up with `fstore node init`) after checking it:
+    TLS verify-full of its certificate, the same PostgreSQL major and Citus version, its
+    extensions, its CA and pg_hba.conf; its shards come with `fstore cluster rebalance`."""
+    from fstore import remote_nodes
+
+    home = home_of(ctx)
+    host, port = _host_port(address)
+    if not cluster.is_cluster(home):
+        raise click.UsageError(f"{home.root} is not a cluster: start it with `fstore server start --workers N`")
+    require_server(home)
+    node = remote_nodes.add_node(home, host, port)
+    info = {"name": node.name, "host": node.host, "port": node.port, "remote": True}
+    if as_json:
+        echo_json(info)
+    else:
+        console.print(f"added {node.name}; run `fstore cluster rebalance` to move shards to it")
