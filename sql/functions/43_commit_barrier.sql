@@ -143,10 +143,10 @@ begin
     return 0;
   end if;
   return fstore.commit_barrier(array(select (g->>'id')::bigint
-                                       from jsonb_array_elements(fstore.resolve_features(p_features)) g));
+                                       from jsonb_array_elements(fstore.resolve_features(p_features, true)) g));
 end $$;
 comment on function fstore.commit_barrier_features(text[]) is
-  'fstore.commit_barrier for the feature groups of feature references (as fstore.resolve_features resolves them): what a point-in-time read takes before its statement.';
+  'fstore.commit_barrier for the feature groups of feature references (as fstore.resolve_features resolves them, with full feature names: only the groups matter): what a point-in-time read takes before its statement.';
 
 create or replace function fstore.distributed_feature_groups(p_features text[]) returns jsonb
 language plpgsql stable set search_path = pg_catalog, fstore, pg_temp as $$
@@ -158,7 +158,7 @@ begin
   if not fstore.citus_present() or not fstore.cluster_has_workers() then
     return v_out;
   end if;
-  for v_id in select distinct (g->>'id')::bigint from jsonb_array_elements(fstore.resolve_features(p_features)) g loop
+  for v_id in select distinct (g->>'id')::bigint from jsonb_array_elements(fstore.resolve_features(p_features, true)) g loop
     v_fg := fstore.feature_group_by_id(v_id);
     if fstore.is_distributed(format('%I.%I', v_fg.project, v_fg.offline_table)::regclass) then
       v_out := v_out || jsonb_build_object(v_id::text,
