@@ -5,7 +5,13 @@ A request names features (``"group:feature"``, ``"group:*"``, ``"group@2:feature
 the requested keys are unnested (``WITH ORDINALITY``, so rows come back in request
 order) and left-joined to the online table of every feature group, with each
 group's TTL applied in the join (``event_time >= now() - ttl``). One statement is one
-snapshot: a commit that touched several groups is seen entirely or not at all.
+snapshot: a commit that touched several groups is seen entirely or not at all. On a
+Citus cluster a lookup that reads shards on several workers (many entities, or groups
+distributed by different keys) first takes the groups' commit barrier
+(``fstore.commit_barrier``, docs/cluster.md "Commits and readers across workers") in the
+same transaction, pipelined with the lookup: no commit is then half applied across
+workers while it reads. A one-entity lookup of co-located groups reads one shard and
+needs nothing.
 Entities a group does not have (or whose row has expired) get NULL features and
 ``<group>__found = false``. The statement runs with the caller's identity, so
 grants and row-level security decide what comes back.
@@ -50,6 +56,8 @@ class LookupPlan:
     query_one: bytes            # one entity: keys as scalar parameters
     query_many: bytes           # any number: keys as arrays, unnested with ordinality
     schema: pa.Schema           # keys, features, then <group>__found per group
+    barrier: tuple[int, ...] = ()   # distributed groups (ids) a multi-shard lookup takes the barrier of
+    barrier_one: bool = False       # a one-entity lookup spans shards too (groups distributed by other keys)
     row_type: pa.StructType = field(init=False)
     names: tuple[str, ...] = field(init=False)      # the schema's names (read from Arrow once)
     key_names: tuple[str, ...] = field(init=False)
@@ -127,9 +135,37 @@ def plan_for(conn: psycopg.Connection[Any], role: str, features: Sequence[str], 
     plan = cache.get(key)
     if plan is None:
         plan = build_plan(conn, resolve_features(conn, features, full_feature_names=full_feature_names))
+        plan.barrier, plan.barrier_one = _distributed(conn, features)
         with _PLANS_LOCK:
             cache[key] = plan
     return plan
+
+
+DISTRIBUTED = "select fstore.distributed_feature_groups(%s::text[])"
+BARRIER = "select fstore.commit_barrier(%s::bigint[])"
+
+
+def _distributed(conn: psycopg.Connection[Any], features: Sequence[str]) -> tuple[tuple[int, ...], bool]:
+    """The distributed groups of a feature list (ids, in order) and whether they are distributed by
+    more than one key (then even a one-entity lookup reads several shards); ``((), False)`` on a
+    single node."""
+    with translated():
+        found = conn.execute(DISTRIBUTED, ([features] if isinstance(features, str) else list(features),)
+                             ).fetchone()[0]
+    return tuple(sorted(int(i) for i in found)), len(set(found.values())) > 1
+
+
+def _fetch(conn: psycopg.Connection[Any], plan: LookupPlan, query: bytes, params: Sequence[Any],
+           many: bool) -> list[Any]:
+    """Run a lookup statement; when it reads several workers' shards, after taking the commit
+    barrier of its distributed groups in the same transaction (pipelined: one round trip)."""
+    cursor = conn.cursor(binary=True)  # binary results: no text parsing of numbers and times
+    if not plan.barrier or not (many or plan.barrier_one):
+        return cursor.execute(query, params, prepare=True).fetchall()
+    with conn.pipeline(), conn.transaction():
+        conn.execute(BARRIER, (list(plan.barrier),))
+        cursor.execute(query, params, prepare=True)
+        return cursor.fetchall()
 
 
 def _key_columns(entity_rows: Any, keys: list[Column]) -> tuple[list[list[Any]], int]:
@@ -176,11 +212,10 @@ def lookup(conn: psycopg.Connection[Any], plan: LookupPlan, entity_rows: Any) ->
     """Run a plan for the given entities: one round trip, one snapshot, request order."""
     columns, n = _key_columns(entity_rows, plan.keys)
     with translated():
-        cursor = conn.cursor(binary=True)  # binary results: no text parsing of numbers and times
         if n == 1:
-            rows = cursor.execute(plan.query_one, [c[0] for c in columns], prepare=True).fetchall()
+            rows = _fetch(conn, plan, plan.query_one, [c[0] for c in columns], many=False)
         else:
-            rows = cursor.execute(plan.query_many, columns, prepare=True).fetchall()
+            rows = _fetch(conn, plan, plan.query_many, columns, many=True)
     return _table(pa.array(rows, type=plan.row_type))
 
 
@@ -200,7 +235,7 @@ def lookup_one(conn: psycopg.Connection[Any], plan: LookupPlan, entity: Mapping[
     if any(isinstance(v, np.generic) for v in params):  # numpy scalars
         params = [v.item() if isinstance(v, np.generic) else v for v in params]
     with translated():
-        row = conn.cursor(binary=True).execute(plan.query_one, params, prepare=True).fetchone()
+        row = _fetch(conn, plan, plan.query_one, params, many=False)[0]
     return dict(zip(plan.names, row))
 
 

@@ -255,6 +255,10 @@ def run_join(cursor: Any, relation: str, arguments: Mapping[str, Any], order_col
     :func:`session_settings` and fetch the result as Arrow: what every shard and a whole spine do."""
     query = point_in_time_query(cursor, relation, arguments, order_column=order_column)
     session_settings(cursor)
+    # on a cluster: the distributed groups' commit barrier, in this transaction, before the read
+    # (docs/cluster.md, "Commits and readers across workers"); takes nothing on a single node
+    cursor.execute("select fstore.commit_barrier_features(array(select jsonb_array_elements_text($1::jsonb)))",
+                   parameters=(json.dumps(arguments["features"]),))
     cursor.execute(query)
     return cursor.fetch_arrow_table()
 

@@ -23,7 +23,6 @@ import fstore
 from fstore import online, projects, vectors
 from fstore.errors import InvalidInput, NotFound, PermissionDenied
 from fstore.serving_pool import OnlineStore
-from tests.conftest import TEST_CLUSTER_WORKERS
 from tests.retrieval.conftest import SqlFeatureGroup, commit_rows, create_group
 
 UTC = dt.timezone.utc
@@ -214,9 +213,6 @@ def test_the_handle_gives_the_documented_online_store(served: Any) -> None:
     assert store.pool.closed
 
 
-@pytest.mark.xfail(TEST_CLUSTER_WORKERS > 0, strict=False,
-                   reason="docs/cluster.md: Citus has no distributed snapshot; a read across workers may see a "
-                          "commit on one worker before another's COMMIT PREPARED (issue 12, open)")
 def test_lookups_during_commits_never_see_half_a_commit(fraud: Any) -> None:
     """A writer commits, in one transaction, a new value for every entity in two groups;
     a reader looking up all entities of both groups must see one value everywhere."""

@@ -174,3 +174,31 @@ def test_the_monitor_definers_are_these_and_the_scheduler_is_the_superuser_s(ope
         " where p.oid = 'fstore_cron.sync_monitors()'::regprocedure").fetchone()
     assert row == (True, False, False, True)
     tally.deny("monitor_definers_listed", "monitor_scheduler_not_public")
+
+
+# The commit barrier of distributed groups (sql/functions/43_commit_barrier.sql): why each runs
+# with fstore_control's rights. On a Citus coordinator the two-integer advisory-lock functions
+# are revoked from PUBLIC (the barrier's key space is fstore's), so taking the key needs them.
+# Neither casts or evaluates a tenant value: they compare ids, read fstore's catalog and lock.
+BARRIER_DEFINERS = {
+    "fstore.commit_barrier(bigint[])": (True, "the reader side: takes the shared barrier of groups the caller may "
+                                              "read (feature_group_by_id), in id order, until its transaction ends"),
+    "fstore.commit_barrier_enter()": (False, "the writer side, a deferred constraint trigger of fstore.commits: "
+                                             "reads this transaction's commit records, takes the exclusive "
+                                             "barrier with a bounded wait"),
+}
+
+
+def test_the_barrier_definers_are_these_and_the_writer_side_is_no_one_s_to_call(operator: psycopg.Connection[Any],
+                                                                               tally: Any) -> None:
+    definers = {d["function"]: d for d in _definers(operator)}
+    barrier = {name for name in definers if "barrier" in name}
+    assert barrier == set(BARRIER_DEFINERS)
+    for name, (public, _why) in BARRIER_DEFINERS.items():
+        assert definers[name]["owner"] == "fstore_control", name
+        assert ("PUBLIC" in definers[name]["execute"]) is public, (name, definers[name]["execute"])
+    # the rest of the barrier runs as its caller
+    for name in ("fstore.commit_barrier_features(text[])", "fstore.distributed_feature_groups(text[])"):
+        assert operator.execute("select prosecdef from pg_proc where oid = %s::regprocedure", (name,)
+                                ).fetchone() == (False,), name
+    tally.deny("barrier_definers_listed", "barrier_writer_side_not_public")
