@@ -31,7 +31,7 @@ from psycopg import sql
 from fstore import server
 from fstore.cakeys import key_pem, load_intermediate, write_private, write_public
 from fstore.citus import NODE_CN, Node, cluster_ca_cert, cluster_ca_key, node_cert, node_key
-from fstore.connection import DATABASE, connect_operator
+from fstore.connection import DATABASE, connect_operator, connect_remote_superuser
 from fstore.home import FstoreHome
 from fstore.roles import SUPERUSER_ROLE
 from fstore.signing import ca_certificate, cert_pem, leaf, new_key, subject_name
@@ -236,9 +236,8 @@ def connect_node(home: FstoreHome, node: Node, dbname: str = DATABASE, **kwargs:
     """
     if node.home is not None:
         return connect_operator(node.home, dbname=dbname, **kwargs)
-    return psycopg.connect(host=node.host, port=node.port, user=SUPERUSER_ROLE, dbname=dbname,
-                           sslmode="verify-full", sslrootcert=str(home.ca_bundle), sslcert=str(node_cert(home)),
-                           sslkey=str(node_key(home)), **({"connect_timeout": 10} | kwargs))
+    return connect_remote_superuser(node.host, node.port, ca_bundle=home.ca_bundle, cert=node_cert(home),
+                                    key=node_key(home), dbname=dbname, **kwargs)
 
 
 def create_roles_on_node(home: FstoreHome, node: Node) -> list[str]:

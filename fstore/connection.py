@@ -262,6 +262,16 @@ def connect_operator(home: FstoreHome, dbname: str = DATABASE, **kwargs: Any) ->
     return psycopg.connect(host=socket_dir, port=home.port, user=SUPERUSER_ROLE, dbname=dbname, **kwargs)
 
 
+def connect_remote_superuser(host: str, port: int, *, ca_bundle: Path, cert: Path, key: Path,
+                             dbname: str = DATABASE, **kwargs: Any) -> psycopg.Connection[Any]:
+    """Open a superuser connection to another machine's node over TLS, as Citus does:
+    ``verify-full`` of its server certificate against ``ca_bundle``, ``cert``/``key`` as client.
+    """
+    return psycopg.connect(host=host, port=port, user=SUPERUSER_ROLE, dbname=dbname, sslmode="verify-full",
+                           sslrootcert=str(ca_bundle), sslcert=str(cert), sslkey=str(key),
+                           **({"connect_timeout": 10} | kwargs))
+
+
 def service_file() -> Path:
     """The per-user service file libpq reads: ``$PGSERVICEFILE`` or ``~/.pg_service.conf``."""
     return Path(os.environ.get("PGSERVICEFILE") or Path.home() / ".pg_service.conf")
