@@ -46,13 +46,15 @@ def upgraded_cluster() -> Iterator[FstoreHome]:
 
 
 def _next_release(root: Path, n: int) -> Path:
-    """A copy of sql/ with every function file changed and fstore.upgrade_probe_<n>() added."""
+    """A copy of sql/ with every function file changed (fstore.citus_present's body among
+    them) and fstore.upgrade_probe_<n>() added."""
     for path in migration_files(SQL_DIR):
         target = root / path.parent.name / path.name
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(path, target)
         if path.parent.name == "functions":
-            target.write_text(path.read_text() + f"\n-- release {n}\n")
+            text = path.read_text().replace("where extname = 'citus')", f"where extname = 'citus') /* release {n} */")
+            target.write_text(text + f"\n-- release {n}\n")
     probe = root / "functions" / "99_upgrade_probe.sql"
     probe.write_text("".join(PROBE.format(n=i) for i in range(1, n + 1)))
     return root
@@ -90,7 +92,8 @@ def test_new_sql_reaches_a_running_cluster_on_restart_and_with_migrate(
     assert code == 0, output
     assert not citus.resync_pending_file(home).exists()
     assert _on_every_worker(home, "select fstore.upgrade_probe_1()") == [1, 1]
-    assert _on_every_worker(home, "select count(*) from pg_proc where prosrc like '%%-- release 1%%'") == [0, 0]
+    changed = "select count(*) from pg_proc where proname = 'citus_present' and prosrc like '%%/* release {} */%%'"
+    assert _on_every_worker(home, changed.format(1)) == [1, 1]  # a changed body reached the workers
     with connect_operator(home) as operator:
         assert operator.execute("select count(*) from fstore_migrations").fetchone()[0] == len(migration_files(SQL_DIR)) + 1
 
@@ -100,6 +103,7 @@ def test_new_sql_reaches_a_running_cluster_on_restart_and_with_migrate(
     assert code == 0, output
     assert "functions/99_upgrade_probe.sql" in output and "functions/41_distribution.sql" in output
     assert _on_every_worker(home, "select fstore.upgrade_probe_2()") == [2, 2]
+    assert _on_every_worker(home, changed.format(2)) == [1, 1]
 
     # the group keeps working: a commit through the gate, the scientist's reads
     with connect(home, f"{project}__alice", autocommit=True) as alice:
