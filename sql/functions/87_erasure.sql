@@ -440,6 +440,17 @@ begin
 
   v_erasure := fstore.begin_erasure(p_project, v_keys);
 
+  -- a Citus distributed table (feature group or training dataset on a cluster): its shards'
+  -- triggers run on the workers, which cannot see the open erasure, so they refuse the
+  -- DELETE; say so before anything goes, by name (docs/cluster.md, "Erasure")
+  select string_agg(t ->> 'table', ', ' order by t ->> 'table') into v_where
+    from jsonb_array_elements(v_erasure.targets) t where fstore.is_distributed((t ->> 'relid')::oid::regclass);
+  if v_where is not null then
+    raise exception 'fstore.forget cannot erase from distributed tables yet (on a Citus cluster): %', v_where
+      using errcode = '0A000',
+            hint = 'nothing was erased; keep groups that need erasure on the coordinator (options.distribution_key null) until it can';
+  end if;
+
   -- the rows, in the caller's rights: fstore's triggers let only this entity's rows go
   for v_target in select * from jsonb_array_elements(v_erasure.targets) loop
     v_relid := (v_target ->> 'relid')::oid;
