@@ -108,7 +108,7 @@ begin
     else
       perform pg_catalog.create_distributed_table(v_table, v_key);
     end if;
-    execute format('grant select, insert, update on %s to fstore_writer', v_table);
+    execute format('grant select, insert, update, delete on %s to fstore_writer', v_table);  -- delete: erasure
     perform fstore.apply_table_rules(v_table);
   end loop;
   execute format('grant usage on schema %I to fstore_writer', v_fg.project);
