@@ -525,7 +525,7 @@ begin
                    v_fg.project, v_fg.offline_table, v_commit);
     perform fstore.replace_erased_statistics(v_erasure.id, v_commit,
       coalesce(fstore.batch_statistics(v_fg.id, 'pg_temp._fstore_erased_commit'::regclass), '{}'));
-    drop view pg_temp._fstore_erased_commit;
+    drop view if exists pg_temp._fstore_erased_commit;  -- "if exists": a Citus coordinator refuses the schema name pg_temp in DROP VIEW without it
   end loop;
 
   v_report := fstore.finish_erasure(v_erasure.id);
