@@ -414,6 +414,7 @@ declare
   v_role text;
   v_rows bigint;
   v_report jsonb;
+  v_left_stats jsonb := '{}';
 begin
   perform fstore.check_project_name(p_project);
   perform fstore.require_data_owner(p_project, 'erase entities');
@@ -469,6 +470,30 @@ begin
       using errcode = '0A000', hint = 'nothing was erased; fstore erases from distributed feature-group tables only';
   end if;
 
+  -- a distributed group's commits that hold the entity: their statistics over the rows that
+  -- will be left, computed now, as the caller, before fstore_writer deletes (Citus refuses a
+  -- read of placements another role changed in this transaction); stored after the delete
+  for v_target in select * from jsonb_array_elements(v_erasure.targets) t where t ->> 'kind' = 'offline' loop
+    v_relid := (v_target ->> 'relid')::oid;
+    continue when not fstore.is_distributed(v_relid::regclass);
+    v_fg := fstore.feature_group_by_id((v_target ->> 'feature_group_id')::bigint);
+    continue when not v_fg.statistics_enabled;
+    select string_agg(format('%I = %L::%s', c.key, v_keys ->> (c.value #>> '{}'),
+                             pg_catalog.format_type(a.atttypid, a.atttypmod)), ' and ' order by c.key)
+      into v_where
+      from jsonb_each(v_target -> 'columns') c
+      join pg_catalog.pg_attribute a on a.attrelid = v_relid and a.attname = c.key and not a.attisdropped;
+    for v_commit in execute format('select distinct _commit_id from %s where %s', v_relid::regclass, v_where) loop
+      continue when not exists (select 1 from fstore.commit_statistics s where s.commit_id = v_commit);
+      drop view if exists pg_temp._fstore_erased_commit;
+      execute format('create temp view _fstore_erased_commit as select * from %s where _commit_id = %s and not (%s)',
+                     v_relid::regclass, v_commit, v_where);
+      v_left_stats := v_left_stats || jsonb_build_object(v_commit::text,
+        coalesce(fstore.batch_statistics(v_fg.id, 'pg_temp._fstore_erased_commit'::regclass), '{}'));
+      drop view if exists pg_temp._fstore_erased_commit;
+    end loop;
+  end loop;
+
   -- the rows, in the caller's rights: fstore's triggers let only this entity's rows go
   for v_target in select * from jsonb_array_elements(v_erasure.targets) loop
     v_relid := (v_target ->> 'relid')::oid;
@@ -517,8 +542,10 @@ begin
      order by c.commit_id
   loop
     v_fg := fstore.feature_group_by_id(v_fg_id);
-    -- a distributed group's commits: their statistics are removed (finish_erasure) instead,
-    -- since Citus refuses a read of the placements fstore_writer just changed in this transaction
+    if v_left_stats ? v_commit::text then  -- a distributed group's, computed before the delete
+      perform fstore.replace_erased_statistics(v_erasure.id, v_commit, v_left_stats -> (v_commit::text));
+      continue;
+    end if;
     continue when fstore.is_distributed(format('%I.%I', v_fg.project, v_fg.offline_table)::regclass);
     drop view if exists pg_temp._fstore_erased_commit;
     execute format('create temp view _fstore_erased_commit as select * from %I.%I where _commit_id = %s',
