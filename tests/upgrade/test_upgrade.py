@@ -47,15 +47,20 @@ def released_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, home: FstoreH
         cleanup()
 
 
+def _create_payments(alice: psycopg.Connection[Any], project: str) -> int:
+    """Feature group ``payments`` (account_id, amount; online) of ``project``, as its Data Owner."""
+    columns = [{"name": "account_id", "type": "bigint"}, {"name": "amount", "type": "double precision"}]
+    with alice.transaction():
+        alice.execute(f"set local role {project}__owner")
+        return alice.execute("select fstore.create_feature_group(%s, 'payments', 1, array['account_id'], "
+                             "'event_time', %s::jsonb, true)", (project, json.dumps(columns))).fetchone()[0]
+
+
 def _fill(home: FstoreHome) -> dict[str, Any]:
     """With the release: a project, a feature group with two commits, a training dataset."""
     project = sandbox.create_project(home, prefix="upg")
-    columns = [{"name": "account_id", "type": "bigint"}, {"name": "amount", "type": "double precision"}]
     with connect(home, f"{project}__alice", autocommit=True) as alice:
-        with alice.transaction():
-            alice.execute(f"set local role {project}__owner")
-            fg = alice.execute("select fstore.create_feature_group(%s, 'payments', 1, array['account_id'], "
-                               "'event_time', %s::jsonb, true)", (project, json.dumps(columns))).fetchone()[0]
+        fg = _create_payments(alice, project)
         for day in (1, 2):
             with alice.transaction():
                 alice.execute("create temp table stage (account_id bigint, amount float8, event_time timestamptz) "
@@ -152,12 +157,8 @@ def test_a_home_on_the_current_sql_takes_every_function_file_again(tmp_path: Pat
             owner = operator.execute("select proowner::regrole::text from pg_proc"
                                      " where oid = 'fstore.write_commit_batch(bigint,regclass)'::regprocedure").fetchone()
             assert owner == ("fstore_writer",)
-        columns = [{"name": "account_id", "type": "bigint"}, {"name": "amount", "type": "double precision"}]
         with connect(fhome, f"{project}__alice", autocommit=True) as alice:
-            with alice.transaction():
-                alice.execute(f"set local role {project}__owner")
-                fg = alice.execute("select fstore.create_feature_group(%s, 'payments', 1, array['account_id'], "
-                                   "'event_time', %s::jsonb, true)", (project, json.dumps(columns))).fetchone()[0]
+            fg = _create_payments(alice, project)
             with alice.transaction():
                 alice.execute("create temp table stage (account_id bigint, amount float8, event_time timestamptz) "
                               "on commit drop")
