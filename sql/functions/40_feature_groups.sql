@@ -327,12 +327,11 @@ begin
   end if;
   v_id := fstore.register_feature_group(p_project, p_name, v_version, p_keys, p_event_time, v_features,
     p_online, p_ttl, p_description, p_tags, p_statistics, p_options, p_upstream);
-  -- on a Citus coordinator with workers, a group given options.distribution_key has both
-  -- tables distributed, last: once registered and secured (sql/functions/41_distribution.sql).
-  -- Opt-in for now: merge-mode commits, add_features and dbt models do not work on
-  -- distributed groups yet (docs/cluster.md); without the option the group stays on the
-  -- coordinator, where everything works
-  if fstore.cluster_has_workers() and coalesce(p_options, '{}') ? 'distribution_key' then
+  -- on a Citus coordinator with workers every group has both tables distributed, last: once
+  -- registered and secured (sql/functions/41_distribution.sql), by options.distribution_key
+  -- or its first key; options.distribution_key null keeps it on the coordinator
+  if fstore.cluster_has_workers()
+     and fstore.check_distribution_key(p_name, p_keys, coalesce(p_options, '{}')) is not null then
     perform fstore.distribute_feature_group(v_id);
   end if;
   return v_id;

@@ -66,8 +66,12 @@ language plpgsql immutable set search_path = pg_catalog, pg_temp as $$
 declare
   v_key text := coalesce(p_options->>'distribution_key', p_keys[1]);
 begin
+  -- options.distribution_key: null (JSON null) keeps the group on the coordinator
+  if p_options ? 'distribution_key' and jsonb_typeof(p_options->'distribution_key') = 'null' then
+    return null;
+  end if;
   if p_options ? 'distribution_key' and jsonb_typeof(p_options->'distribution_key') <> 'string' then
-    raise exception 'options.distribution_key of % must name one entity key column (keys: %)',
+    raise exception 'options.distribution_key of % must name one entity key column (keys: %) or be null (stay on the coordinator)',
       p_name, array_to_string(p_keys, ', ') using errcode = '22023';
   end if;
   if not (v_key = any(p_keys)) then
@@ -77,7 +81,7 @@ begin
   return v_key;
 end $$;
 comment on function fstore.check_distribution_key(text,text[],jsonb) is
-  'The column a feature group is distributed by: options.distribution_key (which must be one of its entity keys) or its first key.';
+  'The column a feature group is distributed by on a cluster: options.distribution_key (which must be one of its entity keys) or its first key; NULL when options.distribution_key is JSON null (the group stays on the coordinator).';
 
 create or replace function fstore.distribute_feature_group(p_feature_group_id bigint) returns void
 language plpgsql volatile security definer set search_path = pg_catalog, fstore, pg_temp as $$
@@ -90,6 +94,9 @@ begin
   v_fg := fstore.feature_group_by_id(p_feature_group_id);
   perform fstore.require_data_owner(v_fg.project, 'create feature groups');
   v_key := fstore.check_distribution_key(v_fg.name, v_fg.entity_keys, v_fg.options);
+  if v_key is null then
+    return;  -- options.distribution_key null: the group stays on the coordinator
+  end if;
   foreach v_table in array array[format('%I.%I', v_fg.project, v_fg.offline_table)::regclass]
                             || case when v_fg.online then array[format('%I.%I', v_fg.project, v_fg.online_table)::regclass]
                                     else '{}'::regclass[] end loop
