@@ -90,12 +90,31 @@ declare
   v_key text;
   v_table regclass;
   v_old record;
+  v_governing text;
 begin
   v_fg := fstore.feature_group_by_id(p_feature_group_id);
   perform fstore.require_data_owner(v_fg.project, 'create feature groups');
   v_key := fstore.check_distribution_key(v_fg.name, v_fg.entity_keys, v_fg.options);
   if v_key is null then
     return;  -- options.distribution_key null: the group stays on the coordinator
+  end if;
+  -- an entity policy reads its entity table with a subquery, which Citus refuses in the
+  -- policies of a distributed table: a group such a policy governs stays on the coordinator
+  -- (where the policy holds), and asking to distribute it is an error naming the policy
+  select string_agg(format('%s (column %s of %s)', r.name, r.entity_key, r.table_name), ', ' order by r.name)
+    into v_governing
+    from fstore.row_policies r
+   where r.project = v_fg.project and r.entity_key is not null
+     and exists (select 1 from fstore.features f where f.feature_group_id = v_fg.id and f.name = r.entity_key);
+  if v_governing is not null then
+    if coalesce(v_fg.options, '{}') ? 'distribution_key' then
+      raise exception 'feature group %.% cannot be distributed: entity policy % governs it, and Citus allows no subquery in the policies of a distributed table, so the policy could not hold on its shards',
+        v_fg.project, v_fg.name, v_governing using errcode = '0A000',
+        hint = 'leave options.distribution_key out: a group an entity policy governs stays on the coordinator';
+    end if;
+    raise notice 'feature group %.% stays on the coordinator: entity policy % governs it (Citus allows no subquery in the policies of a distributed table)',
+      v_fg.project, v_fg.name, v_governing;
+    return;
   end if;
   foreach v_table in array array[format('%I.%I', v_fg.project, v_fg.offline_table)::regclass]
                             || case when v_fg.online then array[format('%I.%I', v_fg.project, v_fg.online_table)::regclass]
@@ -121,7 +140,7 @@ begin
   execute format('grant usage on schema %I to fstore_writer', v_fg.project);
 end $$;
 comment on function fstore.distribute_feature_group(bigint) is
-  'On a Citus coordinator: distribute a new feature group''s tables by its distribution key (co-located with the other groups of that key type), give fstore_writer its write grants, and write the distributed policies. Called by fstore.create_feature_group for a Data Owner (as p__owner).';
+  'On a Citus coordinator: distribute a new feature group''s tables by its distribution key (co-located with the other groups of that key type), give fstore_writer its write grants, and write the distributed policies. Called by fstore.create_feature_group for a Data Owner (as p__owner). Does nothing for options.distribution_key null or a group an entity policy governs (a NOTICE says so; an explicit options.distribution_key is then an error).';
 
 create or replace function fstore.write_commit_batch(p_feature_group_id bigint, p_batch regclass) returns bigint[]
 language plpgsql volatile security definer set search_path = pg_catalog, fstore, pg_temp as $$
