@@ -271,9 +271,9 @@ def _default_group(alice: psycopg.Connection[Any], project: str, name: str) -> A
     """An online ACTIVITY group created with no options (the default placement)."""
     with alice.transaction():
         alice.execute(sql.SQL("set local role {}").format(sql.Identifier(f"{project}__owner")))
-        fg_id = alice.execute("select fstore.create_feature_group(%s, %s, 1, array['id'], 'event_time', %s::jsonb, true)",
-                              (project, name, json.dumps([{"name": n, "type": t} for n, t in ACTIVITY.items()]))
-                              ).fetchone()[0]
+        fg_id = alice.execute(
+            "select fstore.create_feature_group(%s, %s, 1, array['id'], 'event_time', %s::jsonb, true)",
+            (project, name, json.dumps([{"name": n, "type": t} for n, t in ACTIVITY.items()]))).fetchone()[0]
     return SqlFeatureGroup(fg_id, project, name, 1, ("id",), tuple(ACTIVITY))
 
 
