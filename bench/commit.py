@@ -76,6 +76,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="rows already in the feature group before each timed commit (committed untimed from the"
                         " start of the source); with more than --rows the commit goes row by row, not bulk")
     p.add_argument("--python", action="store_true", help="also time fg.insert of the same rows from Arrow")
+    p.add_argument("--local", action="store_true",
+                   help="on a Citus cluster keep the group on the coordinator (options.distribution_key null)")
     p.add_argument("--output", default=None, help="write the JSON here too")
     return p.parse_args(argv)
 
@@ -252,10 +254,15 @@ def _prefill(conn: Any, owner: sql.Identifier, source: sql.Identifier, fg: Any, 
                  (fg.id, f"{project}.prefill"))
 
 
+def _options(args: argparse.Namespace) -> dict[str, Any]:
+    """The group's options: the offline index, and with --local no distribution on a cluster."""
+    return {"offline_index": args.offline_index, **({"distribution_key": None} if args.local else {})}
+
+
 def _bench_group(fs: fstore.FeatureStore, args: argparse.Namespace) -> Any:
     """The benchmark's feature group, new and empty."""
     return fs.create_feature_group("bench", 1, keys=["account_id"], features=FEATURES, online=True,
-                                   description="commit benchmark", options={"offline_index": args.offline_index})
+                                   description="commit benchmark", options=_options(args))
 
 
 def _reset(fs: fstore.FeatureStore, owner: sql.Identifier, copy: sql.Identifier, fg: Any,
@@ -276,7 +283,7 @@ def _python_insert(fs: fstore.FeatureStore, source: sql.Identifier, args: argpar
         cur.execute(sql.SQL("select * from {}").format(source).as_string(None))
         table = cur.fetch_arrow_table()
     fg = fs.create_feature_group("bench", 2, keys=["account_id"], features=FEATURES, online=True,
-                                 options={"offline_index": args.offline_index})
+                                 options=_options(args))
     seconds, commit = timed(lambda: fg.insert(table))
     return {"seconds": round(seconds, 3), "rows": commit.rows, "online_rows": commit.online_rows}
 

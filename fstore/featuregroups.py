@@ -365,10 +365,13 @@ def create_feature_group(
     column types are mapped (int64 -> bigint, float64 -> double precision, string
     -> text, bool -> boolean, timestamp -> timestamptz, list<float> -> vector(n)).
     ``version=None`` takes the next free version. ``options={"hnsw": ["embedding"]}``
-    adds an HNSW index on an online vector column. ``options={"distribution_key": "k"}``
-    names the entity key a Citus cluster distributes the tables by (default the first
-    key; it must be a key, on a single node too: docs/cluster.md). Only a Data Owner may create
-    (the tables are created as ``<project>__owner``).
+    adds an HNSW index on an online vector column. On a Citus cluster every group's
+    tables are distributed by an entity key: ``options={"distribution_key": "k"}`` names
+    it (default the first key; it must be a key, on a single node too), and
+    ``options={"distribution_key": None}`` keeps the group on the coordinator (ignored
+    on a single node). A group an entity policy governs stays on the coordinator too
+    (docs/cluster.md, "Data placement"). Only a Data Owner may create (the tables are
+    created as ``<project>__owner``).
 
     Example::
 

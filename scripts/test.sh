@@ -7,11 +7,13 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 
 # what must hold on a cluster too (issue 12): point-in-time reference and isolation, the
-# commit pipeline and its crash test, online serving, exports, the tenancy walkthrough, and
-# the core of the attack suite; erasure and feature-view serving
+# commit pipeline and its crash test, add_features and dbt models on distributed groups (the
+# default there), online serving, exports, the tenancy walkthrough, and the core of the
+# attack suite; erasure and feature-view serving
 CLUSTER_SUITE=(
   tests/retrieval/test_pit_reference.py tests/retrieval/test_pit_isolation.py
   tests/featuregroups/test_commit_pipeline.py tests/featuregroups/test_crash.py
+  tests/featuregroups/test_add_features.py tests/dbt/test_materialization.py
   tests/retrieval/test_online.py tests/retrieval/test_export.py
   tests/platform/test_tenancy_walkthrough.py
   tests/security/test_data_attacks.py tests/security/test_row_policy_attacks.py

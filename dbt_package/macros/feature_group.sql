@@ -20,6 +20,16 @@
        online newer-only upsert, commit record and statistics
        (fstore.commit_feature_rows); a run that adds no row
        records no commit                                          statement 'main'
+  On a Citus coordinator with workers the steps take three transactions: 1-3 (the staged
+  rows are kept), 4, then 5 (for a group kept on the coordinator, 4 and 5 are one). Citus
+  refuses DDL on shards that a transaction has read over several connections (a model
+  reading a distributed group, then a new group co-located with it: `cannot perform DDL
+  on placement ..., which has been read over multiple connections`), and lets no other
+  role's connection (the commit's writer, fstore_writer) reach shards that another role
+  created or altered in the same transaction (`cannot perform query on placements that
+  were modified in this transaction by a different user`). A failing step 5 then leaves
+  the new version (or its new columns) in place, without the run's rows. On a single node
+  all of it is one transaction.
   The tables are never dropped or recreated (row-level security and policies live
   on them, and history is append-only): a breaking change needs a new `version`, which
   gets new tables. `--full-refresh` recomputes the model from scratch (fstore.watermark()
@@ -48,6 +58,8 @@
 
   {% do fstore.act_as_session_user() %}
   {% do fstore.stage_rows(staging, sql) %}
+  {%- set on_cluster = fstore.on_cluster() -%}
+  {% if on_cluster %}{% do fstore.commit_and_begin() %}{% endif %}
   {%- set columns = fstore.staged_columns(staging) -%}
   {%- set existing = fstore.find_feature_group(spec) -%}
 
@@ -61,6 +73,7 @@
     {% do fstore.sync_validation_rules(fg_id, spec, existing) %}
   {% endif %}
   {% do fstore.sync_sensitive_features(fg_id, spec) %}
+  {% if on_cluster and fstore.commit_ddl_first(fg_id) %}{% do fstore.commit_and_begin() %}{% endif %}
 
   {% call statement('main', fetch_result=True) -%}
     select fstore.commit_feature_rows({{ fg_id | int }}, {{ fstore.regclass(staging) }}, p.s->>'mode', p.s->>'source',
@@ -68,6 +81,7 @@
       from (select {{ fstore.jsonb(commit) }} as s) p
   {%- endcall %}
   {% do fstore.log_commit(spec, load_result('main').table.rows[0][0]) %}
+  {% do fstore.drop_staging(staging) %}
 
   {{ run_hooks(post_hooks, inside_transaction=True) }}
   -- `COMMIT` happens here: data, online rows, commit record and statistics together

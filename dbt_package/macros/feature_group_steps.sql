@@ -15,13 +15,46 @@
   {%- endcall %}
 {% endmacro %}
 
-{#- The model's rows, in a temporary table dropped at commit. -#}
+{#- The model's rows, in a temporary table dropped after the commit (fstore.drop_staging; it
+    outlives a transaction on a cluster, see fstore.commit_ddl_first; a failed run's
+    transaction takes it along). -#}
 {% macro stage_rows(staging, sql) %}
   {% call statement('fstore_stage') -%}
-    create temporary table {{ adapter.quote(staging.identifier) }} on commit drop as (
+    drop table if exists pg_temp.{{ adapter.quote(staging.identifier) }};
+    create temporary table {{ adapter.quote(staging.identifier) }} as (
       {{ sql }}
     )
   {%- endcall %}
+{% endmacro %}
+
+{% macro drop_staging(staging) %}
+  {% call statement('fstore_unstage') -%}
+    drop table pg_temp.{{ adapter.quote(staging.identifier) }}
+  {%- endcall %}
+{% endmacro %}
+
+{#- True for a distributed group (on a Citus coordinator): the materialization then commits the
+    steps before the rows' commit, which runs in a transaction of its own. -#}
+{% macro commit_ddl_first(fg_id) %}
+  {% set query -%}
+    select to_jsonb(fstore.is_distributed(format('%I.%I', g.project, g.offline_table)::regclass))::text
+      from fstore.feature_groups g where g.id = {{ fg_id | int }}
+  {%- endset %}
+  {{ return(fstore.query_json(query)) }}
+{% endmacro %}
+
+{#- True on a Citus coordinator with workers (fstore.cluster_has_workers). -#}
+{% macro on_cluster() %}
+  {{ return(fstore.query_json('select to_jsonb(fstore.cluster_has_workers())::text')) }}
+{% endmacro %}
+
+{#- Commit dbt's transaction and open the next one, acting as the person again. After
+    adapter.commit() here no BEGIN reached the server (seen: SET LOCAL had no effect), so
+    it is sent explicitly. -#}
+{% macro commit_and_begin() %}
+  {% do adapter.commit() %}
+  {% call statement('fstore_begin', auto_begin=False) -%} begin {%- endcall %}
+  {% do fstore.act_as_session_user() %}
 {% endmacro %}
 
 {#- One JSON value from a query that selects a single text column. -#}

@@ -400,10 +400,12 @@ begin
        and exists (select 1 from pg_catalog.pg_attribute a where a.attrelid = v_rel.oid and a.attname = v_policy.entity_key
                       and not a.attisdropped) then
       if v_distributed then
-        -- the entity table is coordinator-local and a distributed table's policy may not
-        -- read it: the rows an entity policy governs stay hidden from the readers it binds
-        v_read := v_read || format('(%sfalse)', fstore.policy_guard_distributed(v_rel.nspname, v_policy.roles));
-        continue;
+        -- the entity table is coordinator-local and Citus allows no subquery in a distributed
+        -- table's policies: the policy cannot hold on the shards, so it is refused (naming
+        -- it), never applied partly. Groups created after it stay on the coordinator.
+        raise exception 'entity policy % cannot hold on distributed table %: Citus allows no subquery in the policies of a distributed table, and the policy reads %',
+          v_policy.name, v_name, format('%I.%I', v_rel.nspname, v_policy.table_name) using errcode = '0A000',
+          hint = 'declare entity policies before creating the feature groups they govern (those stay on the coordinator), or create a new version of this group after declaring it';
       elsif to_regclass(format('%I.%I', v_rel.nspname, v_policy.table_name)) is not null then
         v_sql := format('exists (select 1 from %I.%I e where e.%I = %s.%I)', v_rel.nspname, v_policy.table_name,
                         v_policy.entity_key, v_name, v_policy.entity_key);

@@ -327,12 +327,11 @@ begin
   end if;
   v_id := fstore.register_feature_group(p_project, p_name, v_version, p_keys, p_event_time, v_features,
     p_online, p_ttl, p_description, p_tags, p_statistics, p_options, p_upstream);
-  -- on a Citus coordinator with workers, a group given options.distribution_key has both
-  -- tables distributed, last: once registered and secured (sql/functions/41_distribution.sql).
-  -- Opt-in for now: merge-mode commits, add_features and dbt models do not work on
-  -- distributed groups yet (docs/cluster.md); without the option the group stays on the
-  -- coordinator, where everything works
-  if fstore.cluster_has_workers() and coalesce(p_options, '{}') ? 'distribution_key' then
+  -- on a Citus coordinator with workers every group has both tables distributed, last: once
+  -- registered and secured (sql/functions/41_distribution.sql), by options.distribution_key
+  -- or its first key; options.distribution_key null keeps it on the coordinator
+  if fstore.cluster_has_workers()
+     and fstore.check_distribution_key(p_name, p_keys, coalesce(p_options, '{}')) is not null then
     perform fstore.distribute_feature_group(v_id);
   end if;
   return v_id;
@@ -365,9 +364,15 @@ begin
         v_col->>'name' using errcode = '42701';
     end if;
     v_type := fstore.check_column_type(v_col->>'name', v_col->>'type');
-    execute format('alter table %I.%I add column %I %s', v_fg.project, v_fg.offline_table, v_col->>'name', v_type);
-    if v_fg.online then
-      execute format('alter table %I.%I add column %I %s', v_fg.project, v_fg.online_table, v_col->>'name', v_type);
+    if fstore.is_distributed(format('%I.%I', v_fg.project, v_fg.offline_table)::regclass) then
+      -- a distributed group: the ALTER and the guard's policies (fstore_control) would reach
+      -- the same shards over two roles' connections (a distributed deadlock): one role does both
+      perform fstore.add_distributed_feature_column(p_feature_group_id, v_col->>'name', v_type);
+    else
+      execute format('alter table %I.%I add column %I %s', v_fg.project, v_fg.offline_table, v_col->>'name', v_type);
+      if v_fg.online then
+        execute format('alter table %I.%I add column %I %s', v_fg.project, v_fg.online_table, v_col->>'name', v_type);
+      end if;
     end if;
     v_added := v_added || jsonb_build_object('name', v_col->>'name', 'type', v_type,
                                              'description', coalesce(v_col->>'description', ''));
@@ -377,6 +382,52 @@ begin
 end $$;
 comment on function fstore.add_features(bigint,jsonb) is
   'Add features to an existing version: the one schema change that needs no new version. p_columns: [{"name", "type", "description"?}]. Each becomes a nullable column of the offline (and online) table (no rewrite: rows committed before read NULL for it) and a feature in the catalog, after the others. It is not in the covering point-in-time index (lookups of it read the heap). Dropping, retyping or renaming a column, and changing keys or event_time, still need a new version. SECURITY INVOKER, as the project owner role (like create_feature_group); waits for a commit in flight.';
+
+create or replace function fstore.qualified_column_type(p_column text, p_type text) returns text
+language plpgsql stable set search_path = pg_catalog, public, fstore, pg_temp as $$
+declare
+  v_type text := fstore.check_column_type(p_column, p_type);
+  v_schema text;
+begin
+  select n.nspname into v_schema from pg_catalog.pg_type t join pg_catalog.pg_namespace n on n.oid = t.typnamespace
+   where t.oid = pg_catalog.to_regtype(v_type);
+  if v_schema = 'pg_catalog' then
+    return v_type;
+  end if;
+  return format('%I.%s', v_schema, v_type);
+end $$;
+comment on function fstore.qualified_column_type(text,text) is
+  'fstore.check_column_type, with the schema of a type that is not in pg_catalog (e.g. public.vector(3)), resolved on check_column_type''s search_path: for DDL run on another search_path.';
+
+create or replace function fstore.add_distributed_feature_column(p_feature_group_id bigint, p_name text, p_type text)
+returns void language plpgsql volatile security definer set search_path = pg_catalog, fstore, pg_temp as $$
+declare
+  v_fg fstore.feature_groups;
+  v_type text;
+begin
+  v_fg := fstore.feature_group_by_id(p_feature_group_id);
+  perform fstore.require_data_owner(v_fg.project, 'add features');
+  if not fstore.is_distributed(format('%I.%I', v_fg.project, v_fg.offline_table)::regclass) then
+    raise exception 'feature group %.% is not distributed: add its features with fstore.add_features', v_fg.project,
+      v_fg.name using errcode = '42501';
+  end if;
+  perform fstore.check_column_name(p_name);
+  if p_name = v_fg.event_time
+     or exists (select 1 from fstore.features f where f.feature_group_id = v_fg.id and f.name = p_name) then
+    raise exception 'feature group %.% version % already has a column %', v_fg.project, v_fg.name, v_fg.version,
+      p_name using errcode = '42701';
+  end if;
+  -- checked (a built-in or extension type, owned by a superuser), spelled with its schema as
+  -- check_column_type resolved it (this function's search_path has no public)
+  v_type := fstore.qualified_column_type(p_name, p_type);
+  execute format('alter table %I.%I add column %I %s', v_fg.project, v_fg.offline_table, p_name, v_type);
+  if v_fg.online then
+    execute format('alter table %I.%I add column %I %s', v_fg.project, v_fg.online_table, p_name, v_type);
+  end if;
+end $$;
+comment on function fstore.add_distributed_feature_column(bigint,text,text) is
+  'fstore.add_features on a distributed feature group: adds one checked column to its offline (and online) table as fstore_control, so that Citus reaches the shards over one role''s connection (the ALTER as p__owner and the policies fstore writes after it as fstore_control ended in a distributed deadlock). Data Owners only.';
+grant execute on function fstore.add_distributed_feature_column(bigint,text,text), fstore.qualified_column_type(text,text) to public;
 
 create or replace function fstore.register_added_features(p_id bigint, p_features jsonb) returns void
 language plpgsql volatile security definer set search_path = pg_catalog, fstore, pg_temp as $$

@@ -66,8 +66,12 @@ language plpgsql immutable set search_path = pg_catalog, pg_temp as $$
 declare
   v_key text := coalesce(p_options->>'distribution_key', p_keys[1]);
 begin
+  -- options.distribution_key: null (JSON null) keeps the group on the coordinator
+  if p_options ? 'distribution_key' and jsonb_typeof(p_options->'distribution_key') = 'null' then
+    return null;
+  end if;
   if p_options ? 'distribution_key' and jsonb_typeof(p_options->'distribution_key') <> 'string' then
-    raise exception 'options.distribution_key of % must name one entity key column (keys: %)',
+    raise exception 'options.distribution_key of % must name one entity key column (keys: %) or be null (stay on the coordinator)',
       p_name, array_to_string(p_keys, ', ') using errcode = '22023';
   end if;
   if not (v_key = any(p_keys)) then
@@ -77,7 +81,7 @@ begin
   return v_key;
 end $$;
 comment on function fstore.check_distribution_key(text,text[],jsonb) is
-  'The column a feature group is distributed by: options.distribution_key (which must be one of its entity keys) or its first key.';
+  'The column a feature group is distributed by on a cluster: options.distribution_key (which must be one of its entity keys) or its first key; NULL when options.distribution_key is JSON null (the group stays on the coordinator).';
 
 create or replace function fstore.distribute_feature_group(p_feature_group_id bigint) returns void
 language plpgsql volatile security definer set search_path = pg_catalog, fstore, pg_temp as $$
@@ -86,10 +90,32 @@ declare
   v_key text;
   v_table regclass;
   v_old record;
+  v_governing text;
 begin
   v_fg := fstore.feature_group_by_id(p_feature_group_id);
   perform fstore.require_data_owner(v_fg.project, 'create feature groups');
   v_key := fstore.check_distribution_key(v_fg.name, v_fg.entity_keys, v_fg.options);
+  if v_key is null then
+    return;  -- options.distribution_key null: the group stays on the coordinator
+  end if;
+  -- an entity policy reads its entity table with a subquery, which Citus refuses in the
+  -- policies of a distributed table: a group such a policy governs stays on the coordinator
+  -- (where the policy holds), and asking to distribute it is an error naming the policy
+  select string_agg(format('%s (column %s of %s)', r.name, r.entity_key, r.table_name), ', ' order by r.name)
+    into v_governing
+    from fstore.row_policies r
+   where r.project = v_fg.project and r.entity_key is not null
+     and exists (select 1 from fstore.features f where f.feature_group_id = v_fg.id and f.name = r.entity_key);
+  if v_governing is not null then
+    if coalesce(v_fg.options, '{}') ? 'distribution_key' then
+      raise exception 'feature group %.% cannot be distributed: entity policy % governs it, and Citus allows no subquery in the policies of a distributed table, so the policy could not hold on its shards',
+        v_fg.project, v_fg.name, v_governing using errcode = '0A000',
+        hint = 'leave options.distribution_key out: a group an entity policy governs stays on the coordinator';
+    end if;
+    raise notice 'feature group %.% stays on the coordinator: entity policy % governs it (Citus allows no subquery in the policies of a distributed table)',
+      v_fg.project, v_fg.name, v_governing;
+    return;
+  end if;
   foreach v_table in array array[format('%I.%I', v_fg.project, v_fg.offline_table)::regclass]
                             || case when v_fg.online then array[format('%I.%I', v_fg.project, v_fg.online_table)::regclass]
                                     else '{}'::regclass[] end loop
@@ -114,7 +140,7 @@ begin
   execute format('grant usage on schema %I to fstore_writer', v_fg.project);
 end $$;
 comment on function fstore.distribute_feature_group(bigint) is
-  'On a Citus coordinator: distribute a new feature group''s tables by its distribution key (co-located with the other groups of that key type), give fstore_writer its write grants, and write the distributed policies. Called by fstore.create_feature_group for a Data Owner (as p__owner).';
+  'On a Citus coordinator: distribute a new feature group''s tables by its distribution key (co-located with the other groups of that key type), give fstore_writer its write grants, and write the distributed policies. Called by fstore.create_feature_group for a Data Owner (as p__owner). Does nothing for options.distribution_key null or a group an entity policy governs (a NOTICE says so; an explicit options.distribution_key is then an error).';
 
 grant execute on function
   fstore.citus_present(),

@@ -111,11 +111,31 @@ begin
   if p_mode = 'merge' then
     -- re-running the same data adds nothing: skip rows whose (keys, event_time) exist
     if to_regclass('pg_temp._fstore_batch') is not null then drop table pg_temp._fstore_batch; end if;
-    execute format(
-      'create temp table _fstore_batch on commit drop as
-         select distinct on (%1$s, %2$I) %3$s, %2$I from %4$s s
-          where not exists (select 1 from %5$s o where %6$s and o.%2$I = s.%2$I)',
-      v_keys, v_fg.event_time, v_cols, p_staging, v_offline, v_key_match);
+    if v_distributed then
+      -- Citus refuses a join of the distributed history with this session's temp table: the
+      -- batch's distinct (keys, event_time) go to the workers as a MATERIALIZED CTE (an
+      -- intermediate result), the shards return those already stored, and the anti-join with
+      -- them runs here on the coordinator. All before fstore_writer writes the shards.
+      if to_regclass('pg_temp._fstore_stored') is not null then drop table pg_temp._fstore_stored; end if;
+      execute format(
+        'create temp table _fstore_stored on commit drop as
+           with b as materialized (select distinct %1$s, %2$I from %3$s)
+           select distinct %7$s, o.%2$I from %4$s o join b s on %5$s and o.%2$I = s.%2$I',
+        v_keys, v_fg.event_time, p_staging, v_offline, v_key_match, null,
+        (select string_agg(format('o.%I', k), ', ') from unnest(v_fg.entity_keys) k));
+      execute format(
+        'create temp table _fstore_batch on commit drop as
+           select distinct on (%1$s, %2$I) %3$s, %2$I from %4$s s
+            where not exists (select 1 from pg_temp._fstore_stored o where %5$s and o.%2$I = s.%2$I)',
+        v_keys, v_fg.event_time, v_cols, p_staging, v_key_match);
+      drop table pg_temp._fstore_stored;
+    else
+      execute format(
+        'create temp table _fstore_batch on commit drop as
+           select distinct on (%1$s, %2$I) %3$s, %2$I from %4$s s
+            where not exists (select 1 from %5$s o where %6$s and o.%2$I = s.%2$I)',
+        v_keys, v_fg.event_time, v_cols, p_staging, v_offline, v_key_match);
+    end if;
     v_batch := 'pg_temp._fstore_batch'::regclass;
   elsif p_mode = 'incremental' then
     select max(max_event_time) into v_watermark from fstore.commits

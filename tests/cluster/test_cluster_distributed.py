@@ -19,10 +19,10 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from fstore import cluster, policies, projects, sandbox
+from fstore import InvalidInput, cluster, policies, projects, sandbox
 from fstore.connection import connect, connect_operator
 from fstore.home import FstoreHome
-from tests.retrieval.conftest import commit_rows, create_group
+from tests.retrieval.conftest import SqlFeatureGroup, commit_rows, create_group
 from tests.security.attack import Case, allow, deny, hide, run_case
 
 ACTIVITY = {"id": "bigint", "event_time": "timestamptz", "clicks": "integer", "consent": "boolean"}
@@ -261,3 +261,83 @@ def test_row_policies_changed_after_distribution_reach_the_shards(world: dict[st
     finally:
         policies.apply_policies(alice, a, declared)
     assert bob.execute(query).fetchall() == CONSENTING
+
+
+
+HIDE_VIP = policies.RowPolicy("hide_vip", "accounts", ("data_scientist",), "not vip", entity="id")
+
+
+def _default_group(alice: psycopg.Connection[Any], project: str, name: str) -> Any:
+    """An online ACTIVITY group created with no options (the default placement)."""
+    with alice.transaction():
+        alice.execute(sql.SQL("set local role {}").format(sql.Identifier(f"{project}__owner")))
+        fg_id = alice.execute(
+            "select fstore.create_feature_group(%s, %s, 1, array['id'], 'event_time', %s::jsonb, true)",
+            (project, name, json.dumps([{"name": n, "type": t} for n, t in ACTIVITY.items()]))).fetchone()[0]
+    return SqlFeatureGroup(fg_id, project, name, 1, ("id",), tuple(ACTIVITY))
+
+
+def _accounts(alice: psycopg.Connection[Any], project: str) -> None:
+    """The entity table of HIDE_VIP: accounts 4 and 8 are VIPs."""
+    with alice.transaction():
+        alice.execute(sql.SQL("set local role {}").format(sql.Identifier(f"{project}__owner")))
+        alice.execute(sql.SQL("create table {}.accounts (id bigint primary key, vip boolean not null)").format(
+            sql.Identifier(project)))
+    alice.execute(sql.SQL("insert into {}.accounts select g, g in (4, 8) from generate_series(1, 8) g").format(
+        sql.Identifier(project)))
+
+
+def test_a_group_an_entity_policy_governs_stays_on_the_coordinator(cluster_home: FstoreHome) -> None:
+    """Citus allows no subquery in a distributed table's policies, and an entity policy reads its
+    entity table with one: a group created after such a policy stays on the coordinator, where
+    the Data Scientist (own certificate) sees none of the hidden accounts' rows; asking for its
+    distribution by name is refused, naming the policy."""
+    e = sandbox.create_project(cluster_home, prefix="cde")
+    with connect(cluster_home, f"{e}__alice", autocommit=True) as alice, \
+            connect(cluster_home, f"{e}__bob", autocommit=True) as bob:
+        _accounts(alice, e)
+        policies.apply_policies(alice, e, [HIDE_VIP])
+        notices: list[str] = []
+        alice.add_notice_handler(lambda d: notices.append(d.message_primary or ""))
+        group = _default_group(alice, e, "governed")
+        assert any("stays on the coordinator: entity policy hide_vip" in n for n in notices), notices
+        assert alice.execute("select fstore.is_distributed(%s::regclass), fstore.is_distributed(%s::regclass)",
+                             (f"{e}.governed__v1", f"{e}.governed__v1__online")).fetchone() == (False, False)
+        commit_rows(alice, group, ROWS)
+        for table in ("governed__v1", "governed__v1__online"):
+            query = sql.SQL("select distinct id from {}.{} order by id").format(sql.Identifier(e),
+                                                                                  sql.Identifier(table))
+            assert bob.execute(query).fetchall() == [(i,) for i in range(1, 9) if i not in (4, 8)]
+            assert alice.execute(query).fetchall() == [(i,) for i in range(1, 9)]
+        with pytest.raises(psycopg.errors.FeatureNotSupported,
+                           match=r"cannot be distributed: entity policy hide_vip \(column id of accounts\) governs it"):
+            with alice.transaction():
+                alice.execute(sql.SQL("set local role {}").format(sql.Identifier(f"{e}__owner")))
+                alice.execute("select fstore.create_feature_group(%s, 'asked', 1, array['id'], 'event_time',"
+                              " %s::jsonb, p_options => '{\"distribution_key\": \"id\"}')",
+                              (e, json.dumps([{"name": "id", "type": "bigint"}, {"name": "w", "type": "integer"}])))
+
+
+def test_an_entity_policy_over_a_distributed_group_is_refused_by_name(cluster_home: FstoreHome) -> None:
+    """Declared over a group already distributed, the entity policy is refused with an error that
+    names it and why; the project's earlier policies stay as they were, and the Data Scientist
+    (own certificate) sees exactly what they saw before."""
+    e = sandbox.create_project(cluster_home, prefix="cdf")
+    consent = policies.RowPolicy("consent_only", "early", ("data_scientist",), "consent")
+    with connect(cluster_home, f"{e}__alice", autocommit=True) as alice, \
+            connect(cluster_home, f"{e}__bob", autocommit=True) as bob:
+        policies.apply_policies(alice, e, [consent])
+        early = _default_group(alice, e, "early")
+        assert alice.execute("select fstore.is_distributed(%s::regclass)", (f"{e}.early__v1",)).fetchone() == (True,)
+        commit_rows(alice, early, ROWS)
+        _accounts(alice, e)
+        query = sql.SQL("select distinct id from {}.early__v1 order by id").format(sql.Identifier(e))
+        assert bob.execute(query).fetchall() == CONSENTING
+        with pytest.raises(InvalidInput,
+                           match=r"entity policy hide_vip cannot hold on distributed table .*early__v1.*no subquery"):
+            policies.apply_policies(alice, e, [consent, HIDE_VIP])
+        assert bob.execute(query).fetchall() == CONSENTING  # neither widened nor half applied
+        assert bob.execute(sql.SQL("select count(*) from {}.early__v1__online where id in (4, 8)").format(
+            sql.Identifier(e))).fetchone()[0] == 0  # 4 and 8 do not consent
+        assert alice.execute("select array_agg(name order by name) from fstore.row_policies where project = %s",
+                             (e,)).fetchone()[0] == ["consent_only"]

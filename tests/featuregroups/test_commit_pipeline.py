@@ -33,10 +33,23 @@ COLUMNS = ["account_id", "amount", "tx_count", "channel", "flagged", "event_time
 ROOT = Path(__file__).resolve().parents[2]
 
 
+# the bulk path (drop the point-in-time index, append, rebuild it) and its lock rules exist
+# only on the coordinator: on a Citus cluster its tests keep their group there
+# (options.distribution_key null); every other test here runs on a distributed group
+LOCAL = {"distribution_key": None}
+
+
 @pytest.fixture
 def activity(alice: fstore.FeatureStore) -> Any:
-    """An empty online activity group of project fraud."""
+    """An empty online activity group of project fraud (distributed on a cluster)."""
     return alice.create_feature_group("activity", 1, keys=["account_id"], features=ACTIVITY_TYPES, online=True)
+
+
+@pytest.fixture
+def local_fg(alice: fstore.FeatureStore) -> Any:
+    """The same group, kept on the coordinator on a cluster: for the bulk path's tests."""
+    return alice.create_feature_group("activity", 1, keys=["account_id"], features=ACTIVITY_TYPES, online=True,
+                                      options=LOCAL)
 
 
 def stage(conn: psycopg.Connection, fg: Any, frame: pd.DataFrame) -> None:
@@ -87,86 +100,86 @@ def owner_conn(fraud: Any) -> Iterator[psycopg.Connection]:
         yield conn
 
 
-def test_a_large_commit_rebuilds_the_index_a_small_one_maintains_it(alice, activity) -> None:
+def test_a_large_commit_rebuilds_the_index_a_small_one_maintains_it(alice, local_fg) -> None:
     conn = alice.conn
-    oid0, name, definition = pit_index(conn, activity)
+    oid0, name, definition = pit_index(conn, local_fg)
     assert name == "activity__v1_pit"
 
-    first = activity.insert(activity_frame(rows=400, seed=1))  # into an empty table: bulk path
-    oid1, name1, definition1 = pit_index(conn, activity)
+    first = local_fg.insert(activity_frame(rows=400, seed=1))  # into an empty table: bulk path
+    oid1, name1, definition1 = pit_index(conn, local_fg)
     assert oid1 != oid0 and (name1, definition1) == (name, definition)
-    small = activity.insert(activity_frame(rows=20, seed=2))  # much smaller than the table: per row
-    assert pit_index(conn, activity)[0] == oid1
-    large = activity.insert(activity_frame(rows=3000, seed=3))  # larger than the table: bulk again
-    oid3, name3, definition3 = pit_index(conn, activity)
+    small = local_fg.insert(activity_frame(rows=20, seed=2))  # much smaller than the table: per row
+    assert pit_index(conn, local_fg)[0] == oid1
+    large = local_fg.insert(activity_frame(rows=3000, seed=3))  # larger than the table: bulk again
+    oid3, name3, definition3 = pit_index(conn, local_fg)
     assert oid3 != oid1 and (name3, definition3) == (name, definition)
 
     assert (first.rows, small.rows, large.rows) == (400, 20, 3000)
-    assert activity.read().num_rows == 3420
+    assert local_fg.read().num_rows == 3420
     # the rebuilt index holds exactly what the table holds
-    by_index = latest_rows(conn, activity, use_index=True)
-    assert by_index == latest_rows(conn, activity, use_index=False) and len(by_index) == 20
+    by_index = latest_rows(conn, local_fg, use_index=True)
+    assert by_index == latest_rows(conn, local_fg, use_index=False) and len(by_index) == 20
     # and the online table got the newest row of each key, as always
-    online = activity.read(online=True).to_pandas()
+    online = local_fg.read(online=True).to_pandas()
     assert sorted(zip(online["account_id"], online["event_time"], online["_commit_id"])) == \
         [(r[0], pd.Timestamp(r[1]), r[2]) for r in by_index]
 
 
 def test_a_bulk_commit_is_all_or_nothing_and_holds_readers_of_its_group_only(
-        fraud, alice, activity, owner_conn, home) -> None:
-    activity.insert(activity_frame(rows=100, seed=5))
-    before = pit_index(alice.conn, activity)
+        fraud, alice, local_fg, owner_conn, home) -> None:
+    local_fg.insert(activity_frame(rows=100, seed=5))
+    before = pit_index(alice.conn, local_fg)
     with owner_conn.transaction(force_rollback=True):
-        stage(owner_conn, activity, activity_frame(rows=2000, seed=6))
-        commit(owner_conn, activity)
+        stage(owner_conn, local_fg, activity_frame(rows=2000, seed=6))
+        commit(owner_conn, local_fg)
         # the index was rebuilt under the owner role; the caller is itself again
         assert owner_conn.execute("select current_user").fetchone()[0] == fraud.role("alice")
         assert owner_conn.execute("select current_setting('maintenance_work_mem')").fetchone()[0] != "1GB"
-        assert pit_index(owner_conn, activity)[0] != before[0]
-        assert owner_conn.execute(sql.SQL("select count(*) from {}").format(activity.offline_relation())
+        assert pit_index(owner_conn, local_fg)[0] != before[0]
+        assert owner_conn.execute(sql.SQL("select count(*) from {}").format(local_fg.offline_relation())
                                   ).fetchone()[0] == 2100
         # until the commit ends, readers of this group's offline table wait; its online table is free
         with fstore.connect(fraud.name, "bob", home=home) as bob:
             bob.conn.execute("set lock_timeout = '200ms'")
             with pytest.raises(psycopg.errors.LockNotAvailable):
-                bob.conn.execute(sql.SQL("select count(*) from {}").format(activity.offline_relation()))
-            assert bob.conn.execute(sql.SQL("select count(*) from {}").format(activity.online_relation())
+                bob.conn.execute(sql.SQL("select count(*) from {}").format(local_fg.offline_relation()))
+            assert bob.conn.execute(sql.SQL("select count(*) from {}").format(local_fg.online_relation())
                                     ).fetchone()[0] == activity_frame(rows=100, seed=5)["account_id"].nunique()
     # rolled back: the old index (same object), the old rows, no commit
-    assert pit_index(alice.conn, activity) == before
-    assert activity.read().num_rows == 100 and len(activity.commits()) == 1
+    assert pit_index(alice.conn, local_fg) == before
+    assert local_fg.read().num_rows == 100 and len(local_fg.commits()) == 1
 
 
-def test_a_large_commit_does_not_queue_behind_a_reader_of_its_group(fraud, alice, activity, home) -> None:
-    activity.insert(activity_frame(rows=100, seed=5))
-    before = pit_index(alice.conn, activity)
+def test_a_large_commit_does_not_queue_behind_a_reader_of_its_group(fraud, alice, local_fg, home) -> None:
+    local_fg.insert(activity_frame(rows=100, seed=5))
+    before = pit_index(alice.conn, local_fg)
     committed: list[Any] = []
     with fstore.connect(fraud.name, "bob", home=home) as bob, bob.conn.transaction():
-        bob.conn.execute(sql.SQL("select count(*) from {}").format(activity.offline_relation()))  # holds its lock
+        bob.conn.execute(sql.SQL("select count(*) from {}").format(local_fg.offline_relation()))  # holds its lock
         # large enough for the bulk path, but the table is in use: after a short wait, row by row
-        writer = threading.Thread(target=lambda: committed.append(activity.insert(activity_frame(rows=2000, seed=6))))
+        writer = threading.Thread(target=lambda: committed.append(local_fg.insert(activity_frame(rows=2000, seed=6))))
         writer.start()
         writer.join(timeout=120)
         assert not writer.is_alive(), "the commit waited for the reader's transaction"
     assert committed[0].rows == 2000
-    assert pit_index(alice.conn, activity) == before  # maintained, not rebuilt
-    assert activity.read().num_rows == 2100
-    assert latest_rows(alice.conn, activity, use_index=True) == latest_rows(alice.conn, activity, use_index=False)
+    assert pit_index(alice.conn, local_fg) == before  # maintained, not rebuilt
+    assert local_fg.read().num_rows == 2100
+    assert latest_rows(alice.conn, local_fg, use_index=True) == latest_rows(alice.conn, local_fg, use_index=False)
 
 
-def test_acting_as_the_owner_role_takes_the_bulk_path_too(fraud, activity, owner_conn) -> None:
-    before = pit_index(owner_conn, activity)
+def test_acting_as_the_owner_role_takes_the_bulk_path_too(fraud, local_fg, owner_conn) -> None:
+    before = pit_index(owner_conn, local_fg)
     owner_conn.commit()
     owner = sql.Identifier(f"{fraud.name}__owner")
     with owner_conn.transaction():
-        stage(owner_conn, activity, activity_frame(rows=300, seed=7))  # the owner role may not create temp tables
+        stage(owner_conn, local_fg, activity_frame(rows=300, seed=7))  # the owner role may not create temp tables
         owner_conn.execute(sql.SQL("grant select on pg_temp._stage to {}").format(owner))
         owner_conn.execute(sql.SQL("set local role {}").format(owner))
-        commit(owner_conn, activity)
+        commit(owner_conn, local_fg)
         assert owner_conn.execute("select current_user").fetchone()[0] == f"{fraud.name}__owner"
-    after = pit_index(owner_conn, activity)
+    after = pit_index(owner_conn, local_fg)
     assert after[0] != before[0] and after[1:] == before[1:]
-    assert owner_conn.execute(sql.SQL("select count(*) from {}").format(activity.offline_relation())
+    assert owner_conn.execute(sql.SQL("select count(*) from {}").format(local_fg.offline_relation())
                               ).fetchone()[0] == 300
 
 
@@ -301,7 +314,8 @@ def test_kill_9_in_the_middle_of_a_bulk_commit_leaves_the_old_index_and_rows(cra
     with connect(home, "fstore_admin", autocommit=True) as admin:
         projects.create_project(home, admin, project, "alice")
     with fstore.connect(project, "alice", home=home) as alice:
-        fg = alice.create_feature_group("big", 1, keys=["account_id"], features=ACTIVITY_TYPES, online=True)
+        fg = alice.create_feature_group("big", 1, keys=["account_id"], features=ACTIVITY_TYPES, online=True,
+                                        options=LOCAL)
         fg.insert(activity_frame(rows=100, accounts=10))
         index_before = pit_index(alice.conn, fg)
     before = _counts(home, project)
@@ -359,7 +373,7 @@ def test_commit_bench_reports_the_path_each_commit_took(home) -> None:
     for existing in (0, 3000):
         result = subprocess.run(
             [sys.executable, str(ROOT / "bench" / "commit.py"), "--rows", "2000", "--entities", "50",
-             "--existing-rows", str(existing), "--home", str(home.root)],
+             "--existing-rows", str(existing), "--home", str(home.root), "--local"],
             cwd=ROOT, capture_output=True, text=True, timeout=300)
         assert result.returncode == 0, result.stderr
         reports[existing] = json.loads(result.stdout)
@@ -379,7 +393,7 @@ def test_a_bulk_commit_puts_online_the_newest_row_of_every_composite_key(alice, 
     """The skip scan of the rebuilt index (bulk path) agrees with the rule: per key the
     greatest event time over every commit, ties to the later commit; an older row of a
     key never replaces a newer one already online."""
-    fg = alice.create_feature_group("pairs", 1, keys=["account_id", "merchant"], online=True,
+    fg = alice.create_feature_group("pairs", 1, keys=["account_id", "merchant"], online=True, options=LOCAL,
                                     features={"account_id": "bigint", "merchant": "text", "spend": "double precision"})
     t0 = pd.Timestamp("2024-05-01", tz="UTC")
     first = [(1, "a", 5, 1.0), (1, "a", 3, 2.0), (1, "b", 1, 3.0), (2, "a", 7, 4.0), (2, "a", 7, 4.0)]
