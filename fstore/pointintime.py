@@ -321,10 +321,13 @@ def _join_distributed(conn: Any, cursor: Any, spine: Any, arguments: Mapping[str
         cursor.execute(sql.SQL("drop table {}").format(sql.SQL(target)).as_string(None))
         cursor.execute(sql.SQL("alter table {} rename to {}").format(
             sql.Identifier("pg_temp", "_fstore_spine_rows"), sql.Identifier(SPINE_TABLE)).as_string(None))
-    with distributed_spine(conn, cursor, target, placement) as relation:
+    with distributed_spine(conn, cursor, target, placement) as (relation, nulls):
         if want_plan:
             plan[:] = _explained(cursor, relation, arguments)
         joined = run_join(cursor, relation, arguments, order_column=ROW_COLUMN)
+        if nulls is not None:  # rows with a NULL key match nothing: joined on the coordinator
+            conn.rollback()
+            joined = pa.concat_tables([joined, run_join(cursor, nulls, arguments, order_column=ROW_COLUMN)])
     rows = joined.column(ROW_COLUMN).to_numpy()
     order = np.empty_like(rows)
     order[rows - (1 if isinstance(spine, str) else 0)] = np.arange(len(rows), dtype=rows.dtype)  # row_number() counts from 1

@@ -14,7 +14,7 @@ Example::
     with adbc_session(fs.material) as (conn, cursor):
         placement = spine_placement(cursor, ["activity:*"], None)
         if placement["distributed"]:
-            with distributed_spine(conn, cursor, "pg_temp._fstore_spine", placement) as relation:
+            with distributed_spine(conn, cursor, "pg_temp._fstore_spine", placement) as (relation, nulls):
                 cursor.execute(f"select count(*) from {relation}")
 """
 
@@ -31,6 +31,7 @@ from psycopg import sql
 from fstore.errors import InvalidInput
 
 INGEST_BATCH_ROWS = 65_536
+NULL_KEYS = "_fstore_spine_null_keys"  # spine rows whose distribution key is NULL (a temporary table)
 PLACEMENT_QUERY = ("select fstore.spine_placement(array(select jsonb_array_elements_text(a->'features')),"
                    " nullif(a->'keys', 'null'::jsonb), (a->>'full_feature_names')::boolean)"
                    " from (select $1::jsonb as a) args")
@@ -129,23 +130,35 @@ def spine_placement(cursor: Any, features: Sequence[str], keys: Mapping[str, str
 
 
 @contextmanager
-def distributed_spine(conn: Any, cursor: Any, source: str, placement: Mapping[str, Any]) -> Iterator[str]:
+def distributed_spine(conn: Any, cursor: Any, source: str,
+                      placement: Mapping[str, Any]) -> Iterator[tuple[str, str | None]]:
     """The rows of ``source`` (a temporary table of this connection) in a new distributed spine
-    table co-located as ``placement`` says; yields its name; drops it at the end (also on errors).
+    table co-located as ``placement`` says; yields its name and that of a temporary table of the
+    rows whose distribution key is NULL (None when there are none); drops it at the end (also on
+    errors).
 
     The table is made and committed before the rows go in, and the rows are committed before
     the join: Citus refuses to let one role read shards another role wrote or made in the same
     transaction (the table is made by fstore_control, loaded and read by the caller).
     """
+    # CREATE TABLE ... (LIKE source) in the definer needs to see the template's columns
+    cursor.execute(sql.SQL("grant select on {} to fstore_control").format(sql.SQL(source)).as_string(None))
     cursor.execute("select fstore.create_spine_table($1::regclass, $2, $3::regclass)",
                    parameters=(source, placement["column"], placement["colocate_with"]))
     relation = cursor.fetchone()[0]
     conn.commit()
     try:
-        cursor.execute(sql.SQL("insert into {} select * from {}").format(sql.SQL(relation), sql.SQL(source))
-                       .as_string(None))
+        # a distribution column cannot be NULL: those rows (which match nothing) stay in a
+        # temporary table of their own, for the caller to join on the coordinator
+        key = sql.Identifier(placement["column"])
+        cursor.execute(sql.SQL("insert into {} select * from {} where {} is not null").format(
+            sql.SQL(relation), sql.SQL(source), key).as_string(None))
+        cursor.execute(sql.SQL("drop table if exists {}").format(sql.Identifier("pg_temp", NULL_KEYS)).as_string(None))
+        cursor.execute(sql.SQL("create temp table {} as select * from {} where {} is null").format(
+            sql.Identifier(NULL_KEYS), sql.SQL(source), key).as_string(None))
+        nulls = cursor.rowcount
         conn.commit()
-        yield relation
+        yield relation, (sql.Identifier("pg_temp", NULL_KEYS).as_string(None) if nulls else None)
     finally:
         try:
             conn.rollback()

@@ -147,8 +147,8 @@ begin
   -- the caller's spine tables left behind by sessions that are gone; and a bound on the live ones
   for v_old in select s.relname from fstore.spine_tables s
                 where s.created_by = session_user::text
-                  and not exists (select 1 from pg_catalog.pg_stat_activity a
-                                   where a.pid = s.backend_pid and a.backend_start = s.backend_start) loop
+                  and not exists (select 1 from pg_catalog.pg_stat_activity a  -- backend_start is hidden from
+                                   where a.pid = s.backend_pid and a.usename = s.created_by) loop  -- fstore_control
     execute format('drop table if exists fstore_spines.%I', v_old.relname);
     delete from fstore.spine_tables where relname = v_old.relname;
   end loop;
@@ -166,9 +166,7 @@ begin
   end if;
   perform pg_catalog.create_distributed_table(v_table::regclass, p_column, colocate_with => p_colocate_with::text);
   execute format('grant select, insert on %s to %I', v_table, session_user);
-  insert into fstore.spine_tables (relname, relid, backend_start)
-  values (v_name, v_table::regclass, (select a.backend_start from pg_catalog.pg_stat_activity a
-                                        where a.pid = pg_catalog.pg_backend_pid()));
+  insert into fstore.spine_tables (relname, relid) values (v_name, v_table::regclass);
   return v_table;
 end $$;
 comment on function fstore.create_spine_table(regclass,text,regclass) is

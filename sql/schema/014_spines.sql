@@ -20,7 +20,6 @@ create table fstore.spine_tables (
   relid          oid not null,
   created_by     text not null default session_user,
   backend_pid    integer not null default pg_backend_pid(),
-  backend_start  timestamptz not null,
   created_at     timestamptz not null default clock_timestamp()
 );
 revoke all on fstore.spine_tables from public;
@@ -28,4 +27,4 @@ revoke all on fstore.spine_tables from public;
 reset role;
 
 comment on schema fstore_spines is 'Distributed spines of point-in-time joins on a Citus cluster: one table per join, made by fstore.create_spine_table with a random name, granted to its creator only, dropped after the join.';
-comment on table fstore.spine_tables is 'The spine tables of schema fstore_spines and who made them (session_user, backend): written only by fstore.create_spine_table and fstore.drop_spine_table; nobody reads it but those functions.';
+comment on table fstore.spine_tables is 'The spine tables of schema fstore_spines and who made them (session_user, backend pid: a table whose backend is gone is dropped by its creator''s next spine): written only by fstore.create_spine_table and fstore.drop_spine_table; nobody reads it but those functions.';
