@@ -109,6 +109,63 @@ end $$;
 comment on function fstore.check_training_dataset_version(text,text,integer,boolean) is
   'The version the next build of a training dataset makes, or a refusal: a name that exists is reused only on purpose (p_new_version, or p_version naming the next version; Python''s new_version=True and version=N). fstore.store_training_table checks again under the project''s lock.';
 
+-- Where a training table goes on a cluster. Distributed, co-located with the feature groups it
+-- was built from, by the spine column their distribution key came from, when: every group is
+-- distributed and co-located, all keyed by that one column, all of the dataset's own project
+-- (a shared group's table gets a policy with a subquery, which Citus refuses on distributed
+-- tables), no row policy of the project is declared (a training table carries them as
+-- restrictive policies with subqueries: see docs/cluster.md), and it has at least
+-- fstore.training_distribute_min_rows rows (default below: smaller ones build and read
+-- faster on the coordinator, measured in docs/cluster.md). Else it stays on the coordinator.
+create or replace function fstore.training_distribution(p_project text, p_groups jsonb, p_rows bigint) returns jsonb
+language plpgsql stable set search_path = pg_catalog, fstore, pg_temp as $$
+declare
+  c_min_rows constant bigint := 100000;
+  v_min bigint := coalesce(nullif(current_setting('fstore.training_distribute_min_rows', true), '')::bigint, c_min_rows);
+  v_group jsonb;
+  v_fg fstore.feature_groups;
+  v_table regclass;
+  v_first regclass;
+  v_key text;
+  v_column text;
+  v_spine_column text;
+begin
+  if not fstore.cluster_has_workers() then
+    return jsonb_build_object('distributed', false, 'reason', 'a single node');
+  end if;
+  if p_rows < v_min then
+    return jsonb_build_object('distributed', false, 'reason', format('%s rows: fewer than %s stay on the coordinator', p_rows, v_min));
+  end if;
+  if exists (select 1 from fstore.row_policies r where r.project = p_project) then
+    return jsonb_build_object('distributed', false, 'reason', 'the project declares row policies');
+  end if;
+  for v_group in select g from jsonb_array_elements(p_groups) g loop
+    select * into v_fg from fstore.feature_groups where id = (v_group->>'id')::bigint;
+    if v_fg.project <> p_project then
+      return jsonb_build_object('distributed', false, 'reason', 'built from a shared project''s group');
+    end if;
+    v_table := format('%I.%I', v_fg.project, v_fg.offline_table)::regclass;
+    v_key := fstore.distribution_column(v_table);
+    v_column := v_group->'key_columns'->>v_key;
+    if v_key is null or v_column is null then
+      return jsonb_build_object('distributed', false, 'reason', format('%s is not distributed', v_table));
+    end if;
+    if v_first is null then
+      v_first := v_table;
+      v_spine_column := v_column;
+    elsif fstore.colocation_id(v_table) <> fstore.colocation_id(v_first) or v_column <> v_spine_column then
+      return jsonb_build_object('distributed', false, 'reason', format('%s and %s are not co-located by one column', v_first, v_table));
+    end if;
+  end loop;
+  if v_first is null then
+    return jsonb_build_object('distributed', false, 'reason', 'no feature group');
+  end if;
+  return jsonb_build_object('distributed', true, 'column', v_spine_column, 'colocate_with', v_first::text,
+                            'reason', format('co-located with %s by %s', v_first, v_spine_column));
+end $$;
+comment on function fstore.training_distribution(text,jsonb,bigint) is
+  'Where a training table of p_rows rows built from p_groups (the builder''s feature_groups provenance) goes on a cluster: {distributed: true, column, colocate_with, reason} (co-located with its distributed groups) or {distributed: false, reason} (the coordinator: a single node, a small table, row policies, a shared group, groups not co-located by one column).';
+
 create or replace function fstore.store_training_table(p_name text, p_source regclass, p_meta jsonb)
 returns fstore.training_datasets
 language plpgsql volatile security definer set search_path = pg_catalog, fstore, pg_temp as $$
@@ -120,6 +177,7 @@ declare
   v_grant record;
   v_rows bigint;
   v_record fstore.training_datasets;
+  v_dist jsonb;
 begin
   perform fstore.check_feature_group_name(p_name);
   if not exists (select 1 from pg_catalog.pg_class c where c.oid = p_source and c.relkind = 'r'
@@ -139,6 +197,13 @@ begin
   execute format('create table %I.%I as select * from only %s order by _row', v_project, v_table, p_source);
   get diagnostics v_rows = row_count;
   execute format('alter table %I.%I owner to %I', v_project, v_table, v_owner);
+  -- on a cluster: distributed, co-located with the groups it was built from (when they allow it)
+  v_dist := fstore.training_distribution(v_project, p_meta->'feature_groups', v_rows);
+  if (v_dist->>'distributed')::boolean then
+    perform pg_catalog.create_distributed_table(format('%I.%I', v_project, v_table)::regclass, v_dist->>'column',
+                                                colocate_with => v_dist->>'colocate_with');
+    perform pg_catalog.truncate_local_data_after_distributing_table(format('%I.%I', v_project, v_table)::regclass);
+  end if;
   -- reads as the project's own tables get them by default (members, auditor, builder,
   -- shares); no writes: a training dataset is stored once
   for v_grant in
@@ -171,7 +236,7 @@ begin
     'feature_groups', (select jsonb_agg(jsonb_build_object('id', g->'id', 'project', g->'project', 'name', g->'name',
                                                              'version', g->'version', 'max_commit', g->'max_commit'))
                          from jsonb_array_elements(p_meta->'feature_groups') g),
-    'spine_hash', p_meta->>'spine_hash'));
+    'spine_hash', p_meta->>'spine_hash', 'placement', v_dist));
   return v_record;
 end $$;
 comment on function fstore.store_training_table(text,regclass,jsonb) is
@@ -342,6 +407,7 @@ comment on function fstore.drop_derived_training_datasets(text,text) is
   'Data of a share follows the share: the training datasets project p_with built from p_project''s groups, and the vectors its feature views served from them, are dropped when the share ends (and recorded in both projects).';
 
 grant execute on function
+  fstore.training_distribution(text,jsonb,bigint),
   fstore.split_expression(jsonb,bigint,text,text),
   fstore.check_training_dataset_version(text,text,integer,boolean),
   fstore.training_dataset_json(fstore.training_datasets),

@@ -28,3 +28,12 @@ reset role;
 
 comment on schema fstore_spines is 'Distributed spines of point-in-time joins on a Citus cluster: one table per join, made by fstore.create_spine_table with a random name, granted to its creator only, dropped after the join.';
 comment on table fstore.spine_tables is 'The spine tables of schema fstore_spines and who made them (session_user, backend pid: a table whose backend is gone is dropped by its creator''s next spine): written only by fstore.create_spine_table and fstore.drop_spine_table; nobody reads it but those functions.';
+
+-- distributed training tables (sql/functions/75_training_datasets.sql): the local copy Citus
+-- leaves behind a distributed table goes (revoked from PUBLIC on a coordinator: fstore/citus.py)
+do $$
+begin
+  if exists (select 1 from pg_extension where extname = 'citus') then
+    execute 'grant execute on function pg_catalog.truncate_local_data_after_distributing_table(regclass) to fstore_control';
+  end if;
+end $$;
