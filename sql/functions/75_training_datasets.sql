@@ -166,6 +166,55 @@ end $$;
 comment on function fstore.training_distribution(text,jsonb,bigint) is
   'Where a training table of p_rows rows built from p_groups (the builder''s feature_groups provenance) goes on a cluster: {distributed: true, column, colocate_with, reason} (co-located with its distributed groups) or {distributed: false, reason} (the coordinator: a single node, a small table, row policies, a shared group, groups not co-located by one column).';
 
+-- The second step of a build on a cluster, in a transaction of its own after the build's commit
+-- (Citus refuses DDL on shards co-located with ones the build's join read over several
+-- connections in the same transaction): the stored table becomes distributed, co-located with
+-- its groups, when fstore.training_distribution says so; its grants go with it and its policies
+-- and triggers are written again for a distributed table (fstore.apply_table_rules).
+create or replace function fstore.distribute_training_table(p_name text, p_version integer) returns jsonb
+language plpgsql volatile security definer set search_path = pg_catalog, fstore, pg_temp as $$
+declare
+  v_project text := fstore.require_session_project();
+  v_td fstore.training_datasets;
+  v_table regclass;
+  v_dist jsonb;
+  v_old record;
+begin
+  select * into v_td from fstore.training_datasets where project = v_project and name = p_name and version = p_version;
+  if not found then
+    raise exception 'training dataset %.% version % does not exist', v_project, p_name, p_version using errcode = 'P0002';
+  end if;
+  if v_td.created_by <> session_user::text then
+    perform fstore.require_data_owner(v_project, 'distribute training datasets others created');
+  end if;
+  v_table := format('%I.%I', v_project, v_td.table_name)::regclass;
+  if fstore.is_distributed(v_table) then
+    return jsonb_build_object('distributed', true, 'reason', 'distributed already');
+  end if;
+  v_dist := fstore.training_distribution(v_project, v_td.feature_groups, v_td.rows);
+  if not (v_dist->>'distributed')::boolean then
+    return v_dist;
+  end if;
+  perform pg_catalog.set_config('citus.multi_shard_modify_mode', 'sequential', true);
+  execute format('drop trigger if exists fstore_append_only on %s', v_table);
+  execute format('drop trigger if exists fstore_erasure_rows on %s', v_table);
+  execute format('drop trigger if exists fstore_erasure_count on %s', v_table);
+  for v_old in select polname from pg_catalog.pg_policy where polrelid = v_table loop
+    execute format('drop policy %I on %s', v_old.polname, v_table);
+  end loop;
+  -- Citus copies the rows to the shards with COPY, which row security refuses: off for the copy,
+  -- in this transaction (nobody sees the table in between); apply_table_rules turns it on again
+  execute format('alter table %s no force row level security, disable row level security', v_table);
+  perform pg_catalog.create_distributed_table(v_table, v_dist->>'column', colocate_with => v_dist->>'colocate_with');
+  perform pg_catalog.truncate_local_data_after_distributing_table(v_table);
+  perform fstore.apply_table_rules(v_table);
+  perform fstore.audit(v_project, 'distribute_training_dataset', jsonb_build_object(
+    'name', p_name, 'version', p_version, 'column', v_dist->>'column', 'colocate_with', v_dist->>'colocate_with'));
+  return v_dist;
+end $$;
+comment on function fstore.distribute_training_table(text,integer) is
+  'On a cluster, after a build''s commit: make a stored training table distributed, co-located with the feature groups it was built from, when fstore.training_distribution says so (its grants kept, its policies and triggers written again for a distributed table); returns that decision. Its creator or a Data Owner; Python''s create_training_dataset calls it.';
+
 create or replace function fstore.store_training_table(p_name text, p_source regclass, p_meta jsonb)
 returns fstore.training_datasets
 language plpgsql volatile security definer set search_path = pg_catalog, fstore, pg_temp as $$
@@ -177,7 +226,6 @@ declare
   v_grant record;
   v_rows bigint;
   v_record fstore.training_datasets;
-  v_dist jsonb;
 begin
   perform fstore.check_feature_group_name(p_name);
   if not exists (select 1 from pg_catalog.pg_class c where c.oid = p_source and c.relkind = 'r'
@@ -197,13 +245,7 @@ begin
   execute format('create table %I.%I as select * from only %s order by _row', v_project, v_table, p_source);
   get diagnostics v_rows = row_count;
   execute format('alter table %I.%I owner to %I', v_project, v_table, v_owner);
-  -- on a cluster: distributed, co-located with the groups it was built from (when they allow it)
-  v_dist := fstore.training_distribution(v_project, p_meta->'feature_groups', v_rows);
-  if (v_dist->>'distributed')::boolean then
-    perform pg_catalog.create_distributed_table(format('%I.%I', v_project, v_table)::regclass, v_dist->>'column',
-                                                colocate_with => v_dist->>'colocate_with');
-    perform pg_catalog.truncate_local_data_after_distributing_table(format('%I.%I', v_project, v_table)::regclass);
-  end if;
+
   -- reads as the project's own tables get them by default (members, auditor, builder,
   -- shares); no writes: a training dataset is stored once
   for v_grant in
@@ -236,7 +278,7 @@ begin
     'feature_groups', (select jsonb_agg(jsonb_build_object('id', g->'id', 'project', g->'project', 'name', g->'name',
                                                              'version', g->'version', 'max_commit', g->'max_commit'))
                          from jsonb_array_elements(p_meta->'feature_groups') g),
-    'spine_hash', p_meta->>'spine_hash', 'placement', v_dist));
+    'spine_hash', p_meta->>'spine_hash'));
   return v_record;
 end $$;
 comment on function fstore.store_training_table(text,regclass,jsonb) is
@@ -408,6 +450,7 @@ comment on function fstore.drop_derived_training_datasets(text,text) is
 
 grant execute on function
   fstore.training_distribution(text,jsonb,bigint),
+  fstore.distribute_training_table(text,integer),
   fstore.split_expression(jsonb,bigint,text,text),
   fstore.check_training_dataset_version(text,text,integer,boolean),
   fstore.training_dataset_json(fstore.training_datasets),

@@ -19,7 +19,7 @@ import pyarrow as pa
 import pytest
 
 import fstore
-from fstore import projects, sandbox
+from fstore import projects, sandbox, training
 from fstore.connection import connect
 from fstore.home import FstoreHome
 from tests.retrieval.conftest import commit_rows, create_group
@@ -65,6 +65,8 @@ def world(cluster_home: FstoreHome) -> Iterator[dict[str, Any]]:
                 "select (fstore.create_training_table(%s, 'pg_temp.train_spine'::regclass,"
                 " array['left_side:score', 'right_side:score'], p_full_feature_names => true,"
                 " p_label => array['label'])).table_name", (name,)).fetchone()[0]
+            # the second step, in a transaction of its own (what Python's create_training_dataset does)
+            bob.execute("select fstore.distribute_training_table(%s, 1)", (name,))
     yield {"home": home, "a": a, "b": b, "c": c, "left": f"{a}.left_side__v1", **built}
 
 
@@ -93,7 +95,7 @@ def test_its_rows_are_the_single_node_answer_in_spine_order(world: dict[str, Any
         got = list(zip(*(table.column(n).to_pylist() for n in
                          ("account_id", "event_time", "label", "left_side__score", "right_side__score"))))
         assert got == expected(), name
-        rebuilt = fs.rebuild_training_dataset(name)
+        rebuilt = training.rebuild_training_dataset(fs, name)
         assert rebuilt.column("left_side__score").to_pylist() == table.column("left_side__score").to_pylist()
         assert rebuilt.column("account_id").to_pylist() == table.column("account_id").to_pylist()
 
