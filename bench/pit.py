@@ -78,6 +78,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--cluster-spine", type=int, default=0, metavar="WORKERS",
                    help="on a cluster of WORKERS workers: the coordinator spine (before) against the distributed "
                         "co-located spine (probe, merge, auto), one group distributed by entity_id")
+    p.add_argument("--cluster-training", default="", metavar="ROWS,...",
+                   help="with --cluster-spine: also time training datasets of these spine sizes kept on the "
+                        "coordinator against distributed (build, then read back)")
     p.add_argument("--keep", action="store_true", help="keep the server, home and project (to re-run with --project)")
     p.add_argument("--project", default=None,
                    help="re-use this project of --home, loaded by an earlier --keep run with the same sizes and seed")
@@ -422,13 +425,38 @@ def cluster_spine_run(args: argparse.Namespace) -> dict[str, Any]:
             with pointintime.distributed_spine(conn, cursor, "pg_temp._fstore_spine", placement) as (relation, _):
                 query = pointintime.point_in_time_query(cursor, relation, {**arguments, "strategy": "probe"},
                                                         order_column="_fstore_row")
-                cursor.execute("explain (analyze, costs off, timing off, summary on) " + query)
-                out["explain_analyze_probe"] = [r[0] for r in cursor.fetchall()]
+                # ADBC fetches through COPY (query) TO STDOUT, which EXPLAIN cannot be: psycopg, as bob
+                with connect(home, f"{project}__bob", autocommit=True) as bob:
+                    out["explain_analyze_probe"] = [r[0] for r in bob.execute(
+                        "explain (analyze, costs off, timing off, summary on) " + query)]
         fs.close()
+        if args.cluster_training:
+            out["training"] = _training_placement(project, home, spine, args)
         return out
     finally:
         if not args.keep:
             cleanup()
+
+
+def _training_placement(project: str, home: FstoreHome, spine: pd.DataFrame, args: argparse.Namespace) -> dict:
+    """Build and read back a training dataset of each size, kept on the coordinator and distributed
+    (``fstore.training_distribute_min_rows`` through PGOPTIONS): seconds of each step."""
+    import os
+
+    out: dict[str, Any] = {}
+    for rows in (int(r) for r in args.cluster_training.split(",")):
+        for mode, min_rows in (("coordinator", "1000000000000"), ("distributed", "0")):
+            os.environ["PGOPTIONS"] = f"-c fstore.training_distribute_min_rows={min_rows}"
+            try:
+                fs = fstore.connect(project, "bob", home=home)
+                name = f"t_{mode[:4]}_{rows}"
+                build_s, _ = timed(lambda: fs.create_training_dataset(name, spine.head(rows), ["hist:*"]), 1)
+                read_s, _ = timed(lambda: fs.get_training_dataset(name), max(args.repeat, 3))
+                fs.close()
+            finally:
+                os.environ.pop("PGOPTIONS", None)
+            out[f"{mode}_{rows}"] = {"build_s": build_s["best_s"], "read": read_s}
+    return out
 
 
 def main(argv: list[str] | None = None) -> None:
