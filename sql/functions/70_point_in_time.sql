@@ -255,7 +255,8 @@ begin
                               else '' end)) || v_where);
       continue;
     end if;
-    select nullif(c.reltuples, -1) into v_hist from pg_class c
+    -- (a distributed table's shell on the coordinator holds no rows: the commits count them)
+    select case when fstore.is_distributed(c.oid) then null else nullif(c.reltuples, -1) end into v_hist from pg_class c
      where c.oid = format('%I.%I', v_fg->>'project', v_fg->>'table')::regclass;
     select coalesce(v_hist, sum(m.rows)), min(m.min_event_time), max(m.max_event_time)
       into v_hist, v_hmin, v_hmax
