@@ -192,3 +192,53 @@ def register_nodes(conn: psycopg.Connection[Any], nodes: list[Node]) -> list[str
             conn.execute("select citus_add_node(%s, %s)", (node.host, node.port))
             added.append(f"{node.host}:{node.port}")
     return added
+
+
+# --- migrations on a running cluster -----------------------------------------------------------
+# Re-applying sql/ with the workers attached would send each statement to the workers over a
+# connection of the role that runs it (the files switch between the superuser and
+# fstore_control), and two such connections touching one catalog row in one transaction end in
+# a distributed deadlock (seen: ALTER FUNCTION ... OWNER as postgres, then GRANT EXECUTE as
+# fstore_control). So the coordinator applies them alone, and the workers are then brought in
+# line by Citus's own resync, over one superuser connection per node.
+
+def workers_attached(conn: psycopg.Connection[Any]) -> bool:
+    """True when worker nodes are registered already: a restart of a cluster's coordinator."""
+    row = conn.execute("select exists (select 1 from pg_dist_node where groupid <> 0 and noderole = 'primary')"
+                       ).fetchone()
+    return bool(row and row[0])
+
+
+def resync_pending_file(home: FstoreHome) -> Path:
+    """Present while the coordinator's SQL is newer than the workers' (removed once resynced)."""
+    return home.server_dir / "workers-resync-pending"
+
+
+def resync_workers(home: FstoreHome, conn: psycopg.Connection[Any]) -> list[str]:
+    """After migrations applied on the coordinator alone (operator connection, autocommit):
+    mark fstore's new functions distributed where Citus would have (those depending only on
+    what the workers have), then ``citus_activate_node`` each worker, which recreates every
+    distributed object there (functions with their owners and grants, roles, shell tables,
+    metadata) in one superuser transaction per node. Returns the functions newly distributed.
+
+    Until it succeeds :func:`resync_pending_file` stays, so the next start retries.
+    """
+    marker = resync_pending_file(home)
+    marker.touch()
+    new = [r[0] for r in conn.execute(
+        "select p.oid::regprocedure::text from pg_proc p join pg_namespace n on n.oid = p.pronamespace"
+        " where n.nspname = 'fstore' and not exists (select 1 from pg_dist_object o"
+        "   where o.classid = 'pg_proc'::regclass and o.objid = p.oid) order by 1")]
+    distributed = []
+    for function in new:
+        try:
+            with conn.transaction():
+                conn.execute("select create_distributed_function(%s::regprocedure)", (function,))
+            distributed.append(function)
+        except psycopg.errors.Error:
+            pass  # depends on a coordinator-only object (a catalog table's row type): stays local, as on creation
+    for name, port in conn.execute("select nodename, nodeport from pg_dist_node"
+                                   " where groupid <> 0 and noderole = 'primary' and isactive order by nodeid").fetchall():
+        conn.execute("select citus_activate_node(%s, %s)", (name, port))
+    marker.unlink()
+    return distributed

@@ -159,6 +159,15 @@ def sync_workers(home: FstoreHome) -> int:
                 "select a.grantee::regrole::text, a.privilege_type, a.is_grantable"
                 "  from pg_database d, aclexplode(d.datacl) a where d.datname = current_database()").fetchall())
             existing = {r[0] for r in conn.execute("select rolname from pg_roles")}
+            public = conn.execute(
+                "select exists (select 1 from pg_database d, aclexplode(coalesce(d.datacl, acldefault('d', d.datdba))) a"
+                " where d.datname = current_database() and a.grantee = 0 and a.privilege_type = 'CONNECT')").fetchone()
+            if not (public and public[0]):
+                # a fresh node's default, which a resync (citus_activate_node) replaces with the
+                # coordinator's ACL: Citus logs in as roles without CONNECT on the coordinator
+                # (fstore_roles...); pg_hba and the cluster CA are the gate here
+                conn.execute(sql.SQL("grant connect, temporary on database {} to public").format(sql.Identifier(DATABASE)))
+                changed += 1
             for grantee, privilege, grantable in grants:
                 if (grantee, privilege, grantable) in have or grantee.strip('"') not in existing:
                     continue

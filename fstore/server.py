@@ -33,7 +33,8 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from fstore.citus import add_workers, coordinator_settings, prepare_coordinator
+from fstore.citus import (add_workers, coordinator_settings, prepare_coordinator, resync_pending_file, resync_workers,
+                          workers_attached)
 from fstore.cakeys import ca_passphrase, is_encrypted, load_intermediate, passphrase_env
 from fstore.connection import DATABASE, connect_operator
 from fstore.crl import crl_expiry, crl_health, crl_is_current, resign_crls
@@ -278,11 +279,32 @@ def stop(home: FstoreHome) -> bool:
     return True
 
 
+def migrate(home: FstoreHome, conn: psycopg.Connection[Any]) -> list[str]:
+    """Apply the pending SQL migrations (operator connection, autocommit); returns their names.
+
+    On a cluster whose workers are attached (a restart, ``fstore migrate``) they apply on
+    the coordinator alone and the workers are resynced after (:func:`fstore.citus.resync_workers`):
+    Citus would otherwise send each statement over a connection of the role running it,
+    and the files' role switches deadlock across those connections.
+    """
+    from fstore.migrations import apply_migrations
+
+    attached = bool(home.settings().get("cluster")) and workers_attached(conn)
+    if attached:
+        conn.execute("set citus.enable_ddl_propagation to off")
+    try:
+        applied = apply_migrations(conn)
+    finally:
+        if attached:
+            conn.execute("reset citus.enable_ddl_propagation")
+    if attached and (applied or resync_pending_file(home).exists()):
+        resync_workers(home, conn)  # the caller then runs fstore.cluster.sync_workers (logins, database ACL)
+    return applied
+
+
 def bootstrap(home: FstoreHome) -> None:
     """Create the database and its extensions; apply migrations (``sql/schema/001_platform.sql``
     creates fstore's roles, the admin among them)."""
-    from fstore.migrations import apply_migrations
-
     with connect_operator(home, dbname="postgres", autocommit=True) as conn:
         exists = conn.execute("select 1 from pg_database where datname = %s", (DATABASE,)).fetchone()
         if not exists:
@@ -294,7 +316,7 @@ def bootstrap(home: FstoreHome) -> None:
         for extension in EXTENSIONS:
             conn.execute(sql.SQL("create extension if not exists {}").format(sql.Identifier(extension)))
         conn.execute(sql.SQL("revoke all on database {} from public").format(sql.Identifier(DATABASE)))
-        apply_migrations(conn)
+        migrate(home, conn)
         if cluster:
             add_workers(home, conn)
         sync_catalog(home, conn, published=True)

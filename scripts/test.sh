@@ -8,7 +8,7 @@ bash scripts/setup.sh
 
 # what must hold on a cluster too (issue 12): point-in-time reference and isolation, the
 # commit pipeline and its crash test, online serving, exports, the tenancy walkthrough, and
-# the core of the attack suite
+# the core of the attack suite; erasure and feature-view serving
 CLUSTER_SUITE=(
   tests/retrieval/test_pit_reference.py tests/retrieval/test_pit_isolation.py
   tests/featuregroups/test_commit_pipeline.py tests/featuregroups/test_crash.py
@@ -17,6 +17,7 @@ CLUSTER_SUITE=(
   tests/security/test_data_attacks.py tests/security/test_row_policy_attacks.py
   tests/security/test_control_attacks.py tests/security/test_certificate_attacks.py
   tests/security/test_membership_lifecycle.py
+  tests/governance/test_erasure.py tests/featureviews/test_feature_views_python.py
 )
 
 # tests that mostly wait (pg_cron schedules by the minute): a second pytest process runs them

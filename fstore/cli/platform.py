@@ -11,7 +11,7 @@ import click
 import yaml
 from rich.table import Table
 
-from fstore import pki, server
+from fstore import cluster, pki, server
 from fstore.cakeys import DEFAULT_PASSPHRASE_ENV
 from fstore.cli.base import console, err_console, home_of, main
 from fstore.cli.homes import require_server
@@ -153,10 +153,10 @@ def server_logs(ctx: click.Context, lines: int, as_json: bool) -> None:
 @click.pass_context
 def migrate(ctx: click.Context) -> None:
     """Apply pending SQL migrations from sql/."""
-    from fstore.migrations import apply_migrations
-
-    with connect_operator(require_server(home_of(ctx)), autocommit=True) as conn:
-        applied = apply_migrations(conn)
+    home = require_server(home_of(ctx))
+    with connect_operator(home, autocommit=True) as conn:
+        applied = server.migrate(home, conn)
+    cluster.sync_workers(home)  # nothing on a single node
     console.print(f"applied {len(applied)} migration(s)" + (": " + ", ".join(applied) if applied else ""))
 
 

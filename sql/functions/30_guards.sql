@@ -305,7 +305,7 @@ begin
        and not coalesce(not a.is_grantable and (  -- PUBLIC (grantee 0) has no pg_roles row: NULL, refused
              g.rolname like replace(v_project, '_', '\_') || '\_\_%'
           or (g.rolname in ('fstore_auditor', 'fstore_builder') and a.privilege_type in ('SELECT', 'USAGE'))
-          or (g.rolname = 'fstore_writer' and a.privilege_type in ('SELECT', 'INSERT', 'UPDATE', 'USAGE'))  -- 41_distribution.sql
+          or (g.rolname = 'fstore_writer' and a.privilege_type in ('SELECT', 'INSERT', 'UPDATE', 'DELETE', 'USAGE'))  -- 41, 87
           or exists (select 1 from fstore.shares s
                       where s.project = v_project
                         and g.rolname in (s.with_project || '__data_owner', s.with_project || '__data_scientist')

@@ -258,6 +258,12 @@ begin
   if tg_op = 'DELETE' and to_regclass('fstore.erasures') is not null and fstore.erasure_columns(tg_relid) is not null then
     return null;
   end if;
+  -- and on a worker: the DELETE of fstore.erase_distributed_rows, the erasure's definer for
+  -- distributed tables (owned by fstore_writer; Citus logs in to the workers as the
+  -- statement's role, and fstore_writer is NOLOGIN on every node a client reaches)
+  if tg_op = 'DELETE' and session_user = 'fstore_writer' then
+    return null;
+  end if;
   raise exception '% on %.% is not allowed: %', tg_op, tg_table_schema, tg_table_name,
     case tg_argv[0]
       when 'offline' then 'feature-group history is append-only; rows come only from commits (fstore.commit_feature_rows)'

@@ -108,7 +108,7 @@ begin
     else
       perform pg_catalog.create_distributed_table(v_table, v_key);
     end if;
-    execute format('grant select, insert, update on %s to fstore_writer', v_table);
+    execute format('grant select, insert, update, delete on %s to fstore_writer', v_table);  -- delete: erasure
     perform fstore.apply_table_rules(v_table);
   end loop;
   execute format('grant usage on schema %I to fstore_writer', v_fg.project);
@@ -116,6 +116,18 @@ end $$;
 comment on function fstore.distribute_feature_group(bigint) is
   'On a Citus coordinator: distribute a new feature group''s tables by its distribution key (co-located with the other groups of that key type), give fstore_writer its write grants, and write the distributed policies. Called by fstore.create_feature_group for a Data Owner (as p__owner).';
 
+grant execute on function
+  fstore.citus_present(),
+  fstore.is_distributed(regclass),
+  fstore.cluster_has_workers(),
+  fstore.check_distribution_key(text,text[],jsonb),
+  fstore.distribute_feature_group(bigint)
+  to public;
+reset role;
+
+-- created by the superuser, then given to fstore_writer: re-applying this file replaces it
+-- over fstore_writer's ownership (CREATE OR REPLACE keeps the owner), which fstore_control,
+-- not a member of fstore_writer, could not
 create or replace function fstore.write_commit_batch(p_feature_group_id bigint, p_batch regclass) returns bigint[]
 language plpgsql volatile security definer set search_path = pg_catalog, fstore, pg_temp as $$
 declare
@@ -188,13 +200,5 @@ end $$;
 comment on function fstore.write_commit_batch(bigint,regclass) is
   'Write the rows of the commit of feature group p_feature_group_id open in this session (staged in a plain temporary table with the target''s column types) to its distributed offline table and, newer-only, online table; returns {offline rows, online rows}. The only writer of distributed feature tables (owned by fstore_writer, which their shards'' policies accept).';
 
-grant execute on function
-  fstore.citus_present(),
-  fstore.is_distributed(regclass),
-  fstore.cluster_has_workers(),
-  fstore.check_distribution_key(text,text[],jsonb),
-  fstore.distribute_feature_group(bigint),
-  fstore.write_commit_batch(bigint,regclass)
-  to public;
-reset role;
+grant execute on function fstore.write_commit_batch(bigint,regclass) to public;
 alter function fstore.write_commit_batch(bigint,regclass) owner to fstore_writer;

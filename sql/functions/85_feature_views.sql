@@ -495,6 +495,14 @@ comment on function fstore.feature_view_training_sql(text,integer,integer,boolea
 -- entity, or (p_batch) $1 a JSON array of {key..., passed...} objects for many, in order.
 -- Returns vector float8[] (the model-ready columns in order), found (every group had
 -- the entity, within its TTL) and, for a batch, _i (the position in the request).
+create or replace function fstore.request_values(p_request jsonb, p_key text) returns text[]
+language plpgsql immutable strict parallel safe set search_path = pg_catalog, pg_temp as $$
+begin
+  return array(select e->>p_key from jsonb_array_elements(p_request) e);
+end $$;
+comment on function fstore.request_values(jsonb,text) is
+  'The values of p_key in a JSON array of request objects, as text (cast to the key type by the caller). Immutable and not inlined, so on a Citus coordinator a batch lookup''s key list is folded into a constant and prunes the distributed online tables to the shards holding the keys.';
+
 create or replace function fstore.feature_vector_sql(p_view fstore.feature_views, p_params jsonb, p_batch boolean)
 returns text language plpgsql stable set search_path = pg_catalog, fstore, pg_temp as $$
 declare
@@ -543,6 +551,17 @@ begin
         v_group->>'project', v_group->>'name', v_group->>'version' using errcode = '22023';
     end if;
     select array_agg(format('%I.%I = r.%I', v_alias, k, k)) into v_conds from jsonb_array_elements_text(v_group->'keys') k;
+    if p_batch and fstore.is_distributed(format('%I.%I', v_group->>'project', v_group->>'online_table')::regclass) then
+      -- Citus pulls a distributed table joined to a function scan whole to the coordinator
+      -- (every shard's seq scan per batch); the request's keys as a constant list prune it
+      -- to their shards and index probes
+      select v_conds || array_agg(format('%I.%I = any(fstore.request_values($1::jsonb, %L)::%s[])', v_alias, k, k,
+                                         format_type(a.atttypid, a.atttypmod)))
+        into v_conds
+        from jsonb_array_elements_text(v_group->'keys') k
+        join pg_catalog.pg_attribute a
+          on a.attrelid = format('%I.%I', v_group->>'project', v_group->>'online_table')::regclass and a.attname = k;
+    end if;
     if v_group->>'ttl' is not null then
       v_conds := v_conds || format('%I.%I >= now() - %L::interval', v_alias, v_group->>'event_time', v_group->>'ttl');
     end if;
@@ -769,6 +788,7 @@ grant execute on function
   fstore.feature_view_fit(fstore.feature_views,integer), fstore.feature_view_columns(fstore.feature_views,jsonb),
   fstore.feature_view_expressions(fstore.feature_views,jsonb,jsonb),
   fstore.feature_view_training_sql(text,integer,integer,boolean),
+  fstore.request_values(jsonb,text),
   fstore.feature_vector_sql(fstore.feature_views,jsonb,boolean),
   fstore.feature_vector(text,jsonb,jsonb,integer,integer,boolean),
   fstore.log_served_vectors(bigint,bigint,jsonb),

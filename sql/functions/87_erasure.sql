@@ -56,12 +56,16 @@ comment on function fstore.erasure_columns(oid) is
 create or replace function fstore.check_erased_row() returns trigger
 language plpgsql set search_path = pg_catalog, pg_temp as $$
 declare
-  v_columns jsonb := fstore.erasure_columns(tg_relid);
+  v_columns jsonb;
   v_column text;
   v_value text;
   v_type text;
   v_same boolean;
 begin
+  if session_user = 'fstore_writer' then
+    return old;  -- a shard on a worker: fstore.erase_distributed_rows chose exactly the erasure's rows
+  end if;
+  v_columns := fstore.erasure_columns(tg_relid);
   if v_columns is null then
     raise exception '% on %.% is not allowed: history is append-only (only an erasure, fstore.forget, deletes rows)',
       tg_op, tg_table_schema, tg_table_name using errcode = '42501';
@@ -82,31 +86,44 @@ end $$;
 comment on function fstore.check_erased_row() is
   'Trigger (before delete, per row) of feature-group and training-dataset tables: a row goes only when it is the entity of the erasure open in this transaction.';
 
-create or replace function fstore.count_erased_rows() returns trigger
-language plpgsql security definer set search_path = pg_catalog, fstore, pg_temp as $$
+create or replace function fstore.record_erased_rows(p_relid oid, p_rows bigint, p_commits bigint[]) returns void
+language plpgsql volatile security definer set search_path = pg_catalog, fstore, pg_temp as $$
 declare
   v_erasure fstore.erasures := fstore.open_erasure();
   v_target jsonb;
-  v_rows bigint;
-  v_commits bigint[] := '{}';
 begin
-  select t into v_target from jsonb_array_elements(v_erasure.targets) t where (t ->> 'relid')::oid = tg_relid;
+  select t into v_target from jsonb_array_elements(v_erasure.targets) t where (t ->> 'relid')::oid = p_relid;
   if v_target is null then
-    raise exception 'DELETE on %.% is not allowed: history is append-only', tg_table_schema, tg_table_name
-      using errcode = '42501';
-  end if;
-  -- what went: a count and the commits of the rows (fstore's own bigint column), nothing else
-  select count(*) into v_rows from fstore_erased;
-  if v_target ->> 'kind' in ('offline', 'online') then
-    select coalesce(array_agg(distinct _commit_id order by _commit_id), '{}') into v_commits from fstore_erased;
+    raise exception 'DELETE on % is not allowed: history is append-only', p_relid::regclass using errcode = '42501';
   end if;
   insert into fstore.erased_rows as r (erasure_id, project, relid, table_name, kind, feature_group_id,
                                        training_dataset_id, rows, commits)
-  values (v_erasure.id, v_erasure.project, tg_relid, v_target ->> 'table', v_target ->> 'kind',
-          (v_target ->> 'feature_group_id')::bigint, (v_target ->> 'training_dataset_id')::bigint, v_rows, v_commits)
+  values (v_erasure.id, v_erasure.project, p_relid, v_target ->> 'table', v_target ->> 'kind',
+          (v_target ->> 'feature_group_id')::bigint, (v_target ->> 'training_dataset_id')::bigint, p_rows,
+          case when v_target ->> 'kind' in ('offline', 'online') then coalesce(p_commits, '{}') else '{}' end)
   on conflict (erasure_id, relid) do update
     set rows = r.rows + excluded.rows,
         commits = array(select distinct c from unnest(r.commits || excluded.commits) c order by c);
+end $$;
+comment on function fstore.record_erased_rows(oid,bigint,bigint[]) is
+  'Record in fstore.erased_rows what an erasure open in this session removed from one of its target tables: a count and the commits of the rows. Called by fstore''s erasure trigger and by fstore.erase_distributed_rows only (EXECUTE: fstore_writer).';
+
+create or replace function fstore.count_erased_rows() returns trigger
+language plpgsql security definer set search_path = pg_catalog, fstore, pg_temp as $$
+declare
+  v_rows bigint;
+  v_commits bigint[] := '{}';
+begin
+  if session_user = 'fstore_writer' then
+    return null;  -- a shard on a worker: fstore.erase_distributed_rows records what went
+  end if;
+  -- what went: a count and the commits of the rows (fstore's own bigint column), nothing else
+  select count(*) into v_rows from fstore_erased;
+  if exists (select 1 from pg_catalog.pg_attribute where attrelid = tg_relid and attname = '_commit_id'
+                                                    and not attisdropped) then
+    select coalesce(array_agg(distinct _commit_id order by _commit_id), '{}') into v_commits from fstore_erased;
+  end if;
+  perform fstore.record_erased_rows(tg_relid, v_rows, v_commits);
   return null;
 end $$;
 comment on function fstore.count_erased_rows() is
@@ -397,6 +414,7 @@ declare
   v_role text;
   v_rows bigint;
   v_report jsonb;
+  v_left_stats jsonb := '{}';
 begin
   perform fstore.check_project_name(p_project);
   perform fstore.require_data_owner(p_project, 'erase entities');
@@ -440,6 +458,42 @@ begin
 
   v_erasure := fstore.begin_erasure(p_project, v_keys);
 
+  -- a Citus distributed table (feature group or training dataset on a cluster): its shards'
+  -- triggers run on the workers, which cannot see the open erasure, so they refuse the
+  -- DELETE; say so before anything goes, by name (docs/cluster.md, "Erasure")
+  select string_agg(t ->> 'table', ', ' order by t ->> 'table') into v_where
+    from jsonb_array_elements(v_erasure.targets) t
+   where fstore.is_distributed((t ->> 'relid')::oid::regclass)
+     and not has_table_privilege('fstore_writer', (t ->> 'relid')::oid, 'DELETE');
+  if v_where is not null then
+    raise exception 'fstore.forget cannot erase from these distributed tables (on a Citus cluster): %', v_where
+      using errcode = '0A000', hint = 'nothing was erased; fstore erases from distributed feature-group tables only';
+  end if;
+
+  -- a distributed group's commits that hold the entity: their statistics over the rows that
+  -- will be left, computed now, as the caller, before fstore_writer deletes (Citus refuses a
+  -- read of placements another role changed in this transaction); stored after the delete
+  for v_target in select * from jsonb_array_elements(v_erasure.targets) t where t ->> 'kind' = 'offline' loop
+    v_relid := (v_target ->> 'relid')::oid;
+    continue when not fstore.is_distributed(v_relid::regclass);
+    v_fg := fstore.feature_group_by_id((v_target ->> 'feature_group_id')::bigint);
+    continue when not v_fg.statistics_enabled;
+    select string_agg(format('%I = %L::%s', c.key, v_keys ->> (c.value #>> '{}'),
+                             pg_catalog.format_type(a.atttypid, a.atttypmod)), ' and ' order by c.key)
+      into v_where
+      from jsonb_each(v_target -> 'columns') c
+      join pg_catalog.pg_attribute a on a.attrelid = v_relid and a.attname = c.key and not a.attisdropped;
+    for v_commit in execute format('select distinct _commit_id from %s where %s', v_relid::regclass, v_where) loop
+      continue when not exists (select 1 from fstore.commit_statistics s where s.commit_id = v_commit);
+      drop view if exists pg_temp._fstore_erased_commit;
+      execute format('create temp view _fstore_erased_commit as select * from %s where _commit_id = %s and not (%s)',
+                     v_relid::regclass, v_commit, v_where);
+      v_left_stats := v_left_stats || jsonb_build_object(v_commit::text,
+        coalesce(fstore.batch_statistics(v_fg.id, 'pg_temp._fstore_erased_commit'::regclass), '{}'));
+      drop view if exists pg_temp._fstore_erased_commit;
+    end loop;
+  end loop;
+
   -- the rows, in the caller's rights: fstore's triggers let only this entity's rows go
   for v_target in select * from jsonb_array_elements(v_erasure.targets) loop
     v_relid := (v_target ->> 'relid')::oid;
@@ -448,7 +502,10 @@ begin
       into v_where
       from jsonb_each(v_target -> 'columns') c
       join pg_catalog.pg_attribute a on a.attrelid = v_relid and a.attname = c.key and not a.attisdropped;
-    if has_table_privilege(v_relid, 'DELETE') then
+    if fstore.is_distributed(v_relid::regclass) then
+      -- its shards' triggers run on the workers, which cannot see this erasure: fstore's definer deletes
+      perform fstore.erase_distributed_rows(v_relid::regclass);
+    elsif has_table_privilege(v_relid, 'DELETE') then
       execute format('delete from %s where %s', v_relid::regclass, v_where) using v_keys;
     else
       -- stored training datasets grant nobody DELETE: their owner role deletes, which a Data
@@ -485,12 +542,17 @@ begin
      order by c.commit_id
   loop
     v_fg := fstore.feature_group_by_id(v_fg_id);
+    if v_left_stats ? v_commit::text then  -- a distributed group's, computed before the delete
+      perform fstore.replace_erased_statistics(v_erasure.id, v_commit, v_left_stats -> (v_commit::text));
+      continue;
+    end if;
+    continue when fstore.is_distributed(format('%I.%I', v_fg.project, v_fg.offline_table)::regclass);
     drop view if exists pg_temp._fstore_erased_commit;
     execute format('create temp view _fstore_erased_commit as select * from %I.%I where _commit_id = %s',
                    v_fg.project, v_fg.offline_table, v_commit);
     perform fstore.replace_erased_statistics(v_erasure.id, v_commit,
       coalesce(fstore.batch_statistics(v_fg.id, 'pg_temp._fstore_erased_commit'::regclass), '{}'));
-    drop view pg_temp._fstore_erased_commit;
+    drop view if exists pg_temp._fstore_erased_commit;  -- "if exists": a Citus coordinator refuses the schema name pg_temp in DROP VIEW without it
   end loop;
 
   v_report := fstore.finish_erasure(v_erasure.id);
@@ -509,8 +571,57 @@ grant execute on function
   to public;
 -- fstore's own: the trigger functions only fstore attaches, and what only the erasure steps call
 revoke execute on function fstore.count_erased_rows(), fstore.require_finished_erasure(), fstore.open_erasure(),
-  fstore.erasure_targets(text,text[]) from public;
+  fstore.erasure_targets(text,text[]), fstore.record_erased_rows(oid,bigint,bigint[]) from public;
+grant execute on function fstore.record_erased_rows(oid,bigint,bigint[]) to fstore_writer;
 reset role;
+
+-- created by the superuser, then given to fstore_writer (as fstore.write_commit_batch): the
+-- only role whose DELETE the shards of a distributed table take, for exactly the rows of the
+-- erasure open in the caller's transaction of the caller's session
+create or replace function fstore.erase_distributed_rows(p_relid regclass) returns bigint
+language plpgsql volatile security definer set search_path = pg_catalog, fstore, pg_temp as $$
+declare
+  v_columns jsonb := fstore.erasure_columns(p_relid);
+  v_where text;
+  v_commit bigint;
+  v_rows bigint := 0;
+  v_commits bigint[] := '{}';
+begin
+  if v_columns is null then
+    raise exception 'permission denied: rows of % go only in an erasure open in this transaction that targets it',
+      p_relid using errcode = '42501', hint = 'use fstore.forget(project, keys)';
+  end if;
+  if not fstore.is_distributed(p_relid) then
+    raise exception '% is not distributed: fstore.forget deletes its rows itself', p_relid using errcode = '42501';
+  end if;
+  -- the erasure's values as literals of the columns' types (so Citus prunes to their shard)
+  select string_agg(format('%I = %L::%s', c.key, c.value, pg_catalog.format_type(a.atttypid, a.atttypmod)),
+                    ' and ' order by c.key)
+    into v_where
+    from jsonb_each_text(v_columns) c
+    join pg_catalog.pg_attribute a on a.attrelid = p_relid and a.attname = c.key and not a.attisdropped;
+  if v_where is null or (select count(*) from pg_catalog.pg_attribute a, jsonb_object_keys(v_columns) k
+                          where a.attrelid = p_relid and a.attname = k and not a.attisdropped)
+                        <> (select count(*) from jsonb_object_keys(v_columns)) then
+    raise exception 'the erasure''s columns are not all columns of %', p_relid using errcode = '42501';
+  end if;
+  if exists (select 1 from pg_catalog.pg_attribute where attrelid = p_relid and attname = '_commit_id' and not attisdropped) then
+    for v_commit in execute format('delete from %s where %s returning _commit_id', p_relid, v_where) loop
+      v_rows := v_rows + 1;
+      v_commits := v_commits || v_commit;
+    end loop;
+  else
+    execute format('delete from %s where %s', p_relid, v_where);
+    get diagnostics v_rows = row_count;
+  end if;
+  perform fstore.record_erased_rows(p_relid, v_rows, array(select distinct c from unnest(v_commits) c order by c));
+  return v_rows;
+end $$;
+comment on function fstore.erase_distributed_rows(regclass) is
+  'During an erasure open in this transaction of this session that targets the distributed table p_relid: delete exactly the erased entity''s rows (on the workers, as fstore_writer, whom the shards'' append-only triggers let delete) and record them; returns the count. Called by fstore.forget.';
+grant execute on function fstore.erase_distributed_rows(regclass) to public;
+alter function fstore.erase_distributed_rows(regclass) owner to fstore_writer;
+
 
 -- tables secured before the erasure triggers existed (an upgrade) get them
 do $$

@@ -10,18 +10,22 @@ transformation, to 1e-12.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import math
 import random
+import re
 from typing import Any
 
 import numpy as np
 import pandas as pd
+import psycopg
 import pytest
 
 import fstore
 from fstore import projects, serving_vectors
 from fstore.errors import InvalidInput, NotFound, PermissionDenied
 from fstore.featureviews import FeatureView
+from tests.conftest import TEST_CLUSTER_WORKERS
 from tests.featureviews.conftest import FEATURES, PASSED, TRANSFORMS, build_bank, now, spine
 from tests.retrieval.conftest import commit_rows, create_group
 
@@ -87,6 +91,26 @@ def test_batch_equals_single_in_every_form(bob: fstore.FeatureStore) -> None:
                                   np.array(singles[2], dtype=np.float64))  # no amount passed: NaN
     with pytest.raises(InvalidInput, match="return_type must be one of"):
         fv.get_feature_vector(entities[0], return_type="tensor")
+
+
+def test_a_batch_reads_only_the_shards_of_its_keys(bob: fstore.FeatureStore) -> None:
+    """On a cluster the batch query prunes each distributed online table to the shards of the
+    request's keys (index probes there); before, Citus pulled every shard whole to the
+    coordinator for every batch. On a single node the query is the plain join."""
+    fv = scoring(bob)
+    fv.create_training_dataset(spine(list(range(1, 41))))
+    plan = serving_vectors.prepare(bob.conn, "scoring", None, None)
+    request = json.dumps([{"account_id": a, "amount": 1.0} for a in (3, 7, 11)])
+    explained = "\n".join(r[0] for r in psycopg.RawCursor(bob.conn).execute(b"explain (costs off) " + plan.query_many,
+                                                                            (request,)))
+    if not TEST_CLUSTER_WORKERS:
+        assert b"request_values" not in plan.query_many and "Citus" not in explained
+        return
+    task_counts = [int(n) for n in re.findall(r"Task Count: (\d+)", explained)]
+    assert len(task_counts) == 3 and max(task_counts[:2]) <= 3, explained  # two groups' subplans, then the join
+    assert "Seq Scan on activity" not in explained and "ANY ('{3,7,11}'::bigint[])" in explained, explained
+    assert fv.get_feature_vectors([{"account_id": a} for a in (3, 7, 11)], [{"amount": 1.0}] * 3) == [
+        fv.get_feature_vector({"account_id": a}, {"amount": 1.0}) for a in (3, 7, 11)]
 
 
 def test_a_missing_entity_gives_nulls_or_a_clear_error(bob: fstore.FeatureStore) -> None:

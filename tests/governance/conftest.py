@@ -23,12 +23,15 @@ import pandas as pd
 import pytest
 
 import fstore
+from tests.conftest import TEST_CLUSTER_WORKERS
 
 T0 = dt.datetime(2024, 1, 1, tzinfo=dt.timezone.utc)
 ACCOUNTS = 20
 ERASED = 20
 UNIQUE_COUNTRY = "ZZ"
 EMBEDDING = [0.9, 0.9, 0.9]
+# on a cluster (FSTORE_TEST_CLUSTER) the account-keyed groups are distributed by account_id
+ON_CLUSTER: dict[str, Any] = {"distribution_key": "account_id"} if TEST_CLUSTER_WORKERS else {}
 
 
 def _profile(at: dt.datetime, bump: float = 0.0) -> pd.DataFrame:
@@ -71,12 +74,13 @@ def build(project: Any, tmp_path: Path) -> World:
                     "income": "double precision", "embedding": "vector(3)"}
         for version, bump in ((1, 0.0), (2, 0.5)):
             fg = alice.create_feature_group("profile", version, keys=["account_id"], features=features, online=True,
-                                            options={"hnsw": ["embedding"]})
+                                            options={"hnsw": ["embedding"], **ON_CLUSTER})
             fg.insert(_profile(T0, bump))
             fg.insert(_profile(T0 + dt.timedelta(days=1), bump + 1))  # two commits hold the entity
             world.groups[f"profile@{version}"] = fg
         pairs = alice.create_feature_group("pairs", 1, keys=["account_id", "merchant_id"], features={
-            "account_id": "bigint", "merchant_id": "bigint", "event_time": "timestamptz", "spend": "double precision"})
+            "account_id": "bigint", "merchant_id": "bigint", "event_time": "timestamptz", "spend": "double precision"},
+            options=ON_CLUSTER)
         pairs.insert(pd.DataFrame([{"account_id": acc, "merchant_id": m, "event_time": T0, "spend": 1.0 * m}
                                    for acc in (1, 2, ERASED) for m in (7, 8)]))
         tx = alice.create_feature_group("tx", 1, keys=["tx_id"], features={

@@ -79,7 +79,8 @@ def test_the_control_plane_roles_hold_only_what_they_need(operator: psycopg.Conn
         "  from pg_roles where rolname in ('fstore_control', 'fstore_roles', 'fstore_builder', 'fstore_auditor',"
         "                                  'fstore_admin', 'fstore_writer')").fetchall())
     # fstore_writer: BYPASSRLS, owns only fstore.write_commit_batch, the one writer of
-    # distributed feature tables (sql/functions/41_distribution.sql, docs/cluster.md)
+    # distributed feature tables (sql/functions/41_distribution.sql, docs/cluster.md), and
+    # fstore.erase_distributed_rows, their one deleter (87_erasure.sql)
     assert attributes == {
         "fstore_control": "(f,f,f,f,f,f)", "fstore_roles": "(f,t,f,f,f,f)", "fstore_builder": "(f,f,f,f,f,f)",
         "fstore_auditor": "(f,f,f,f,f,f)", "fstore_admin": "(f,f,f,f,f,t)", "fstore_writer": "(f,f,f,f,t,f)"}
@@ -93,8 +94,8 @@ def test_the_control_plane_roles_hold_only_what_they_need(operator: psycopg.Conn
     owned = operator.execute(
         "select r.rolname, count(*) from pg_proc p join pg_roles r on r.oid = p.proowner"
         " where r.rolname in ('fstore_roles', 'fstore_builder', 'fstore_writer') group by 1 order by 1").fetchall()
-    # build_training_table, fit_feature_view; the role functions; write_commit_batch
-    assert owned == [("fstore_builder", 2), ("fstore_roles", 5), ("fstore_writer", 1)]
+    # build_training_table, fit_feature_view; the role functions; write_commit_batch, erase_distributed_rows
+    assert owned == [("fstore_builder", 2), ("fstore_roles", 5), ("fstore_writer", 2)]
     tally.deny("control_without_createrole", "builder_without_createrole", "control_only_signal_backend")
     tally.allow("role_management_holds_createrole")
 
@@ -117,17 +118,26 @@ ERASURE_DEFINERS = {
                                                                     "whose rows the open erasure removed, only"),
     "fstore.finish_erasure(bigint)": (True, "deletes served vectors, lists exports, fits and copies across the "
                                             "catalog, ends sessions (pg_signal_backend), audits"),
+    "fstore.record_erased_rows(oid,bigint,bigint[])": (False, "writes fstore.erased_rows for a target of the "
+                                                              "erasure open in this session; EXECUTE: fstore_writer "
+                                                              "(erase_distributed_rows) and fstore's own trigger"),
 }
+# and one owned by fstore_writer, whose DELETE the shards of a distributed table take on the
+# workers: it deletes exactly the rows erasure_columns names, of a distributed target only
+WRITER_ERASURE_DEFINER = "fstore.erase_distributed_rows(regclass)"
 
 
 def test_the_erasure_definers_are_these_and_callable_only_as_intended(operator: psycopg.Connection[Any],
                                                                       tally: Any) -> None:
     definers = {d["function"]: d for d in _definers(operator)}
     erasure = {name for name in definers if "erase" in name or "erasure" in name}
-    assert erasure == set(ERASURE_DEFINERS)
+    assert erasure == set(ERASURE_DEFINERS) | {WRITER_ERASURE_DEFINER}
     for name, (public, _why) in ERASURE_DEFINERS.items():
         assert definers[name]["owner"] == "fstore_control", name
         assert ("PUBLIC" in definers[name]["execute"]) is public, (name, definers[name]["execute"])
+    assert definers["fstore.record_erased_rows(oid,bigint,bigint[])"]["execute"] == ["fstore_writer"]
+    assert definers[WRITER_ERASURE_DEFINER]["owner"] == "fstore_writer"
+    assert definers[WRITER_ERASURE_DEFINER]["execute"] == ["PUBLIC"]
     # the entry point runs as its caller: the values are cast in the caller's rights
     assert operator.execute("select prosecdef from pg_proc where oid = 'fstore.forget(text,jsonb)'::regprocedure"
                             ).fetchone() == (False,)

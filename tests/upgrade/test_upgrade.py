@@ -47,15 +47,20 @@ def released_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, home: FstoreH
         cleanup()
 
 
+def _create_payments(alice: psycopg.Connection[Any], project: str) -> int:
+    """Feature group ``payments`` (account_id, amount; online) of ``project``, as its Data Owner."""
+    columns = [{"name": "account_id", "type": "bigint"}, {"name": "amount", "type": "double precision"}]
+    with alice.transaction():
+        alice.execute(f"set local role {project}__owner")
+        return alice.execute("select fstore.create_feature_group(%s, 'payments', 1, array['account_id'], "
+                             "'event_time', %s::jsonb, true)", (project, json.dumps(columns))).fetchone()[0]
+
+
 def _fill(home: FstoreHome) -> dict[str, Any]:
     """With the release: a project, a feature group with two commits, a training dataset."""
     project = sandbox.create_project(home, prefix="upg")
-    columns = [{"name": "account_id", "type": "bigint"}, {"name": "amount", "type": "double precision"}]
     with connect(home, f"{project}__alice", autocommit=True) as alice:
-        with alice.transaction():
-            alice.execute(f"set local role {project}__owner")
-            fg = alice.execute("select fstore.create_feature_group(%s, 'payments', 1, array['account_id'], "
-                               "'event_time', %s::jsonb, true)", (project, json.dumps(columns))).fetchone()[0]
+        fg = _create_payments(alice, project)
         for day in (1, 2):
             with alice.transaction():
                 alice.execute("create temp table stage (account_id bigint, amount float8, event_time timestamptz) "
@@ -127,3 +132,40 @@ def test_a_home_of_the_previous_release_upgrades_with_fstore_migrate(released_ho
         with pytest.raises(psycopg.errors.InsufficientPrivilege, match="CREATE POLICY is not allowed"):
             alice.execute(f"set role {project}__owner")
             alice.execute(f"create policy p on {project}.payments__v1 using (true)")
+
+
+def test_a_home_on_the_current_sql_takes_every_function_file_again(tmp_path: Path) -> None:
+    """The next release's upgrade from this one: every function file changed (a comment
+    appended), applied with `fstore migrate` over what the current files made. Functions
+    given to another role after they are created (fstore_writer's write_commit_batch) must
+    be replaceable again; a commit and a read work after."""
+    fhome, cleanup = sandbox.start_home(None, prefix="fst-upg-")
+    try:
+        project = sandbox.create_project(fhome, prefix="again")
+        changed = tmp_path / "sql"
+        for path in migration_files():
+            target = changed / path.parent.name / path.name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            text = path.read_text()
+            target.write_text(text + "\n-- the next release\n" if path.parent.name == "functions" else text)
+        env = {**os.environ, "FSTORE_HOME": str(fhome.root), "FSTORE_SQL_DIR": str(changed)}
+        migrate = subprocess.run([sys.executable, "-m", "fstore", "--home", str(fhome.root), "migrate"],
+                                 capture_output=True, text=True, env=env, cwd=ROOT)
+        assert migrate.returncode == 0, migrate.stderr + migrate.stdout
+        assert "functions/41_distribution.sql" in migrate.stdout and "functions/95_catalog_comments.sql" in migrate.stdout
+        with connect_operator(fhome, autocommit=True) as operator:
+            owner = operator.execute("select proowner::regrole::text from pg_proc"
+                                     " where oid = 'fstore.write_commit_batch(bigint,regclass)'::regprocedure").fetchone()
+            assert owner == ("fstore_writer",)
+        with connect(fhome, f"{project}__alice", autocommit=True) as alice:
+            fg = _create_payments(alice, project)
+            with alice.transaction():
+                alice.execute("create temp table stage (account_id bigint, amount float8, event_time timestamptz) "
+                              "on commit drop")
+                alice.execute("insert into stage values (1, 5, %s)", (T0,))
+                assert alice.execute("select fstore.commit_feature_rows(%s, 'pg_temp.stage'::regclass)",
+                                     (fg,)).fetchone()[0] is not None
+        with connect(fhome, f"{project}__bob", autocommit=True) as bob:
+            assert bob.execute(f"select amount from {project}.payments__v1").fetchall() == [(5.0,)]
+    finally:
+        cleanup()
