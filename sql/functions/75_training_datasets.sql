@@ -207,6 +207,10 @@ begin
   execute format('alter table %s no force row level security, disable row level security', v_table);
   perform pg_catalog.create_distributed_table(v_table, v_dist->>'column', colocate_with => v_dist->>'colocate_with');
   perform pg_catalog.truncate_local_data_after_distributing_table(v_table);
+  -- erasure: fstore.forget deletes a distributed table's rows through fstore.erase_distributed_rows
+  -- (fstore_writer, the one role the shards' triggers let delete), as for distributed groups
+  execute format('grant select, delete on %s to fstore_writer', v_table);
+  execute format('grant usage on schema %I to fstore_writer', v_project);
   perform fstore.apply_table_rules(v_table);
   perform fstore.audit(v_project, 'distribute_training_dataset', jsonb_build_object(
     'name', p_name, 'version', p_version, 'column', v_dist->>'column', 'colocate_with', v_dist->>'colocate_with'));

@@ -11,6 +11,7 @@ by ``account_id``; project B (no share of A); project C with a read-only share o
 from __future__ import annotations
 
 import datetime as dt
+import json
 from collections.abc import Iterator
 from typing import Any
 
@@ -139,3 +140,16 @@ def test_the_same_privileges_as_on_the_coordinator(world: dict[str, Any], actor:
     assert all(r != "ok" for r in outcomes["dist_train"][1:]), outcomes
     readable = outcomes["dist_train"][0] == "ok"
     assert readable is (actor in ("alice", "bob", "carol", "c_bob")), outcomes
+
+
+def test_forget_reaches_a_distributed_training_table(world: dict[str, Any]) -> None:
+    """(Last: it erases entity 5.) fstore.forget deletes the entity's rows from the distributed
+    training table as from the one on the coordinator (fstore.erase_distributed_rows)."""
+    a = world["a"]
+    with connect(world["home"], f"{a}__alice", autocommit=True) as alice:
+        report = alice.execute("select fstore.forget(%s, %s)", (a, json.dumps({"account_id": 5}))).fetchone()[0]
+        rows = {entry["table"]: entry["rows"] for entry in report["tables"]}
+        assert rows[f"{a}.{world['dist_train']}"] == 3 and rows[f"{a}.{world['local_train']}"] == 3, rows
+        for name in ("dist_train", "local_train"):
+            assert alice.execute(f"select count(*) from {a}.{world[name]} where account_id = 5").fetchone() == (0,)
+            assert alice.execute(f"select count(*) from {a}.{world[name]}").fetchone() == (117,)
