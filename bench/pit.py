@@ -75,6 +75,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="with --scaling: also time each of these strategies forced at every point ('' for none)")
     p.add_argument("--compare-strategies", action="store_true",
                    help="also time probe, merge and asof forced, and the spine as a table of the database (the SQL path)")
+    p.add_argument("--cluster-spine", type=int, default=0, metavar="WORKERS",
+                   help="on a cluster of WORKERS workers: the coordinator spine (before) against the distributed "
+                        "co-located spine (probe, merge, auto), one group distributed by entity_id")
+    p.add_argument("--cluster-training", default="", metavar="ROWS,...",
+                   help="with --cluster-spine: also time training datasets of these spine sizes kept on the "
+                        "coordinator against distributed (build, then read back)")
     p.add_argument("--keep", action="store_true", help="keep the server, home and project (to re-run with --project)")
     p.add_argument("--project", default=None,
                    help="re-use this project of --home, loaded by an earlier --keep run with the same sizes and seed")
@@ -383,9 +389,82 @@ def _server_version(home: FstoreHome) -> str:
         return op.execute("select current_setting('server_version')").fetchone()[0]
 
 
+def cluster_spine_run(args: argparse.Namespace) -> dict[str, Any]:
+    """The PIT of a ``--spine-rows`` DataFrame spine against ``--feature-rows`` of history on a cluster:
+    the spine on the coordinator (the merge on the workers, what every join did before distributed
+    spines) against the spine distributed and co-located (probe, merge, auto), with the results'
+    agreement and the EXPLAIN ANALYZE of the probe over a distributed spine."""
+    home, cleanup = sandbox.start_home(args.home, prefix="fsc-spine-", workers=args.cluster_spine)
+    try:
+        project = create_project(home, prefix="spine")
+        rng = np.random.default_rng(args.seed)
+        history = feature_table(rng, args.feature_rows, args.entities)
+        spine = spine_frame(rng, args.spine_rows, args.entities)
+        loaded = load_group(home, project, "hist", history, args.commit_rows, {"distribution_key": "entity_id"})
+        fs = fstore.connect(project, "bob", home=home)
+        table = pa.Table.from_pandas(spine, preserve_index=False)
+        out: dict[str, Any] = {"benchmark": "pit_cluster_spine", "workers": args.cluster_spine,
+                               "spine_rows": args.spine_rows, "history_rows": args.feature_rows,
+                               "entities": args.entities, "load": loaded, "runs": {}}
+        arguments = pointintime.builder_arguments(["hist:*"], "event_time", None, True, None, "merge")
+        plan: list[Any] = []
+        before, reference = timed(lambda: pointintime._join_shards(
+            fs, table, arguments, pointintime.workers_for(table.num_rows, None), plan), args.repeat)
+        out["runs"]["coordinator_spine_merge (before)"] = before
+        out["agree"] = {}
+        for strategy in ("probe", "merge", "auto"):
+            plan = []
+            timing, result = timed(lambda: fs.get_historical_features(spine, ["hist:*"], full_feature_names=True,
+                                                                      strategy=strategy, plan=plan), args.repeat)
+            out["runs"][f"distributed_spine_{strategy}"] = {**timing, "plan": plan}
+            out["agree"][strategy] = agree(result, reference, [f"hist__{f}" for f in FEATURES])
+        with adbc_session(fs.material) as (conn, cursor):
+            pointintime.load_spine(conn, cursor, table.append_column(
+                "_fstore_row", pa.array(np.arange(table.num_rows, dtype=np.int64))))
+            placement = pointintime.spine_placement(cursor, ["hist:*"], None)
+            with pointintime.distributed_spine(conn, cursor, "pg_temp._fstore_spine", placement) as (relation, _):
+                query = pointintime.point_in_time_query(cursor, relation, {**arguments, "strategy": "probe"},
+                                                        order_column="_fstore_row")
+                # ADBC fetches through COPY (query) TO STDOUT, which EXPLAIN cannot be: psycopg, as bob
+                with connect(home, f"{project}__bob", autocommit=True) as bob:
+                    out["explain_analyze_probe"] = [r[0] for r in bob.execute(
+                        "explain (analyze, costs off, timing off, summary on) " + query)]
+        fs.close()
+        if args.cluster_training:
+            out["training"] = _training_placement(project, home, spine, args)
+        return out
+    finally:
+        if not args.keep:
+            cleanup()
+
+
+def _training_placement(project: str, home: FstoreHome, spine: pd.DataFrame, args: argparse.Namespace) -> dict:
+    """Build and read back a training dataset of each size, kept on the coordinator and distributed
+    (``fstore.training_distribute_min_rows`` through PGOPTIONS): seconds of each step."""
+    import os
+
+    out: dict[str, Any] = {}
+    for rows in (int(r) for r in args.cluster_training.split(",")):
+        for mode, min_rows in (("coordinator", "1000000000000"), ("distributed", "0")):
+            os.environ["PGOPTIONS"] = f"-c fstore.training_distribute_min_rows={min_rows}"
+            try:
+                fs = fstore.connect(project, "bob", home=home)
+                name = f"t_{mode[:4]}_{rows}"
+                build_s, _ = timed(lambda: fs.create_training_dataset(name, spine.head(rows), ["hist:*"]), 1)
+                read_s, _ = timed(lambda: fs.get_training_dataset(name), max(args.repeat, 3))
+                fs.close()
+            finally:
+                os.environ.pop("PGOPTIONS", None)
+            out[f"{mode}_{rows}"] = {"build_s": build_s["best_s"], "read": read_s}
+    return out
+
+
 def main(argv: list[str] | None = None) -> None:
     """Run and print the JSON document."""
     args = parse_args(argv)
+    if args.cluster_spine:
+        print_report(cluster_spine_run(args), args.output)
+        return
     if args.scaling:
         import importlib.util
         from pathlib import Path

@@ -32,6 +32,7 @@ from psycopg import sql
 from fstore.connection import adbc_session
 from fstore.errors import InvalidInput
 from fstore.session import Session
+from fstore.spines import distributed_spine, select_statement, spine_placement, spine_reader  # noqa: F401 (re-exported)
 
 #: What a spine may be: a pandas or polars DataFrame, Arrow data, a table name or a query.
 Spine = Union["pa.Table", "pa.RecordBatchReader", "pa.RecordBatch", str, Any]
@@ -44,87 +45,6 @@ INGEST_BATCH_ROWS = 65_536
 WORK_MEM = "256MB"  # the final sort into spine order stays in memory for ~1M rows
 STRATEGIES = ("auto", "probe", "merge", "asof")
 TABLE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_$]*(\.[A-Za-z_][A-Za-z0-9_$]*)?$")
-
-
-def spine_reader(spine: Any) -> pa.RecordBatchReader:
-    """The spine as a stream of Arrow record batches with types PostgreSQL can ingest.
-
-    Accepts a pandas or polars DataFrame, a ``pyarrow.Table``, ``RecordBatch`` or
-    ``RecordBatchReader``. Categorical (dictionary) columns become their values;
-    string and binary views become plain strings and binaries.
-
-    >>> spine_reader(pa.table({"k": [1]})).schema
-    k: int64
-    """
-    if isinstance(spine, pa.RecordBatchReader):
-        reader = spine
-    else:
-        if isinstance(spine, pa.RecordBatch):
-            table = pa.Table.from_batches([spine])
-        elif isinstance(spine, pa.Table):
-            table = spine
-        elif type(spine).__module__.startswith("polars"):
-            table = spine.to_arrow()
-        elif type(spine).__module__.startswith("pandas"):
-            try:
-                table = pa.Table.from_pandas(spine, preserve_index=False)
-            except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
-                raise InvalidInput(f"the spine cannot be converted to Arrow: {exc}") from exc
-        else:
-            raise InvalidInput(
-                "the spine must be a pandas or polars DataFrame, an Arrow table, "
-                f"a table name or a SQL query, not {type(spine).__name__}"
-            )
-        reader = table.to_reader(max_chunksize=INGEST_BATCH_ROWS)
-    schema = _ingestible_schema(reader.schema)
-    if schema.equals(reader.schema):
-        return reader
-    return pa.RecordBatchReader.from_batches(
-        schema, (batch.cast(schema) for batch in reader)
-    )
-
-
-def _ingestible_type(field: pa.Field) -> pa.DataType:
-    kind = field.type
-    if pa.types.is_dictionary(kind):
-        kind = kind.value_type
-    if kind == pa.string_view():
-        return pa.large_string()
-    if kind == pa.binary_view():
-        return pa.large_binary()
-    if kind == pa.null():  # an all-NULL column: text, cast by the join where a key needs another type
-        return pa.large_string()
-    return kind
-
-
-def _ingestible_schema(schema: pa.Schema) -> pa.Schema:
-    names = schema.names
-    duplicates = sorted({n for n in names if names.count(n) > 1})
-    if duplicates:
-        raise InvalidInput(f"the spine has duplicate column names: {', '.join(duplicates)}")
-    return pa.schema([pa.field(f.name, _ingestible_type(f), f.nullable) for f in schema])
-
-
-def select_statement(query: str) -> str:
-    """The text of ``query`` if it is one SELECT (or VALUES/TABLE) statement without INTO,
-    without a trailing semicolon or comment; else :class:`InvalidInput`.
-
-    >>> select_statement("select 1 as k; -- the spine")
-    'select 1 as k'
-    """
-    import pglast
-
-    try:
-        statements = pglast.parse_sql(query)
-    except pglast.parser.ParseError as exc:
-        raise InvalidInput(f"the spine query does not parse: {exc}") from exc
-    if len(statements) != 1 or type(statements[0].stmt).__name__ != "SelectStmt":
-        raise InvalidInput("the spine query must be a single SELECT statement")
-    if statements[0].stmt.intoClause is not None:
-        raise InvalidInput("the spine query must not be SELECT ... INTO")
-    raw = query.encode()  # locations are byte offsets
-    start, length = statements[0].stmt_location, statements[0].stmt_len
-    return (raw[start:start + length] if length else raw[start:]).decode().strip()
 
 
 def load_spine(conn: Any, cursor: Any, spine: Spine) -> str:
@@ -385,6 +305,35 @@ def _join_shards(fs: Session, table: pa.Table, arguments: Mapping[str, Any], wor
     return joined.take(order).drop_columns([ROW_COLUMN])
 
 
+def _join_distributed(conn: Any, cursor: Any, spine: Any, arguments: Mapping[str, Any], placement: Mapping[str, Any],
+                      plan: list[Any], want_plan: bool) -> pa.Table:
+    """Join a DataFrame, Arrow or query spine on a cluster whose groups are all distributed and
+    co-located: the spine (numbered in :data:`ROW_COLUMN`) goes into a distributed table
+    co-located with them (:func:`fstore.spines.distributed_spine`), the join runs per shard on
+    the workers, and the rows come back in spine order."""
+    target = sql.Identifier("pg_temp", SPINE_TABLE).as_string(None)
+    if isinstance(spine, pa.Table):
+        load_spine(conn, cursor, spine.append_column(ROW_COLUMN, pa.array(np.arange(spine.num_rows, dtype=np.int64))))
+    else:
+        load_spine(conn, cursor, spine)  # the query, read-only, into the temporary spine
+        cursor.execute(sql.SQL("create temp table {} as select s.*, row_number() over () as {} from {} s").format(
+            sql.Identifier("_fstore_spine_rows"), sql.Identifier(ROW_COLUMN), sql.SQL(target)).as_string(None))
+        cursor.execute(sql.SQL("drop table {}").format(sql.SQL(target)).as_string(None))
+        cursor.execute(sql.SQL("alter table {} rename to {}").format(
+            sql.Identifier("pg_temp", "_fstore_spine_rows"), sql.Identifier(SPINE_TABLE)).as_string(None))
+    with distributed_spine(conn, cursor, target, placement) as (relation, nulls):
+        if want_plan:
+            plan[:] = _explained(cursor, relation, arguments)
+        joined = run_join(cursor, relation, arguments, order_column=ROW_COLUMN)
+        if nulls is not None:  # rows with a NULL key match nothing: joined on the coordinator
+            conn.rollback()
+            joined = pa.concat_tables([joined, run_join(cursor, nulls, arguments, order_column=ROW_COLUMN)])
+    rows = joined.column(ROW_COLUMN).to_numpy()
+    order = np.empty_like(rows)
+    order[rows - (1 if isinstance(spine, str) else 0)] = np.arange(len(rows), dtype=rows.dtype)  # row_number() counts from 1
+    return joined.take(order).drop_columns([ROW_COLUMN])
+
+
 TABLE_SIZE = """
 select c.relkind::text, greatest(c.reltuples, 0)::bigint,
        pg_relation_size(c.oid) / current_setting('block_size')::bigint
@@ -451,10 +400,18 @@ def get_historical_features(
     arguments = builder_arguments(features, event_time_column, ttl, full_feature_names, keys, strategy)
     want_plan = plan is not None
     plan = plan if plan is not None else []
+    table = None
     if not isinstance(spine, str):
         table = spine_reader(spine).read_all()
         if ROW_COLUMN in table.column_names:
             raise InvalidInput(f"the spine may not have a column named {ROW_COLUMN} (fstore uses it)")
+    if table is not None or not TABLE_NAME.match(spine.strip()):
+        with adbc_session(fs.material) as (conn, cursor):
+            placement = spine_placement(cursor, arguments["features"], keys, full_feature_names)
+            if placement["distributed"]:
+                return _join_distributed(conn, cursor, spine if table is None else table, arguments, placement,
+                                         plan, want_plan)
+    if table is not None:
         return _join_shards(fs, table, arguments, workers_for(table.num_rows, workers), plan, want_plan)
     with adbc_session(fs.material) as (conn, cursor):
         relation = load_spine(conn, cursor, spine)

@@ -119,6 +119,11 @@ def create_training_dataset(
         cursor.execute(CREATE_QUERY, parameters=(name, relation, arguments))
         built = json.loads(cursor.fetchone()[0])["version"]  # the reused-name rule is the database's
         conn.commit()
+        # on a cluster, co-located with its distributed groups (a transaction of its own: docs/cluster.md)
+        cursor.execute("select fstore.distribute_training_table($1, (a->>'version')::integer)"
+                       " from (select $2::jsonb as a) args", parameters=(name, json.dumps({"version": built})))
+        cursor.fetchall()
+        conn.commit()
     dataset = find_training_dataset(fs, name, built)
     if out_format is not None:
         export(fs, dataset, Path(path), out_format, progress=progress)  # type: ignore[arg-type]

@@ -186,6 +186,9 @@ declare
   v_label text;
   v_choice text;
   v_reason text;
+  v_table regclass;
+  v_colocated boolean;
+  v_where jsonb;
 begin
   v_given := string_to_array(replace(v_strategy, ' ', ''), ',');
   if not (v_given <@ array['auto', 'probe', 'merge', 'asof'])
@@ -199,13 +202,19 @@ begin
   end if;
   if cardinality(v_given) > 1 then
     return (select jsonb_agg(jsonb_build_object('group', format('%s.%s@%s', g->>'project', g->>'name', g->>'version'),
-                                                'strategy', case when fstore.is_distributed(format('%I.%I', g->>'project', g->>'table')::regclass)
-                                                                 then 'merge' else v_given[i] end,
-                                                'reason', case when fstore.is_distributed(format('%I.%I', g->>'project', g->>'table')::regclass)
-                                                               then 'a distributed feature group: merge on the workers'
+                                                'strategy', case when x.colocated and v_given[i] = 'asof' then 'merge'
+                                                                 when x.colocated then v_given[i]
+                                                                 when x.distributed then 'merge' else v_given[i] end,
+                                                'reason', case when x.colocated
+                                                               then 'chosen for the whole spine; the spine is distributed and co-located: per shard on the workers'
+                                                               when x.distributed then 'a distributed feature group: merge on the workers'
                                                                else 'chosen for the whole spine' end)
+                               || case when x.distributed then jsonb_build_object('spine', fstore.spine_location(p_spine, x.t))
+                                       else '{}'::jsonb end
                              order by i)
-              from jsonb_array_elements(p_plan) with ordinality e(g, i));
+              from jsonb_array_elements(p_plan) with ordinality e(g, i),
+                   lateral (select t, fstore.is_distributed(t) as distributed, fstore.spine_colocated(p_spine, t) as colocated
+                              from (select format('%I.%I', g->>'project', g->>'table')::regclass as t) tt) x);
   end if;
   if p_spine_stats is not null then  -- a spine joined in shards: the whole spine's sizes
     v_rows := (p_spine_stats->>'rows')::bigint;
@@ -218,22 +227,36 @@ begin
   end if;
   for v_fg in select g from jsonb_array_elements(p_plan) g loop
     v_label := format('%s.%s@%s', v_fg->>'project', v_fg->>'name', v_fg->>'version');
-    if fstore.is_distributed(format('%I.%I', v_fg->>'project', v_fg->>'table')::regclass) then
+    v_table := format('%I.%I', v_fg->>'project', v_fg->>'table')::regclass;
+    v_colocated := fstore.spine_colocated(p_spine, v_table);
+    v_where := case when fstore.is_distributed(v_table) then jsonb_build_object('spine', fstore.spine_location(p_spine, v_table))
+                    else '{}'::jsonb end;
+    if fstore.is_distributed(v_table) and not v_colocated then
       -- Citus refuses a LATERAL join from a spine on the coordinator into a distributed
       -- table (probe), and the asof pass would pull the whole history to the coordinator:
       -- the merge is the one that runs on the workers (docs/cluster.md)
       v_out := v_out || jsonb_build_array(jsonb_build_object('group', v_label, 'strategy', 'merge',
         'reason', format('a distributed feature group: merge on the workers%s',
-                         case when v_strategy not in ('auto', 'merge') then format(' (%s asked for; not possible on a cluster)', v_strategy)
-                              else '' end)));
+                         case when v_strategy not in ('auto', 'merge') then format(' (%s asked for; not possible with the spine on the coordinator)', v_strategy)
+                              else '' end)) || v_where);
+      continue;
+    end if;
+    if v_colocated and v_strategy = 'asof' then
+      -- the asof pass runs its two queries on the coordinator: the merge is its counterpart per shard
+      v_out := v_out || jsonb_build_array(jsonb_build_object('group', v_label, 'strategy', 'merge',
+        'reason', 'a distributed spine co-located with the group: merge per shard on the workers (asof asked for; it would run on the coordinator)')
+        || v_where);
       continue;
     end if;
     if v_strategy <> 'auto' then
       v_out := v_out || jsonb_build_array(jsonb_build_object('group', v_label, 'strategy', v_strategy,
-        'reason', format('asked for (strategy %s)', v_strategy)));
+        'reason', format('asked for (strategy %s)%s', v_strategy,
+                         case when v_colocated then '; a distributed spine co-located with the group: per shard on the workers'
+                              else '' end)) || v_where);
       continue;
     end if;
-    select nullif(c.reltuples, -1) into v_hist from pg_class c
+    -- (a distributed table's shell on the coordinator holds no rows: the commits count them)
+    select case when fstore.is_distributed(c.oid) then null else nullif(c.reltuples, -1) end into v_hist from pg_class c
      where c.oid = format('%I.%I', v_fg->>'project', v_fg->>'table')::regclass;
     select coalesce(v_hist, sum(m.rows)), min(m.min_event_time), max(m.max_event_time)
       into v_hist, v_hmin, v_hmax
@@ -249,19 +272,20 @@ begin
                    else v_hist end;
     v_probe_cost := c_probe_us * v_rows / 1e6;
     v_merge_cost := (c_merge_spine_us * v_rows + c_merge_history_us * v_read) / 1e6;
-    v_asof_cost := case when v_asof then (c_asof_spine_us * v_rows + c_asof_history_us * v_read) / 1e6 end;
+    v_asof_cost := case when v_asof and not v_colocated then (c_asof_spine_us * v_rows + c_asof_history_us * v_read) / 1e6 end;
     v_choice := case when v_rows = 0 then 'probe'
                      when v_asof_cost < least(v_probe_cost, v_merge_cost) then 'asof'
                      when v_merge_cost < v_probe_cost then 'merge' else 'probe' end;
     v_reason := format('%s spine rows, about %s history rows to read%s: probes ~%s s, merge ~%s s, %s (measured cost model)',
                        v_rows, round(v_read), case when v_ttl is not null then format(' (ttl %s)', v_ttl) else '' end,
                        round(v_probe_cost::numeric, 2), round(v_merge_cost::numeric, 2),
-                       case when v_asof then format('asof ~%s s', round(v_asof_cost::numeric, 2))
+                       case when v_colocated then 'no asof (a distributed spine: per shard on the workers)'
+                            when v_asof then format('asof ~%s s', round(v_asof_cost::numeric, 2))
                             else 'no asof (the fstore_asof extension is not installed)' end);
     v_out := v_out || jsonb_build_array(jsonb_build_object('group', v_label, 'strategy', v_choice, 'reason', v_reason,
       'spine_rows', v_rows, 'history_rows', round(v_hist), 'history_rows_to_read', round(v_read),
       'probe_cost_s', round(v_probe_cost::numeric, 3), 'merge_cost_s', round(v_merge_cost::numeric, 3),
-      'asof_cost_s', round(v_asof_cost::numeric, 3)));
+      'asof_cost_s', round(v_asof_cost::numeric, 3)) || v_where);
   end loop;
   return v_out;
 end $$;
@@ -391,7 +415,7 @@ begin
   -- the merge reads the history of the spine's time range (and key range) only: bounds as
   -- literals (a subquery in the history's branch would cost the merge its index order), so
   -- only for fstore's own temporary spine, loaded for this one query
-  v_bounded := v_spine_name = 'pg_temp._fstore_spine'
+  v_bounded := (v_spine_name = 'pg_temp._fstore_spine' or v_spine_name like 'fstore\_spines.%')
                and exists (select 1 from jsonb_array_elements(v_strategies) g where g->>'strategy' in ('merge', 'asof'));
   if v_bounded then
     execute format('select min(%1$s), max(%1$s) from %2$s s', v_t, v_spine_name) into v_tmin, v_tmax;
@@ -591,7 +615,7 @@ begin
     select array_agg(format('%I', coalesce((select k.key from jsonb_each_text(coalesce(p_keys, '{}')) k
                                              where k.value = g.key limit 1), g.key)) order by g.i)
       into v_sort_cols from jsonb_array_elements_text(v_probe_first->'keys') with ordinality g(key, i);
-    v_presort := (select count(*) from pg_attribute a where a.attrelid = p_spine and a.attnum > 0 and not a.attisdropped
+    v_presort := not fstore.is_distributed(p_spine) and (select count(*) from pg_attribute a where a.attrelid = p_spine and a.attnum > 0 and not a.attisdropped
                     and format('%I', a.attname) = any(v_sort_cols)) = cardinality(v_sort_cols);
     if v_presort then
       v_sort_list := array_to_string(v_sort_cols || format('%I', p_event_time_column), ', ');

@@ -109,6 +109,116 @@ end $$;
 comment on function fstore.check_training_dataset_version(text,text,integer,boolean) is
   'The version the next build of a training dataset makes, or a refusal: a name that exists is reused only on purpose (p_new_version, or p_version naming the next version; Python''s new_version=True and version=N). fstore.store_training_table checks again under the project''s lock.';
 
+-- Where a training table goes on a cluster. Distributed, co-located with the feature groups it
+-- was built from, by the spine column their distribution key came from, when: every group is
+-- distributed and co-located, all keyed by that one column, all of the dataset's own project
+-- (a shared group's table gets a policy with a subquery, which Citus refuses on distributed
+-- tables), no row policy of the project is declared (a training table carries them as
+-- restrictive policies with subqueries: see docs/cluster.md), and it has at least
+-- fstore.training_distribute_min_rows rows (default below: smaller ones build and read
+-- faster on the coordinator, measured in docs/cluster.md). Else it stays on the coordinator.
+create or replace function fstore.training_distribution(p_project text, p_groups jsonb, p_rows bigint) returns jsonb
+language plpgsql stable set search_path = pg_catalog, fstore, pg_temp as $$
+declare
+  c_min_rows constant bigint := 100000;
+  v_min bigint := coalesce(nullif(current_setting('fstore.training_distribute_min_rows', true), '')::bigint, c_min_rows);
+  v_group jsonb;
+  v_fg fstore.feature_groups;
+  v_table regclass;
+  v_first regclass;
+  v_key text;
+  v_column text;
+  v_spine_column text;
+begin
+  if not fstore.cluster_has_workers() then
+    return jsonb_build_object('distributed', false, 'reason', 'a single node');
+  end if;
+  if p_rows < v_min then
+    return jsonb_build_object('distributed', false, 'reason', format('%s rows: fewer than %s stay on the coordinator', p_rows, v_min));
+  end if;
+  if exists (select 1 from fstore.row_policies r where r.project = p_project) then
+    return jsonb_build_object('distributed', false, 'reason', 'the project declares row policies');
+  end if;
+  for v_group in select g from jsonb_array_elements(p_groups) g loop
+    select * into v_fg from fstore.feature_groups where id = (v_group->>'id')::bigint;
+    if v_fg.project <> p_project then
+      return jsonb_build_object('distributed', false, 'reason', 'built from a shared project''s group');
+    end if;
+    v_table := format('%I.%I', v_fg.project, v_fg.offline_table)::regclass;
+    v_key := fstore.distribution_column(v_table);
+    v_column := v_group->'key_columns'->>v_key;
+    if v_key is null or v_column is null then
+      return jsonb_build_object('distributed', false, 'reason', format('%s is not distributed', v_table));
+    end if;
+    if v_first is null then
+      v_first := v_table;
+      v_spine_column := v_column;
+    elsif fstore.colocation_id(v_table) <> fstore.colocation_id(v_first) or v_column <> v_spine_column then
+      return jsonb_build_object('distributed', false, 'reason', format('%s and %s are not co-located by one column', v_first, v_table));
+    end if;
+  end loop;
+  if v_first is null then
+    return jsonb_build_object('distributed', false, 'reason', 'no feature group');
+  end if;
+  return jsonb_build_object('distributed', true, 'column', v_spine_column, 'colocate_with', v_first::text,
+                            'reason', format('co-located with %s by %s', v_first, v_spine_column));
+end $$;
+comment on function fstore.training_distribution(text,jsonb,bigint) is
+  'Where a training table of p_rows rows built from p_groups (the builder''s feature_groups provenance) goes on a cluster: {distributed: true, column, colocate_with, reason} (co-located with its distributed groups) or {distributed: false, reason} (the coordinator: a single node, a small table, row policies, a shared group, groups not co-located by one column).';
+
+-- The second step of a build on a cluster, in a transaction of its own after the build's commit
+-- (Citus refuses DDL on shards co-located with ones the build's join read over several
+-- connections in the same transaction): the stored table becomes distributed, co-located with
+-- its groups, when fstore.training_distribution says so; its grants go with it and its policies
+-- and triggers are written again for a distributed table (fstore.apply_table_rules).
+create or replace function fstore.distribute_training_table(p_name text, p_version integer) returns jsonb
+language plpgsql volatile security definer set search_path = pg_catalog, fstore, pg_temp as $$
+declare
+  v_project text := fstore.require_session_project();
+  v_td fstore.training_datasets;
+  v_table regclass;
+  v_dist jsonb;
+  v_old record;
+begin
+  select * into v_td from fstore.training_datasets where project = v_project and name = p_name and version = p_version;
+  if not found then
+    raise exception 'training dataset %.% version % does not exist', v_project, p_name, p_version using errcode = 'P0002';
+  end if;
+  if v_td.created_by <> session_user::text then
+    perform fstore.require_data_owner(v_project, 'distribute training datasets others created');
+  end if;
+  v_table := format('%I.%I', v_project, v_td.table_name)::regclass;
+  if fstore.is_distributed(v_table) then
+    return jsonb_build_object('distributed', true, 'reason', 'distributed already');
+  end if;
+  v_dist := fstore.training_distribution(v_project, v_td.feature_groups, v_td.rows);
+  if not (v_dist->>'distributed')::boolean then
+    return v_dist;
+  end if;
+  perform pg_catalog.set_config('citus.multi_shard_modify_mode', 'sequential', true);
+  execute format('drop trigger if exists fstore_append_only on %s', v_table);
+  execute format('drop trigger if exists fstore_erasure_rows on %s', v_table);
+  execute format('drop trigger if exists fstore_erasure_count on %s', v_table);
+  for v_old in select polname from pg_catalog.pg_policy where polrelid = v_table loop
+    execute format('drop policy %I on %s', v_old.polname, v_table);
+  end loop;
+  -- Citus copies the rows to the shards with COPY, which row security refuses: off for the copy,
+  -- in this transaction (nobody sees the table in between); apply_table_rules turns it on again
+  execute format('alter table %s no force row level security, disable row level security', v_table);
+  perform pg_catalog.create_distributed_table(v_table, v_dist->>'column', colocate_with => v_dist->>'colocate_with');
+  perform pg_catalog.truncate_local_data_after_distributing_table(v_table);
+  -- erasure: fstore.forget deletes a distributed table's rows through fstore.erase_distributed_rows
+  -- (fstore_writer, the one role the shards' triggers let delete), as for distributed groups
+  execute format('grant select, delete on %s to fstore_writer', v_table);
+  execute format('grant usage on schema %I to fstore_writer', v_project);
+  perform fstore.apply_table_rules(v_table);
+  perform fstore.audit(v_project, 'distribute_training_dataset', jsonb_build_object(
+    'name', p_name, 'version', p_version, 'column', v_dist->>'column', 'colocate_with', v_dist->>'colocate_with'));
+  return v_dist;
+end $$;
+comment on function fstore.distribute_training_table(text,integer) is
+  'On a cluster, after a build''s commit: make a stored training table distributed, co-located with the feature groups it was built from, when fstore.training_distribution says so (its grants kept, its policies and triggers written again for a distributed table); returns that decision. Its creator or a Data Owner; Python''s create_training_dataset calls it.';
+
 create or replace function fstore.store_training_table(p_name text, p_source regclass, p_meta jsonb)
 returns fstore.training_datasets
 language plpgsql volatile security definer set search_path = pg_catalog, fstore, pg_temp as $$
@@ -139,6 +249,7 @@ begin
   execute format('create table %I.%I as select * from only %s order by _row', v_project, v_table, p_source);
   get diagnostics v_rows = row_count;
   execute format('alter table %I.%I owner to %I', v_project, v_table, v_owner);
+
   -- reads as the project's own tables get them by default (members, auditor, builder,
   -- shares); no writes: a training dataset is stored once
   for v_grant in
@@ -342,6 +453,8 @@ comment on function fstore.drop_derived_training_datasets(text,text) is
   'Data of a share follows the share: the training datasets project p_with built from p_project''s groups, and the vectors its feature views served from them, are dropped when the share ends (and recorded in both projects).';
 
 grant execute on function
+  fstore.training_distribution(text,jsonb,bigint),
+  fstore.distribute_training_table(text,integer),
   fstore.split_expression(jsonb,bigint,text,text),
   fstore.check_training_dataset_version(text,text,integer,boolean),
   fstore.training_dataset_json(fstore.training_datasets),

@@ -215,7 +215,9 @@ def test_point_in_time_reads_during_commits_never_see_half_a_commit(world: dict[
     thread = threading.Thread(target=writer)
     with fstore.connect(world["a"], "bob", home=world["home"]) as fs:
         thread.start()
-        while not done.is_set() or not seen:
+        last = False
+        while not last:  # until a read that started after the writer's last commit
+            last = done.is_set()
             spine = pa.table({"account_id": pa.array(ENTITIES, pa.int64()),
                               "event_time": pa.array([now() + dt.timedelta(hours=1)] * len(ENTITIES),
                                                      pa.timestamp("us", tz="UTC"))})

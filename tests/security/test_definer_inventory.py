@@ -212,3 +212,30 @@ def test_the_barrier_definers_are_these_and_the_writer_side_is_no_one_s_to_call(
         assert operator.execute("select prosecdef from pg_proc where oid = %s::regprocedure", (name,)
                                 ).fetchone() == (False,), name
     tally.deny("barrier_definers_listed", "barrier_writer_side_not_public")
+
+
+# Distributed spines (sql/functions/44_spines.sql): why each runs with fstore_control's rights.
+# Neither casts or evaluates a tenant value: create_spine_table copies the column list of the
+# caller's own temporary table (built-in types only) into schema fstore_spines, where only
+# fstore_control may create, distributes it (create_distributed_table is fstore_control's) and
+# grants it to session_user; drop_spine_table drops only a table its caller made.
+SPINE_DEFINERS = {
+    "fstore.create_spine_table(regclass,text,regclass)": (True, "creates fstore_spines.s_<random> (nobody else "
+                                                                "may create there), distributed, granted to the "
+                                                                "caller only; records it in fstore.spine_tables"),
+    "fstore.drop_spine_table(text)": (True, "drops a spine table of fstore.spine_tables made by the caller"),
+}
+
+
+def test_the_spine_definers_are_these(operator: psycopg.Connection[Any], tally: Any) -> None:
+    definers = {d["function"]: d for d in _definers(operator)}
+    assert {name for name in definers if "spine" in name} == set(SPINE_DEFINERS)
+    for name, (public, _why) in SPINE_DEFINERS.items():
+        assert definers[name]["owner"] == "fstore_control", name
+        assert ("PUBLIC" in definers[name]["execute"]) is public, (name, definers[name]["execute"])
+    # nobody but fstore_control creates in fstore_spines; everyone may use it (each table is granted)
+    assert operator.execute(
+        "select n.nspowner::regrole::text, has_schema_privilege('public', n.oid, 'create'),"
+        "       has_schema_privilege('public', n.oid, 'usage') from pg_namespace n where n.nspname = 'fstore_spines'"
+    ).fetchone() == ("fstore_control", False, True)
+    tally.deny("spine_definers_listed", "spine_schema_no_create")
