@@ -166,6 +166,26 @@ end $$;
 comment on function fstore.training_distribution(text,jsonb,bigint) is
   'Where a training table of p_rows rows built from p_groups (the builder''s feature_groups provenance) goes on a cluster: {distributed: true, column, colocate_with, reason} (co-located with its distributed groups) or {distributed: false, reason} (the coordinator: a single node, a small table, row policies, a shared group, groups not co-located by one column).';
 
+-- The dataset a caller changes (distributes, drops): it exists, and it is the caller's own
+-- or the caller is a Data Owner of the project.
+create or replace function fstore.training_dataset_to_change(p_project text, p_name text, p_version integer,
+                                                             p_action text) returns fstore.training_datasets
+language plpgsql stable set search_path = pg_catalog, fstore, pg_temp as $$
+declare
+  v_td fstore.training_datasets;
+begin
+  select * into v_td from fstore.training_datasets where project = p_project and name = p_name and version = p_version;
+  if not found then
+    raise exception 'training dataset %.% version % does not exist', p_project, p_name, p_version using errcode = 'P0002';
+  end if;
+  if v_td.created_by <> session_user::text then
+    perform fstore.require_data_owner(p_project, p_action || ' training datasets others created');
+  end if;
+  return v_td;
+end $$;
+comment on function fstore.training_dataset_to_change(text,text,integer,text) is
+  'The training dataset p_project.p_name version p_version, for a change (p_action: distribute, drop) by its creator or a Data Owner of the project; raises naming it otherwise.';
+
 -- The second step of a build on a cluster, in a transaction of its own after the build's commit
 -- (Citus refuses DDL on shards co-located with ones the build's join read over several
 -- connections in the same transaction): the stored table becomes distributed, co-located with
@@ -180,13 +200,7 @@ declare
   v_dist jsonb;
   v_old record;
 begin
-  select * into v_td from fstore.training_datasets where project = v_project and name = p_name and version = p_version;
-  if not found then
-    raise exception 'training dataset %.% version % does not exist', v_project, p_name, p_version using errcode = 'P0002';
-  end if;
-  if v_td.created_by <> session_user::text then
-    perform fstore.require_data_owner(v_project, 'distribute training datasets others created');
-  end if;
+  v_td := fstore.training_dataset_to_change(v_project, p_name, p_version, 'distribute');
   v_table := format('%I.%I', v_project, v_td.table_name)::regclass;
   if fstore.is_distributed(v_table) then
     return jsonb_build_object('distributed', true, 'reason', 'distributed already');
@@ -401,13 +415,7 @@ declare
   v_project text := fstore.require_session_project();
   v_td fstore.training_datasets;
 begin
-  select * into v_td from fstore.training_datasets where project = v_project and name = p_name and version = p_version;
-  if not found then
-    raise exception 'training dataset %.% version % does not exist', v_project, p_name, p_version using errcode = 'P0002';
-  end if;
-  if v_td.created_by <> session_user::text then
-    perform fstore.require_data_owner(v_project, 'drop training datasets others created');
-  end if;
+  v_td := fstore.training_dataset_to_change(v_project, p_name, p_version, 'drop');
   execute format('drop table if exists %I.%I', v_project, v_td.table_name);
   delete from fstore.managed_tables where training_dataset_id = v_td.id;
   delete from fstore.training_datasets where id = v_td.id;
