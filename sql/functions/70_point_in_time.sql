@@ -658,6 +658,7 @@ begin
   if to_regclass(format('pg_temp.%I', p_table)) is not null then
     raise exception 'temporary table % exists already: drop it or give another name', p_table using errcode = '42P07';
   end if;
+  perform fstore.commit_barrier_features(p_features);  -- on a cluster: see every commit whole
   execute format('create temp table %I as %s', p_table,
                  fstore.training_data_sql(p_spine, p_features, p_event_time_column, p_ttl, p_full_feature_names, p_keys));
   get diagnostics v_rows = row_count;

@@ -536,6 +536,9 @@ begin
   create temp table _fstore_training_commits (feature_group_id bigint, commits bigint[]) on commit drop;
   execute format('create temp table _fstore_training on commit drop as select q.*%s from (%s) q limit 0',
                  case when v_split is null then '' else ', null::text as split' end, v_query);
+  -- on a cluster: the distributed groups' commit barrier, until this transaction ends, so the
+  -- build sees every commit of them whole (docs/cluster.md); nothing on a single node
+  perform fstore.commit_barrier_features(p_features);
   -- one statement, one snapshot: the rows read and the commits seen agree
   execute format(
     'with seen as (insert into pg_temp._fstore_training_commits

@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from typing import Any
 
@@ -232,3 +233,27 @@ def test_point_in_time_reads_during_commits_never_see_half_a_commit(world: dict[
     assert seen == sorted(seen), "values went back in time"
     assert len(set(v for v in seen if v > start)) > 1, "the reader never overlapped a commit"
     assert seen[-1] == start + commits
+
+
+@pytest.mark.parametrize("build", ["training_table", "historical_features"])
+def test_a_training_build_holds_the_barrier_of_its_distributed_groups(world: dict[str, Any], build: str) -> None:
+    """A stored training dataset's build and fstore.historical_features read every shard of
+    their groups in one statement: they take the groups' barrier (shared, until their
+    transaction ends), so a commit applied on one worker and not yet on another is never in
+    them. Seen from the operator's pg_locks while bob's transaction is open."""
+    with connect(world["home"], f"{world['a']}__bob", autocommit=True) as bob:
+        bob.execute("begin")
+        bob.execute("create temp table spine on commit drop as"
+                    " select e::bigint as account_id, now() as event_time from generate_series(1, 40) e")
+        features = ["left_side:score", "right_side:score"]
+        if build == "training_table":
+            bob.execute("select fstore.create_training_table(%s, 'pg_temp.spine'::regclass, %s::text[],"
+                        " p_full_feature_names => true)", (f"barrier_{uuid.uuid4().hex[:8]}", features))
+        else:
+            assert bob.execute("select fstore.historical_features('held', 'pg_temp.spine'::regclass, %s::text[],"
+                               " p_full_feature_names => true)", (features,)).fetchone() == (40,)
+        pid = bob.info.backend_pid
+        for group in ("left", "right"):
+            assert (pid, "ShareLock", True) in _barrier_locks(world, world[group]), (group, build)
+        bob.execute("rollback")
+    assert not [lock for lock in _barrier_locks(world, world["left"]) if lock[0] == pid]
